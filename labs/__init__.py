@@ -1,0 +1,1 @@
+"""wslab: scaling WebSocket services across servers, on real containers, with message accounting."""

@@ -1,0 +1,1 @@
+"""The app replica: what runs inside each app container (standalone: imports nothing from the harness)."""

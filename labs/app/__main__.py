@@ -1,0 +1,27 @@
+"""python -m wslab_app --name app-1 --broker redis-pubsub --redis redis://redis:6379/0"""
+
+import argparse
+import asyncio
+
+from .brokers import BROKERS
+from .server import serve
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="wslab_app", description="one WebSocket chat replica")
+    parser.add_argument("--name", required=True, help="this replica's name, reported to clients")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--broker", choices=sorted(BROKERS), default="none")
+    parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for Redis brokers")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    runner(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis)))
+
+
+if __name__ == "__main__":
+    main()

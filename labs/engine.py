@@ -1,0 +1,107 @@
+"""Find a Docker engine, or install and start one on a Debian-family host where we are root."""
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import docker
+import requests
+
+from labs.errors import EngineError, LabError
+from labs.settings import BUILD_DIR
+
+DEFAULT_SOCKET = "unix:///var/run/docker.sock"
+DOCKERD_LOG = BUILD_DIR / "dockerd.log"
+
+_TRANSIENT = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """The KEY=value pairs of an os-release file, quotes removed."""
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip().strip("\"'") for key, value in pairs}
+
+
+def read_os_release() -> dict[str, str]:
+    """This host's /etc/os-release, or nothing when it has none."""
+    try:
+        return parse_os_release(Path("/etc/os-release").read_text())
+    except OSError:
+        return {}
+
+
+def debian_root() -> bool:
+    """True when the host is Debian-family and we are root, so apt-get and daemons are ours to run."""
+    release = read_os_release()
+    ids = f"{release.get('ID', '')} {release.get('ID_LIKE', '')}".split()
+    return "debian" in ids and os.geteuid() == 0
+
+
+def apt_install(
+    packages: Sequence[str], *, progress: Callable[[str], None], error: type[LabError] = EngineError
+) -> None:
+    """Install packages with apt-get; `apt-get update` may fail on an unreachable third-party source, the install may not."""
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    progress(f"installing {' '.join(packages)} with apt-get …")
+    subprocess.run(["apt-get", "update"], env=env, capture_output=True)
+    done = subprocess.run(
+        ["apt-get", "install", "-y", "--no-install-recommends", *packages],
+        env=env, capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        tail = " / ".join(done.stderr.strip().splitlines()[-3:])
+        raise error(f"apt-get install {' '.join(packages)} failed (exit {done.returncode}): {tail}")
+
+
+def _answering_client() -> docker.DockerClient | None:
+    try:
+        client = docker.from_env()
+        client.ping()
+        return client
+    except _TRANSIENT:
+        return None
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def ensure_engine(*, progress: Callable[[str], None], start_timeout: float = 60.0) -> docker.DockerClient:
+    """Return a client of an answering engine; start (and if needed install) a local dockerd when we may."""
+    client = _answering_client()
+    if client is not None:
+        return client
+    url = os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
+    if url != DEFAULT_SOCKET or not debian_root():
+        raise EngineError(
+            f"no Docker engine answers at {url}; install Docker "
+            "(https://docs.docker.com/engine/install/) and start it, then retry"
+        )
+    if shutil.which("dockerd") is None:
+        apt_install(["docker.io"], progress=progress)
+        if shutil.which("dockerd") is None:
+            raise EngineError("docker.io is installed but dockerd is not on PATH")
+
+    DOCKERD_LOG.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"starting dockerd (log: {DOCKERD_LOG}) …")
+    started = time.monotonic()
+    with open(DOCKERD_LOG, "ab") as log:
+        proc = subprocess.Popen(
+            ["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    deadline = started + start_timeout
+    while time.monotonic() < deadline:
+        client = _answering_client()
+        if client is not None:
+            progress(f"dockerd answers after {time.monotonic() - started:.1f} s")
+            return client
+        if proc.poll() is not None:
+            raise EngineError(f"dockerd exited with code {proc.returncode}; see {DOCKERD_LOG}: {_log_tail(DOCKERD_LOG)}")
+        time.sleep(0.5)
+    raise EngineError(f"dockerd did not answer within {start_timeout:.0f} s; see {DOCKERD_LOG}: {_log_tail(DOCKERD_LOG)}")

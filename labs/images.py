@@ -1,0 +1,326 @@
+"""The three images a run needs: app, redis, nginx — used from the local store, pulled, or built here.
+
+No registry may be reachable, so everything can be built offline from the host's apt mirror:
+a Debian base (debootstrap) with python3, nginx and redis-server, and the app image on top of it
+with wheels downloaded by the host's pip. Both are tagged by a hash of their inputs, so a present
+tag means "already built" and nothing is rebuilt.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import docker
+import requests
+
+from labs.engine import apt_install, debian_root, read_os_release
+from labs.errors import ImageError
+from labs.settings import BUILD_DIR, QUIET, ROOT
+
+#: bump when the way images are made changes, so old tags are not reused
+FORMAT = 1
+BASE_REPO = "wslab/base"
+APP_REPO = "wslab/app"
+BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server")
+REDIS_OFFICIAL = "redis:7"
+NGINX_OFFICIAL = "nginx:1.27"
+APP_DIR = ROOT / "images" / "app"
+APP_PACKAGE = ROOT / "labs" / "app"
+IMAGE_LABEL = "wslab.image"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_PULL_ERRORS = (docker.errors.APIError, requests.exceptions.RequestException)
+
+
+@dataclass(frozen=True)
+class Image:
+    tag: str
+    #: where it came from, for the run's report, e.g. "official redis:7 (present locally)"
+    source: str
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    app: Image
+    redis: Image
+    nginx: Image
+
+
+class Mirror(NamedTuple):
+    uri: str
+    components: tuple[str, ...]
+
+
+def _one_line_entries(text: str) -> Iterator[tuple[list[str], list[str], list[str], list[str]]]:
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        match = re.match(r"^(deb|deb-src)\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)\s*(.*)$", line)
+        if match:
+            kind, uri, suite, components = match.groups()
+            yield [kind], [uri], [suite], components.split()
+
+
+def _deb822_entries(text: str) -> Iterator[tuple[list[str], list[str], list[str], list[str]]]:
+    for paragraph in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        key = None
+        for line in paragraph.splitlines():
+            if line.startswith("#"):
+                continue
+            if line[:1].isspace() and key:
+                fields[key] += " " + line.strip()
+            elif ":" in line:
+                key, value = line.split(":", 1)
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        if fields.get("enabled", "yes").lower() == "no":
+            continue
+        yield (fields.get("types", "").split(), fields.get("uris", "").split(),
+               fields.get("suites", "").split(), fields.get("components", "").split())
+
+
+def pick_mirror(files: Sequence[tuple[str, str]], codename: str) -> Mirror | None:
+    """The first apt source (files as (name, text), in apt's order) serving suite `codename` with `main`.
+
+    Names ending in .sources are deb822, all others one-line format; -updates/-security suites never match.
+    """
+    for name, text in files:
+        entries = _deb822_entries(text) if name.endswith(".sources") else _one_line_entries(text)
+        for types, uris, suites, components in entries:
+            if "deb" not in types or codename not in suites or "main" not in components:
+                continue
+            for uri in uris:
+                if uri.startswith(("http://", "https://", "file:/")):
+                    return Mirror(uri, tuple(components))
+    return None
+
+
+def read_apt_sources(etc_apt: Path = Path("/etc/apt")) -> list[tuple[str, str]]:
+    """sources.list and sources.list.d/*.list|*.sources as (name, text), in the order apt reads them."""
+    paths = [etc_apt / "sources.list"]
+    parts = etc_apt / "sources.list.d"
+    if parts.is_dir():
+        paths += sorted(p for p in parts.iterdir() if p.suffix in {".list", ".sources"})
+    return [(p.name, p.read_text(errors="replace")) for p in paths if p.is_file()]
+
+
+def _short_hash(*parts: bytes) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(len(part).to_bytes(8, "big"))
+        digest.update(part)
+    return digest.hexdigest()[:10]
+
+
+def base_tag(suite: str) -> str:
+    """The base image's tag: a hash of everything debootstrap is given."""
+    return f"{BASE_REPO}:{_short_hash(str(FORMAT).encode(), suite.encode(), ','.join(BASE_PACKAGES).encode())}"
+
+
+def _package_files(package_dir: Path) -> list[Path]:
+    return sorted(
+        p for p in package_dir.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
+    )
+
+
+def app_tag(base: str, *, app_dir: Path = APP_DIR, package_dir: Path = APP_PACKAGE) -> str:
+    """The app image's tag: a hash of its base, its Dockerfile and requirements, and the app package."""
+    parts = [str(FORMAT).encode(), base.encode(),
+             (app_dir / "Dockerfile").read_bytes(), (app_dir / "requirements.txt").read_bytes()]
+    if package_dir.is_dir():
+        for path in _package_files(package_dir):
+            parts += [path.relative_to(package_dir).as_posix().encode(), path.read_bytes()]
+    return f"{APP_REPO}:{_short_hash(*parts)}"
+
+
+def _present(client: docker.DockerClient, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+        return True
+    except docker.errors.ImageNotFound:
+        return False
+
+
+def _tail(text: str, lines: int = 5) -> str:
+    return " / ".join(text.strip().splitlines()[-lines:])
+
+
+def _remove_tree(path: Path) -> None:
+    """rmtree that first unmounts anything an interrupted debootstrap left mounted (proc, sys) inside."""
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for mount in sorted((m for m in mounts if m.startswith(f"{path}/")), key=len, reverse=True):
+        subprocess.run(["umount", "-l", mount], capture_output=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _rootfs_filter(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    if re.match(r"^(dev|proc|sys)/", info.name):
+        return None
+    info.uname = info.gname = ""
+    return info
+
+
+def _build_base(client: docker.DockerClient, tag: str, suite: str, progress: Callable[[str], None]) -> None:
+    if shutil.which("debootstrap") is None:
+        if not debian_root():
+            raise ImageError(f"{tag} must be built with debootstrap; run as root on a Debian-family host")
+        apt_install(["debootstrap"], progress=progress, error=ImageError)
+    elif os.geteuid() != 0:
+        raise ImageError(f"{tag} must be built with debootstrap, which needs root; run as root once")
+    mirror = pick_mirror(read_apt_sources(), suite)
+    if mirror is None:
+        raise ImageError(f"no apt source of this host serves suite {suite} with component main; add one to /etc/apt/sources.list")
+
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="base-", dir=BUILD_DIR))
+    log_path = BUILD_DIR / "debootstrap.log"
+    try:
+        rootfs = work / "rootfs"
+        progress(f"debootstrap {suite} minbase from {mirror.uri} (log: {log_path}) …")
+        with open(log_path, "w") as log:
+            done = subprocess.run(
+                ["debootstrap", "--variant=minbase", f"--components={','.join(mirror.components)}",
+                 f"--include={','.join(BASE_PACKAGES)}", suite, str(rootfs), mirror.uri],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            )
+        if done.returncode != 0:
+            raise ImageError(f"debootstrap failed (exit {done.returncode}); see {log_path}: {_tail(log_path.read_text(errors='replace'))}")
+        for junk in [*(rootfs / "var/cache/apt/archives").glob("*.deb"), *(rootfs / "var/lib/apt/lists").glob("*")]:
+            if junk.is_dir():
+                shutil.rmtree(junk)
+            else:
+                junk.unlink()
+
+        progress(f"importing the root filesystem as {tag} …")
+        archive = work / "rootfs.tar"
+        with tarfile.open(archive, "w") as tar:
+            for child in sorted(rootfs.iterdir()):
+                tar.add(child, arcname=child.name, filter=_rootfs_filter)
+        repository, _, version = tag.partition(":")
+        result = client.api.import_image_from_file(
+            str(archive), repository=repository, tag=version,
+            changes=[f"ENV PATH={DEFAULT_PATH}", f"LABEL {IMAGE_LABEL}=base"],
+        )
+        if '"error"' in result or not _present(client, tag):
+            raise ImageError(f"importing {tag} failed: {_tail(result, 2)}")
+    finally:
+        _remove_tree(work)
+
+
+def _ensure_base(client: docker.DockerClient, progress: Callable[[str], None]) -> Image:
+    suite = read_os_release().get("VERSION_CODENAME")
+    if not suite:
+        raise ImageError("the base image is built from this host's Debian release, but /etc/os-release names no VERSION_CODENAME")
+    tag = base_tag(suite)
+    what = f"built locally: debootstrap {suite} minbase"
+    if _present(client, tag):
+        return Image(tag, f"{what} (cached)")
+    started = time.monotonic()
+    _build_base(client, tag, suite, progress)
+    return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
+
+
+def _wheels(requirements: Path, progress: Callable[[str], None]) -> Path:
+    """A directory of the wheels `requirements` needs, downloaded by the host's pip once per requirements text."""
+    target = BUILD_DIR / "wheels" / _short_hash(requirements.read_bytes())
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix="partial-", dir=target.parent))
+    try:
+        progress(f"downloading wheels for {requirements.relative_to(ROOT)} …")
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+             "--only-binary=:all:", "-d", str(partial), "-r", str(requirements)],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            raise ImageError(f"pip download failed (exit {done.returncode}): {_tail(done.stderr, 3)}")
+        partial.rename(target)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: str,
+                  progress: Callable[[str], None]) -> None:
+    step_output: list[str] = []
+    try:
+        for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                                      buildargs={"BASE": base}, labels={IMAGE_LABEL: "app"}):
+            if "error" in chunk:
+                failing = "\n".join(step_output[-20:])
+                raise ImageError(f"building {tag} failed: {chunk['error'].strip()}\n{failing}")
+            for line in chunk.get("stream", "").splitlines():
+                if not line.strip():
+                    continue
+                if line.startswith("Step "):
+                    step_output = []
+                step_output.append(line)
+                if not QUIET:
+                    progress(f"  {line}")
+    except docker.errors.APIError as exc:
+        raise ImageError(f"building {tag} failed: {exc.explanation or exc}") from exc
+
+
+def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[str], None]) -> Image:
+    tag = app_tag(base.tag)
+    what = f"built locally on {base.tag}"
+    if _present(client, tag):
+        return Image(tag, f"{what} (cached)")
+    started = time.monotonic()
+    wheels = _wheels(APP_DIR / "requirements.txt", progress)
+    context = Path(tempfile.mkdtemp(prefix="app-", dir=BUILD_DIR))
+    try:
+        shutil.copy2(APP_DIR / "Dockerfile", context / "Dockerfile")
+        shutil.copy2(APP_DIR / "requirements.txt", context / "requirements.txt")
+        shutil.copytree(wheels, context / "wheels")
+        package = context / "wslab_app"
+        package.mkdir()
+        if APP_PACKAGE.is_dir():
+            for path in _package_files(APP_PACKAGE):
+                (package / path.relative_to(APP_PACKAGE)).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(path, package / path.relative_to(APP_PACKAGE))
+        progress(f"building {tag} …")
+        _docker_build(client, context, tag, base.tag, progress)
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
+
+
+def _ensure_official(client: docker.DockerClient, ref: str, fallback: Image,
+                     progress: Callable[[str], None]) -> Image:
+    """The official image `ref` if present or pullable, else the base image, which has the Debian package."""
+    if _present(client, ref):
+        return Image(ref, f"official {ref} (present locally)")
+    progress(f"pulling {ref} …")
+    repository, _, version = ref.partition(":")
+    try:
+        client.images.pull(repository, tag=version)
+        return Image(ref, f"official {ref} (pulled)")
+    except _PULL_ERRORS as exc:
+        reason = getattr(exc, "explanation", None) or str(exc)
+        progress(f"pulling {ref} failed: {reason.splitlines()[0][:160]}")
+    return Image(fallback.tag, f"Debian package in {fallback.tag} (official {ref} absent, pull failed)")
+
+
+def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None]) -> ImageSet:
+    """Make sure the app, redis and nginx images exist, building or pulling only what is missing."""
+    base = _ensure_base(client, progress)
+    app = _ensure_app(client, base, progress)
+    redis = _ensure_official(client, REDIS_OFFICIAL, base, progress)
+    nginx = _ensure_official(client, NGINX_OFFICIAL, base, progress)
+    return ImageSet(app=app, redis=redis, nginx=nginx)

@@ -1,0 +1,225 @@
+"""Scenarios as data: one TOML file per scenario in scenarios/, parsed into frozen dataclasses.
+
+Every value is validated here, where it is built; templates and the stack trust what they get.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ScenarioError
+from .settings import SCENARIOS_DIR
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+MAX_REPLICAS = 32
+
+
+class Broker(enum.Enum):
+    NONE = "none"
+    REDIS_PUBSUB = "redis-pubsub"
+    #: the seed article's code: SUBSCRIBE to the literal channel "chat:*", publish to "chat:<room>"
+    SEED_GLOB = "seed-subscribe-glob"
+
+    @property
+    def needs_redis(self) -> bool:
+        return self is not Broker.NONE
+
+
+class Balance(enum.Enum):
+    ROUND_ROBIN = "round-robin"
+
+
+class Metric(enum.Enum):
+    """What an expectation can speak about; each is computed by the checker."""
+
+    DELIVERED_RATIO = "delivered_ratio"
+    SAME_SERVER_RATIO = "same_server_ratio"
+    CROSS_SERVER_RATIO = "cross_server_ratio"
+    LOST = "lost"
+    DUPLICATED = "duplicated"
+    UNEXPECTED = "unexpected"
+
+
+@dataclass(frozen=True)
+class Bound:
+    """A closed interval a metric must fall in; `min == max` is an exact value."""
+
+    min: float = -math.inf
+    max: float = math.inf
+
+    def holds(self, value: float) -> bool:
+        return self.min <= value <= self.max
+
+    def __str__(self) -> str:
+        if self.min == self.max:
+            return f"= {self.min:g}"
+        if self.max == math.inf:
+            return f">= {self.min:g}"
+        if self.min == -math.inf:
+            return f"<= {self.max:g}"
+        return f"in [{self.min:g}, {self.max:g}]"
+
+
+@dataclass(frozen=True)
+class Topology:
+    replicas: int = 3
+    broker: Broker = Broker.NONE
+    balance: Balance = Balance.ROUND_ROBIN
+
+
+@dataclass(frozen=True)
+class Workload:
+    clients: int = 12
+    messages: int = 20
+    room: str = "lobby"
+    send_interval: float = 0.005
+    connect_timeout: float = 10.0
+    drain_quiet: float = 1.0
+    drain_timeout: float = 15.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    topology: Topology
+    workload: Workload
+    expect: dict[Metric, Bound] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: [{key}] must be a table, got {type(value).__name__}")
+    return value
+
+
+def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
+    extra = sorted(set(table) - allowed)
+    if extra:
+        raise ScenarioError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _int(table: dict[str, Any], key: str, default: int, lo: int, hi: int, where: str) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ScenarioError(f"{where}: {key} must be an integer, got {value!r}")
+    if not lo <= value <= hi:
+        raise ScenarioError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def _float(table: dict[str, Any], key: str, default: float, lo: float, hi: float, where: str) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ScenarioError(f"{where}: {key} must be a number, got {value!r}")
+    if not lo <= value <= hi:
+        raise ScenarioError(f"{where}: {key} must be between {lo:g} and {hi:g}, got {value:g}")
+    return float(value)
+
+
+def _enum(table: dict[str, Any], key: str, default: enum.Enum, where: str) -> Any:
+    value = table.get(key, default.value)
+    kind = type(default)
+    try:
+        return kind(value)
+    except ValueError:
+        names = ", ".join(m.value for m in kind)
+        raise ScenarioError(f"{where}: unknown {key} {value!r} (one of: {names})") from None
+
+
+def _str(table: dict[str, Any], key: str, default: str, pattern: re.Pattern[str], where: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not pattern.match(value):
+        raise ScenarioError(f"{where}: {key} must match {pattern.pattern}, got {value!r}")
+    return value
+
+
+def _bound(value: Any, key: str, where: str) -> Bound:
+    if isinstance(value, bool):
+        raise ScenarioError(f"{where}: expect.{key} must be a number or {{min, max}}, got {value!r}")
+    if isinstance(value, (int, float)):
+        return Bound(float(value), float(value))
+    if isinstance(value, dict) and value and set(value) <= {"min", "max"}:
+        nums = {k: v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if len(nums) != len(value):
+            raise ScenarioError(f"{where}: expect.{key} bounds must be numbers, got {value!r}")
+        bound = Bound(float(nums.get("min", -math.inf)), float(nums.get("max", math.inf)))
+        if bound.min > bound.max:
+            raise ScenarioError(f"{where}: expect.{key} has min > max: {value!r}")
+        return bound
+    raise ScenarioError(f"{where}: expect.{key} must be a number or {{min = .., max = ..}}, got {value!r}")
+
+
+def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
+    """Parse and validate one scenario's TOML text; raise ScenarioError naming the file and key."""
+    where = str(path) if path else name
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
+    _unknown(data, {"description", "topology", "workload", "expect"}, where)
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ScenarioError(f"{where}: description must be a string")
+    for required in ("topology", "workload", "expect"):
+        if required not in data:
+            raise ScenarioError(f"{where}: missing table [{required}]")
+
+    top = _table(data, "topology", where)
+    _unknown(top, {"replicas", "broker", "balance"}, f"{where} [topology]")
+    topology = Topology(
+        replicas=_int(top, "replicas", Topology.replicas, 1, MAX_REPLICAS, where),
+        broker=_enum(top, "broker", Topology.broker, where),
+        balance=_enum(top, "balance", Topology.balance, where),
+    )
+
+    wl = _table(data, "workload", where)
+    _unknown(wl, set(Workload.__dataclass_fields__), f"{where} [workload]")
+    workload = Workload(
+        clients=_int(wl, "clients", Workload.clients, 2, 1000, where),
+        messages=_int(wl, "messages", Workload.messages, 1, 10_000, where),
+        room=_str(wl, "room", Workload.room, ROOM_RE, where),
+        send_interval=_float(wl, "send_interval", Workload.send_interval, 0.0, 10.0, where),
+        connect_timeout=_float(wl, "connect_timeout", Workload.connect_timeout, 0.1, 300.0, where),
+        drain_quiet=_float(wl, "drain_quiet", Workload.drain_quiet, 0.05, 60.0, where),
+        drain_timeout=_float(wl, "drain_timeout", Workload.drain_timeout, 0.1, 600.0, where),
+    )
+
+    exp = _table(data, "expect", where)
+    if not exp:
+        raise ScenarioError(f"{where}: [expect] is empty: declare at least one outcome")
+    expect: dict[Metric, Bound] = {}
+    for key, value in exp.items():
+        try:
+            metric = Metric(key)
+        except ValueError:
+            names = ", ".join(m.value for m in Metric)
+            raise ScenarioError(f"{where}: unknown expectation {key!r} (one of: {names})") from None
+        expect[metric] = _bound(value, key, where)
+
+    return Scenario(name=name, description=description, topology=topology, workload=workload,
+                    expect=expect, path=path)
+
+
+def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:
+    """Load scenarios/<name>.toml."""
+    if not NAME_RE.match(name):
+        raise ScenarioError(f"bad scenario name {name!r}: use lowercase letters, digits and dashes")
+    path = directory / f"{name}.toml"
+    if not path.is_file():
+        known = ", ".join(available(directory)) or "none"
+        raise ScenarioError(f"unknown scenario {name!r} (known: {known})")
+    return parse(path.read_text(encoding="utf-8"), name=name, path=path)
+
+
+def available(directory: Path = SCENARIOS_DIR) -> list[str]:
+    return sorted(p.stem for p in directory.glob("*.toml"))

@@ -1,0 +1,16 @@
+"""Environment variables, read in one place."""
+
+import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_DIR = ROOT / "build"
+RESULTS_DIR = Path(os.environ.get("WSLAB_RESULTS", ROOT / "results"))
+SCENARIOS_DIR = ROOT / "scenarios"
+TEMPLATES_DIR = ROOT / "templates"
+
+#: quiet progress output (CI sets CI=true)
+QUIET = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+#: the label every Docker resource of the lab carries; its value is the run id
+LABEL = "wslab.run"

@@ -1,0 +1,310 @@
+"""The lab's containers: one network, Redis, N app replicas and nginx, started in parallel and awaited.
+
+The only module that talks to Docker (besides the engine and image setup). Every resource carries the run's
+label and comes back on every exit path: `Stack` is a context manager that tears down in `__exit__`, and in
+`__enter__` too when start-up fails half-way.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import signal
+import socket
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from .errors import StackError
+from .images import ImageSet
+from .settings import LABEL
+
+APP_PORT = 8000
+NGINX_PORT = 8080
+NGINX_CONF = "/etc/wslab/nginx.conf"
+LOG_TAIL = 20
+TRANSIENT = (ConnectionError, http.client.HTTPException, socket.timeout, OSError)
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    run_id: str
+    replicas: int
+    broker: str
+    nginx_conf: str
+    images: ImageSet
+    host_port: int | None = None
+    ready_timeout: float = 30.0
+
+
+@dataclass
+class Timings:
+    up_s: float = 0.0
+    down_s: float = 0.0
+
+
+def labels(run_id: str, role: str) -> dict[str, str]:
+    return {LABEL: run_id, "wslab.role": role}
+
+
+def check_port_free(port: int) -> None:
+    """Fail early, with one clear line, when the requested host port is taken."""
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
+
+
+def _http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def _tar(name: str, text: str) -> bytes:
+    data = text.encode()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+@contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _tail(container: Container, lines: int = LOG_TAIL) -> str:
+    try:
+        return container.logs(tail=lines).decode(errors="replace").strip()
+    except docker.errors.APIError:
+        return "(no logs)"
+
+
+@dataclass
+class Stack:
+    """A running topology; use as `with Stack(client, spec) as stack:`."""
+
+    client: docker.DockerClient
+    spec: StackSpec
+    progress: Callable[[str], None] = lambda line: None
+    containers: dict[str, Container] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
+    port: int = 0
+
+    def __post_init__(self) -> None:
+        self._cleanup = ExitStack()
+        self._pool = ThreadPoolExecutor(max_workers=8)
+
+    def __enter__(self) -> "Stack":
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        # A second Ctrl-C must not interrupt the teardown half-way and leave containers behind.
+        with _sigint_ignored():
+            t0 = time.monotonic()
+            try:
+                self._collect_logs()
+            finally:
+                try:
+                    self._cleanup.close()
+                finally:
+                    self._pool.shutdown()
+                    self.timings.down_s = time.monotonic() - t0
+
+    # -- start -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        spec = self.spec
+        if spec.host_port is not None:
+            check_port_free(spec.host_port)
+        t0 = time.monotonic()
+        network = self.client.networks.create(f"wslab-{spec.run_id}", driver="bridge",
+                                              labels=labels(spec.run_id, "network"))
+        self._cleanup.callback(self._remove_network, network)
+        backends = []
+        if spec.broker != "none":
+            backends.append(self._create("redis", spec.images.redis.tag,
+                                         ["redis-server", "--save", "", "--appendonly", "no",
+                                          "--protected-mode", "no", "--bind", "0.0.0.0"], network.name))
+        for i in range(1, spec.replicas + 1):
+            backends.append(self._create(
+                f"app-{i}", spec.images.app.tag,
+                ["/opt/venv/bin/python", "-m", "wslab_app", "--name", f"app-{i}", "--port", str(APP_PORT),
+                 "--broker", spec.broker, "--redis", "redis://redis:6379/0"], network.name))
+        nginx = self._create("nginx", spec.images.nginx.tag,
+                             ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} "
+                                          "-g 'daemon off;'"],
+                             network.name, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)})
+        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), spec.nginx_conf))
+        self.progress(f"starting {len(backends)} backend container(s) and nginx")
+        # Backends first: nginx resolves upstream names when it loads its config.
+        list(self._pool.map(lambda c: c.start(), backends))
+        try:
+            nginx.start()
+        except docker.errors.APIError as exc:
+            raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
+        self.port = self._published_port(nginx)
+        waits = [self._pool.submit(self._wait_nginx, nginx)]
+        waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
+        if "redis" in self.containers:
+            waits.append(self._pool.submit(self._wait_redis, self.containers["redis"]))
+        for w in waits:
+            w.result()
+        self.timings.up_s = time.monotonic() - t0
+        self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+
+    def _create(self, name: str, image: str, command: list[str], network: str, **kwargs: Any) -> Container:
+        endpoint = self.client.api.create_endpoint_config(aliases=[name])
+        try:
+            container = self.client.containers.create(
+                image, command, name=f"wslab-{self.spec.run_id}-{name}", hostname=name,
+                labels=labels(self.spec.run_id, name), network=network,
+                networking_config={network: endpoint}, security_opt=["no-new-privileges"],
+                detach=True, **kwargs)
+        except docker.errors.ImageNotFound:
+            raise StackError(f"image {image} not found; run `make images`") from None
+        self.containers[name] = container
+        return container
+
+    def _published_port(self, container: Container) -> int:
+        container.reload()
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{NGINX_PORT}/tcp") or []
+        if not bindings:
+            raise StackError(f"nginx exited at start:\n{_tail(container)}")
+        return int(bindings[0]["HostPort"])
+
+    def _poll(self, what: str, container: Container, probe: Callable[[], bool]) -> None:
+        """Poll `probe` until true; fail at once if the container exited, or at the deadline."""
+        deadline = time.monotonic() + self.spec.ready_timeout
+        polls = 0
+        while True:
+            try:
+                if probe():
+                    return
+            except TRANSIENT:
+                pass
+            polls += 1
+            if polls % 4 == 0:
+                container.reload()
+                if container.status in {"exited", "dead"}:
+                    code = container.attrs["State"]["ExitCode"]
+                    raise StackError(f"{what} exited with code {code} before it was ready:\n{_tail(container)}")
+            if time.monotonic() > deadline:
+                raise StackError(f"{what} not ready after {self.spec.ready_timeout:.1f}s "
+                                 f"(127.0.0.1:{self.port}):\n{_tail(container)}")
+            time.sleep(0.02)
+
+    def _wait_nginx(self, nginx: Container) -> None:
+        def probe() -> bool:
+            return _http_get(self.port, "/_lab/nginx")[0] == 200
+
+        try:
+            self._poll("nginx", nginx, probe)
+        except StackError as exc:
+            if "[emerg]" in str(exc):
+                raise StackError(f"nginx rejected the rendered config (nginx -t):\n{_tail(nginx)}") from None
+            raise
+
+    def _wait_app(self, name: str) -> None:
+        self._poll(name, self.containers[name], lambda: _http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
+
+    def _wait_redis(self, redis: Container) -> None:
+        self._poll("redis", redis, lambda: b"Ready to accept connections" in redis.logs())
+
+    # -- faults and inspection ------------------------------------------------------------------------
+
+    def health(self, name: str) -> dict[str, Any]:
+        import json
+
+        status, body = _http_get(self.port, f"/_lab/{name}/healthz")
+        return {"status": status, **(json.loads(body) if status == 200 else {})}
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the parts that ran, read from the parts themselves."""
+        out = {"docker engine": self.client.version().get("Version", "?")}
+        code, text = self.containers["nginx"].exec_run(["nginx", "-v"])
+        out["nginx"] = text.decode(errors="replace").strip().removeprefix("nginx version: ")
+        if "redis" in self.containers:
+            code, text = self.containers["redis"].exec_run(["redis-server", "--version"])
+            out["redis"] = text.decode(errors="replace").split()[2].removeprefix("v=")
+        apps = {name: self.health(name).get("versions", {}) for name in self.replica_names()}
+        for key, value in next(iter(apps.values()), {}).items():
+            out[f"app {key}"] = value
+        return out
+
+    def replica_names(self) -> Iterator[str]:
+        return (n for n in self.containers if n.startswith("app-"))
+
+    # -- teardown --------------------------------------------------------------------------------------
+
+    def _collect_logs(self) -> None:
+        def grab(item: tuple[str, Container]) -> tuple[str, str]:
+            name, container = item
+            try:
+                return name, container.logs(timestamps=True).decode(errors="replace")
+            except docker.errors.APIError as exc:
+                return name, f"(logs unavailable: {exc})"
+
+        self.logs = dict(self._pool.map(grab, list(self.containers.items())))
+
+    def _remove_container(self, container: Container) -> None:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+    def _remove_network(self, network: Any) -> None:
+        """Remove every container created on the network, all at once, then the network."""
+        list(self._pool.map(self._remove_container, list(self.containers.values())))
+        try:
+            network.remove()
+        except docker.errors.NotFound:
+            pass
+
+
+def remove_leftovers(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
+    """Remove every container and network the lab labelled (one run's, or all runs'). Returns counts."""
+    selector = f"{LABEL}={run_id}" if run_id else LABEL
+    containers = client.containers.list(all=True, filters={"label": selector})
+    for c in containers:
+        try:
+            c.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+    networks = client.networks.list(filters={"label": selector})
+    for n in networks:
+        try:
+            n.remove()
+        except docker.errors.NotFound:
+            pass
+    return len(containers), len(networks)
