@@ -62,7 +62,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .engine import _answering_client as connect_existing
+    from .engine import connect_existing
     from .stack import remove_leftovers
 
     client = connect_existing()

@@ -56,7 +56,7 @@ def apt_install(
         raise error(f"apt-get install {' '.join(packages)} failed (exit {done.returncode}): {tail}")
 
 
-def _answering_client() -> docker.DockerClient | None:
+def connect_existing() -> docker.DockerClient | None:
     try:
         client = docker.from_env()
         client.ping()
@@ -74,7 +74,7 @@ def _log_tail(path: Path, lines: int = 5) -> str:
 
 def ensure_engine(*, progress: Callable[[str], None], start_timeout: float = 60.0) -> docker.DockerClient:
     """Return a client of an answering engine; start (and if needed install) a local dockerd when we may."""
-    client = _answering_client()
+    client = connect_existing()
     if client is not None:
         return client
     url = os.environ.get("DOCKER_HOST") or DEFAULT_SOCKET
@@ -97,7 +97,7 @@ def ensure_engine(*, progress: Callable[[str], None], start_timeout: float = 60.
         )
     deadline = started + start_timeout
     while time.monotonic() < deadline:
-        client = _answering_client()
+        client = connect_existing()
         if client is not None:
             progress(f"dockerd answers after {time.monotonic() - started:.1f} s")
             return client

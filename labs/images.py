@@ -28,7 +28,7 @@ from labs.errors import ImageError
 from labs.settings import BUILD_DIR, QUIET, ROOT
 
 #: bump when the way images are made changes, so old tags are not reused
-FORMAT = 1
+FORMAT = 2
 BASE_REPO = "wslab/base"
 APP_REPO = "wslab/app"
 BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server")
@@ -37,12 +37,17 @@ NGINX_OFFICIAL = "nginx:1.27"
 APP_DIR = ROOT / "images" / "app"
 APP_PACKAGE = ROOT / "labs" / "app"
 IMAGE_LABEL = "wslab.image"
+#: label on the base image: its python3's major.minor, which the app's wheels must match
+PYTHON_LABEL = "wslab.python"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PULL_ERRORS = (docker.errors.APIError, requests.exceptions.RequestException)
 
 
 @dataclass(frozen=True)
 class Image:
+    """An image that exists in the local store, and how it got there."""
+
     tag: str
     #: where it came from, for the run's report, e.g. "official redis:7 (present locally)"
     source: str
@@ -50,12 +55,18 @@ class Image:
 
 @dataclass(frozen=True)
 class ImageSet:
+    """The images of one run. redis and nginx may be the Debian base image when the official ones are
+    unavailable: Debian's redis-server then needs `--protected-mode no` (or a config) to accept other
+    containers, and Debian's nginx has its own default config, so callers should pass theirs."""
+
     app: Image
     redis: Image
     nginx: Image
 
 
 class Mirror(NamedTuple):
+    """An apt repository debootstrap can fetch the host's release from."""
+
     uri: str
     components: tuple[str, ...]
 
@@ -204,6 +215,7 @@ def _build_base(client: docker.DockerClient, tag: str, suite: str, progress: Cal
             else:
                 junk.unlink()
 
+        python = os.readlink(rootfs / "usr/bin/python3").removeprefix("python")
         progress(f"importing the root filesystem as {tag} …")
         archive = work / "rootfs.tar"
         with tarfile.open(archive, "w") as tar:
@@ -212,7 +224,7 @@ def _build_base(client: docker.DockerClient, tag: str, suite: str, progress: Cal
         repository, _, version = tag.partition(":")
         result = client.api.import_image_from_file(
             str(archive), repository=repository, tag=version,
-            changes=[f"ENV PATH={DEFAULT_PATH}", f"LABEL {IMAGE_LABEL}=base"],
+            changes=[f"ENV PATH={DEFAULT_PATH}", f"LABEL {IMAGE_LABEL}=base {PYTHON_LABEL}={python}"],
         )
         if '"error"' in result or not _present(client, tag):
             raise ImageError(f"importing {tag} failed: {_tail(result, 2)}")
@@ -230,12 +242,15 @@ def _ensure_base(client: docker.DockerClient, progress: Callable[[str], None]) -
         return Image(tag, f"{what} (cached)")
     started = time.monotonic()
     _build_base(client, tag, suite, progress)
-    return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
+    took = time.monotonic() - started
+    progress(f"built {tag} in {took:.1f} s")
+    return Image(tag, f"{what} (built now, {took:.1f} s)")
 
 
-def _wheels(requirements: Path, progress: Callable[[str], None]) -> Path:
-    """A directory of the wheels `requirements` needs, downloaded by the host's pip once per requirements text."""
-    target = BUILD_DIR / "wheels" / _short_hash(requirements.read_bytes())
+def _wheels(requirements: Path, python: str | None, progress: Callable[[str], None]) -> Path:
+    """A directory of the wheels `requirements` needs for the image's `python` (major.minor),
+    downloaded by the host's pip once per requirements text and version."""
+    target = BUILD_DIR / "wheels" / _short_hash(requirements.read_bytes(), str(python).encode())
     if target.is_dir():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -244,11 +259,13 @@ def _wheels(requirements: Path, progress: Callable[[str], None]) -> Path:
         progress(f"downloading wheels for {requirements.relative_to(ROOT)} …")
         done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
-             "--only-binary=:all:", "-d", str(partial), "-r", str(requirements)],
+             "--only-binary=:all:", *(["--python-version", python] if python else []),
+             "-d", str(partial), "-r", str(requirements)],
             stdin=subprocess.DEVNULL, capture_output=True, text=True,
         )
         if done.returncode != 0:
             raise ImageError(f"pip download failed (exit {done.returncode}): {_tail(done.stderr, 3)}")
+        partial.chmod(0o755)
         partial.rename(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
@@ -264,7 +281,7 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: st
             if "error" in chunk:
                 failing = "\n".join(step_output[-20:])
                 raise ImageError(f"building {tag} failed: {chunk['error'].strip()}\n{failing}")
-            for line in chunk.get("stream", "").splitlines():
+            for line in _ANSI.sub("", chunk.get("stream", "")).splitlines():
                 if not line.strip():
                     continue
                 if line.startswith("Step "):
@@ -277,12 +294,13 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: st
 
 
 def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[str], None]) -> Image:
-    tag = app_tag(base.tag)
+    tag = app_tag(base.tag, app_dir=APP_DIR, package_dir=APP_PACKAGE)
     what = f"built locally on {base.tag}"
     if _present(client, tag):
         return Image(tag, f"{what} (cached)")
     started = time.monotonic()
-    wheels = _wheels(APP_DIR / "requirements.txt", progress)
+    python = client.images.get(base.tag).labels.get(PYTHON_LABEL)
+    wheels = _wheels(APP_DIR / "requirements.txt", python, progress)
     context = Path(tempfile.mkdtemp(prefix="app-", dir=BUILD_DIR))
     try:
         shutil.copy2(APP_DIR / "Dockerfile", context / "Dockerfile")
@@ -301,9 +319,9 @@ def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[st
     return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
 
 
-def _ensure_official(client: docker.DockerClient, ref: str, fallback: Image,
+def _ensure_official(client: docker.DockerClient, ref: str, package: str, fallback: Image,
                      progress: Callable[[str], None]) -> Image:
-    """The official image `ref` if present or pullable, else the base image, which has the Debian package."""
+    """The official image `ref` if present or pullable, else the base image, which has Debian's `package`."""
     if _present(client, ref):
         return Image(ref, f"official {ref} (present locally)")
     progress(f"pulling {ref} …")
@@ -314,13 +332,13 @@ def _ensure_official(client: docker.DockerClient, ref: str, fallback: Image,
     except _PULL_ERRORS as exc:
         reason = getattr(exc, "explanation", None) or str(exc)
         progress(f"pulling {ref} failed: {reason.splitlines()[0][:160]}")
-    return Image(fallback.tag, f"Debian package in {fallback.tag} (official {ref} absent, pull failed)")
+    return Image(fallback.tag, f"Debian {package} in {fallback.tag} (official {ref} absent, pull failed)")
 
 
 def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None]) -> ImageSet:
     """Make sure the app, redis and nginx images exist, building or pulling only what is missing."""
     base = _ensure_base(client, progress)
     app = _ensure_app(client, base, progress)
-    redis = _ensure_official(client, REDIS_OFFICIAL, base, progress)
-    nginx = _ensure_official(client, NGINX_OFFICIAL, base, progress)
+    redis = _ensure_official(client, REDIS_OFFICIAL, "redis-server", base, progress)
+    nginx = _ensure_official(client, NGINX_OFFICIAL, "nginx", base, progress)
     return ImageSet(app=app, redis=redis, nginx=nginx)

@@ -211,7 +211,14 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
 
 
 def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:
-    """Load scenarios/<name>.toml."""
+    """Load scenarios/<name>.toml, or a scenario file given by its path (ending in .toml)."""
+    if name.endswith(".toml"):
+        path = Path(name)
+        if not path.is_file():
+            raise ScenarioError(f"scenario file {name} does not exist")
+        if not NAME_RE.match(path.stem):
+            raise ScenarioError(f"bad scenario file name {path.name!r}: use lowercase letters, digits, dashes")
+        return parse(path.read_text(encoding="utf-8"), name=path.stem, path=path)
     if not NAME_RE.match(name):
         raise ScenarioError(f"bad scenario name {name!r}: use lowercase letters, digits and dashes")
     path = directory / f"{name}.toml"

@@ -1,0 +1,42 @@
+# wslab — `make help` lists the targets.
+PY      ?= python3
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+LAB     := $(PYTHON) -m labs
+
+.DEFAULT_GOAL := help
+.PHONY: help setup images scenario-pubsub test test-unit test-docker bench-lifecycle clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+setup: $(VENV)/.installed ## install the Python dependencies into .venv
+
+images: setup ## start a Docker engine if none answers, then find or build the images
+	$(LAB) images
+
+scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, same workload, one table
+	$(LAB) run no-broker pubsub
+
+scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
+	$(LAB) run $*
+
+test: setup images ## all tests: unit tests, then the scenarios on real containers
+	$(PYTHON) -m pytest
+
+test-unit: setup ## only the pure tests (no Docker)
+	$(PYTHON) -m pytest -m "not docker"
+
+test-docker: setup images ## only the tests that run real containers
+	$(PYTHON) -m pytest -m docker
+
+bench-lifecycle: setup images ## median up/down time of redis + 3 replicas + nginx over 5 runs -> results/bench/
+	$(PYTHON) -m labs.bench lifecycle --runs 5
+
+clean: setup ## remove containers and networks left behind by killed runs
+	$(LAB) clean

@@ -1,0 +1,42 @@
+"""The engine and images are prepared once per session, the way `make scenario-pubsub` prepares them."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import docker
+import pytest
+
+from labs.engine import ensure_engine
+from labs.images import ImageSet, ensure_images
+from labs.settings import LABEL
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[docker.DockerClient]:
+    c = ensure_engine(progress=lambda line: None)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def images(client: docker.DockerClient) -> ImageSet:
+    return ensure_images(client, progress=lambda line: None)
+
+
+def lab_resources(client: docker.DockerClient) -> tuple[list[str], list[str]]:
+    containers = [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]
+    networks = [n.name for n in client.networks.list(filters={"label": LABEL})]
+    return containers, networks
+
+
+@pytest.fixture
+def nothing_left(client: docker.DockerClient) -> Iterator[None]:
+    """Asserts that the test left no labelled container or network behind (and removes any it did)."""
+    assert lab_resources(client) == ([], []), "leftovers from an earlier test"
+    yield
+    left = lab_resources(client)
+    from labs.stack import remove_leftovers
+
+    remove_leftovers(client)
+    assert left == ([], []), f"left behind: {left}"

@@ -1,0 +1,61 @@
+"""The two foundation scenarios (and the seed article's bug) on real containers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from labs import scenario
+from labs.runner import execute
+from labs.settings import ROOT
+
+
+def run(client, images, name: str):
+    return execute(client, scenario.load(name), images)
+
+
+def test_without_a_broker_messages_reach_only_the_senders_replica(client, images, nothing_left):
+    result = run(client, images, "no-broker")
+    a = result.accounting
+    assert a.placement == {"app-1": 4, "app-2": 4, "app-3": 4}
+    assert a.same_expected > 0 and a.same_delivered == a.same_expected
+    assert a.cross_expected > 0 and a.cross_delivered == 0
+    assert a.duplicated == 0 and a.unexpected == 0
+    assert result.passed, result.verdict.reason
+
+
+def test_with_redis_pubsub_every_message_reaches_every_other_client_once(client, images, nothing_left):
+    result = run(client, images, "pubsub")
+    a = result.accounting
+    assert a.expected == a.sent * (sum(a.placement.values()) - 1) > 0
+    assert a.delivered == a.expected and a.lost == 0 and a.duplicated == 0
+    assert a.cross_delivered == a.cross_expected > 0
+    assert 0 < a.percentile_ms(0.5) <= a.percentile_ms(0.99)
+    assert result.passed, result.verdict.reason
+    assert all(r["ok"] and r["published"] > 0 for r in result.replicas.values())
+
+
+def test_the_seed_articles_subscribe_glob_delivers_nothing_at_all(client, images, nothing_left):
+    result = run(client, images, "seed-glob")
+    assert result.accounting.sent > 0 and result.accounting.delivered == 0
+    assert result.passed, result.verdict.reason
+
+
+def test_scenario_pubsub_prints_both_rows_writes_results_and_exits_0(tmp_path: Path, images, nothing_left):
+    r = subprocess.run([sys.executable, "-m", "labs", "run", "no-broker", "pubsub", "--results", str(tmp_path)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    rows = {line.split("|")[1].strip(): line for line in r.stdout.splitlines() if line.startswith("| ")}
+    assert "0/" in rows["no-broker"].split("|")[11] and "(0%)" in rows["no-broker"]
+    assert "(100%)" in rows["pubsub"].split("|")[11]
+    for name in ("no-broker", "pubsub"):
+        (run_dir,) = (tmp_path / name).iterdir()
+        result = json.loads((run_dir / "result.json").read_text())
+        assert result["verdict"] == "as expected"
+        assert result["placement"] == {"app-1": 4, "app-2": 4, "app-3": 4}
+        assert {"app", "redis", "nginx"} <= set(result["images"])
+        assert "upstream app" in (run_dir / "nginx.conf").read_text()
+        assert (run_dir / "report.md").exists() and (run_dir / "logs" / "app-1.log").stat().st_size > 0
+    assert not list(tmp_path.glob("*/.*.partial"))

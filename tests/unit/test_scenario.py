@@ -1,0 +1,66 @@
+import pytest
+
+from labs import scenario
+from labs.errors import ScenarioError
+from labs.scenario import Bound, Broker, Metric
+
+GOOD = """
+description = "d"
+[topology]
+replicas = 3
+broker = "redis-pubsub"
+[workload]
+clients = 4
+messages = 2
+[expect]
+lost = 0
+delivered_ratio = { min = 0.5 }
+"""
+
+
+def parse(text: str):
+    return scenario.parse(text, name="t")
+
+
+def test_a_valid_scenario_parses_into_typed_values():
+    s = parse(GOOD)
+    assert s.topology.replicas == 3 and s.topology.broker is Broker.REDIS_PUBSUB
+    assert s.workload.clients == 4 and s.workload.room == "lobby"
+    assert s.expect[Metric.LOST] == Bound(0, 0)
+    assert s.expect[Metric.DELIVERED_RATIO].holds(0.5) and not s.expect[Metric.DELIVERED_RATIO].holds(0.4)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace("replicas = 3", "replicas = 0"), "replicas must be between 1 and 32, got 0"),
+    (lambda t: t.replace("replicas = 3", "replicas = 33"), "replicas must be between 1 and 32, got 33"),
+    (lambda t: t.replace("replicas = 3", 'replicas = "3"'), "replicas must be an integer"),
+    (lambda t: t.replace('"redis-pubsub"', '"kafka"'), "unknown broker 'kafka'"),
+    (lambda t: t.replace("[expect]\nlost = 0\ndelivered_ratio = { min = 0.5 }", ""), "missing table [expect]"),
+    (lambda t: t.replace("lost = 0", "lots = 0"), "unknown expectation 'lots'"),
+    (lambda t: t.replace("lost = 0", 'lost = "none"'), "expect.lost must be a number"),
+    (lambda t: t.replace("clients = 4", "clients = 4\nclient = 5"), "unknown key 'client'"),
+    (lambda t: t.replace("messages = 2", "messages = 2\nroom = 'a b'"), "room must match"),
+    (lambda t: t + "\n[[", "not valid TOML"),
+])
+def test_malformed_scenarios_are_rejected_with_the_key_and_value(edit, message):
+    with pytest.raises(ScenarioError, match=None) as info:
+        parse(edit(GOOD))
+    assert message in str(info.value)
+
+
+def test_an_unknown_scenario_lists_the_known_ones(tmp_path):
+    (tmp_path / "alpha.toml").write_text(GOOD)
+    with pytest.raises(ScenarioError, match=r"unknown scenario 'beta' \(known: alpha\)"):
+        scenario.load("beta", directory=tmp_path)
+
+
+def test_a_scenario_name_cannot_reach_outside_the_directory(tmp_path):
+    with pytest.raises(ScenarioError, match="bad scenario name"):
+        scenario.load("../etc/passwd", directory=tmp_path)
+
+
+def test_every_shipped_scenario_is_valid_and_declares_an_outcome():
+    names = scenario.available()
+    assert {"no-broker", "pubsub"} <= set(names)
+    for name in names:
+        assert scenario.load(name).expect
