@@ -1,0 +1,72 @@
+"""Benchmarks (not tests): `python -m labs.bench lifecycle --runs 5` -> results/bench/lifecycle-<stamp>.json
+
+lifecycle: with warm images, the time from nothing to redis + 3 replicas + nginx all ready (network
+create, container create and start, every readiness probe answering), and the teardown time (logs
+collected, every container and the network removed), as medians over several runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+
+from . import scenario, settings
+from .cli import progress_printer
+from .engine import ensure_engine
+from .images import ensure_images
+from .runner import new_run_id, render, utc_stamp
+from .stack import Stack, StackSpec
+
+
+def lifecycle(runs: int) -> dict[str, object]:
+    progress = progress_printer(settings.QUIET)
+    client = ensure_engine(progress=progress)
+    images = ensure_images(client, progress=progress)
+    s = scenario.load("pubsub")
+    conf = render(s)
+    ups, downs = [], []
+    for i in range(runs):
+        spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
+                         nginx_conf=conf, images=images)
+        stack = Stack(client, spec)
+        with stack:
+            pass
+        ups.append(stack.timings.up_s)
+        downs.append(stack.timings.down_s)
+        progress(f"run {i + 1}/{runs}: up {stack.timings.up_s:.3f}s, down {stack.timings.down_s:.3f}s")
+    engine = client.version().get("Version", "?")
+    client.close()
+    return {
+        "benchmark": "lifecycle",
+        "topology": "redis + 3 app replicas + nginx, warm images",
+        "runs": runs,
+        "up_s": {"median": statistics.median(ups), "all": ups},
+        "down_s": {"median": statistics.median(downs), "all": downs},
+        "floors_s": {"up": 2.0, "down": 1.0},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                    "python": platform.python_version(), "docker": engine},
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", choices=["lifecycle"])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    result = lifecycle(args.runs)
+    out = settings.RESULTS_DIR / "bench" / f"lifecycle-{utc_stamp()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    up, down = result["up_s"]["median"], result["down_s"]["median"]  # type: ignore[index]
+    print(f"lifecycle over {args.runs} runs: up median {up:.3f}s (floor 2.0), down median {down:.3f}s "
+          f"(floor 1.0) -> {out}")
+    return 0 if up <= 2.0 and down <= 1.0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
