@@ -6,6 +6,7 @@ run never leaves a half-written one.
 
 from __future__ import annotations
 
+import enum
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
@@ -117,12 +118,16 @@ def markdown(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else str(value)
+
+
 def write(result: RunResult, results_dir: Path) -> Path:
     final = results_dir / result.scenario.name / result.stamp
     partial = final.with_name(f".{result.stamp}.partial")
     partial.mkdir(parents=True, exist_ok=False)
     try:
-        (partial / "result.json").write_text(json.dumps(to_json(result), indent=2) + "\n")
+        (partial / "result.json").write_text(json.dumps(to_json(result), indent=2, default=_plain) + "\n")
         (partial / "history.json").write_text(json.dumps(result.history.to_dict()) + "\n")
         (partial / "report.md").write_text(markdown(result))
         (partial / "nginx.conf").write_text(result.nginx_conf)

@@ -18,6 +18,7 @@ from .settings import SCENARIOS_DIR
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+COOKIE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 MAX_REPLICAS = 32
 
 
@@ -26,6 +27,7 @@ class Broker(enum.Enum):
     REDIS_PUBSUB = "redis-pubsub"
     #: the seed article's code: SUBSCRIBE to the literal channel "chat:*", publish to "chat:<room>"
     SEED_GLOB = "seed-subscribe-glob"
+    REDIS_STREAMS = "redis-streams"
 
     @property
     def needs_redis(self) -> bool:
@@ -34,6 +36,37 @@ class Broker(enum.Enum):
 
 class Balance(enum.Enum):
     ROUND_ROBIN = "round-robin"
+    IP_HASH = "ip-hash"
+    HASH = "hash"
+    COOKIE = "cookie"
+
+
+class AppKind(enum.Enum):
+    """What the replicas run: the plain `websockets` server, or a python-socketio server."""
+
+    WEBSOCKET = "websocket"
+    SOCKETIO = "socketio"
+
+
+class Transport(enum.Enum):
+    """How Socket.IO clients connect: long-polling only, WebSocket only, or polling then upgrade."""
+
+    WEBSOCKET = "websocket"
+    POLLING = "polling"
+    DEFAULT = "default"
+
+
+class FaultKind(enum.Enum):
+    KILL_REPLICA = "kill-replica"
+    RESTART_REDIS = "restart-redis"
+    PAUSE_REDIS = "pause-redis"
+    PARTITION_REPLICA = "partition-replica"
+    KILL_PUBSUB_CLIENTS = "kill-pubsub-clients"
+    SLOW_CONSUMER = "slow-consumer"
+
+    @property
+    def targets_replica(self) -> bool:
+        return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
 
 
 class Metric(enum.Enum):
@@ -72,6 +105,10 @@ class Topology:
     replicas: int = 3
     broker: Broker = Broker.NONE
     balance: Balance = Balance.ROUND_ROBIN
+    app: AppKind = AppKind.WEBSOCKET
+    #: approximate MAXLEN of each room's stream (redis-streams)
+    maxlen: int = 100_000
+    cookie_name: str = "wslab_srv"
 
 
 @dataclass(frozen=True)
@@ -83,6 +120,25 @@ class Workload:
     connect_timeout: float = 10.0
     drain_quiet: float = 1.0
     drain_timeout: float = 15.0
+    #: clients reconnect (with backoff) when their connection drops, and resume where they were
+    reconnect: bool = False
+    transport: Transport = Transport.WEBSOCKET
+    #: how many distinct /24 source networks clients appear to come from (via a trusted X-Forwarded-For)
+    source_subnets: int = 1
+
+    @property
+    def send_duration(self) -> float:
+        return self.messages * self.send_interval
+
+
+@dataclass(frozen=True)
+class Fault:
+    """`kind` hits `target` at `at` seconds after sending starts, and is healed `heal_after` seconds later."""
+
+    kind: FaultKind
+    target: str
+    at: float
+    heal_after: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,6 +148,7 @@ class Scenario:
     topology: Topology
     workload: Workload
     expect: dict[Metric, Bound] = field(default_factory=dict)
+    faults: tuple[Fault, ...] = ()
     path: Path | None = None
 
 
@@ -166,7 +223,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
-    _unknown(data, {"description", "topology", "workload", "expect"}, where)
+    _unknown(data, {"description", "topology", "workload", "expect", "faults"}, where)
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError(f"{where}: description must be a string")
@@ -175,15 +232,30 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
             raise ScenarioError(f"{where}: missing table [{required}]")
 
     top = _table(data, "topology", where)
-    _unknown(top, {"replicas", "broker", "balance"}, f"{where} [topology]")
+    _unknown(top, set(Topology.__dataclass_fields__), f"{where} [topology]")
     topology = Topology(
         replicas=_int(top, "replicas", Topology.replicas, 1, MAX_REPLICAS, where),
         broker=_enum(top, "broker", Topology.broker, where),
         balance=_enum(top, "balance", Topology.balance, where),
+        app=_enum(top, "app", Topology.app, where),
+        maxlen=_int(top, "maxlen", Topology.maxlen, 1, 10_000_000, where),
+        cookie_name=_str(top, "cookie_name", Topology.cookie_name, COOKIE_RE, where),
     )
+    if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
+        raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
+                            f"not {topology.broker.value}")
 
     wl = _table(data, "workload", where)
-    _unknown(wl, set(Workload.__dataclass_fields__), f"{where} [workload]")
+    _unknown(wl, set(Workload.__dataclass_fields__) | {"rate"}, f"{where} [workload]")
+    if "rate" in wl:
+        if "send_interval" in wl:
+            raise ScenarioError(f"{where}: give rate or send_interval, not both")
+        rate = _float(wl, "rate", 1.0, 0.01, 1000.0, where)
+        wl = {**wl, "send_interval": 1.0 / rate}
+        del wl["rate"]
+    reconnect = wl.get("reconnect", False)
+    if not isinstance(reconnect, bool):
+        raise ScenarioError(f"{where}: reconnect must be true or false, got {reconnect!r}")
     workload = Workload(
         clients=_int(wl, "clients", Workload.clients, 2, 1000, where),
         messages=_int(wl, "messages", Workload.messages, 1, 10_000, where),
@@ -192,7 +264,11 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         connect_timeout=_float(wl, "connect_timeout", Workload.connect_timeout, 0.1, 300.0, where),
         drain_quiet=_float(wl, "drain_quiet", Workload.drain_quiet, 0.05, 60.0, where),
         drain_timeout=_float(wl, "drain_timeout", Workload.drain_timeout, 0.1, 600.0, where),
+        reconnect=reconnect,
+        transport=_enum(wl, "transport", Workload.transport, where),
+        source_subnets=_int(wl, "source_subnets", Workload.source_subnets, 1, 250, where),
     )
+    faults = _faults(data.get("faults", []), topology, workload, where)
 
     exp = _table(data, "expect", where)
     if not exp:
@@ -207,7 +283,42 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         expect[metric] = _bound(value, key, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,
-                    expect=expect, path=path)
+                    expect=expect, faults=faults, path=path)
+
+
+def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> tuple[Fault, ...]:
+    if not isinstance(items, list):
+        raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]])")
+    faults = []
+    end = workload.send_duration
+    for n, item in enumerate(items, 1):
+        here = f"{where} fault {n}"
+        if not isinstance(item, dict):
+            raise ScenarioError(f"{here}: must be a table")
+        _unknown(item, {"kind", "target", "at", "heal_after"}, here)
+        if "kind" not in item or "at" not in item:
+            raise ScenarioError(f"{here}: needs kind and at")
+        kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
+        target = item.get("target", "redis")
+        if kind.targets_replica:
+            names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
+            if target not in names:
+                raise ScenarioError(f"{here}: {kind.value} needs target app-1..app-{topology.replicas}, "
+                                    f"got {target!r} (no such replica)")
+            if kind is FaultKind.SLOW_CONSUMER and topology.broker is not Broker.REDIS_PUBSUB:
+                raise ScenarioError(f"{here}: slow-consumer needs broker redis-pubsub")
+        else:
+            if target != "redis":
+                raise ScenarioError(f"{here}: {kind.value} targets redis, got {target!r}")
+            if not topology.broker.needs_redis:
+                raise ScenarioError(f"{here}: {kind.value} needs a Redis broker, this topology has none")
+        at = _float(item, "at", 0.0, 0.0, 3600.0, here)
+        heal_after = _float(item, "heal_after", 0.0, 0.0, 3600.0, here)
+        if at + heal_after >= end:
+            raise ScenarioError(f"{here}: at {at:g}s + heal_after {heal_after:g}s is past the end of sending "
+                                f"({end:g}s = messages x send_interval)")
+        faults.append(Fault(kind, target, at, heal_after))
+    return tuple(faults)
 
 
 def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:

@@ -44,6 +44,15 @@ class StackSpec:
     images: ImageSet
     host_port: int | None = None
     ready_timeout: float = 30.0
+    #: python module the replicas run (`python -m <module>`), and extra arguments for it
+    app_module: str = "wslab_app"
+    app_args: tuple[str, ...] = ()
+    #: Redis persistence: with streams, an append-only file fsynced on every write survives a restart
+    redis_args: tuple[str, ...] = ("--save", "", "--appendonly", "no")
+
+    @property
+    def needs_redis(self) -> bool:
+        return self.broker != "none"
 
 
 @dataclass
@@ -115,6 +124,8 @@ class Stack:
     logs: dict[str, str] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     port: int = 0
+    #: "front" joins nginx and the replicas; "back" joins the replicas and Redis (a partition cuts it)
+    networks: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
@@ -148,23 +159,28 @@ class Stack:
         if spec.host_port is not None:
             check_port_free(spec.host_port)
         t0 = time.monotonic()
-        network = self.client.networks.create(f"wslab-{spec.run_id}", driver="bridge",
-                                              labels=labels(spec.run_id, "network"))
-        self._cleanup.callback(self._remove_network, network)
+        self._cleanup.callback(self._remove_all)
+        for role in ("front", "back") if spec.needs_redis else ("front",):
+            self.networks[role] = self.client.networks.create(
+                f"wslab-{spec.run_id}-{role}", driver="bridge", labels=labels(spec.run_id, f"network-{role}"))
+        front = self.networks["front"].name
         backends = []
-        if spec.broker != "none":
+        if spec.needs_redis:
             backends.append(self._create("redis", spec.images.redis.tag,
-                                         ["redis-server", "--save", "", "--appendonly", "no",
-                                          "--protected-mode", "no", "--bind", "0.0.0.0"], network.name))
+                                         ["redis-server", *spec.redis_args, "--protected-mode", "no",
+                                          "--bind", "0.0.0.0"], self.networks["back"].name))
         for i in range(1, spec.replicas + 1):
-            backends.append(self._create(
+            app = self._create(
                 f"app-{i}", spec.images.app.tag,
-                ["/opt/venv/bin/python", "-m", "wslab_app", "--name", f"app-{i}", "--port", str(APP_PORT),
-                 "--broker", spec.broker, "--redis", "redis://redis:6379/0"], network.name))
+                ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
+                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front)
+            if spec.needs_redis:
+                self.networks["back"].connect(app, aliases=[f"app-{i}"])
+            backends.append(app)
         nginx = self._create("nginx", spec.images.nginx.tag,
                              ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} "
                                           "-g 'daemon off;'"],
-                             network.name, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)})
+                             front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)})
         nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), spec.nginx_conf))
         self.progress(f"starting {len(backends)} backend container(s) and nginx")
         # Backends first: nginx resolves upstream names when it loads its config.
@@ -262,6 +278,34 @@ class Stack:
             out[f"app {key}"] = value
         return out
 
+    def kill(self, name: str) -> None:
+        self.containers[name].kill()
+
+    def start_again(self, name: str) -> None:
+        self.containers[name].start()
+
+    def stop(self, name: str, timeout: int = 5) -> None:
+        self.containers[name].stop(timeout=timeout)
+
+    def pause(self, name: str) -> None:
+        self.containers[name].pause()
+
+    def unpause(self, name: str) -> None:
+        self.containers[name].unpause()
+
+    def cut_from_redis(self, name: str) -> None:
+        self.networks["back"].disconnect(self.containers[name], force=True)
+
+    def reconnect_to_redis(self, name: str) -> None:
+        self.networks["back"].connect(self.containers[name], aliases=[name])
+
+    def redis_cli(self, *args: str) -> str:
+        code, out = self.containers["redis"].exec_run(["redis-cli", *args])
+        text = out.decode(errors="replace").strip()
+        if code != 0:
+            raise StackError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
+        return text
+
     def replica_names(self) -> Iterator[str]:
         return (n for n in self.containers if n.startswith("app-"))
 
@@ -279,17 +323,21 @@ class Stack:
 
     def _remove_container(self, container: Container) -> None:
         try:
+            container.reload()
+            if container.status == "paused":
+                container.unpause()
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
 
-    def _remove_network(self, network: Any) -> None:
-        """Remove every container created on the network, all at once, then the network."""
+    def _remove_all(self) -> None:
+        """Remove every container, all at once (a paused one is unpaused first), then the networks."""
         list(self._pool.map(self._remove_container, list(self.containers.values())))
-        try:
-            network.remove()
-        except docker.errors.NotFound:
-            pass
+        for network in self.networks.values():
+            try:
+                network.remove()
+            except docker.errors.NotFound:
+                pass
 
 
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
