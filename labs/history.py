@@ -34,11 +34,37 @@ class Received:
     origin: str
 
 
+@dataclass(frozen=True)
+class FaultEvent:
+    """A fault as it happened: applied at `applied`, healed at `healed` (None: never healed)."""
+
+    kind: str
+    target: str
+    applied: float
+    healed: float | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """A reconnected client was replayed `replayed` entries; `trimmed`: some it missed were trimmed away."""
+
+    client: str
+    at: float
+    replayed: int
+    trimmed: bool
+
+
 @dataclass
 class History:
     sessions: list[Session] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
     received: list[Received] = field(default_factory=list)
+    faults: list[FaultEvent] = field(default_factory=list)
+    resumes: list[Resume] = field(default_factory=list)
+    #: messages the replica gave up on (its broker failed to take them)
+    nacked: list[str] = field(default_factory=list)
+    #: what Redis and the replicas reported at the end (subscriber counts, publishes to nobody)
+    probes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,6 +3,8 @@ a template, and templates only format (StrictUndefined turns a missing value int
 
 from __future__ import annotations
 
+import enum
+import ipaddress
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,12 +16,45 @@ from .scenario import Balance
 from .settings import TEMPLATES_DIR
 
 HOST_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: a cookie name nginx can read as `$cookie_<name>` and that cannot leave its directive
+COOKIE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 #: WebSocket pings every 20 s, Engine.IO every 25 s with a 20 s timeout: idle sockets must outlive both.
 MIN_READ_TIMEOUT = 46
+#: `sticky cookie` left nginx's commercial subscription in this release
+NATIVE_STICKY_SINCE = (1, 29, 6)
+#: the response header in which a replica names itself (the open-source cookie construction reads it)
+REPLICA_HEADER = "X-Wslab-Replica"
 
 
 class RenderError(LabError):
     pass
+
+
+class Sticky(enum.Enum):
+    """How cookie stickiness is built: nginx's own `sticky cookie`, or open-source parts that act the same."""
+
+    NATIVE = "native"
+    MAP = "map"
+
+    @classmethod
+    def for_version(cls, version: tuple[int, int, int]) -> "Sticky":
+        return cls.NATIVE if version >= NATIVE_STICKY_SINCE else cls.MAP
+
+    def describe(self) -> str:
+        if self is Sticky.NATIVE:
+            return "native `sticky cookie` (nginx >= 1.29.6)"
+        return (f"open-source construction (nginx < 1.29.6 has no `sticky cookie`): the replica names itself "
+                f"in {REPLICA_HEADER}, nginx turns it into a cookie, a map from the cookie picks that replica's "
+                f"upstream (the others as backups)")
+
+
+def parse_nginx_version(text: str) -> tuple[int, int, int]:
+    """`nginx version: nginx/1.22.1` (what `nginx -v` prints) -> (1, 22, 1)."""
+    match = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise RenderError(f"cannot read an nginx version from {text.strip()[:80]!r}")
+    major, minor, patch = (int(g) for g in match.groups())
+    return major, minor, patch
 
 
 @dataclass(frozen=True)
@@ -30,10 +65,20 @@ class Upstream:
 
     def __post_init__(self) -> None:
         for value in (self.name, self.host):
-            if not HOST_RE.match(value):
+            if not isinstance(value, str) or not HOST_RE.match(value):
                 raise RenderError(f"bad upstream name {value!r}: lowercase letters, digits and dashes only")
         if not 1 <= self.port <= 65535:
             raise RenderError(f"bad upstream port {self.port}: must be 1..65535")
+
+
+def _cidr(value: str) -> str:
+    """A network in CIDR form, normalised; anything else (a hostname, a ';', a space) is refused."""
+    try:
+        if not isinstance(value, str) or "/" not in value:
+            raise ValueError
+        return str(ipaddress.ip_network(value, strict=True))
+    except ValueError:
+        raise RenderError(f"bad trusted client network {value!r}: need a CIDR such as 172.18.0.0/16") from None
 
 
 @dataclass(frozen=True)
@@ -42,26 +87,44 @@ class NginxConfig:
     balance: Balance = Balance.ROUND_ROBIN
     listen_port: int = 8080
     read_timeout: int = 75
+    #: how long nginx tries to reach a replica before the next one (a killed replica's address is silent)
+    connect_timeout_ms: int = 1000
     workers: int = 1
     worker_connections: int = 4096
+    #: cookie stickiness (balance = cookie): the cookie's name and how it is built
+    cookie_name: str = "wslab_srv"
+    sticky: Sticky = Sticky.MAP
+    #: when set, X-Forwarded-For is trusted, but only from this network (the lab's own client network)
+    realip_from: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.replicas) <= 32:
             raise RenderError(f"need 1..32 upstream replicas, got {len(self.replicas)}")
         if not isinstance(self.balance, Balance):
-            raise RenderError(f"unknown balancing policy {self.balance!r}")
+            raise RenderError(f"unknown balancing policy {self.balance!r} "
+                              f"(one of: {', '.join(b.value for b in Balance)})")
         if not 1024 <= self.listen_port <= 65535:
             raise RenderError(f"bad listen port {self.listen_port}: must be 1024..65535")
         if not MIN_READ_TIMEOUT <= self.read_timeout <= 86400:
             raise RenderError(f"read_timeout {self.read_timeout}s must be {MIN_READ_TIMEOUT}..86400 s")
+        if not 100 <= self.connect_timeout_ms <= 60_000:
+            raise RenderError(f"connect_timeout_ms {self.connect_timeout_ms} must be 100..60000")
         if not 1 <= self.workers <= 8 or not 64 <= self.worker_connections <= 65536:
             raise RenderError("workers must be 1..8 and worker_connections 64..65536")
+        if not isinstance(self.cookie_name, str) or not COOKIE_RE.match(self.cookie_name):
+            raise RenderError(f"bad cookie name {self.cookie_name!r}: must match {COOKIE_RE.pattern}")
+        if not isinstance(self.sticky, Sticky):
+            raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")
+        if self.realip_from is not None:
+            object.__setattr__(self, "realip_from", _cidr(self.realip_from))
 
 
-def for_replicas(count: int, *, balance: Balance = Balance.ROUND_ROBIN, port: int = 8000) -> NginxConfig:
+def for_replicas(count: int, *, balance: Balance = Balance.ROUND_ROBIN, port: int = 8000,
+                 cookie_name: str = "wslab_srv", sticky: Sticky = Sticky.MAP,
+                 realip_from: str | None = None) -> NginxConfig:
     """The lab's usual upstream set: app-1..app-N on their network aliases."""
     return NginxConfig(tuple(Upstream(f"app-{i}", f"app-{i}", port) for i in range(1, count + 1)),
-                       balance=balance)
+                       balance=balance, cookie_name=cookie_name, sticky=sticky, realip_from=realip_from)
 
 
 def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str:
@@ -76,8 +139,11 @@ def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str
     try:
         return env.get_template("nginx.conf.j2").render(
             replicas=config.replicas, balance=config.balance.value, listen_port=config.listen_port,
-            read_timeout=config.read_timeout, workers=config.workers,
-            worker_connections=config.worker_connections,
+            read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
+            workers=config.workers, worker_connections=config.worker_connections,
+            cookie_name=config.cookie_name, sticky=config.sticky.value,
+            sticky_map=config.balance is Balance.COOKIE and config.sticky is Sticky.MAP,
+            replica_header=REPLICA_HEADER, realip_from=config.realip_from,
         )
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"nginx template not found: {exc.name} under {templates / 'nginx'}") from None

@@ -65,9 +65,29 @@ def row(result: RunResult) -> dict[str, str]:
     }
 
 
+def fault_row(result: RunResult) -> dict[str, str]:
+    a, s = result.accounting, result.scenario
+    faults = ", ".join(f"{f.kind.value} {f.target}" for f in s.faults) or "none"
+    return {
+        "fault": faults,
+        "broker": s.topology.broker.value,
+        "sent": str(a.sent),
+        "expected deliveries": str(a.expected),
+        "delivered": str(a.delivered),
+        "lost": str(a.lost),
+        "lost in / outside fault": f"{a.lost_in_fault} / {a.lost_outside_fault}",
+        "trimmed": str(a.trimmed),
+        "duplicated": str(a.duplicated),
+        "recovered after reconnect": str(a.recovered),
+        "max gap s": f"{a.max_gap_s:.2f}",
+        "verdict": result.verdict.validity.value,
+    }
+
+
 def table(results: list[RunResult]) -> str:
-    """A Markdown table, one row per run, aligned for the terminal."""
-    rows = [row(r) for r in results]
+    """A Markdown table, one row per run, aligned for the terminal (the fault view when every run has
+    faults)."""
+    rows = [(fault_row if all(r.scenario.faults for r in results) else row)(r) for r in results]
     heads = list(rows[0])
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}
     line = lambda cells: "| " + " | ".join(c.ljust(widths[h]) for h, c in zip(heads, cells)) + " |"  # noqa: E731

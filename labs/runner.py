@@ -15,7 +15,8 @@ from .checker import Validity, Verdict, account, judge
 from .images import ImageSet
 from .render import for_replicas, render_nginx
 from .report import RunResult
-from .scenario import Scenario
+from .faults import run_faults
+from .scenario import Broker, Scenario
 from .settings import TEMPLATES_DIR
 from .stack import Stack, StackSpec
 
@@ -33,6 +34,28 @@ def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
     return render_nginx(for_replicas(top.replicas, balance=top.balance), templates=templates)
 
 
+def broker_options(scenario: Scenario) -> dict[str, Any]:
+    """Replica and Redis options a broker needs: streams keep an fsynced append-only file (a restart
+    loses nothing) and cap each room's stream at MAXLEN."""
+    if scenario.topology.broker is Broker.REDIS_STREAMS:
+        return {"app_args": ("--maxlen", str(scenario.topology.maxlen)),
+                "redis_args": ("--save", "", "--appendonly", "yes", "--appendfsync", "always")}
+    return {}
+
+
+def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, int]:
+    """What Redis and the replicas say after the run: subscribers per room channel vs replicas that have
+    members there (fewer subscribers = a deaf replica), and publishes that reached nobody."""
+    out = {"published_to_nobody": sum(r.get("published_to_nobody", 0) for r in replicas.values()),
+           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values())}
+    if scenario.topology.broker is Broker.REDIS_PUBSUB:
+        channel = f"chat:{scenario.workload.room}"
+        out["subscribers"] = int(stack.redis_cli("PUBSUB", "NUMSUB", channel).split()[-1])
+        out["replicas_with_members"] = sum(1 for r in replicas.values()
+                                           if r.get("rooms", {}).get(scenario.workload.room))
+    return out
+
+
 def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *,
             host_port: int | None = None, templates: Path = TEMPLATES_DIR,
             progress: Callable[[str], None] = lambda line: None) -> RunResult:
@@ -40,14 +63,19 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
     run_id = new_run_id()
     spec = StackSpec(run_id=run_id, replicas=scenario.topology.replicas,
                      broker=scenario.topology.broker.value, nginx_conf=conf, images=images,
-                     host_port=host_port)
+                     host_port=host_port, **broker_options(scenario))
     progress(f"{scenario.name}: run {run_id}, {scenario.topology.replicas} replica(s), "
              f"broker {scenario.topology.broker.value}")
     replicas: dict[str, Any] = {}
     with Stack(client, spec, progress=progress) as stack:
-        history = asyncio.run(workload.run(stack.port, scenario.workload, progress=progress))
+        during = None
+        if scenario.faults:
+            def during(started: float) -> Any:
+                return run_faults(stack, scenario.faults, started_at=started)
+        history = asyncio.run(workload.run(stack.port, scenario.workload, progress=progress, during=during))
         for name in stack.replica_names():
             replicas[name] = stack.health(name)
+        history.probes = probes(stack, scenario, replicas)
         versions = stack.versions()
     try:
         acc = account(history)

@@ -78,6 +78,39 @@ class Metric(enum.Enum):
     LOST = "lost"
     DUPLICATED = "duplicated"
     UNEXPECTED = "unexpected"
+    RECOVERED = "recovered"
+    LOST_IN_FAULT = "lost_in_fault"
+    LOST_OUTSIDE_FAULT = "lost_outside_fault"
+    TRIMMED = "trimmed"
+    #: lost minus trimmed: loss that trimming does not explain
+    UNTRIMMED_LOST = "untrimmed_lost"
+    MAX_GAP_S = "max_gap_s"
+    RECONNECTS = "reconnects"
+    DEAF_REPLICAS = "deaf_replicas"
+    PUBLISHED_TO_NOBODY = "published_to_nobody"
+    # measured by Socket.IO runs (labs/sio_checker.py)
+    HANDSHAKE_OK_RATIO = "handshake_ok_ratio"
+    SESSION_UNKNOWN = "session_unknown_400"
+    POLLERS_WITH_400_RATIO = "pollers_with_400_ratio"
+    HTTP_ERRORS = "http_errors"
+    REPLICAS_USED = "replicas_used"
+    PLACEMENT_MAX_MIN = "placement_max_min"
+    UNACKED = "unacked"
+    DROPPED_ON_KILLED_RATIO = "dropped_on_killed_ratio"
+    DROPPED_ELSEWHERE = "dropped_elsewhere"
+    RECONNECTED_RATIO = "reconnected_ratio"
+    RECONNECT_MAX_S = "reconnect_max_s"
+    LOST_UNDISTURBED = "lost_undisturbed"
+
+
+#: metrics only a Socket.IO run measures, and everything a Socket.IO run can be judged on
+SOCKETIO_ONLY = frozenset({
+    Metric.HANDSHAKE_OK_RATIO, Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO, Metric.HTTP_ERRORS,
+    Metric.REPLICAS_USED, Metric.PLACEMENT_MAX_MIN, Metric.UNACKED, Metric.DROPPED_ON_KILLED_RATIO,
+    Metric.DROPPED_ELSEWHERE, Metric.RECONNECTED_RATIO, Metric.RECONNECT_MAX_S, Metric.LOST_UNDISTURBED,
+})
+SOCKETIO_METRICS = SOCKETIO_ONLY | {Metric.DELIVERED_RATIO, Metric.SAME_SERVER_RATIO, Metric.CROSS_SERVER_RATIO,
+                                    Metric.LOST, Metric.DUPLICATED, Metric.UNEXPECTED}
 
 
 @dataclass(frozen=True)
@@ -125,6 +158,8 @@ class Workload:
     transport: Transport = Transport.WEBSOCKET
     #: how many distinct /24 source networks clients appear to come from (via a trusted X-Forwarded-For)
     source_subnets: int = 1
+    #: bytes of text carried by each message, besides its id and timestamps
+    payload: int = 0
 
     @property
     def send_duration(self) -> float:
@@ -150,6 +185,8 @@ class Scenario:
     expect: dict[Metric, Bound] = field(default_factory=dict)
     faults: tuple[Fault, ...] = ()
     path: Path | None = None
+    #: the scenario demonstrates a failure: its verdict reads "fails as expected" when the outcome is met
+    failure: bool = False
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -223,7 +260,10 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
-    _unknown(data, {"description", "topology", "workload", "expect", "faults"}, where)
+    _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure"}, where)
+    failure = data.get("failure", False)
+    if not isinstance(failure, bool):
+        raise ScenarioError(f"{where}: failure must be true or false, got {failure!r}")
     description = data.get("description", "")
     if not isinstance(description, str):
         raise ScenarioError(f"{where}: description must be a string")
@@ -267,6 +307,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         reconnect=reconnect,
         transport=_enum(wl, "transport", Workload.transport, where),
         source_subnets=_int(wl, "source_subnets", Workload.source_subnets, 1, 250, where),
+        payload=_int(wl, "payload", Workload.payload, 0, 65536, where),
     )
     faults = _faults(data.get("faults", []), topology, workload, where)
 
@@ -280,10 +321,15 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         except ValueError:
             names = ", ".join(m.value for m in Metric)
             raise ScenarioError(f"{where}: unknown expectation {key!r} (one of: {names})") from None
+        if topology.app is AppKind.SOCKETIO and metric not in SOCKETIO_METRICS:
+            names = ", ".join(sorted(m.value for m in SOCKETIO_METRICS))
+            raise ScenarioError(f"{where}: expect.{key} is not measured for a socketio app (these are: {names})")
+        if topology.app is AppKind.WEBSOCKET and metric in SOCKETIO_ONLY:
+            raise ScenarioError(f"{where}: expect.{key} is measured for app = \"socketio\" only")
         expect[metric] = _bound(value, key, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,
-                    expect=expect, faults=faults, path=path)
+                    expect=expect, faults=faults, path=path, failure=failure)
 
 
 def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> tuple[Fault, ...]:

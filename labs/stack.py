@@ -49,6 +49,9 @@ class StackSpec:
     app_args: tuple[str, ...] = ()
     #: Redis persistence: with streams, an append-only file fsynced on every write survives a restart
     redis_args: tuple[str, ...] = ("--save", "", "--appendonly", "no")
+    #: when set, renders the nginx config from the front network's subnet once that network exists (the
+    #: host's connections arrive from it, so realip may trust that network and no other); else `nginx_conf`
+    nginx_conf_for: Callable[[str], str] | None = None
 
     @property
     def needs_redis(self) -> bool:
@@ -126,6 +129,8 @@ class Stack:
     port: int = 0
     #: "front" joins nginx and the replicas; "back" joins the replicas and Redis (a partition cuts it)
     networks: dict[str, Any] = field(default_factory=dict)
+    #: the nginx config the run used
+    nginx_conf: str = ""
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
@@ -181,7 +186,10 @@ class Stack:
                              ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} "
                                           "-g 'daemon off;'"],
                              front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)})
-        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), spec.nginx_conf))
+        self.nginx_conf = spec.nginx_conf
+        if spec.nginx_conf_for is not None:
+            self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
+        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
         self.progress(f"starting {len(backends)} backend container(s) and nginx")
         # Backends first: nginx resolves upstream names when it loads its config.
         list(self._pool.map(lambda c: c.start(), backends))

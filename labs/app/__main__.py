@@ -13,6 +13,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--broker", choices=sorted(BROKERS), default="none")
     parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for Redis brokers")
+    parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
     args = parser.parse_args()
     try:
         import uvloop
@@ -20,7 +21,7 @@ def main() -> None:
         runner = asyncio.run
     else:
         runner = uvloop.run
-    runner(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis)))
+    runner(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis, maxlen=args.maxlen)))
 
 
 if __name__ == "__main__":

@@ -1,24 +1,31 @@
 """How a replica hands a room message to the other replicas.
 
 A broker calls `deliver(room, frame)` for every frame that must reach this replica's local room members;
-the server does the local fan-out. Each broker delivers a frame to a replica once.
+the server does the local fan-out. `publish` returns once the broker has the message (the server then acks
+it to the sender) and raises `PublishFailed` when it gave up on it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable
 
 Deliver = Callable[[str, str], None]
 log = logging.getLogger("wslab.broker")
+CONTROL = "wslab:control"
+
+
+class PublishFailed(Exception):
+    pass
 
 
 class NoBroker:
     """In-memory only: a message reaches the clients of the replica it was sent to, and no others."""
 
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
         self.deliver: Deliver = lambda room, frame: None
         self.stats: Counter[str] = Counter()
 
@@ -34,50 +41,36 @@ class NoBroker:
     async def leave(self, room: str) -> None:
         pass
 
-    async def publish(self, room: str, frame: str) -> None:
-        self.deliver(room, frame)
+    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+        self.deliver(room, json.dumps(frame))
 
     async def healthy(self) -> bool:
         return True
 
 
-class RedisPubSub(NoBroker):
-    """One Redis channel per room, `chat:<room>`, subscribed while the room has a local member.
+class RedisBroker(NoBroker):
+    """Common to the Redis brokers: a command client with short timeouts that waits for Redis at start."""
 
-    A client is told it joined only after Redis confirmed the subscription, so no message published after
-    the welcome can miss this replica. PubSub is at-most-once: what is published while a replica is not
-    subscribed is gone.
-    """
-
-    def __init__(self, redis_url: str) -> None:
+    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
         super().__init__(redis_url)
         self.url = redis_url
-        self.members: Counter[str] = Counter()
-        self.confirmed: dict[str, asyncio.Event] = {}
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self, deliver: Deliver) -> None:
         import redis.asyncio as redis
 
         self.deliver = deliver
-        self.redis = redis.Redis.from_url(self.url)
-        self.pubsub = self.redis.pubsub()
+        self.redis = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
         await self._await_redis()
-        # A control channel keeps the subscriber connection open while no room is subscribed.
-        await self._subscribe("wslab:control")
-        self.tasks.append(asyncio.create_task(self._listen()))
-        await self.confirmed["wslab:control"].wait()
 
     async def _await_redis(self, timeout: float = 30.0) -> None:
         """Redis may start after this replica: retry until it answers, for `timeout` seconds."""
-        import redis.exceptions
-
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:
                 await self.redis.ping()
                 return
-            except (redis.exceptions.ConnectionError, OSError):
+            except (ConnectionError, OSError, TimeoutError) + _redis_errors():
                 if asyncio.get_running_loop().time() > deadline:
                     raise
                 await asyncio.sleep(0.05)
@@ -86,21 +79,63 @@ class RedisPubSub(NoBroker):
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.pubsub.aclose()
         await self.redis.aclose()
+
+    async def healthy(self) -> bool:
+        try:
+            await asyncio.wait_for(self.redis.ping(), 1.0)
+        except Exception:
+            return False
+        return True
+
+
+def _redis_errors() -> tuple[type[BaseException], ...]:
+    import redis.exceptions
+
+    return (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class RedisPubSub(RedisBroker):
+    """One Redis channel per room, `chat:<room>`, subscribed while the room has a local member.
+
+    A client is told it joined only after Redis confirmed the subscription, so no message published after
+    the welcome can miss this replica. PubSub is at-most-once: what is published while a replica is not
+    subscribed is gone, and a publish that fails is retried once, then dropped (as Socket.IO's Redis
+    manager does). A heartbeat through Redis to this replica's own control channel detects a "deaf"
+    subscriber (its connection silently dead) and rebuilds it.
+    """
+
+    HEARTBEAT = 0.25
+    DEAF_AFTER = 1.5
+
+    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
+        super().__init__(redis_url)
+        self.members: Counter[str] = Counter()
+        self.confirmed: dict[str, asyncio.Event] = {}
+        self.heard = 0.0
+
+    async def start(self, deliver: Deliver) -> None:
+        await super().start(deliver)
+        self.control = f"{CONTROL}:{id(self):x}"
+        self.confirmed[self.control] = asyncio.Event()
+        self.listener = asyncio.create_task(self._listen())
+        await self.confirmed[self.control].wait()
+        self.tasks.append(asyncio.create_task(self._heartbeat()))
+
+    async def stop(self) -> None:
+        self.listener.cancel()
+        await asyncio.gather(self.listener, return_exceptions=True)
+        await super().stop()
 
     def channel(self, room: str) -> str:
         return f"chat:{room}"
-
-    async def _subscribe(self, channel: str) -> None:
-        self.confirmed[channel] = asyncio.Event()
-        await self.pubsub.subscribe(channel)
 
     async def join(self, room: str) -> None:
         channel = self.channel(room)
         self.members[channel] += 1
         if self.members[channel] == 1:
-            await self._subscribe(channel)
+            self.confirmed[channel] = asyncio.Event()
+            await self._send_subscribe(channel)
         await self.confirmed[channel].wait()
 
     async def leave(self, room: str) -> None:
@@ -109,30 +144,88 @@ class RedisPubSub(NoBroker):
         if self.members[channel] == 0:
             del self.members[channel]
             self.confirmed.pop(channel, None)
-            await self.pubsub.unsubscribe(channel)
+            try:
+                await self.pubsub.unsubscribe(channel)
+            except _redis_errors() + (OSError,):
+                pass  # the connection is being rebuilt; the rebuild subscribes only to current rooms
 
-    async def publish(self, room: str, frame: str) -> None:
-        receivers = await self.redis.publish(self.channel(room), frame)
+    async def _send_subscribe(self, channel: str) -> None:
+        try:
+            await self.pubsub.subscribe(channel)
+        except _redis_errors() + (OSError,):
+            pass  # the listener rebuilds the connection and subscribes to every channel in `confirmed`
+
+    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+        payload = json.dumps(frame)
+        for attempt in (1, 2):
+            try:
+                receivers = await self.redis.publish(self.channel(room), payload)
+                break
+            except _redis_errors() + (OSError,) as exc:
+                if attempt == 2:
+                    self.stats["publish_failed"] += 1
+                    log.warning("publish of %s failed twice, giving up: %s", frame["id"], exc)
+                    raise PublishFailed(str(exc)) from None
         self.stats["published"] += 1
         if receivers == 0:
             self.stats["published_to_nobody"] += 1
 
     async def _listen(self) -> None:
-        async for message in self.pubsub.listen():
-            kind, channel = message["type"], message["channel"].decode()
-            if kind == "subscribe":
-                if channel in self.confirmed:
-                    self.confirmed[channel].set()
-            elif kind == "message" and channel.startswith("chat:"):
+        """Read the subscriber connection; on any failure, rebuild it and subscribe to everything again."""
+        first = True
+        while True:
+            self.pubsub = self.redis.pubsub()
+            try:
+                await self.pubsub.subscribe(*self.confirmed)
+                if not first:
+                    self.stats["subscriber_rebuilds"] += 1
+                    log.warning("subscriber rebuilt; subscribed again to %d channel(s)", len(self.confirmed))
+                first = False
+                self.heard = asyncio.get_running_loop().time()
+                async for message in self.pubsub.listen():
+                    self._handle(message)
+            except asyncio.CancelledError:
+                await self._close_pubsub()
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure means: rebuild the subscriber
+                log.warning("subscriber connection lost: %r", exc)
+            await self._close_pubsub()
+            await asyncio.sleep(0.05)
+
+    async def _close_pubsub(self) -> None:
+        try:
+            await asyncio.wait_for(self.pubsub.aclose(), 1.0)
+        except Exception:  # noqa: BLE001
+            pass
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, channel = message["type"], message["channel"].decode()
+        if kind == "subscribe":
+            if channel in self.confirmed:
+                self.confirmed[channel].set()
+        elif kind == "message":
+            if channel == self.control:
+                self.heard = asyncio.get_running_loop().time()
+            elif channel.startswith("chat:"):
                 self.stats["received"] += 1
                 self.deliver(channel.split(":", 1)[1], message["data"].decode())
 
-    async def healthy(self) -> bool:
-        try:
-            await asyncio.wait_for(self.redis.ping(), 1.0)
-        except Exception:
-            return False
-        return True
+    async def _heartbeat(self) -> None:
+        """Publish to our own control channel; if the subscriber stops hearing it, it is deaf: rebuild."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.HEARTBEAT)
+            try:
+                await self.redis.publish(self.control, "beat")
+            except Exception:  # noqa: BLE001 - Redis unreachable: the publisher side will say so
+                continue
+            if loop.time() - self.heard > self.DEAF_AFTER:
+                self.stats["deaf_detected"] += 1
+                log.warning("subscriber deaf for %.1fs: rebuilding it", loop.time() - self.heard)
+                self.heard = loop.time()
+                self.listener.cancel()
+                await asyncio.gather(self.listener, return_exceptions=True)
+                self.listener = asyncio.create_task(self._listen())
 
 
 class SeedSubscribeGlob(RedisPubSub):
@@ -144,7 +237,8 @@ class SeedSubscribeGlob(RedisPubSub):
 
     async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
-        await self._subscribe("chat:*")
+        self.confirmed["chat:*"] = asyncio.Event()
+        await self._send_subscribe("chat:*")
         await self.confirmed["chat:*"].wait()
 
     async def join(self, room: str) -> None:
@@ -154,8 +248,11 @@ class SeedSubscribeGlob(RedisPubSub):
         pass
 
 
-BROKERS: dict[str, Callable[[str], NoBroker]] = {
+from .streams import RedisStreams  # noqa: E402  (it builds on RedisBroker)
+
+BROKERS: dict[str, Callable[..., NoBroker]] = {
     "none": NoBroker,
     "redis-pubsub": RedisPubSub,
     "seed-subscribe-glob": SeedSubscribeGlob,
+    "redis-streams": RedisStreams,
 }
