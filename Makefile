@@ -4,8 +4,10 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 LAB     := $(PYTHON) -m labs
 
+FAULTS  := $(sort $(basename $(notdir $(wildcard scenarios/fault-*.toml))))
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub test test-unit test-docker bench-lifecycle clean
+.PHONY: help setup images scenario-pubsub scenario-faults test test-unit test-docker bench-lifecycle clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -22,6 +24,9 @@ images: setup ## start a Docker engine if none answers, then find or build the i
 
 scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, same workload, one table
 	$(LAB) run no-broker pubsub
+
+scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, recovered, max gap — one table
+	$(LAB) run $(FAULTS)
 
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*

@@ -65,7 +65,7 @@ class Upstream:
 
     def __post_init__(self) -> None:
         for value in (self.name, self.host):
-            if not isinstance(value, str) or not HOST_RE.match(value):
+            if not isinstance(value, str) or not HOST_RE.fullmatch(value):
                 raise RenderError(f"bad upstream name {value!r}: lowercase letters, digits and dashes only")
         if not 1 <= self.port <= 65535:
             raise RenderError(f"bad upstream port {self.port}: must be 1..65535")
@@ -111,7 +111,7 @@ class NginxConfig:
             raise RenderError(f"connect_timeout_ms {self.connect_timeout_ms} must be 100..60000")
         if not 1 <= self.workers <= 8 or not 64 <= self.worker_connections <= 65536:
             raise RenderError("workers must be 1..8 and worker_connections 64..65536")
-        if not isinstance(self.cookie_name, str) or not COOKIE_RE.match(self.cookie_name):
+        if not isinstance(self.cookie_name, str) or not COOKIE_RE.fullmatch(self.cookie_name):
             raise RenderError(f"bad cookie name {self.cookie_name!r}: must match {COOKIE_RE.pattern}")
         if not isinstance(self.sticky, Sticky):
             raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")

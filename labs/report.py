@@ -15,7 +15,8 @@ from typing import Any
 
 from .checker import Accounting, Validity, Verdict
 from .history import History
-from .scenario import Scenario
+from .scenario import AppKind, Scenario
+from .sio_checker import SioAccounting
 
 
 @dataclass
@@ -32,6 +33,12 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
     replicas: dict[str, Any] = field(default_factory=dict)
     logs: dict[str, str] = field(default_factory=dict)
+    #: container states after the workload and its faults (every fault healed: all running)
+    states: dict[str, str] = field(default_factory=dict)
+    #: a Socket.IO run's own accounting (stickiness, placement, failover); None otherwise
+    socketio: SioAccounting | None = None
+    #: how cookie stickiness was rendered for the nginx in use ("" when the policy is not cookie)
+    sticky: str = ""
 
     @property
     def passed(self) -> bool:
@@ -86,7 +93,13 @@ def fault_row(result: RunResult) -> dict[str, str]:
 
 def table(results: list[RunResult]) -> str:
     """A Markdown table, one row per run, aligned for the terminal (the fault view when every run has
-    faults)."""
+    faults). Socket.IO runs get their own table (labs/sio_report.py), after this one."""
+    if any(r.scenario.topology.app is AppKind.SOCKETIO for r in results):
+        from .sio_report import table as socketio_table
+
+        rest = [r for r in results if r.scenario.topology.app is not AppKind.SOCKETIO]
+        sio = [r for r in results if r.scenario.topology.app is AppKind.SOCKETIO]
+        return "\n\n".join(([table(rest)] if rest else []) + [socketio_table(sio)])
     rows = [(fault_row if all(r.scenario.faults for r in results) else row)(r) for r in results]
     heads = list(rows[0])
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}
@@ -121,7 +134,18 @@ def to_json(result: RunResult) -> dict[str, Any]:
         "versions": result.versions,
         "timings_s": result.timings,
         "replicas": result.replicas,
+        "container_states_after_faults": result.states,
+        "faults": [asdict(f) for f in result.history.faults],
+        **_socketio_json(result),
     }
+
+
+def _socketio_json(result: RunResult) -> dict[str, Any]:
+    if result.scenario.topology.app is not AppKind.SOCKETIO:
+        return {}
+    from .sio_report import to_json as socketio_json
+
+    return {"socketio": socketio_json(result)}
 
 
 def markdown(result: RunResult) -> str:

@@ -16,7 +16,7 @@ from .images import ImageSet
 from .render import for_replicas, render_nginx
 from .report import RunResult
 from .faults import run_faults
-from .scenario import Broker, Scenario
+from .scenario import AppKind, Broker, Scenario
 from .settings import TEMPLATES_DIR
 from .stack import Stack, StackSpec
 
@@ -59,6 +59,11 @@ def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[s
 def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *,
             host_port: int | None = None, templates: Path = TEMPLATES_DIR,
             progress: Callable[[str], None] = lambda line: None) -> RunResult:
+    if scenario.topology.app is AppKind.SOCKETIO:
+        from .sio_run import execute as execute_socketio
+
+        return execute_socketio(client, scenario, images, host_port=host_port, templates=templates,
+                                progress=progress)
     conf = render(scenario, templates=templates)
     run_id = new_run_id()
     spec = StackSpec(run_id=run_id, replicas=scenario.topology.replicas,
@@ -76,6 +81,7 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
         for name in stack.replica_names():
             replicas[name] = stack.health(name)
         history.probes = probes(stack, scenario, replicas)
+        states = stack.states()
         versions = stack.versions()
     try:
         acc = account(history)
@@ -88,5 +94,5 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
         history=history, nginx_conf=conf,
         images={"app": images.app.source, "redis": images.redis.source, "nginx": images.nginx.source},
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
-        replicas=replicas, logs=stack.logs,
+        replicas=replicas, logs=stack.logs, states=states,
     )

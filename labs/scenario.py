@@ -232,7 +232,7 @@ def _enum(table: dict[str, Any], key: str, default: enum.Enum, where: str) -> An
 
 def _str(table: dict[str, Any], key: str, default: str, pattern: re.Pattern[str], where: str) -> str:
     value = table.get(key, default)
-    if not isinstance(value, str) or not pattern.match(value):
+    if not isinstance(value, str) or not pattern.fullmatch(value):
         raise ScenarioError(f"{where}: {key} must match {pattern.pattern}, got {value!r}")
     return value
 

@@ -314,6 +314,14 @@ class Stack:
             raise StackError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
         return text
 
+    def states(self) -> dict[str, str]:
+        """Each container's state now (running, paused, exited…): after the faults, all must be running."""
+        def state(item: tuple[str, Container]) -> tuple[str, str]:
+            item[1].reload()
+            return item[0], item[1].status
+
+        return dict(self._pool.map(state, list(self.containers.items())))
+
     def replica_names(self) -> Iterator[str]:
         return (n for n in self.containers if n.startswith("app-"))
 

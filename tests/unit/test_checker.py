@@ -75,3 +75,46 @@ def test_percentiles_come_from_the_recorded_latencies():
     acc = account(History(sessions, [Sent("a-1", "a", 1.0)], received))
     assert round(acc.percentile_ms(0.5), 3) == 50.5
     assert round(acc.percentile_ms(0.99), 3) == 99.01
+
+
+from labs.history import FaultEvent, Resume  # noqa: E402
+
+
+def test_a_message_missed_while_disconnected_is_lost_in_the_fault_window():
+    # b drops at 1.0 (fault at 1.0, healed 1.2), is back on app-2 at 1.3; a's message at 1.1 never reaches b.
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-1", 0.0, closed=1.0), Session("b", "app-2", 1.3)]
+    sent = [Sent("a-1", "a", 1.1), Sent("a-2", "a", 5.0)]
+    h = History(sessions, sent, [Received("a-2", "b", 5.01, "app-1")], faults=[FaultEvent("kill-replica", "app-1", 1.0, 1.2)])
+    acc = account(h)
+    assert acc.expected == 2, "b is still a member while it reconnects"
+    assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (1, 1, 0)
+    assert acc.reconnects == 1 and round(acc.max_gap_s, 6) == 0.3
+    assert acc.windows == ((0.5, 1.8),), "the window lasts until b is back, with a margin either side"
+
+
+def test_loss_outside_every_fault_window_is_reported_as_such():
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0)]
+    h = History(sessions, [Sent("a-1", "a", 9.0)], [], faults=[FaultEvent("pause-redis", "redis", 1.0, 2.0)])
+    acc = account(h)
+    assert (acc.lost_in_fault, acc.lost_outside_fault) == (0, 1)
+
+
+def test_a_replayed_message_counts_as_recovered():
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0, closed=1.0), Session("b", "app-1", 1.5)]
+    h = History(sessions, [Sent("a-1", "a", 1.2)], [Received("a-1", "b", 1.6, "app-1")])
+    acc = account(h)
+    assert (acc.delivered, acc.recovered, acc.lost) == (1, 1, 0)
+
+
+def test_loss_explained_by_a_later_trim_notice_is_counted_as_trimmed():
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0), Session("c", "app-3", 0.0)]
+    h = History(sessions, [Sent("a-1", "a", 1.0)], [Received("a-1", "c", 1.1, "app-1")],
+                resumes=[Resume("b", 2.0, replayed=0, trimmed=True)])
+    acc = account(h)
+    assert (acc.lost, acc.trimmed) == (1, 1)
+    assert acc.metric(Metric.UNTRIMMED_LOST) == 0
+
+
+def test_a_replica_with_members_but_no_subscription_is_deaf():
+    h = History([Session("a", "app-1", 0.0)], probes={"subscribers": 2, "replicas_with_members": 3})
+    assert account(h).deaf_replicas == 1

@@ -64,3 +64,36 @@ def test_every_shipped_scenario_is_valid_and_declares_an_outcome():
     assert {"no-broker", "pubsub"} <= set(names)
     for name in names:
         assert scenario.load(name).expect
+
+
+FAULTY = GOOD.replace("[expect]", """[[faults]]
+kind = "kill-replica"
+target = "app-2"
+at = 0.5
+heal_after = 0.5
+
+[expect]""").replace("messages = 2", "messages = 100\nrate = 50")
+
+
+def test_faults_parse_with_their_schedule():
+    (fault,) = parse(FAULTY).faults
+    assert (fault.kind.value, fault.target, fault.at, fault.heal_after) == ("kill-replica", "app-2", 0.5, 0.5)
+    assert parse(FAULTY).workload.send_interval == 0.02
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('"app-2"', '"app-7"'), "no such replica"),
+    (lambda t: t.replace('kind = "kill-replica"', 'kind = "restart-redis"'), "targets redis, got 'app-2'"),
+    (lambda t: t.replace('kind = "kill-replica"', 'kind = "meteor"'), "unknown kind 'meteor'"),
+    (lambda t: t.replace("at = 0.5", "at = 1.8"), "past the end of sending (2s"),
+    (lambda t: t.replace("at = 0.5", "at = -1"), "at must be between 0 and 3600"),
+    (lambda t: t.replace("rate = 50", "rate = -5"), "rate must be between 0.01 and 1000"),
+    (lambda t: t.replace("rate = 50", "rate = 1e9"), "rate must be between 0.01 and 1000"),
+    (lambda t: t.replace("broker = ", "maxlen = 0\nbroker = "), "maxlen must be between 1 and"),
+    (lambda t: t.replace('broker = "redis-pubsub"', 'broker = "none"').replace('"kill-replica"', '"pause-redis"')
+     .replace('"app-2"', '"redis"'), "needs a Redis broker"),
+])
+def test_bad_faults_and_rates_are_refused(edit, message):
+    with pytest.raises(ScenarioError) as info:
+        parse(edit(FAULTY))
+    assert message in str(info.value)

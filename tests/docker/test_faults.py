@@ -1,0 +1,27 @@
+"""Every fault scenario on real containers: the declared outcome holds, every fault is healed."""
+
+from __future__ import annotations
+
+import pytest
+
+from labs import scenario
+from labs.runner import execute
+from labs.scenario import Broker
+
+FAULT_SCENARIOS = [name for name in scenario.available() if name.startswith("fault-")]
+
+
+@pytest.mark.parametrize("name", FAULT_SCENARIOS)
+def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images, nothing_left):
+    s = scenario.load(name)
+    result = execute(client, s, images)
+    a = result.accounting
+    assert result.passed, result.verdict.reason
+    assert [f.kind for f in result.history.faults] == [f.kind.value for f in s.faults]
+    assert all(f.healed is not None and f.healed >= f.applied for f in result.history.faults)
+    assert set(result.states.values()) == {"running"}, result.states
+    assert a.sent == s.workload.clients * s.workload.messages
+    if s.topology.broker is Broker.REDIS_STREAMS:
+        assert a.lost == a.trimmed and a.duplicated == 0
+    else:
+        assert a.lost_outside_fault == 0
