@@ -2,9 +2,18 @@
 
 import argparse
 import asyncio
+from typing import Callable
 
-from .brokers import BROKERS
+from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
 from .server import serve
+from .streams import RedisStreams
+
+BROKERS: dict[str, Callable[..., NoBroker]] = {
+    "none": NoBroker,
+    "redis-pubsub": RedisPubSub,
+    "seed-subscribe-glob": SeedSubscribeGlob,
+    "redis-streams": RedisStreams,
+}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 Deliver = Callable[[str, str], None]
 log = logging.getLogger("wslab.broker")
@@ -247,12 +247,3 @@ class SeedSubscribeGlob(RedisPubSub):
     async def leave(self, room: str) -> None:
         pass
 
-
-from .streams import RedisStreams  # noqa: E402  (it builds on RedisBroker)
-
-BROKERS: dict[str, Callable[..., NoBroker]] = {
-    "none": NoBroker,
-    "redis-pubsub": RedisPubSub,
-    "seed-subscribe-glob": SeedSubscribeGlob,
-    "redis-streams": RedisStreams,
-}
