@@ -21,6 +21,7 @@ from types import SimpleNamespace
 from typing import Any, Awaitable, Callable
 
 import aiohttp
+import engineio.payload
 import socketio
 import socketio.exceptions
 from yarl import URL
@@ -34,6 +35,11 @@ During = Callable[[float], Awaitable[list[FaultEvent]]]
 TRANSPORTS: dict[Transport, list[str] | None] = {
     Transport.POLLING: ["polling"], Transport.WEBSOCKET: ["websocket"], Transport.DEFAULT: None,
 }
+#: python-engineio refuses a polling payload of more than `Payload.max_decode_packets` packets (16 by
+#: default, a guard against floods) and drops the connection ("Unexpected packet from server"). A server
+#: answers a long poll with everything queued for the client: in a busy room that is one packet per message
+#: from every other member, so the lab's clients take this many. Process-wide: it is a class attribute.
+MAX_DECODE_PACKETS = 10_000
 #: reconnection backoff: first try after ~0.2 s, doubling up to 1 s
 RECONNECT = {"reconnection_delay": 0.2, "reconnection_delay_max": 1.0, "randomization_factor": 0.25}
 DETAIL_CHARS = 200
@@ -226,6 +232,8 @@ async def run(port: int, scenario: Scenario, *, replicas: list[str], during: Dur
               progress: Progress = lambda line: None) -> SioHistory:
     """Join every client (one at a time), send from all that got in, run the faults meanwhile, drain."""
     wl = scenario.workload
+    engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets,
+                                                      MAX_DECODE_PACKETS)
     recorder = Recorder(SioHistory(replicas=list(replicas)))
     width = len(str(wl.clients))
     clients = [Client(f"c{i:0{width}d}", url=f"http://127.0.0.1:{port}", scenario=scenario,
