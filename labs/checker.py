@@ -18,6 +18,8 @@ from .scenario import Bound, Metric
 
 #: frames in flight when a fault starts or ends still belong to it
 FAULT_MARGIN_S = 0.5
+#: a recovery reported later than this after the heal is not the fault's any more
+RECOVERY_LIMIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -90,12 +92,16 @@ def _member_at(sessions: list[Session], t: float) -> bool:
 
 
 def fault_windows(history: History, margin: float = FAULT_MARGIN_S) -> list[tuple[float, float]]:
-    """Each fault's window: from just before it was applied until it was healed and every client it
-    disconnected was back, with `margin` either side for frames in flight."""
+    """Each fault's window: from just before it was applied until it was healed, every client it
+    disconnected was back and every replica's broker connection that broke had recovered (as the
+    replicas report it), with `margin` either side for frames in flight."""
     windows = []
     for f in history.faults:
         healed = f.healed if f.healed is not None else float("inf")
         end = healed
+        for _, t, _, working in history.broker_events:
+            if working and f.applied - margin <= t <= healed + RECOVERY_LIMIT_S:
+                end = max(end, t)
         for client_sessions in _by_client(history).values():
             for before, after in zip(client_sessions, client_sessions[1:]):
                 if before.closed is not None and f.applied - margin <= before.closed <= healed + margin:

@@ -65,6 +65,8 @@ class History:
     nacked: list[str] = field(default_factory=list)
     #: what Redis and the replicas reported at the end (subscriber counts, publishes to nobody)
     probes: dict[str, int] = field(default_factory=dict)
+    #: (replica, time, part, working): when a replica's broker connection broke and recovered
+    broker_events: list[tuple[str, float, str, bool]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

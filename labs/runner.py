@@ -81,6 +81,8 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
         for name in stack.replica_names():
             replicas[name] = stack.health(name)
         history.probes = probes(stack, scenario, replicas)
+        history.broker_events = sorted(((name, t, part, ok) for name, r in replicas.items()
+                                        for t, part, ok in r.get("events", [])), key=lambda e: e[1])
         states = stack.states()
         versions = stack.versions()
     try:

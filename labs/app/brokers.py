@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import Counter
 from typing import Any, Callable
 
@@ -28,6 +29,15 @@ class NoBroker:
     def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
         self.deliver: Deliver = lambda room, frame: None
         self.stats: Counter[str] = Counter()
+        #: (CLOCK_MONOTONIC time, part, working) at each change: when a part broke and when it recovered.
+        #: Containers share the host's monotonic clock, so the harness can place these in its own history.
+        self.events: list[tuple[float, str, bool]] = []
+        self._working: dict[str, bool] = {}
+
+    def mark(self, part: str, working: bool) -> None:
+        if self._working.get(part, True) != working:
+            self._working[part] = working
+            self.events.append((time.monotonic(), part, working))
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
@@ -162,6 +172,7 @@ class RedisPubSub(RedisBroker):
                 receivers = await self.redis.publish(self.channel(room), payload)
                 break
             except _redis_errors() + (OSError,) as exc:
+                self.mark("publisher", False)
                 if attempt == 2:
                     self.stats["publish_failed"] += 1
                     log.warning("publish of %s failed twice, giving up: %s", frame["id"], exc)
@@ -169,6 +180,7 @@ class RedisPubSub(RedisBroker):
         self.stats["published"] += 1
         if receivers == 0:
             self.stats["published_to_nobody"] += 1
+        self.mark("publisher", True)
 
     async def _listen(self) -> None:
         """Read the subscriber connection; on any failure, rebuild it and subscribe to everything again."""
@@ -188,6 +200,7 @@ class RedisPubSub(RedisBroker):
                 await self._close_pubsub()
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure means: rebuild the subscriber
+                self.mark("subscriber", False)
                 log.warning("subscriber connection lost: %r", exc)
             await self._close_pubsub()
             await asyncio.sleep(0.05)
@@ -203,6 +216,8 @@ class RedisPubSub(RedisBroker):
         if kind == "subscribe":
             if channel in self.confirmed:
                 self.confirmed[channel].set()
+            if channel == self.control:
+                self.mark("subscriber", True)
         elif kind == "message":
             if channel == self.control:
                 self.heard = asyncio.get_running_loop().time()
@@ -221,6 +236,7 @@ class RedisPubSub(RedisBroker):
                 continue
             if loop.time() - self.heard > self.DEAF_AFTER:
                 self.stats["deaf_detected"] += 1
+                self.mark("subscriber", False)
                 log.warning("subscriber deaf for %.1fs: rebuilding it", loop.time() - self.heard)
                 self.heard = loop.time()
                 self.listener.cancel()

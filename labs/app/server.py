@@ -158,7 +158,7 @@ class Replica:
             ok = await self.broker.healthy()
             rooms = {room: len(members) for room, members in self.rooms.items()}
             body = json.dumps({"replica": self.name, "ok": ok, **self.counters, **self.broker.stats,
-                               "rooms": rooms, "versions": VERSIONS})
+                               "rooms": rooms, "events": self.broker.events, "versions": VERSIONS})
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             response = ws.respond(status, body + "\n")
             response.headers["Content-Type"] = "application/json"

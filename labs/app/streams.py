@@ -112,8 +112,11 @@ class RedisStreams(RedisBroker):
         end = loop.time() + deadline
         while True:
             try:
-                return await call()
+                result = await call()
+                self.mark("redis", True)
+                return result
             except _redis_errors() + (OSError,):
+                self.mark("redis", False)
                 if loop.time() > end:
                     raise
                 self.stats["redis_retries"] += 1
@@ -136,6 +139,7 @@ class RedisStreams(RedisBroker):
             try:
                 batches = await self.redis.xread(streams, block=self.BLOCK_MS, count=500)
             except _redis_errors() + (OSError,) as exc:
+                self.mark("reader", False)
                 if not failed:
                     self.stats["read_errors"] += 1
                     log.warning("XREAD failed, resuming from the last ids: %r", exc)
@@ -143,6 +147,7 @@ class RedisStreams(RedisBroker):
                 await asyncio.sleep(0.1)
                 continue
             failed = False
+            self.mark("reader", True)
             for key, entries in batches:
                 room = key.decode().split(":", 1)[1]
                 for sid, fields in entries:

@@ -118,3 +118,12 @@ def test_loss_explained_by_a_later_trim_notice_is_counted_as_trimmed():
 def test_a_replica_with_members_but_no_subscription_is_deaf():
     h = History([Session("a", "app-1", 0.0)], probes={"subscribers": 2, "replicas_with_members": 3})
     assert account(h).deaf_replicas == 1
+
+
+def test_the_fault_window_lasts_until_every_replica_reports_its_broker_working_again():
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0)]
+    h = History(sessions, [Sent("a-1", "a", 3.0)], [], faults=[FaultEvent("restart-redis", "redis", 1.0, 2.0)],
+                broker_events=[("app-2", 1.1, "subscriber", False), ("app-2", 3.2, "subscriber", True)])
+    acc = account(h)
+    assert acc.windows == ((0.5, 3.7),)
+    assert (acc.lost_in_fault, acc.lost_outside_fault) == (1, 0)
