@@ -12,7 +12,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
+from typing import Any, Callable, Coroutine
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
@@ -136,7 +136,7 @@ class Client:
 
 
 async def run(port: int, workload: Workload, *, progress: Progress = lambda s: None,
-              during: Callable[[float], Awaitable[object]] | None = None) -> History:
+              during: Callable[[float], Coroutine[Any, Any, object]] | None = None) -> History:
     """Connect every client (all welcomed before anyone sends), send while `during(started_at)` runs
     (the fault schedule), drain, close; return the History."""
     recorder = Recorder()

@@ -109,6 +109,7 @@ class Replica:
         member.upto = max(member.upto, key)
 
     async def handle(self, ws: ServerConnection) -> None:
+        assert ws.request is not None  # the handler runs after the opening handshake
         query = parse_qs(urlsplit(ws.request.path).query)
         room, client = query.get("room", [""])[0], query.get("client", [""])[0]
         last, seq = query.get("last", [""])[0], query.get("seq", ["0"])[0]
@@ -119,16 +120,17 @@ class Replica:
         if client in self.rooms[room]:
             await ws.close(1008, f"client {client} is already in room {room} here")
             return
-        streams = isinstance(self.broker, RedisStreams)
+        broker = self.broker
+        streams = isinstance(broker, RedisStreams)
         member = Member(ws, replaying=streams)  # with streams, hold live frames until the start is known
         self.rooms[room][client] = member
         self.counters["connections"] += 1
         try:
             await self.broker.join(room)
             welcome = {"type": "welcome", "replica": self.name, "client": client, "room": room}
-            if streams:
+            if isinstance(broker, RedisStreams):
                 # A new client starts at the stream's current end; a returning one where it left off.
-                after, after_seq = (last, int(seq)) if last else await self.broker.end_id(room)
+                after, after_seq = (last, int(seq)) if last else await broker.end_id(room)
                 await ws.send(json.dumps({**welcome, "sid": after, "seq": after_seq}))
                 await self.resume(room, client, member, after, after_seq, replay=bool(last))
             else:
