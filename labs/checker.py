@@ -50,6 +50,8 @@ class Accounting:
     deaf_replicas: int = 0
     #: publishes Redis said reached 0 subscribers: certain loss for everyone
     published_to_nobody: int = 0
+    #: messages whose sender was told the broker gave up on them (delivered or not: an unknown outcome)
+    nacked: int = 0
 
     def metric(self, metric: Metric) -> float | None:
         """A metric's value; None when it is undefined (a ratio over nothing expected)."""
@@ -70,6 +72,8 @@ class Accounting:
             Metric.RECONNECTS: self.reconnects,
             Metric.DEAF_REPLICAS: self.deaf_replicas,
             Metric.PUBLISHED_TO_NOBODY: self.published_to_nobody,
+            Metric.NACKED: self.nacked,
+            Metric.DISTURBED: self.lost + self.duplicated + self.nacked,
         }[metric]
 
     def percentile_ms(self, q: float) -> float | None:
@@ -175,6 +179,7 @@ def account(history: History) -> Accounting:
         max_gap_s=max(gaps, default=0.0), reconnects=len(gaps), windows=tuple(windows),
         deaf_replicas=max(0, history.probes.get("replicas_with_members", 0) - history.probes.get("subscribers", 0)),
         published_to_nobody=history.probes.get("published_to_nobody", 0),
+        nacked=len(set(history.nacked)),
     )
 
 

@@ -85,6 +85,7 @@ def fault_row(result: RunResult) -> dict[str, str]:
         "lost in / outside fault": f"{a.lost_in_fault} / {a.lost_outside_fault}",
         "trimmed": str(a.trimmed),
         "duplicated": str(a.duplicated),
+        "nacked": str(a.nacked),
         "recovered after reconnect": str(a.recovered),
         "max gap s": f"{a.max_gap_s:.2f}",
         "verdict": result.verdict.validity.value,

@@ -88,6 +88,9 @@ class Metric(enum.Enum):
     RECONNECTS = "reconnects"
     DEAF_REPLICAS = "deaf_replicas"
     PUBLISHED_TO_NOBODY = "published_to_nobody"
+    NACKED = "nacked"
+    #: lost + duplicated + nacked: every message whose delivery the fault disturbed in a way a user sees
+    DISTURBED = "disturbed"
     # measured by Socket.IO runs (labs/sio_checker.py)
     HANDSHAKE_OK_RATIO = "handshake_ok_ratio"
     SESSION_UNKNOWN = "session_unknown_400"

@@ -226,19 +226,31 @@ class RedisPubSub(RedisBroker):
                 self.deliver(channel.split(":", 1)[1], message["data"].decode())
 
     async def _heartbeat(self) -> None:
-        """Publish to our own control channel; if the subscriber stops hearing it, it is deaf: rebuild."""
+        """Publish to our own control channel; rebuild the subscriber when it is deaf.
+
+        Deaf means Redis works (the publish succeeded) but our subscriber is not there: either Redis says
+        the beat reached nobody, or beats published successfully for DEAF_AFTER seconds were not heard
+        (a half-open connection). While publishes fail, Redis itself is down: nothing to judge.
+        """
         loop = asyncio.get_running_loop()
+        unheard_since: float | None = None
         while True:
             await asyncio.sleep(self.HEARTBEAT)
             try:
-                await self.redis.publish(self.control, "beat")
+                receivers = await self.redis.publish(self.control, "beat")
             except Exception:  # noqa: BLE001 - Redis unreachable: the publisher side will say so
+                unheard_since = None
                 continue
-            if loop.time() - self.heard > self.DEAF_AFTER:
+            now = loop.time()
+            if unheard_since is None or self.heard >= unheard_since:
+                unheard_since = now
+            if receivers == 0 or now - unheard_since > self.DEAF_AFTER:
                 self.stats["deaf_detected"] += 1
                 self.mark("subscriber", False)
-                log.warning("subscriber deaf for %.1fs: rebuilding it", loop.time() - self.heard)
-                self.heard = loop.time()
+                log.warning("subscriber deaf (beat reached %d subscriber(s), unheard for %.1fs): rebuilding",
+                            receivers, now - unheard_since)
+                unheard_since = None
+                self.heard = now
                 self.listener.cancel()
                 await asyncio.gather(self.listener, return_exceptions=True)
                 self.listener = asyncio.create_task(self._listen())
