@@ -16,7 +16,7 @@ from .images import ImageSet
 from .render import for_replicas, render_nginx
 from .report import RunResult
 from .faults import run_faults
-from .scenario import AppKind, Broker, Scenario
+from .scenario import AppKind, Broker, FaultKind, Scenario
 from .settings import TEMPLATES_DIR
 from .stack import Stack, StackSpec
 
@@ -35,12 +35,14 @@ def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
 
 
 def broker_options(scenario: Scenario) -> dict[str, Any]:
-    """Replica and Redis options a broker needs: streams keep an fsynced append-only file (a restart
-    loses nothing) and cap each room's stream at MAXLEN."""
+    """Replica and Redis options a scenario needs: streams keep an fsynced append-only file (a restart
+    loses nothing) and cap each room's stream at MAXLEN; a slow consumer gets small socket buffers."""
+    slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
+    options: dict[str, Any] = {"small_buffers": slow + ("redis",) if slow else ()}
     if scenario.topology.broker is Broker.REDIS_STREAMS:
-        return {"app_args": ("--maxlen", str(scenario.topology.maxlen)),
-                "redis_args": ("--save", "", "--appendonly", "yes", "--appendfsync", "always")}
-    return {}
+        options["app_args"] = ("--maxlen", str(scenario.topology.maxlen))
+        options["redis_args"] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
+    return options
 
 
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, int]:

@@ -49,6 +49,9 @@ class StackSpec:
     app_args: tuple[str, ...] = ()
     #: Redis persistence: with streams, an append-only file fsynced on every write survives a restart
     redis_args: tuple[str, ...] = ("--save", "", "--appendonly", "no")
+    #: containers whose socket buffers are kept small (16 KiB), so that a backlog to a frozen replica
+    #: cannot hide in the kernels (up to 32 MiB here) and Redis's own output buffer for it fills instead
+    small_buffers: tuple[str, ...] = ()
     #: when set, renders the nginx config from the front network's subnet once that network exists (the
     #: host's connections arrive from it, so realip may trust that network and no other); else `nginx_conf`
     nginx_conf_for: Callable[[str], str] | None = None
@@ -173,12 +176,14 @@ class Stack:
         if spec.needs_redis:
             backends.append(self._create("redis", spec.images.redis.tag,
                                          ["redis-server", *spec.redis_args, "--protected-mode", "no",
-                                          "--bind", "0.0.0.0"], self.networks["back"].name))
+                                          "--bind", "0.0.0.0"], self.networks["back"].name,
+                                         **self._buffers("redis")))
         for i in range(1, spec.replicas + 1):
             app = self._create(
                 f"app-{i}", spec.images.app.tag,
                 ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
-                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front)
+                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front,
+                **self._buffers(f"app-{i}"))
             if spec.needs_redis:
                 self.networks["back"].connect(app, aliases=[f"app-{i}"])
             backends.append(app)
@@ -206,6 +211,11 @@ class Stack:
             w.result()
         self.timings.up_s = time.monotonic() - t0
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+
+    def _buffers(self, name: str) -> dict[str, Any]:
+        if name not in self.spec.small_buffers:
+            return {}
+        return {"sysctls": {"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"}}
 
     def _create(self, name: str, image: str, command: list[str], network: str, **kwargs: Any) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[name])

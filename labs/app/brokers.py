@@ -123,6 +123,7 @@ class RedisPubSub(RedisBroker):
         self.members: Counter[str] = Counter()
         self.confirmed: dict[str, asyncio.Event] = {}
         self.heard = 0.0
+        self.subscribed_once = False
 
     async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
@@ -184,15 +185,14 @@ class RedisPubSub(RedisBroker):
 
     async def _listen(self) -> None:
         """Read the subscriber connection; on any failure, rebuild it and subscribe to everything again."""
-        first = True
         while True:
             self.pubsub = self.redis.pubsub()
             try:
                 await self.pubsub.subscribe(*self.confirmed)
-                if not first:
+                if self.subscribed_once:
                     self.stats["subscriber_rebuilds"] += 1
                     log.warning("subscriber rebuilt; subscribed again to %d channel(s)", len(self.confirmed))
-                first = False
+                self.subscribed_once = True
                 self.heard = asyncio.get_running_loop().time()
                 async for message in self.pubsub.listen():
                     self._handle(message)
