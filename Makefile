@@ -5,9 +5,14 @@ PYTHON  := $(VENV)/bin/python
 LAB     := $(PYTHON) -m labs
 
 FAULTS  := $(sort $(basename $(notdir $(wildcard scenarios/fault-*.toml))))
+# in the order the story goes: the failure, ip_hash (one /24, then many), hash, cookie, WebSocket-only,
+# rooms without and with the Redis manager, then a sticky server killed
+STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subnets sticky-hash-subnets \
+           sticky-cookie-polling sticky-websocket-round-robin socketio-no-manager socketio-redis-manager \
+           sticky-cookie-failover
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults test test-unit test-docker bench-lifecycle clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -27,6 +32,9 @@ scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, sa
 
 scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, recovered, max gap — one table
 	$(LAB) run $(FAULTS)
+
+scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; a sticky server killed — one table
+	$(LAB) run $(STICKY)
 
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*

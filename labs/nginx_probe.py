@@ -53,7 +53,7 @@ def _ask(client: docker.DockerClient, image: str, timeout: float) -> str:
         container.start()
         status = container.wait(timeout=timeout)
         # `nginx -v` writes to stderr
-        text = container.logs(stdout=True, stderr=True).decode(errors="replace")
+        text: str = container.logs(stdout=True, stderr=True).decode(errors="replace")
         if status.get("StatusCode") != 0:
             raise StackError(f"`nginx -v` in {image} exited with {status.get('StatusCode')}: {text.strip()[:200]}")
         return text

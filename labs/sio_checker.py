@@ -80,25 +80,28 @@ class SioAccounting:
 
     def metric(self, metric: Metric) -> float | None:
         """A metric's value; None when it is undefined (a ratio over nothing)."""
-        ratio = lambda num, den: num / den if den else None  # noqa: E731
         s, f = self.stickiness, self.failover
         values: dict[Metric, float | None] = {
-            Metric.HANDSHAKE_OK_RATIO: ratio(self.joined, self.clients),
+            Metric.HANDSHAKE_OK_RATIO: _ratio(self.joined, self.clients),
             Metric.SESSION_UNKNOWN: s.session_unknown,
-            Metric.POLLERS_WITH_400_RATIO: ratio(s.pollers_with_400, s.pollers),
+            Metric.POLLERS_WITH_400_RATIO: _ratio(s.pollers_with_400, s.pollers),
             Metric.HTTP_ERRORS: s.http_errors,
             Metric.REPLICAS_USED: self.replicas_used,
             Metric.PLACEMENT_MAX_MIN: self.placement_max_min,
             Metric.UNACKED: self.unacked,
-            Metric.DROPPED_ON_KILLED_RATIO: ratio(f.dropped_on_killed, f.on_killed),
+            Metric.DROPPED_ON_KILLED_RATIO: _ratio(f.dropped_on_killed, f.on_killed),
             Metric.DROPPED_ELSEWHERE: f.dropped_elsewhere if f.killed else None,
-            Metric.RECONNECTED_RATIO: ratio(f.reconnected, f.dropped),
+            Metric.RECONNECTED_RATIO: _ratio(f.reconnected, f.dropped),
             Metric.RECONNECT_MAX_S: f.reconnect_max_s,
             Metric.LOST_UNDISTURBED: self.lost_undisturbed,
         }
         if metric in values:
             return values[metric]
         return self.room.metric(metric)
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
 
 
 def _sessions_by_client(sessions: list[Session]) -> dict[str, list[Session]]:

@@ -50,9 +50,9 @@ def failover_text(acc: SioAccounting) -> str:
         return "–"
     back = "never" if f.reconnect_max_s == math.inf else (
         "–" if f.reconnect_max_s is None else f"≤ {f.reconnect_max_s:.2f}s")
-    return (f"killed {'+'.join(f.killed)}: {f.dropped_on_killed}/{f.on_killed} of its clients dropped, "
-            f"{f.dropped_elsewhere} others; {f.reconnected}/{f.dropped} back {back}; "
-            f"missed {f.missed_while_away}; lost by the rest {acc.lost_undisturbed}")
+    return (f"{f.dropped_on_killed}/{f.on_killed} on {'+'.join(f.killed)} dropped, {f.dropped_elsewhere} elsewhere; "
+            f"{f.reconnected}/{f.dropped} back {back}; missed {f.missed_while_away}, dup {acc.room.duplicated}; "
+            f"others lost {acc.lost_undisturbed}")
 
 
 def row(result: "RunResult") -> dict[str, str]:
@@ -60,8 +60,9 @@ def row(result: "RunResult") -> dict[str, str]:
     cells = {"scenario": s.name, "policy": policy_text(result), "transport": s.workload.transport.value,
              "manager": MANAGERS.get(s.topology.broker, s.topology.broker.value)}
     if acc is None:
-        return {**cells, "handshakes ok": "?", 'HTTP 400 "Session ID unknown"': "?", "clients per replica": "?",
-                "max/min": "?", "cross-server room delivery": "?", "failover": "?", "verdict": verdict_text(result)}
+        unknown = ("handshakes ok", 'HTTP 400 "Session ID unknown"', "clients per replica", "max/min",
+                   "cross-server room delivery", "failover (killed replica)")
+        return {**cells, **dict.fromkeys(unknown, "?"), "verdict": verdict_text(result)}
     st = acc.stickiness
     return {
         **cells,
@@ -71,7 +72,7 @@ def row(result: "RunResult") -> dict[str, str]:
         "clients per replica": " · ".join(str(n) for n in acc.placement.values()),
         "max/min": _ratio(acc.placement_max_min),
         "cross-server room delivery": _pct(acc.room.cross_delivered, acc.room.cross_expected),
-        "failover": failover_text(acc),
+        "failover (killed replica)": failover_text(acc),
         "verdict": verdict_text(result),
     }
 
@@ -81,7 +82,10 @@ def table(results: list["RunResult"]) -> str:
     rows = [row(r) for r in results]
     heads = list(rows[0])
     widths = {h: max(len(h), *(len(r[h]) for r in rows)) for h in heads}
-    line = lambda cells: "| " + " | ".join(c.ljust(widths[h]) for h, c in zip(heads, cells)) + " |"  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.ljust(widths[h]) for h, c in zip(heads, cells)) + " |"
+
     out = [line(heads), "|" + "|".join("-" * (widths[h] + 2) for h in heads) + "|"]
     out += [line([r[h] for h in heads]) for r in rows]
     for r in results:

@@ -97,6 +97,7 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
         verdict = Verdict(Validity.UNKNOWN, (), f"checker failed: {exc!r}")
     return RunResult(
         scenario=scenario, run_id=run_id, stamp=utc_stamp(), accounting=room, verdict=verdict,
+        # a SioHistory where a History goes: the report only calls its to_dict()
         history=history, nginx_conf=stack.nginx_conf,  # type: ignore[arg-type]
         images={"app": images.app.source, "redis": images.redis.source, "nginx": images.nginx.source},
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},

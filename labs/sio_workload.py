@@ -40,8 +40,11 @@ TRANSPORTS: dict[Transport, list[str] | None] = {
 #: answers a long poll with everything queued for the client: in a busy room that is one packet per message
 #: from every other member, so the lab's clients take this many. Process-wide: it is a class attribute.
 MAX_DECODE_PACKETS = 10_000
-#: reconnection backoff: first try after ~0.2 s, doubling up to 1 s
-RECONNECT = {"reconnection_delay": 0.2, "reconnection_delay_max": 1.0, "randomization_factor": 0.25}
+#: how long a closing client's close packet gets to reach the server before its HTTP session is closed
+CLOSE_GRACE = 0.5
+#: reconnection backoff: first try after 0.2 s, doubling up to 1 s, each ± 0.1 s (python-socketio adds
+#: ± `randomization_factor` seconds to each delay)
+RECONNECT = {"reconnection_delay": 0.2, "reconnection_delay_max": 1.0, "randomization_factor": 0.1}
 DETAIL_CHARS = 200
 
 
@@ -66,7 +69,7 @@ def request_kind(method: str, url: URL) -> str:
 
 @dataclass
 class Recorder:
-    """Everything every client saw; wakes the drain loop on each message or ack."""
+    """Everything every client saw while the run went on; wakes the drain loop on each message or ack."""
 
     history: SioHistory
     activity: asyncio.Event = field(default_factory=asyncio.Event)
@@ -80,6 +83,8 @@ class Recorder:
 
         async def on_end(session: aiohttp.ClientSession, ctx: SimpleNamespace,
                          params: aiohttp.TraceRequestEndParams) -> None:
+            if not self.running:
+                return
             status, detail = params.response.status, ""
             if not (200 <= status < 300 or status == 101):
                 try:  # the body is cached: Engine.IO can still read it
@@ -92,6 +97,8 @@ class Recorder:
 
         async def on_error(session: aiohttp.ClientSession, ctx: SimpleNamespace,
                            params: aiohttp.TraceRequestExceptionParams) -> None:
+            if not self.running:  # the harness closed the session under a pending long poll
+                return
             self.history.http.append(HttpEvent(client, time.monotonic(), params.method,
                                                request_kind(params.method, params.url), None,
                                                repr(params.exception)[:DETAIL_CHARS]))
@@ -222,10 +229,15 @@ class Client:
             replica, opened = self.current
             self.recorder.history.sessions.append(Session(self.name, replica, opened, None))
             self.current = None
+        # shutdown() disconnects (or stops a reconnection in progress). Over polling it then waits for its
+        # pending long poll, which the server holds after a client's close packet until the poll times out
+        # (~30 s): once the close has had time to go out, closing the HTTP session ends that wait.
+        shutdown = asyncio.ensure_future(self.sio.shutdown())
         try:
-            await self.sio.shutdown()  # disconnects, or stops a reconnection in progress
+            await asyncio.wait({shutdown}, timeout=CLOSE_GRACE)
         finally:
             await self.http.close()
+            await asyncio.gather(shutdown, return_exceptions=True)
 
 
 async def run(port: int, scenario: Scenario, *, replicas: list[str], during: During | None = None,

@@ -39,6 +39,14 @@ def test_every_sticky_scenario_is_shipped_valid_and_has_at_least_30_clients():
         assert s.topology.app is AppKind.SOCKETIO and s.workload.clients >= 30 and s.expect, name
 
 
+def test_make_scenario_sticky_runs_exactly_the_sticky_set():
+    makefile = (ROOT / "Makefile").read_text()
+    listed = makefile.split("STICKY  :=", 1)[1].split("\n\n", 1)[0].replace("\\", " ").split()
+    assert listed == STICKY
+    shipped = [n for n in scenario.available() if n.startswith(("sticky-", "socketio-"))]
+    assert sorted(shipped) == sorted(STICKY)
+
+
 def test_the_sticky_set_covers_every_policy_and_transport():
     loaded = [scenario.load(n) for n in STICKY]
     assert {s.topology.balance for s in loaded} == set(Balance)

@@ -1,0 +1,193 @@
+"""Socket.IO behind every balancing policy, and a sticky server killed — real nginx, replicas, Redis, clients."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import docker.errors
+
+from labs import scenario
+from labs.nginx_probe import nginx_version
+from labs.render import Sticky, for_replicas, render_nginx
+from labs.runner import execute
+from labs.scenario import Balance
+from labs.settings import LABEL, ROOT
+from labs.stack import Stack, StackSpec
+
+from .conftest import lab_resources
+
+
+def run(client, images, name: str):
+    result = execute(client, scenario.load(name), images)
+    assert result.socketio is not None, result.verdict.reason
+    return result, result.socketio
+
+
+def test_ip_hash_puts_one_24_on_a_single_replica(client, images, nothing_left):
+    result, acc = run(client, images, "sticky-ip-hash-polling")
+    assert sorted(acc.placement.values()) == [0, 0, 30]
+    assert acc.stickiness.http_errors == 0 and acc.joined == 30
+    assert acc.room.delivered == acc.room.expected > 0
+    assert result.passed, result.verdict.reason
+
+
+def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_for(client, images, nothing_left):
+    result, acc = run(client, images, "sticky-ip-hash-subnets")
+    assert all(acc.placement.values()) and acc.stickiness.http_errors == 0
+    # realip trusts the run's own client network (never the pre-start placeholder) and nginx saw the header
+    assert "real_ip_header X-Forwarded-For;" in result.nginx_conf and "192.0.2.0/24" not in result.nginx_conf
+    assert " 198.18." in result.logs["nginx"]
+    assert result.passed, result.verdict.reason
+
+
+def test_hash_spreads_distinct_addresses_with_no_400(client, images, nothing_left):
+    result, acc = run(client, images, "sticky-hash-subnets")
+    assert all(acc.placement.values()) and acc.stickiness.session_unknown == 0
+    assert "hash $remote_addr consistent;" in result.nginx_conf
+    assert result.passed, result.verdict.reason
+
+
+def test_websocket_only_needs_no_stickiness(client, images, nothing_left):
+    result, acc = run(client, images, "sticky-websocket-round-robin")
+    h = result.history
+    assert {e.kind for e in h.http} == {"websocket"} and all(e.status == 101 for e in h.http)
+    assert acc.placement == {"app-1": 10, "app-2": 10, "app-3": 10}
+    assert acc.room.delivered == acc.room.expected == 150 * 29 and acc.room.cross_delivered > 0
+    assert result.passed, result.verdict.reason
+
+
+def test_without_a_manager_room_messages_stay_on_the_senders_replica(client, images, nothing_left):
+    result, acc = run(client, images, "socketio-no-manager")
+    assert acc.room.same_delivered == acc.room.same_expected > 0
+    assert acc.room.cross_expected > 0 and acc.room.cross_delivered == 0
+    # the default transport upgraded to WebSocket after its polling handshake, through the cookie
+    assert {"handshake", "websocket"} <= {e.kind for e in result.history.http}
+    assert result.passed, result.verdict.reason
+
+
+def test_the_redis_manager_carries_room_messages_across_replicas(client, images, nothing_left):
+    result, acc = run(client, images, "socketio-redis-manager")
+    assert acc.room.cross_delivered == acc.room.cross_expected > 0 and acc.room.lost == 0
+    assert all(r.get("ok") and r.get("manager") == "ConfirmedRedisManager" for r in result.replicas.values())
+    assert result.passed, result.verdict.reason
+
+
+def test_killing_a_sticky_replica_drops_only_its_clients_who_come_back_elsewhere(client, images, nothing_left):
+    result, acc = run(client, images, "sticky-cookie-failover")
+    h = result.history
+    (fault,) = h.faults
+    on_app2 = {s.client for s in h.sessions if s.replica == "app-2" and s.opened < fault.applied}
+    assert len(on_app2) == 10 and {d.client for d in h.drops} == on_app2
+    for name in on_app2:
+        later = [s for s in h.sessions if s.client == name and s.opened > fault.applied]
+        assert later, f"{name} never came back"
+        assert later[0].replica != "app-2" or later[0].opened > fault.healed
+    assert acc.failover.reconnect_max_s is not None and acc.failover.reconnect_max_s <= 5.0
+    assert acc.lost_undisturbed == 0 and acc.failover.missed_while_away > 0
+    assert result.passed, result.verdict.reason
+
+
+def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sticky(tmp_path: Path, client, images,
+                                                                                   nothing_left):
+    r = subprocess.run([sys.executable, "-m", "labs", "run", "sticky-round-robin-polling", "sticky-cookie-polling",
+                        "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    header, _, *lines = r.stdout.splitlines()
+    assert 'HTTP 400 "Session ID unknown"' in header and "clients per replica" in header
+    rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
+    assert "fails as expected" in rows["sticky-round-robin-polling"] and "0/30" in rows["sticky-round-robin-polling"]
+    assert "as expected" in rows["sticky-cookie-polling"] and "30/30" in rows["sticky-cookie-polling"]
+    assert "cookie stickiness — nginx " in r.stdout
+
+    (rr,) = (tmp_path / "sticky-round-robin-polling").iterdir()
+    sio = json.loads((rr / "result.json").read_text())["socketio"]
+    history = json.loads((rr / "history.json").read_text())
+    assert sio["joined"] == 0 and sio["http"]["pollers_with_400"] == sio["http"]["pollers"] == 30
+    for c in history["clients"]:  # recorded per client, with the server's own words
+        mine = [e for e in history["http"] if e["client"] == c["name"]]
+        assert mine[0]["kind"] == "handshake" and mine[0]["status"] == 200
+        assert any(e["status"] == 400 and "Invalid session" in e["detail"] for e in mine)
+        assert "transport closed before joining: 400" in c["error"]
+
+    (ck,) = (tmp_path / "sticky-cookie-polling").iterdir()
+    result = json.loads((ck / "result.json").read_text())
+    sio = result["socketio"]
+    assert sio["placement"] == result["placement"] and sum(sio["placement"].values()) == 30
+    assert sio["placement_max_min"] <= 1.5 and sio["http"]["http_errors"] == 0
+    conf = (ck / "nginx.conf").read_text()
+    if nginx_version(client, images.nginx.tag) < (1, 29, 6):
+        assert "open-source construction" in sio["sticky"] and "map $cookie_wslab_srv $sticky_upstream" in conf
+    else:
+        assert "native" in sio["sticky"] and "sticky cookie wslab_srv" in conf
+
+
+def _tar(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def test_every_policy_renders_a_config_nginx_accepts(client, images, nothing_left):
+    """`nginx -t` on each policy (and realip); native `sticky cookie` is refused by an nginx older than 1.29.6,
+    which is why the version is detected."""
+    version = nginx_version(client, images.nginx.tag)
+    configs = {f"{b.value}.conf": render_nginx(for_replicas(3, balance=b, realip_from="172.16.0.0/12"))
+               for b in Balance}
+    native = render_nginx(for_replicas(3, balance=Balance.COOKIE, sticky=Sticky.NATIVE))
+    hosts = {f"app-{i}": f"192.0.2.{i}" for i in (1, 2, 3)}  # nginx -t resolves upstream names only
+    container = client.containers.create(images.nginx.tag, ["sleep", "60"], labels={LABEL: "nginx-t"},
+                                         extra_hosts=hosts, network_mode="none", detach=True)
+    try:
+        container.start()
+        container.put_archive("/tmp", _tar({**configs, "native.conf": native}))
+        for name in configs:
+            code, out = container.exec_run(["nginx", "-t", "-c", f"/tmp/{name}"])
+            assert code == 0, f"{name}: {out.decode()}"
+        code, out = container.exec_run(["nginx", "-t", "-c", "/tmp/native.conf"])
+        if version >= (1, 29, 6):
+            assert code == 0, out.decode()
+        else:
+            assert code != 0 and 'unknown directive "sticky"' in out.decode()
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def test_a_socketio_replica_exits_cleanly_on_sigterm(client, images, nothing_left):
+    spec = StackSpec(run_id="siosigt0", replicas=1, broker="redis-pubsub", images=images,
+                     nginx_conf=render_nginx(for_replicas(1)), app_module="wslab_app.sio")
+    with Stack(client, spec) as stack:
+        assert stack.health("app-1")["ok"]  # ready only once its Redis subscription answered
+        app = stack.containers["app-1"]
+        app.stop(timeout=10)
+        app.reload()
+        assert app.attrs["State"]["ExitCode"] == 0
+        assert "stopping on signal" in app.logs().decode()
+
+
+def test_bad_sticky_input_is_one_line_exit_2_and_starts_nothing(client, tmp_path: Path, nothing_left):
+    base = scenario.load("sticky-cookie-polling").path.read_text()
+    bad = {
+        "policy": base.replace('balance = "cookie"', 'balance = "sticky-route"'),
+        "cookie": base.replace('cookie_name = "wslab_srv"', 'cookie_name = "srv; proxy_pass http://x"'),
+        "kill": base.replace("[expect]", '[[faults]]\nkind = "kill-replica"\ntarget = "app-7"\nat = 0.1\n\n[expect]'),
+    }
+    for what, text in bad.items():
+        path = tmp_path / f"bad-{what}.toml"
+        path.write_text(text)
+        r = subprocess.run([sys.executable, "-m", "labs", "run", str(path)], cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, (what, r.stderr)
+        assert lab_resources(client) == ([], []), what
