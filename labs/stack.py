@@ -357,9 +357,18 @@ class Stack:
             pass
 
     def _remove_all(self) -> None:
-        """Remove every container, all at once (a paused one is unpaused first), then the networks."""
-        list(self._pool.map(self._remove_container, list(self.containers.values())))
-        for network in self.networks.values():
+        """Remove every container, all at once (a paused one is unpaused first), then the networks.
+
+        A Ctrl-C can land between Docker creating a container and us holding its handle, so the run's
+        label is asked for whatever else it created.
+        """
+        label = {"label": f"{LABEL}={self.spec.run_id}"}
+        known = {c.id for c in self.containers.values()}
+        strays = [c for c in self.client.containers.list(all=True, filters=label) if c.id not in known]
+        list(self._pool.map(self._remove_container, list(self.containers.values()) + strays))
+        networks = {n.id: n for n in self.networks.values()}
+        networks.update({n.id: n for n in self.client.networks.list(filters=label)})
+        for network in networks.values():
             try:
                 network.remove()
             except docker.errors.NotFound:
