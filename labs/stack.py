@@ -112,6 +112,14 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+def _nginx_failed(nginx: Container, otherwise: str) -> StackError:
+    """nginx's own words when `nginx -t` rejected the config (it may exit before its port is read)."""
+    tail = _tail(nginx)
+    if "[emerg]" in tail:
+        return StackError(f"nginx rejected the rendered config (nginx -t):\n{tail}")
+    return StackError(otherwise)
+
+
 def _tail(container: Container, lines: int = LOG_TAIL) -> str:
     try:
         return container.logs(tail=lines).decode(errors="replace").strip()
@@ -234,7 +242,7 @@ class Stack:
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{NGINX_PORT}/tcp") or []
         if not bindings:
-            raise StackError(f"nginx exited at start:\n{_tail(container)}")
+            raise _nginx_failed(container, f"nginx exited at start:\n{_tail(container)}")
         return int(bindings[0]["HostPort"])
 
     def _poll(self, what: str, container: Container, probe: Callable[[], bool]) -> None:
@@ -265,9 +273,7 @@ class Stack:
         try:
             self._poll("nginx", nginx, probe)
         except StackError as exc:
-            if "[emerg]" in str(exc):
-                raise StackError(f"nginx rejected the rendered config (nginx -t):\n{_tail(nginx)}") from None
-            raise
+            raise _nginx_failed(nginx, str(exc)) from None
 
     def _wait_app(self, name: str) -> None:
         self._poll(name, self.containers[name], lambda: _http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
