@@ -176,25 +176,20 @@ class Stack:
             check_port_free(spec.host_port)
         t0 = time.monotonic()
         self._cleanup.callback(self._remove_all)
-        for role in ("front", "back") if spec.needs_redis else ("front",):
-            self.networks[role] = self.client.networks.create(
-                f"wslab-{spec.run_id}-{role}", driver="bridge", labels=labels(spec.run_id, f"network-{role}"))
+        roles = ("front", "back") if spec.needs_redis else ("front",)
+        list(self._pool.map(self._create_network, roles))
         front = self.networks["front"].name
-        backends = []
+        jobs = []
         if spec.needs_redis:
-            backends.append(self._create("redis", spec.images.redis.tag,
-                                         ["redis-server", *spec.redis_args, "--protected-mode", "no",
-                                          "--bind", "0.0.0.0"], self.networks["back"].name,
-                                         **self._buffers("redis")))
+            jobs.append(self._pool.submit(
+                self._create_and_start, "redis", spec.images.redis.tag,
+                ["redis-server", *spec.redis_args, "--protected-mode", "no", "--bind", "0.0.0.0"],
+                self.networks["back"].name))
         for i in range(1, spec.replicas + 1):
-            app = self._create(
-                f"app-{i}", spec.images.app.tag,
+            jobs.append(self._pool.submit(
+                self._create_and_start, f"app-{i}", spec.images.app.tag,
                 ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
-                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front,
-                **self._buffers(f"app-{i}"))
-            if spec.needs_redis:
-                self.networks["back"].connect(app, aliases=[f"app-{i}"])
-            backends.append(app)
+                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
         nginx = self._create("nginx", spec.images.nginx.tag,
                              ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} "
                                           "-g 'daemon off;'"],
@@ -203,9 +198,10 @@ class Stack:
         if spec.nginx_conf_for is not None:
             self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
         nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
-        self.progress(f"starting {len(backends)} backend container(s) and nginx")
+        self.progress(f"starting {len(jobs)} backend container(s) and nginx")
         # Backends first: nginx resolves upstream names when it loads its config.
-        list(self._pool.map(lambda c: c.start(), backends))
+        for job in jobs:
+            job.result()
         try:
             nginx.start()
         except docker.errors.APIError as exc:
@@ -219,6 +215,19 @@ class Stack:
             w.result()
         self.timings.up_s = time.monotonic() - t0
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+
+    def _create_network(self, role: str) -> None:
+        # The Redis side needs no route out of the host (and is faster to create and remove without one).
+        self.networks[role] = self.client.networks.create(
+            f"wslab-{self.spec.run_id}-{role}", driver="bridge", internal=role == "back",
+            labels=labels(self.spec.run_id, f"network-{role}"))
+
+    def _create_and_start(self, name: str, image: str, command: list[str], network: str) -> None:
+        """Create a backend (a replica joins the Redis network too) and start it."""
+        container = self._create(name, image, command, network, **self._buffers(name))
+        if name.startswith("app-") and self.spec.needs_redis:
+            self.networks["back"].connect(container, aliases=[name])
+        container.start()
 
     def _buffers(self, name: str) -> dict[str, Any]:
         if name not in self.spec.small_buffers:
@@ -338,8 +347,8 @@ class Stack:
 
         return dict(self._pool.map(state, list(self.containers.items())))
 
-    def replica_names(self) -> Iterator[str]:
-        return (n for n in self.containers if n.startswith("app-"))
+    def replica_names(self) -> list[str]:
+        return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
 
     # -- teardown --------------------------------------------------------------------------------------
 
@@ -355,10 +364,13 @@ class Stack:
 
     def _remove_container(self, container: Container) -> None:
         try:
-            container.reload()
-            if container.status == "paused":
+            try:
+                container.remove(force=True)
+            except docker.errors.APIError as exc:
+                if "paused" not in str(exc).lower():
+                    raise
                 container.unpause()
-            container.remove(force=True)
+                container.remove(force=True)
         except docker.errors.NotFound:
             pass
 
@@ -374,11 +386,14 @@ class Stack:
         list(self._pool.map(self._remove_container, list(self.containers.values()) + strays))
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
-        for network in networks.values():
-            try:
-                network.remove()
-            except docker.errors.NotFound:
-                pass
+        list(self._pool.map(_remove_network, networks.values()))
+
+
+def _remove_network(network: Any) -> None:
+    try:
+        network.remove()
+    except docker.errors.NotFound:
+        pass
 
 
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
