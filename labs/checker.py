@@ -12,6 +12,7 @@ import enum
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from .history import History, Session
 from .scenario import Bound, Metric
@@ -207,12 +208,16 @@ class Verdict:
     reason: str = ""
 
 
-def judge(acc: Accounting, expect: dict[Metric, Bound]) -> Verdict:
-    """Compare the accounting with what the scenario declared. Undefined metrics make it unknown."""
+class Measured(Protocol):
+    def metric(self, metric: Metric) -> float | None: ...
+
+
+def judge(acc: Measured, expect: dict[Metric, Bound]) -> Verdict:
+    """Compare an accounting with what the scenario declared. Undefined metrics make it unknown."""
     checks = tuple(Check(metric, bound, acc.metric(metric)) for metric, bound in expect.items())
     undefined = [c.metric.value for c in checks if c.value is None]
     if undefined:
-        return Verdict(Validity.UNKNOWN, checks, f"undefined: {', '.join(undefined)} (nothing expected)")
+        return Verdict(Validity.UNKNOWN, checks, f"undefined: {', '.join(undefined)} (nothing to measure)")
     failed = [f"{c.metric.value} = {c.value:g}, declared {c.bound}" for c in checks if not c.holds]
     if failed:
         return Verdict(Validity.FAIL, checks, "; ".join(failed))

@@ -17,7 +17,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .checker import Accounting, Check, Validity, Verdict
+from .checker import Accounting, judge  # noqa: F401  (judge: one verdict rule for every accounting)
 from .history import Session
 from .scenario import Bound, FaultKind, Metric
 from .sio_history import SioHistory
@@ -214,15 +214,3 @@ def failover(h: SioHistory, acked: set[str], copies: Counter[tuple[str, str]]) -
         reconnect_max_s=max(gaps) if gaps else None,
         missed_while_away=missed,
     )
-
-
-def judge(acc: SioAccounting, expect: dict[Metric, Bound]) -> Verdict:
-    """Compare the accounting with what the scenario declared; an undefined metric makes it unknown."""
-    checks = tuple(Check(metric, bound, acc.metric(metric)) for metric, bound in expect.items())
-    undefined = [c.metric.value for c in checks if c.value is None]
-    if undefined:
-        return Verdict(Validity.UNKNOWN, checks, f"undefined: {', '.join(undefined)} (nothing to measure)")
-    failed = [f"{c.metric.value} = {c.value:g}, declared {c.bound}" for c in checks if not c.holds]
-    if failed:
-        return Verdict(Validity.FAIL, checks, "; ".join(failed))
-    return Verdict(Validity.PASS, checks)

@@ -1,9 +1,9 @@
 """python -m wslab_app --name app-1 --broker redis-pubsub --redis redis://redis:6379/0"""
 
 import argparse
-import asyncio
 from typing import Callable
 
+from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
 from .server import serve
 from .streams import RedisStreams
@@ -24,13 +24,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for Redis brokers")
     parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    runner(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis, maxlen=args.maxlen)))
+    run(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis, maxlen=args.maxlen)))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,8 @@ import aiohttp
 import socketio
 from aiohttp import web
 
+from . import run
+
 REPLICA_HEADER = "X-Wslab-Replica"
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BROKERS = ("none", "redis-pubsub")
@@ -200,13 +202,7 @@ def main() -> None:
                         help="none: in-memory rooms; redis-pubsub: socketio.AsyncRedisManager")
     parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for the Redis manager")
     args = parser.parse_args()
-    try:
-        import uvloop
-    except ImportError:
-        runner = asyncio.run
-    else:
-        runner = uvloop.run
-    runner(serve(name=args.name, port=args.port, broker=args.broker, redis_url=args.redis))
+    run(serve(name=args.name, port=args.port, broker=args.broker, redis_url=args.redis))
 
 
 if __name__ == "__main__":
