@@ -363,16 +363,7 @@ class Stack:
         self.logs = dict(self._pool.map(grab, list(self.containers.items())))
 
     def _remove_container(self, container: Container) -> None:
-        try:
-            try:
-                container.remove(force=True)
-            except docker.errors.APIError as exc:
-                if "paused" not in str(exc).lower():
-                    raise
-                container.unpause()
-                container.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        _remove_quietly(container)
 
     def _remove_all(self) -> None:
         """Remove every container, all at once (a paused one is unpaused first), then the networks.
@@ -382,11 +373,28 @@ class Stack:
         """
         label = {"label": f"{LABEL}={self.spec.run_id}"}
         known = {c.id for c in self.containers.values()}
-        strays = [c for c in self.client.containers.list(all=True, filters=label) if c.id not in known]
+        strays = [c for c in self.client.containers.list(all=True, filters=label, sparse=True) if c.id not in known]
         list(self._pool.map(self._remove_container, list(self.containers.values()) + strays))
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         list(self._pool.map(_remove_network, networks.values()))
+
+
+def _remove_quietly(container: Container) -> None:
+    """Force-remove a container (unpausing it first if need be); gone or going already is fine."""
+    try:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError as exc:
+            if "paused" not in str(exc).lower():
+                raise
+            container.unpause()
+            container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):
+            raise
 
 
 def _remove_network(network: Any) -> None:
@@ -399,12 +407,10 @@ def _remove_network(network: Any) -> None:
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
     """Remove every container and network the lab labelled (one run's, or all runs'). Returns counts."""
     selector = f"{LABEL}={run_id}" if run_id else LABEL
-    containers = client.containers.list(all=True, filters={"label": selector})
+    # sparse: no per-container inspect, which would race with a removal already under way
+    containers = client.containers.list(all=True, filters={"label": selector}, sparse=True)
     for c in containers:
-        try:
-            c.remove(force=True)
-        except docker.errors.NotFound:
-            pass
+        _remove_quietly(c)
     networks = client.networks.list(filters={"label": selector})
     for n in networks:
         try:

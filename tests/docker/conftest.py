@@ -25,7 +25,8 @@ def images(client: docker.DockerClient) -> ImageSet:
 
 
 def lab_resources(client: docker.DockerClient) -> tuple[list[str], list[str]]:
-    containers = [c.name for c in client.containers.list(all=True, filters={"label": LABEL})]
+    listed = client.containers.list(all=True, filters={"label": LABEL}, sparse=True)
+    containers = [c.attrs["Names"][0].lstrip("/") for c in listed]
     networks = [n.name for n in client.networks.list(filters={"label": LABEL})]
     return containers, networks
 
