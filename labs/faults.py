@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, Coroutine
 
 from .history import FaultEvent
 from .scenario import Fault, FaultKind
@@ -114,6 +115,14 @@ async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEv
         # Heal even when cancelled: shield the Docker call so it runs to the end.
         await asyncio.shield(asyncio.to_thread(action.heal))
     return FaultEvent(fault.kind.value, fault.target, applied, time.monotonic())
+
+
+def fault_schedule(stack: Stack, faults: tuple[Fault, ...]
+                   ) -> Callable[[float], Coroutine[Any, Any, list[FaultEvent]]] | None:
+    """What a workload runs beside its clients once sending starts: the scenario's faults, or nothing."""
+    if not faults:
+        return None
+    return lambda started: run_faults(stack, faults, started_at=started)
 
 
 async def run_faults(stack: Stack, faults: tuple[Fault, ...], *, started_at: float) -> list[FaultEvent]:

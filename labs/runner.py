@@ -15,7 +15,7 @@ from .checker import Validity, Verdict, account, judge
 from .images import ImageSet
 from .render import for_replicas, render_nginx
 from .report import RunResult
-from .faults import run_faults
+from .faults import fault_schedule
 from .scenario import AppKind, Broker, FaultKind, Scenario
 from .settings import TEMPLATES_DIR
 from .stack import Stack, StackSpec
@@ -75,10 +75,7 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
              f"broker {scenario.topology.broker.value}")
     replicas: dict[str, Any] = {}
     with Stack(client, spec, progress=progress) as stack:
-        during = None
-        if scenario.faults:
-            def during(started: float) -> Any:
-                return run_faults(stack, scenario.faults, started_at=started)
+        during = fault_schedule(stack, scenario.faults)
         history = asyncio.run(workload.run(stack.port, scenario.workload, progress=progress, during=during))
         for name in stack.replica_names():
             replicas[name] = stack.health(name)

@@ -17,9 +17,9 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .checker import Accounting, judge  # noqa: F401  (judge: one verdict rule for every accounting)
+from .checker import Accounting
 from .history import Session
-from .scenario import Bound, FaultKind, Metric
+from .scenario import FaultKind, Metric
 from .sio_history import SioHistory
 
 

@@ -15,8 +15,8 @@ from typing import Any, Callable
 import docker
 
 from . import sio_checker, sio_workload
-from .checker import Accounting, Validity, Verdict
-from .faults import run_faults
+from .checker import Accounting, Validity, Verdict, judge
+from .faults import fault_schedule
 from .images import ImageSet
 from .nginx_probe import nginx_version
 from .render import Sticky, for_replicas, render_nginx
@@ -75,10 +75,7 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
     progress(f"{scenario.name}: run {run_id}, {top.replicas} Socket.IO replica(s), balance {top.balance.value}, "
              f"manager {top.broker.value}" + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
     with Stack(client, spec, progress=progress) as stack:
-        during = None
-        if scenario.faults:
-            def during(started: float) -> Any:
-                return run_faults(stack, scenario.faults, started_at=started)
+        during = fault_schedule(stack, scenario.faults)
         history = asyncio.run(sio_workload.run(stack.port, scenario, replicas=list(stack.replica_names()),
                                                during=during, progress=progress))
         replicas = {name: _health(stack, name) for name in stack.replica_names()}
@@ -89,7 +86,7 @@ def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *
     acc: sio_checker.SioAccounting | None
     try:
         acc = sio_checker.account(history)
-        verdict = sio_checker.judge(acc, scenario.expect)
+        verdict = judge(acc, scenario.expect)
         room = acc.room
     except Exception as exc:  # a checker that crashes reports "unknown", never "pass"
         acc = None

@@ -6,7 +6,7 @@ import sys
 from labs.settings import ROOT
 
 
-def lab(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+def lab(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "labs", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
 

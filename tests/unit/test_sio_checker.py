@@ -5,7 +5,8 @@ import math
 from labs.checker import Validity
 from labs.history import FaultEvent, Received, Sent, Session
 from labs.scenario import Bound, Metric
-from labs.sio_checker import account, judge
+from labs.checker import judge
+from labs.sio_checker import account
 from labs.sio_history import Ack, ClientRecord, Drop, HttpEvent, SioHistory
 
 REPLICAS = ["app-1", "app-2", "app-3"]
