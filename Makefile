@@ -39,14 +39,22 @@ scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; r
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*
 
-test: setup images ## all tests: unit tests, then the scenarios on real containers
+test: setup images node-deps ## all tests: unit tests, then the scenarios on real containers
 	$(PYTHON) -m pytest
 
 test-unit: setup ## only the pure tests (no Docker)
 	$(PYTHON) -m pytest -m "not docker"
 
-test-docker: setup images ## only the tests that run real containers
+test-docker: setup images node-deps ## only the tests that run real containers
 	$(PYTHON) -m pytest -m docker
+
+.PHONY: node-deps
+node-deps: tests/node/node_modules/.package-lock.json ## the Node clients' pinned packages (npm ci, when the lock changed)
+
+# npm ci writes node_modules/.package-lock.json: newer than package-lock.json once installed from it
+tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; \
+	else echo "npm not found: the tests that run Node clients will be skipped (install Node 20 and npm)"; fi
 
 bench-lifecycle: setup images ## median up/down time of redis + 3 replicas + nginx over 5 runs -> results/bench/
 	$(PYTHON) -m labs.bench lifecycle --runs 5

@@ -16,10 +16,10 @@ import sys
 
 from . import scenario, settings
 from .cli import progress_printer
-from .engine import ensure_engine
-from .images import ensure_images
+from .infra.engine import ensure_engine
+from .infra.images import ensure_images
+from .infra.stack import Stack, StackSpec
 from .runner import new_run_id, render, utc_stamp
-from .stack import Stack, StackSpec
 
 
 def lifecycle(runs: int) -> dict[str, object]:

@@ -1,18 +1,24 @@
-"""python -m labs run|list|clean|images — exit 0 pass, 1 an expectation not met, 2 usage or setup error."""
+"""python -m labs run|list|clean|images
+
+Exit codes: 0 every verdict as declared; 1 an expectation was not met; 2 bad input or a setup problem
+(one line says what and how to fix it); 3 a crash of the lab itself (one line points at the log);
+130 interrupted by Ctrl-C or SIGTERM (everything the run started is removed first).
+"""
 
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
+import traceback
+from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Callable, Sequence
 
-from . import report, scenario, settings
+from . import scenario, settings, signals
 from .errors import LabError
 
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def progress_printer(quiet: bool) -> Callable[[str], None]:
@@ -22,54 +28,90 @@ def progress_printer(quiet: bool) -> Callable[[str], None]:
 
 
 def _setup(progress: Callable[[str], None]):  # type: ignore[no-untyped-def]
-    from .engine import ensure_engine
-    from .images import ensure_images
+    from .infra.engine import ensure_engine
+    from .infra.images import ensure_images
 
     client = ensure_engine(progress=progress)
-    return client, ensure_images(client, progress=progress)
+    try:
+        return client, ensure_images(client, progress=progress)
+    except BaseException:
+        client.close()
+        raise
+
+
+def writable_dir(value: str, flag: str) -> Path:
+    """A directory the run can write into (created if missing); refused before anything starts."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise LabError(f"{flag} {value} is a file, not a directory; give a directory")
+    probe = path
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise LabError(f"{flag} {value}: {probe} is not a writable directory; give one you can write to")
+    return path
+
+
+def existing_dir(value: str, flag: str, needs: str) -> Path:
+    path = Path(value)
+    if not (path / needs).is_dir():
+        raise LabError(f"{flag} {value} has no {needs}/ directory; give the folder that holds {needs}/")
+    return path
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .runner import execute
+    from .report import result as report, table
+    from .runner import execute, plan
 
     progress = progress_printer(args.quiet)
-    scenarios = [scenario.load(name) for name in args.scenarios]  # all validated before anything starts
     if args.port is not None and not 1024 <= args.port <= 65535:
         raise LabError(f"--port {args.port} is out of range 1024..65535")
-    templates = Path(args.templates) if args.templates else settings.TEMPLATES_DIR
+    templates = existing_dir(args.templates, "--templates", "nginx") if args.templates else settings.TEMPLATES_DIR
+    results_dir = writable_dir(args.results, "--results")
+    # Every scenario is read, validated and rendered before anything starts.
+    plans = [plan(scenario.load(name), templates=templates) for name in args.scenarios]
     client, images = _setup(progress)
     for role, image in (("app", images.app), ("redis", images.redis), ("nginx", images.nginx)):
         progress(f"image {role}: {image.tag} — {image.source}")
     results = []
     try:
-        for s in scenarios:
-            result = execute(client, s, images, host_port=args.port, templates=templates, progress=progress)
-            path = report.write(result, Path(args.results))
-            progress(f"{s.name}: {result.verdict.validity.value}; results in {path}")
+        for p in plans:
+            result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
+            path = report.write(result, results_dir, table.table([result]))
+            progress(f"{p.scenario.name}: {result.verdict_text}; results in {path}")
             results.append(result)
     finally:
         client.close()
-    print(report.table(results))
+    print(table.table(results))
     return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
+
+
+_removed_names: list[str] = []
+
+
+def _removed(names: list[str]) -> None:
+    _removed_names.extend(names)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     for name in scenario.available():
         s = scenario.load(name)
         expect = ", ".join(f"{m.value} {b}" for m, b in s.expect.items())
-        print(f"{name:<22} {s.topology.broker.value:<20} replicas={s.topology.replicas:<3} expects {expect}")
+        print(f"{name:<30} {s.topology.app.value:<9} {s.topology.broker.value:<20} "
+              f"replicas={s.topology.replicas:<3} expects {expect}")
     return EXIT_PASS
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .engine import connect_existing
-    from .stack import remove_leftovers
+    from .infra.engine import connect_existing
+    from .infra.stack import remove_leftovers
 
     client = connect_existing()
     if client is None:
         print("no Docker engine answers: nothing to clean")
         return EXIT_PASS
-    containers, networks = remove_leftovers(client)
+    with signals.teardown():
+        containers, networks = remove_leftovers(client)
     client.close()
     print(f"removed {containers} container(s) and {networks} network(s) left by earlier runs")
     return EXIT_PASS
@@ -84,7 +126,8 @@ def cmd_images(args: argparse.Namespace) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python -m labs", description=__doc__)
+    top = argparse.ArgumentParser(prog="python -m labs", description=__doc__,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--quiet", action="store_true", default=settings.QUIET,
                      help="no progress lines (default when CI=true)")
     sub = top.add_subparsers(dest="command", required=True)
@@ -111,18 +154,29 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
+def crash_log(exc: BaseException) -> Path:
+    """Write the traceback of a crash to build/crash-<stamp>.log; return its path."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    path = settings.BUILD_DIR / f"crash-{stamp}.log"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(traceback.format_exception(exc)))
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)  # teardown runs on SIGTERM as on Ctrl-C
+    signals.install()
     try:
         return int(args.func(args))
     except LabError as exc:
         print(f"wslab: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("wslab: interrupted; everything the run started was removed", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        name = exc.args[0] if isinstance(exc, signals.Interrupted) else "SIGINT"
+        removed = ", ".join(_removed_names) or "nothing (nothing had been started yet)"
+        print(f"wslab: interrupted by {name}; removed: {removed}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug in the lab: one line, the traceback in a file
+        print(f"wslab: internal error {type(exc).__name__}: {str(exc)[:200]} (traceback in {crash_log(exc)})",
+              file=sys.stderr)
+        return EXIT_CRASH

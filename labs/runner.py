@@ -1,24 +1,39 @@
-"""One run, top to bottom: render → up → workload → check → report. Data flows one way."""
+"""One run, top to bottom, for every protocol: render -> up -> drive || faults -> check -> report.
+
+`plan` does everything that can fail without Docker (the nginx config renders, the protocol is known),
+so bad input stops a run before anything starts. `execute` then runs it; data flows one way.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
 import docker
 
-from . import workload
-from .checker import Validity, Verdict, account, judge
-from .images import ImageSet
-from .render import for_replicas, render_nginx
-from .report import RunResult
-from .faults import fault_schedule
-from .scenario import AppKind, Broker, FaultKind, Scenario
+from . import signals, workload
+from .accounting.checker import Accounting, account
+from .accounting.history import BrokerEvent, History
+from .accounting.verdict import judge, measures, unknown
+from .infra import inspect
+from .infra.faults import fault_schedule
+from .infra.images import ImageSet
+from .infra.nginx_probe import nginx_version
+from .infra.render import Sticky, for_replicas, render_nginx
+from .infra.stack import Stack, StackSpec
+from .protocols import for_app
+from .protocols.base import ProtocolAdapter
+from .report.result import RunResult
+from .scenario import Balance, Broker, FaultKind, Scenario
 from .settings import TEMPLATES_DIR
-from .stack import Stack, StackSpec
+
+#: an address range for the pre-start render check only (TEST-NET-1, never contacted)
+PLACEHOLDER_NET = "192.0.2.0/24"
+Progress = Callable[[str], None]
 
 
 def new_run_id() -> str:
@@ -29,70 +44,113 @@ def utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
+@dataclass(frozen=True)
+class Plan:
+    scenario: Scenario
+    protocol: ProtocolAdapter
+    templates: Path
+
+
+def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> Plan:
+    """Check, without Docker, that the scenario can run: its nginx config renders from `templates`."""
+    renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
+    if scenario.topology.balance is Balance.COOKIE:
+        renderer(scenario, Sticky.NATIVE, templates=templates)(PLACEHOLDER_NET)
+    return Plan(scenario, for_app(scenario.topology.app), templates)
+
+
+def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
+    """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
+    stand for several /24s; that network exists only once the stack made it)."""
+    top, wl = scenario.topology, scenario.workload
+
+    def render(client_net: str) -> str:
+        config = for_replicas(top.replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
+                              realip_from=client_net if wl.source_subnets > 1 else None)
+        return render_nginx(config, templates=templates)
+
+    return render
+
+
 def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
-    top = scenario.topology
-    return render_nginx(for_replicas(top.replicas, balance=top.balance), templates=templates)
+    """The scenario's nginx config (for a stack whose clients need no realip)."""
+    return renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
+
+
+def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet) -> tuple[Sticky, str]:
+    """How cookie stickiness is rendered for this nginx image, and a line saying so ("" when not cookie)."""
+    if scenario.topology.balance is not Balance.COOKIE:
+        return Sticky.MAP, ""
+    version = nginx_version(client, images.nginx.tag)
+    sticky = Sticky.for_version(version)
+    return sticky, f"nginx {'.'.join(map(str, version))}: {sticky.describe()}"
 
 
 def broker_options(scenario: Scenario) -> dict[str, Any]:
-    """Replica and Redis options a scenario needs: streams keep an fsynced append-only file (a restart
-    loses nothing) and cap each room's stream at MAXLEN; a slow consumer gets small socket buffers."""
+    """Redis and container options a scenario needs: streams keep an fsynced append-only file (a restart
+    loses nothing); a slow consumer gets small socket buffers."""
     slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
     options: dict[str, Any] = {"small_buffers": slow + ("redis",) if slow else ()}
     if scenario.topology.broker is Broker.REDIS_STREAMS:
-        options["app_args"] = ("--maxlen", str(scenario.topology.maxlen))
         options["redis_args"] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
     return options
 
 
-def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, int]:
-    """What Redis and the replicas say after the run: subscribers per room channel vs replicas that have
-    members there (fewer subscribers = a deaf replica), and publishes that reached nobody."""
-    out = {"published_to_nobody": sum(r.get("published_to_nobody", 0) for r in replicas.values()),
-           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values())}
-    if scenario.topology.broker is Broker.REDIS_PUBSUB:
-        channel = f"chat:{scenario.workload.room}"
-        out["subscribers"] = int(stack.redis_cli("PUBSUB", "NUMSUB", channel).split()[-1])
-        out["replicas_with_members"] = sum(1 for r in replicas.values()
-                                           if r.get("rooms", {}).get(scenario.workload.room))
+def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
+    """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
+    channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), and
+    publishes that reached nobody."""
+    out: dict[str, Any] = {"published_to_nobody": sum(r.get("published_to_nobody", 0) for r in replicas.values()),
+                           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values())}
+    if scenario.topology.broker is Broker.REDIS_PUBSUB and "redis" in stack.containers:
+        out["members"] = {name: sum(1 for n in r.get("rooms", {}).values() if n) for name, r in replicas.items()}
+        out["subscriptions"] = inspect.pubsub_subscriptions(stack)
     return out
 
 
-def execute(client: docker.DockerClient, scenario: Scenario, images: ImageSet, *,
-            host_port: int | None = None, templates: Path = TEMPLATES_DIR,
-            progress: Callable[[str], None] = lambda line: None) -> RunResult:
-    if scenario.topology.app is AppKind.SOCKETIO:
-        from .sio_run import execute as execute_socketio
-
-        return execute_socketio(client, scenario, images, host_port=host_port, templates=templates,
-                                progress=progress)
-    conf = render(scenario, templates=templates)
-    run_id = new_run_id()
-    spec = StackSpec(run_id=run_id, replicas=scenario.topology.replicas,
-                     broker=scenario.topology.broker.value, nginx_conf=conf, images=images,
-                     host_port=host_port, **broker_options(scenario))
-    progress(f"{scenario.name}: run {run_id}, {scenario.topology.replicas} replica(s), "
-             f"broker {scenario.topology.broker.value}")
-    replicas: dict[str, Any] = {}
-    with Stack(client, spec, progress=progress) as stack:
-        during = fault_schedule(stack, scenario.faults)
-        history = asyncio.run(workload.run(stack.port, scenario.workload, progress=progress, during=during))
-        for name in stack.replica_names():
-            replicas[name] = stack.health(name)
-        history.probes = probes(stack, scenario, replicas)
-        history.broker_events = sorted(((name, t, part, ok) for name, r in replicas.items()
-                                        for t, part, ok in r.get("events", [])), key=lambda e: e[1])
-        states = stack.states()
-        versions = stack.versions()
+def check(p: Plan, history: History) -> tuple[Accounting, dict[Any, float | None], Any]:
+    """The accounting, every measured value, and the verdict; a checker that crashes reports unknown."""
+    expect = p.scenario.expect
     try:
         acc = account(history)
-        verdict = judge(acc, scenario.expect)
-    except Exception as exc:  # a checker that crashes reports "unknown", never "pass"
-        acc = account(type(history)())
-        verdict = Verdict(Validity.UNKNOWN, (), f"checker failed: {exc!r}")
+        values = {**measures(acc), **p.protocol.measures(history, acc)}
+        return acc, values, judge(values, expect)
+    except Exception as exc:  # noqa: BLE001 - never "pass" on a crash
+        return Accounting(), {}, unknown(f"checker failed: {exc!r}", expect)
+
+
+def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
+            progress: Progress = lambda line: None,
+            on_removed: Callable[[list[str]], None] = lambda names: None) -> RunResult:
+    s, protocol = p.scenario, p.protocol
+    top = s.topology
+    sticky, sticky_note = sticky_for(client, s, images)
+    run_id = new_run_id()
+    spec = StackSpec(run_id=run_id, replicas=top.replicas, broker=top.broker.value, nginx_conf="",
+                     nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
+                     host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
+                     **broker_options(s))
+    progress(f"{s.name}: run {run_id}, {top.replicas} {protocol.app.value} replica(s), broker {top.broker.value}, "
+             f"balance {top.balance.value}" + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
+    with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
+        try:
+            history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
+                                     during=fault_schedule(stack, s.faults), progress=progress,
+                                     cancelling=signals.cancelling)
+        except asyncio.CancelledError:
+            signals.check()
+            raise
+        signals.check()
+        replicas = {name: inspect.health(stack, name) for name in stack.replica_names()}
+        history.probes = probes(stack, s, replicas)
+        history.broker_events = sorted((BrokerEvent(name, t, part, ok) for name, r in replicas.items()
+                                        for t, part, ok in r.get("events", [])), key=lambda e: e.at)
+        states = inspect.states(stack)
+        versions = inspect.versions(stack, replicas)
+    acc, values, verdict = check(p, history)
     return RunResult(
-        scenario=scenario, run_id=run_id, stamp=utc_stamp(), accounting=acc, verdict=verdict,
-        history=history, nginx_conf=conf,
+        scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
+        values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
         images={"app": images.app.source, "redis": images.redis.source, "nginx": images.nginx.source},
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
         replicas=replicas, logs=stack.logs, states=states,

@@ -1,12 +1,15 @@
 """Scenarios as data: one TOML file per scenario in scenarios/, parsed into frozen dataclasses.
 
-Every value is validated here, where it is built; templates and the stack trust what they get.
+Every value is validated here, where it is built; templates and the stack trust what they get. A scenario
+is untrusted input: it is refused, with one line naming the file, the key and the value, when it is too big
+or too deeply nested to parse safely, asks for more work than a run can do, sets a key the chosen app would
+ignore, schedules two faults on one target at once, or declares an outcome that cannot mean anything
+(labs/expect.py).
 """
 
 from __future__ import annotations
 
 import enum
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -14,12 +17,31 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError
+from .expect import SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
 from .settings import SCENARIOS_DIR
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 COOKIE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 MAX_REPLICAS = 32
+
+# Limits on what one scenario may ask for. The largest shipped scenarios plan 1,200 sends (30 x 40),
+# 34,800 deliveries (1,200 x 29) and 6 s of sending (120 messages at 20/s): each limit is >= 50x that.
+MAX_FILE_BYTES = 1 << 20
+#: clients x messages
+MAX_SENDS = 100_000
+#: clients x messages x (clients - 1): every send fans out to every other client
+MAX_DELIVERIES = 2_000_000
+#: messages x send_interval
+MAX_SEND_DURATION_S = 300.0
+MAX_FAULTS = 16
+#: tomllib builds a dotted key of n parts in O(n^2) time and memory: 100,000 parts exhaust the machine
+MAX_KEY_PARTS = 16
+
+_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')"""
+_LONG_KEY = re.compile(rf"(?<![A-Za-z0-9_-]){_PART}(?:[ \t]*+\.[ \t]*+{_PART}){{{MAX_KEY_PARTS},}}")
+_BRACKETS = re.compile(r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}]""")
+_LINE_KEY = re.compile(r"^\s*([^=#\s][^=#]*?)\s*=")
 
 
 class Broker(enum.Enum):
@@ -56,6 +78,14 @@ class Transport(enum.Enum):
     DEFAULT = "default"
 
 
+class Events(enum.Enum):
+    """What Socket.IO clients emit: the lab's own shapes, or the seed article's
+    (emit('join-room', roomId), emit('chat-message', roomId, message))."""
+
+    LAB = "lab"
+    ARTICLE = "article"
+
+
 class FaultKind(enum.Enum):
     KILL_REPLICA = "kill-replica"
     RESTART_REDIS = "restart-redis"
@@ -67,73 +97,6 @@ class FaultKind(enum.Enum):
     @property
     def targets_replica(self) -> bool:
         return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
-
-
-class Metric(enum.Enum):
-    """What an expectation can speak about; each is computed by the checker."""
-
-    DELIVERED_RATIO = "delivered_ratio"
-    SAME_SERVER_RATIO = "same_server_ratio"
-    CROSS_SERVER_RATIO = "cross_server_ratio"
-    LOST = "lost"
-    DUPLICATED = "duplicated"
-    UNEXPECTED = "unexpected"
-    RECOVERED = "recovered"
-    LOST_IN_FAULT = "lost_in_fault"
-    LOST_OUTSIDE_FAULT = "lost_outside_fault"
-    TRIMMED = "trimmed"
-    #: lost minus trimmed: loss that trimming does not explain
-    UNTRIMMED_LOST = "untrimmed_lost"
-    MAX_GAP_S = "max_gap_s"
-    RECONNECTS = "reconnects"
-    DEAF_REPLICAS = "deaf_replicas"
-    PUBLISHED_TO_NOBODY = "published_to_nobody"
-    NACKED = "nacked"
-    #: lost + duplicated + nacked: every message whose delivery the fault disturbed in a way a user sees
-    DISTURBED = "disturbed"
-    # measured by Socket.IO runs (labs/sio_checker.py)
-    HANDSHAKE_OK_RATIO = "handshake_ok_ratio"
-    SESSION_UNKNOWN = "session_unknown_400"
-    POLLERS_WITH_400_RATIO = "pollers_with_400_ratio"
-    HTTP_ERRORS = "http_errors"
-    REPLICAS_USED = "replicas_used"
-    PLACEMENT_MAX_MIN = "placement_max_min"
-    UNACKED = "unacked"
-    DROPPED_ON_KILLED_RATIO = "dropped_on_killed_ratio"
-    DROPPED_ELSEWHERE = "dropped_elsewhere"
-    RECONNECTED_RATIO = "reconnected_ratio"
-    RECONNECT_MAX_S = "reconnect_max_s"
-    LOST_UNDISTURBED = "lost_undisturbed"
-
-
-#: metrics only a Socket.IO run measures, and everything a Socket.IO run can be judged on
-SOCKETIO_ONLY = frozenset({
-    Metric.HANDSHAKE_OK_RATIO, Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO, Metric.HTTP_ERRORS,
-    Metric.REPLICAS_USED, Metric.PLACEMENT_MAX_MIN, Metric.UNACKED, Metric.DROPPED_ON_KILLED_RATIO,
-    Metric.DROPPED_ELSEWHERE, Metric.RECONNECTED_RATIO, Metric.RECONNECT_MAX_S, Metric.LOST_UNDISTURBED,
-})
-SOCKETIO_METRICS = SOCKETIO_ONLY | {Metric.DELIVERED_RATIO, Metric.SAME_SERVER_RATIO, Metric.CROSS_SERVER_RATIO,
-                                    Metric.LOST, Metric.DUPLICATED, Metric.UNEXPECTED}
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A closed interval a metric must fall in; `min == max` is an exact value."""
-
-    min: float = -math.inf
-    max: float = math.inf
-
-    def holds(self, value: float) -> bool:
-        return self.min <= value <= self.max
-
-    def __str__(self) -> str:
-        if self.min == self.max:
-            return f"= {self.min:g}"
-        if self.max == math.inf:
-            return f">= {self.min:g}"
-        if self.min == -math.inf:
-            return f"<= {self.max:g}"
-        return f"in [{self.min:g}, {self.max:g}]"
 
 
 @dataclass(frozen=True)
@@ -161,8 +124,10 @@ class Workload:
     transport: Transport = Transport.WEBSOCKET
     #: how many distinct /24 source networks clients appear to come from (via a trusted X-Forwarded-For)
     source_subnets: int = 1
-    #: bytes of text carried by each message, besides its id and timestamps
+    #: bytes of text carried by each message, besides its id and timestamps (app = "websocket")
     payload: int = 0
+    #: the event shapes Socket.IO clients emit (app = "socketio")
+    events: Events = Events.LAB
 
     @property
     def send_duration(self) -> float:
@@ -195,32 +160,32 @@ class Scenario:
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ScenarioError(f"{where}: [{key}] must be a table, got {type(value).__name__}")
+        raise ScenarioError(f"{where}: [{key}] must be a table, got {show(value)}")
     return value
 
 
 def _unknown(table: dict[str, Any], allowed: set[str], where: str) -> None:
     extra = sorted(set(table) - allowed)
     if extra:
-        raise ScenarioError(f"{where}: unknown key {extra[0]!r} (allowed: {', '.join(sorted(allowed))})")
+        raise ScenarioError(f"{where}: unknown key {show(extra[0])} (allowed: {', '.join(sorted(allowed))})")
 
 
 def _int(table: dict[str, Any], key: str, default: int, lo: int, hi: int, where: str) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ScenarioError(f"{where}: {key} must be an integer, got {value!r}")
+        raise ScenarioError(f"{where}: {key} must be an integer, got {show(value)}")
     if not lo <= value <= hi:
-        raise ScenarioError(f"{where}: {key} must be between {lo} and {hi}, got {value}")
+        raise ScenarioError(f"{where}: {key} must be between {lo} and {hi}, got {show(value)}")
     return value
 
 
 def _float(table: dict[str, Any], key: str, default: float, lo: float, hi: float, where: str) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ScenarioError(f"{where}: {key} must be a number, got {value!r}")
-    if not lo <= value <= hi:
-        raise ScenarioError(f"{where}: {key} must be between {lo:g} and {hi:g}, got {value:g}")
-    return float(value)
+        raise ScenarioError(f"{where}: {key} must be a number, got {show(value)}")
+    if not lo <= value <= hi:  # also refuses nan
+        raise ScenarioError(f"{where}: {key} must be between {lo:g} and {hi:g}, got {show(value)}")
+    return float(value) + 0.0  # -0.0 reads as 0.0
 
 
 def _enum(table: dict[str, Any], key: str, default: enum.Enum, where: str) -> Any:
@@ -228,48 +193,117 @@ def _enum(table: dict[str, Any], key: str, default: enum.Enum, where: str) -> An
     kind = type(default)
     try:
         return kind(value)
-    except ValueError:
+    except (ValueError, TypeError):
         names = ", ".join(m.value for m in kind)
-        raise ScenarioError(f"{where}: unknown {key} {value!r} (one of: {names})") from None
+        raise ScenarioError(f"{where}: unknown {key} {show(value)} (one of: {names})") from None
 
 
 def _str(table: dict[str, Any], key: str, default: str, pattern: re.Pattern[str], where: str) -> str:
     value = table.get(key, default)
     if not isinstance(value, str) or not pattern.fullmatch(value):
-        raise ScenarioError(f"{where}: {key} must match {pattern.pattern}, got {value!r}")
+        raise ScenarioError(f"{where}: {key} must match {pattern.pattern}, got {show(value)}")
     return value
 
 
-def _bound(value: Any, key: str, where: str) -> Bound:
-    if isinstance(value, bool):
-        raise ScenarioError(f"{where}: expect.{key} must be a number or {{min, max}}, got {value!r}")
-    if isinstance(value, (int, float)):
-        return Bound(float(value), float(value))
-    if isinstance(value, dict) and value and set(value) <= {"min", "max"}:
-        nums = {k: v for k, v in value.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if len(nums) != len(value):
-            raise ScenarioError(f"{where}: expect.{key} bounds must be numbers, got {value!r}")
-        bound = Bound(float(nums.get("min", -math.inf)), float(nums.get("max", math.inf)))
-        if bound.min > bound.max:
-            raise ScenarioError(f"{where}: expect.{key} has min > max: {value!r}")
-        return bound
-    raise ScenarioError(f"{where}: expect.{key} must be a number or {{min = .., max = ..}}, got {value!r}")
+def _seconds(value: float) -> str:
+    return f"{value:,.3f}".rstrip("0").rstrip(".")
+
+
+def _place(text: str, pos: int) -> str:
+    """`line N, column C (key 'k')` for a position in a scenario's text: where a problem is."""
+    line_start = text.rfind("\n", 0, pos) + 1
+    line_end = text.find("\n", pos)
+    line = text[line_start:line_end if line_end >= 0 else len(text)]
+    found = _LINE_KEY.match(line[:200])
+    key = f" (key {show(found.group(1))})" if found else ""
+    return f"line {text.count(chr(10), 0, pos) + 1}, column {pos - line_start + 1}{key}"
+
+
+def _too_deep_at(text: str, limit: int = 64) -> int:
+    """Where brackets first nest `limit` deep (strings and comments skipped, roughly); 0 when they never do."""
+    depth = 0
+    for token in _BRACKETS.finditer(text):
+        c = token.group()
+        if c in "[{":
+            depth += 1
+            if depth >= limit:
+                return token.start()
+        elif c in "]}":
+            depth -= 1
+    return 0
+
+
+def _toml(text: str, where: str) -> dict[str, Any]:
+    """tomllib, kept safe: a size limit, no dotted key long enough to cost it quadratic time and memory, and
+    nesting or integers past Python's limits refused as bad TOML instead of a traceback."""
+    if len(text) > MAX_FILE_BYTES:
+        raise ScenarioError(f"{where}: {len(text):,} characters, more than the {MAX_FILE_BYTES:,} a scenario "
+                            f"may have")
+    long_key = _LONG_KEY.search(text)
+    if long_key:
+        raise ScenarioError(f"{where}: dotted key {show(long_key.group())} at {_place(text, long_key.start())} "
+                            f"has more than {MAX_KEY_PARTS} parts")
+    try:
+        return tomllib.loads(text)
+    except RecursionError:
+        raise ScenarioError(f"{where}: not valid TOML: nested too deep (arrays or inline tables) at "
+                            f"{_place(text, _too_deep_at(text))}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
+    except ValueError as exc:  # int() past sys.get_int_max_str_digits()
+        digits = re.search(r"[0-9][0-9_]{4300,}", text)
+        if not digits:
+            raise ScenarioError(f"{where}: not valid TOML: {show(str(exc))}") from None
+        raise ScenarioError(f"{where}: not valid TOML: an integer of more than 4300 digits at "
+                            f"{_place(text, digits.start())}") from None
+
+
+#: workload and topology keys only one kind of app uses
+APP_KEYS = {("topology", "cookie_name"): AppKind.SOCKETIO, ("workload", "transport"): AppKind.SOCKETIO,
+            ("workload", "source_subnets"): AppKind.SOCKETIO, ("workload", "events"): AppKind.SOCKETIO,
+            ("workload", "payload"): AppKind.WEBSOCKET}
+
+
+def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) -> None:
+    """Refuse a key the chosen app, balance or broker would silently ignore."""
+    for (table, key), app in APP_KEYS.items():
+        if key in tables[table] and topology.app is not app:
+            raise ScenarioError(f'{where}: {table}.{key} = {show(tables[table][key])} is ignored by app = '
+                                f'"{topology.app.value}" (only app = "{app.value}" uses it)')
+    top = tables["topology"]
+    if "cookie_name" in top and topology.balance is not Balance.COOKIE:
+        raise ScenarioError(f'{where}: topology.cookie_name = {show(top["cookie_name"])} is ignored with balance = '
+                            f'"{topology.balance.value}" (only balance = "cookie" uses it)')
+    if "maxlen" in top and topology.broker is not Broker.REDIS_STREAMS:
+        raise ScenarioError(f'{where}: topology.maxlen = {show(top["maxlen"])} is ignored with broker = '
+                            f'"{topology.broker.value}" (only broker = "redis-streams" uses it)')
+
+
+def _planned(workload: Workload, interval: str, where: str) -> None:
+    """Refuse a workload whose planned work would run until the run is killed."""
+    c, m = workload.clients, workload.messages
+    given = f"clients = {c}, messages = {m}"
+    if c * m > MAX_SENDS:
+        raise ScenarioError(f"{where}: planned sends {c * m:,} (clients x messages) exceed {MAX_SENDS:,}: {given}")
+    if c * m * (c - 1) > MAX_DELIVERIES:
+        raise ScenarioError(f"{where}: planned deliveries {c * m * (c - 1):,} (clients x messages x (clients-1)) "
+                            f"exceed {MAX_DELIVERIES:,}: {given}")
+    if workload.send_duration > MAX_SEND_DURATION_S:
+        raise ScenarioError(f"{where}: sending duration {_seconds(workload.send_duration)}s (messages x "
+                            f"send_interval) exceeds {MAX_SEND_DURATION_S:g}s: messages = {m}, {interval}")
 
 
 def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
-    """Parse and validate one scenario's TOML text; raise ScenarioError naming the file and key."""
-    where = str(path) if path else name
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
+    """Parse and validate one scenario's TOML text; raise ScenarioError naming the file, key and value."""
+    where = _shown(str(path) if path else name)
+    data = _toml(text, where)
     _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure"}, where)
     failure = data.get("failure", False)
     if not isinstance(failure, bool):
-        raise ScenarioError(f"{where}: failure must be true or false, got {failure!r}")
+        raise ScenarioError(f"{where}: failure must be true or false, got {show(failure)}")
     description = data.get("description", "")
     if not isinstance(description, str):
-        raise ScenarioError(f"{where}: description must be a string")
+        raise ScenarioError(f"{where}: description must be a string, got {show(description)}")
     for required in ("topology", "workload", "expect"):
         if required not in data:
             raise ScenarioError(f"{where}: missing table [{required}]")
@@ -288,17 +322,19 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
                             f"not {topology.broker.value}")
 
-    wl = _table(data, "workload", where)
+    wl = raw_wl = _table(data, "workload", where)
     _unknown(wl, set(Workload.__dataclass_fields__) | {"rate"}, f"{where} [workload]")
+    interval = f"send_interval = {show(wl.get('send_interval', Workload.send_interval))}"
     if "rate" in wl:
         if "send_interval" in wl:
             raise ScenarioError(f"{where}: give rate or send_interval, not both")
-        rate = _float(wl, "rate", 1.0, 0.01, 1000.0, where)
+        rate = _float(wl, "rate", 1.0, 0.1, 1000.0, where)
+        interval = f"rate = {show(wl['rate'])}"
         wl = {**wl, "send_interval": 1.0 / rate}
         del wl["rate"]
     reconnect = wl.get("reconnect", False)
     if not isinstance(reconnect, bool):
-        raise ScenarioError(f"{where}: reconnect must be true or false, got {reconnect!r}")
+        raise ScenarioError(f"{where}: reconnect must be true or false, got {show(reconnect)}")
     workload = Workload(
         clients=_int(wl, "clients", Workload.clients, 2, 1000, where),
         messages=_int(wl, "messages", Workload.messages, 1, 10_000, where),
@@ -311,7 +347,10 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         transport=_enum(wl, "transport", Workload.transport, where),
         source_subnets=_int(wl, "source_subnets", Workload.source_subnets, 1, 250, where),
         payload=_int(wl, "payload", Workload.payload, 0, 65536, where),
+        events=_enum(wl, "events", Workload.events, where),
     )
+    _ignored({"topology": top, "workload": raw_wl}, topology, where)
+    _planned(workload, interval, where)
     faults = _faults(data.get("faults", []), topology, workload, where)
 
     exp = _table(data, "expect", where)
@@ -323,13 +362,13 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
             metric = Metric(key)
         except ValueError:
             names = ", ".join(m.value for m in Metric)
-            raise ScenarioError(f"{where}: unknown expectation {key!r} (one of: {names})") from None
+            raise ScenarioError(f"{where}: unknown expectation {show(key)} (one of: {names})") from None
         if topology.app is AppKind.SOCKETIO and metric not in SOCKETIO_METRICS:
             names = ", ".join(sorted(m.value for m in SOCKETIO_METRICS))
             raise ScenarioError(f"{where}: expect.{key} is not measured for a socketio app (these are: {names})")
         if topology.app is AppKind.WEBSOCKET and metric in SOCKETIO_ONLY:
             raise ScenarioError(f"{where}: expect.{key} is measured for app = \"socketio\" only")
-        expect[metric] = _bound(value, key, where)
+        expect[metric] = bound(metric, value, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,
                     expect=expect, faults=faults, path=path, failure=failure)
@@ -337,13 +376,15 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
 
 def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> tuple[Fault, ...]:
     if not isinstance(items, list):
-        raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]])")
-    faults = []
+        raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]]), got {show(items)}")
+    if len(items) > MAX_FAULTS:
+        raise ScenarioError(f"{where}: faults has {len(items):,} entries, more than {MAX_FAULTS}")
+    faults: list[Fault] = []
     end = workload.send_duration
     for n, item in enumerate(items, 1):
         here = f"{where} fault {n}"
         if not isinstance(item, dict):
-            raise ScenarioError(f"{here}: must be a table")
+            raise ScenarioError(f"{here}: must be a table, got {show(item)}")
         _unknown(item, {"kind", "target", "at", "heal_after"}, here)
         if "kind" not in item or "at" not in item:
             raise ScenarioError(f"{here}: needs kind and at")
@@ -353,12 +394,12 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
             names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
             if target not in names:
                 raise ScenarioError(f"{here}: {kind.value} needs target app-1..app-{topology.replicas}, "
-                                    f"got {target!r} (no such replica)")
+                                    f"got {show(target)} (no such replica)")
             if kind is FaultKind.SLOW_CONSUMER and topology.broker is not Broker.REDIS_PUBSUB:
                 raise ScenarioError(f"{here}: slow-consumer needs broker redis-pubsub")
         else:
             if target != "redis":
-                raise ScenarioError(f"{here}: {kind.value} targets redis, got {target!r}")
+                raise ScenarioError(f"{here}: {kind.value} targets redis, got {show(target)}")
             if not topology.broker.needs_redis:
                 raise ScenarioError(f"{here}: {kind.value} needs a Redis broker, this topology has none")
         at = _float(item, "at", 0.0, 0.0, 3600.0, here)
@@ -366,8 +407,38 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
         if at + heal_after >= end:
             raise ScenarioError(f"{here}: at {at:g}s + heal_after {heal_after:g}s is past the end of sending "
                                 f"({end:g}s = messages x send_interval)")
+        for m, other in enumerate(faults, 1):
+            if other.target == target and at <= other.at + other.heal_after and other.at <= at + heal_after:
+                raise ScenarioError(f"{here}: {kind.value} on {show(target)} at {at:g}s until {at + heal_after:g}s "
+                                    f"overlaps fault {m} ({other.kind.value}, {other.at:g}s until "
+                                    f"{other.at + other.heal_after:g}s): one fault at a time per target")
         faults.append(Fault(kind, target, at, heal_after))
     return tuple(faults)
+
+
+def _shown(text: str) -> str:
+    """A file or scenario name as it goes into a one-line message."""
+    return text if text.isprintable() else ascii(text)
+
+
+def _read(path: Path) -> str:
+    """A scenario file's text: at most MAX_FILE_BYTES of UTF-8 (a leading byte-order mark is dropped)."""
+    where = _shown(str(path))
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ScenarioError(f"{where}: cannot be read: {exc.strerror}") from None
+    if len(data) > MAX_FILE_BYTES:
+        size = max(path.stat().st_size, len(data))
+        raise ScenarioError(f"{where}: {size:,} bytes, more than the {MAX_FILE_BYTES:,} a scenario file may have")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        before = data[:exc.start].decode("utf-8", "replace")
+        line = before + data[exc.start:].split(b"\n", 1)[0].decode("utf-8", "replace")
+        raise ScenarioError(f"{where}: not UTF-8: byte 0x{data[exc.start]:02x} at {_place(line, len(before))}; "
+                            f"save the file as UTF-8") from None
 
 
 def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:
@@ -375,17 +446,17 @@ def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:
     if name.endswith(".toml"):
         path = Path(name)
         if not path.is_file():
-            raise ScenarioError(f"scenario file {name} does not exist")
-        if not NAME_RE.match(path.stem):
+            raise ScenarioError(f"scenario file {_shown(name)} does not exist or is not a file")
+        if not NAME_RE.fullmatch(path.stem):
             raise ScenarioError(f"bad scenario file name {path.name!r}: use lowercase letters, digits, dashes")
-        return parse(path.read_text(encoding="utf-8"), name=path.stem, path=path)
-    if not NAME_RE.match(name):
-        raise ScenarioError(f"bad scenario name {name!r}: use lowercase letters, digits and dashes")
+        return parse(_read(path), name=path.stem, path=path)
+    if not NAME_RE.fullmatch(name):
+        raise ScenarioError(f"bad scenario name {show(name)}: use lowercase letters, digits and dashes")
     path = directory / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(available(directory)) or "none"
         raise ScenarioError(f"unknown scenario {name!r} (known: {known})")
-    return parse(path.read_text(encoding="utf-8"), name=name, path=path)
+    return parse(_read(path), name=name, path=path)
 
 
 def available(directory: Path = SCENARIOS_DIR) -> list[str]:

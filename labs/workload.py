@@ -1,217 +1,246 @@
-"""Scripted WebSocket clients on the host: connect through nginx, join one room, send, drain, record.
+"""The scripted clients, for every protocol: join one at a time, send on a steady schedule while the
+faults run, reconnect and resend, settle, drain, and record one History.
 
-Times are the host's monotonic clock, in one process, so a frame's latency is receive time minus send time.
-With `reconnect`, a client whose connection drops comes back with backoff (to whichever replica nginx
-picks), says the last stream id it saw, and resends what was never acknowledged; messages it generates
-while disconnected wait for the next connection.
+A protocol supplies only the link (how to connect, join, send, and what comes back). Times are the host's
+monotonic clock, in one process, so a frame's latency is receive time minus send time. With `reconnect`,
+a client whose connection drops comes back with backoff (to whichever replica nginx picks) and resends
+what was never acknowledged, under the same ids; messages it generates while away wait for the next
+connection.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Coroutine
+from typing import Any, Awaitable, Callable
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
-
-from .errors import StackError
-from .history import History, Received, Resume, Sent, Session
-from .scenario import Workload
+from .accounting.history import Ack, ClientRecord, FaultEvent, History, Received, Resume, Sent, Session
+from .protocols.base import JoinFailed, Link, LinkDown, ProtocolAdapter
+from .scenario import Scenario
 
 BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.5)
+#: errors a connection attempt may end with; anything else is a bug in the lab
+JOIN_ERRORS = (OSError, TimeoutError, JoinFailed, LinkDown, ConnectionError)
+During = Callable[[float], Awaitable[list[FaultEvent]]]
 Progress = Callable[[str], None]
 
 
-@dataclass
 class Recorder:
-    """Everything the clients saw; wakes the drain loop on each frame."""
+    """The run's History as it is written, and a wake-up for the drain on each frame or ack."""
 
-    received: list[Received] = field(default_factory=list)
-    unique: set[tuple[str, str]] = field(default_factory=set)
-    resumes: list[Resume] = field(default_factory=list)
-    nacked: list[str] = field(default_factory=list)
-    activity: asyncio.Event = field(default_factory=asyncio.Event)
+    def __init__(self, history: History) -> None:
+        self.history = history
+        self.activity = asyncio.Event()
+        self.unique: set[tuple[str, str]] = set()
+        self.resolved: set[str] = set()
 
 
-@dataclass
 class Client:
-    name: str
-    port: int
-    workload: Workload
-    recorder: Recorder
-    sessions: list[Session] = field(default_factory=list)
-    ws: ClientConnection | None = None
-    last_sid: str | None = None
-    last_seq: int = 0
-    unacked: dict[str, str] = field(default_factory=dict)
-    queued: list[tuple[str, str]] = field(default_factory=list)
-    stopping: bool = False
-    task: asyncio.Task[None] | None = None
+    """One scripted client: its link, its membership, what it still owes the room."""
 
-    @property
-    def connected(self) -> bool:
-        return self.ws is not None
+    def __init__(self, name: str, due: int, scenario: Scenario, recorder: Recorder) -> None:
+        self.name, self.due, self.recorder = name, due, recorder
+        self.workload = scenario.workload
+        self.link: Link | None = None
+        self.current: tuple[str, float] | None = None
+        #: generated and not yet acknowledged (sent, or waiting for a connection): (wall-clock ts, body)
+        self.unacked: dict[str, tuple[float, str]] = {}
+        self.stopping = False
+        self.watcher: asyncio.Task[None] | None = None
+        self.error = ""
 
-    async def join(self, timeout: float) -> None:
-        """Connect and wait for the welcome; record the session."""
-        room = self.workload.room
-        url = f"ws://127.0.0.1:{self.port}/ws?room={room}&client={self.name}"
-        if self.last_sid:
-            url += f"&last={self.last_sid}&seq={self.last_seq}"
-        ws = await connect(url, open_timeout=timeout, compression=None, max_queue=None)
-        try:
-            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        except BaseException:
-            await ws.close()
-            raise
-        if welcome.get("type") != "welcome":
-            await ws.close()
-            raise ConnectionError(f"expected a welcome, got {welcome}")
-        if not self.last_sid and "sid" in welcome:
-            self.last_sid, self.last_seq = welcome["sid"], welcome["seq"]
-        self.sessions.append(Session(self.name, welcome["replica"], time.monotonic()))
-        self.ws = ws
-        # What was never acknowledged goes again (same ids: the broker may deduplicate), then the backlog.
-        for msg_id, payload in list(self.unacked.items()) + self.queued:
-            self.unacked[msg_id] = payload
-            await ws.send(payload)
-        self.queued.clear()
+    # -- what the link reports (protocols.base.Sink) ---------------------------------------------------
 
-    async def send(self, msg_id: str, payload: str) -> None:
-        if self.ws is None:
-            self.queued.append((msg_id, payload))
-            return
-        self.unacked[msg_id] = payload
-        try:
-            await self.ws.send(payload)
-        except ConnectionClosed:
-            pass  # the reader notices, and the message goes again after reconnecting
-
-    async def read(self) -> None:
-        """Read frames until the connection ends; then reconnect (if enabled) and go on reading."""
+    def on_message(self, msg_id: str, origin: str, seq: int | None) -> None:
         rec = self.recorder
-        while True:
-            assert self.ws is not None
-            try:
-                async for raw in self.ws:
-                    frame = json.loads(raw)
-                    kind = frame.get("type")
-                    if kind == "msg":
-                        rec.received.append(Received(frame["id"], self.name, time.monotonic(), frame["origin"]))
-                        rec.unique.add((frame["id"], self.name))
-                        if "sid" in frame:
-                            self.last_sid, self.last_seq = frame["sid"], frame["seq"]
-                        rec.activity.set()
-                    elif kind == "ack":
-                        self.unacked.pop(frame["id"], None)
-                    elif kind == "nack":
-                        self.unacked.pop(frame["id"], None)
-                        rec.nacked.append(frame["id"])
-                    elif kind == "resume":
-                        rec.resumes.append(Resume(self.name, time.monotonic(), frame["replayed"],
-                                                  bool(frame["trimmed"])))
-            except ConnectionClosed:
-                pass
-            closed_at = time.monotonic()
-            last = self.sessions[-1]
-            self.sessions[-1] = Session(last.client, last.replica, last.opened, closed_at)
-            self.ws = None
-            if self.stopping or not self.workload.reconnect:
-                return
-            await self.reconnect()
+        rec.history.received.append(Received(msg_id, self.name, time.monotonic(), origin, seq))
+        rec.unique.add((msg_id, self.name))
+        rec.activity.set()
 
-    async def reconnect(self) -> None:
-        for attempt in range(1000):
+    def on_ack(self, msg_id: str, replica: str, seq: int | None) -> None:
+        self.unacked.pop(msg_id, None)
+        self.recorder.history.acks.append(Ack(msg_id, time.monotonic(), replica, seq))
+        self.recorder.resolved.add(msg_id)
+        self.recorder.activity.set()
+
+    def on_nack(self, msg_id: str) -> None:
+        self.unacked.pop(msg_id, None)
+        self.recorder.history.nacked.append(msg_id)
+        self.recorder.resolved.add(msg_id)
+        self.recorder.activity.set()
+
+    def on_trimmed(self, first: int | None, last: int | None, replayed: int) -> None:
+        self.recorder.history.resumes.append(Resume(self.name, time.monotonic(), replayed, first, last))
+
+    # -- the script ------------------------------------------------------------------------------------
+
+    async def join(self, timeout: float) -> bool:
+        """Open a connection and get into the room; then resend what was never acknowledged, and the
+        backlog. False (with `error` set) when that did not happen."""
+        assert self.link is not None
+        try:
+            replica = await self.link.open(timeout)
+        except JOIN_ERRORS as exc:
+            self.error = f"{type(exc).__name__}: {exc}"[:200]
+            return False
+        self.current = (replica, time.monotonic())
+        for msg_id in list(self.unacked):  # in the order they were generated
+            await self._write(msg_id)
+        return True
+
+    async def send(self, msg_id: str, body: str) -> None:
+        self.unacked[msg_id] = (time.time(), body)
+        if self.current is not None:  # else it waits in `unacked` for the next connection
+            await self._write(msg_id)
+
+    async def _write(self, msg_id: str) -> None:
+        assert self.link is not None
+        if msg_id not in self.unacked:
+            return  # acknowledged meanwhile
+        ts, body = self.unacked[msg_id]
+        try:
+            await self.link.send(msg_id, ts, body)
+        except LinkDown:
+            pass  # the watcher notices the drop; the message goes again after reconnecting
+
+    async def watch(self) -> None:
+        """Follow the connection: record each drop, and reconnect when the workload says so."""
+        assert self.link is not None
+        while True:
+            await self.link.wait_closed()
             if self.stopping:
                 return
-            await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
-            try:
-                await self.join(self.workload.connect_timeout)
+            replica, opened = self.current or ("", time.monotonic())
+            self.recorder.history.sessions.append(Session(self.name, replica, opened, time.monotonic()))
+            self.current = None
+            if not self.workload.reconnect:
                 return
-            except (OSError, InvalidHandshake, InvalidStatus, TimeoutError, ConnectionClosed, ConnectionError):
-                continue
+            if not await self.reconnect():
+                return
+
+    async def reconnect(self) -> bool:
+        attempt = 0
+        while not self.stopping:
+            await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+            attempt += 1
+            if not self.stopping and await self.join(self.workload.connect_timeout):
+                return True
+        return False
+
+    async def close(self, grace: float) -> None:
+        self.stopping = True
+        if self.current is not None:
+            replica, opened = self.current
+            self.recorder.history.sessions.append(Session(self.name, replica, opened, None))
+            self.current = None
+        if self.link is not None:
+            await self.link.close(grace=grace)
+        if self.watcher is not None:
+            self.watcher.cancel()
+            await asyncio.gather(self.watcher, return_exceptions=True)
+
+    @property
+    def settled(self) -> bool:
+        return self.current is not None and not self.unacked
 
 
-async def run(port: int, workload: Workload, *, progress: Progress = lambda s: None,
-              during: Callable[[float], Coroutine[Any, Any, object]] | None = None) -> History:
-    """Connect every client (all welcomed before anyone sends), send while `during(started_at)` runs
-    (the fault schedule), drain, close; return the History."""
-    recorder = Recorder()
-    width = len(str(workload.clients))
-    clients = [Client(f"c{i:0{width}d}", port, workload, recorder) for i in range(1, workload.clients + 1)]
-    sent: list[Sent] = []
-    side: asyncio.Task[object] | None = None
-    side_result: object = None
+async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str],
+              during: During | None = None, progress: Progress = lambda line: None) -> History:
+    """Join every client (one at a time, so round-robin placement is exact), send from every client that
+    got in while `during(started)` runs the faults, settle, drain, close; return the History."""
+    wl = scenario.workload
+    protocol.prepare()
+    history = protocol.new_history()
+    history.replicas = list(replicas)
+    recorder = Recorder(history)
+    width = len(str(wl.clients))
+    clients = [Client(f"c{i:0{width}d}", wl.messages, scenario, recorder) for i in range(1, wl.clients + 1)]
+    for i, c in enumerate(clients):
+        c.link = protocol.link(c.name, i, port=port, scenario=scenario, sink=c, history=history)
+    side: asyncio.Future[list[FaultEvent]] | None = None
+    grace = 0.5
     try:
-        # One at a time, so round-robin placement is exact and reproducible.
         for c in clients:
-            try:
-                await c.join(workload.connect_timeout)
-            except (OSError, InvalidHandshake, InvalidStatus, TimeoutError, ConnectionClosed) as exc:
-                raise StackError(f"client {c.name} could not join room {workload.room} "
-                                 f"through 127.0.0.1:{port}: {exc}") from None
-            c.task = asyncio.create_task(c.read())
-        progress(f"{len(clients)} clients connected; each sends {workload.messages} message(s)")
-
-        async def send_all(client: Client, start: float) -> None:
-            for seq in range(1, workload.messages + 1):
-                # A steady rate: message n goes at start + n * interval, however long the sends take.
-                await asyncio.sleep(max(0.0, start + (seq - 1) * workload.send_interval - time.monotonic()))
-                msg_id = f"{client.name}-{seq}"
-                sent.append(Sent(msg_id, client.name, time.monotonic()))
-                await client.send(msg_id, json.dumps({"id": msg_id, "ts": time.time(), "body": body}))
-
-        body = "x" * workload.payload
-        started = time.monotonic()
-        if during is not None:
-            side = asyncio.create_task(during(started))
-        await asyncio.gather(*(send_all(c, started) for c in clients))
-        if side is not None:
-            side_result = await side
-        await settle(clients, workload)
-        await drain(recorder, expected=len(sent) * (len(clients) - 1), workload=workload)
+            joined = await c.join(wl.connect_timeout)
+            history.clients.append(ClientRecord(c.name, joined, c.due, getattr(c.link, "source", ""), c.error))
+            if joined:
+                c.watcher = asyncio.create_task(c.watch())
+        ready = [c for c in clients if c.watcher is not None]
+        progress(f"{len(ready)}/{len(clients)} clients in room {wl.room}; each sends {wl.messages} message(s)")
+        if ready:
+            started = time.monotonic()
+            if during is not None:
+                side = asyncio.ensure_future(during(started))
+            body = "x" * wl.payload
+            await asyncio.gather(*(_send_all(c, started, wl.messages, wl.send_interval, body, history)
+                                   for c in ready))
+            if side is not None:
+                history.faults = await side
+            if wl.reconnect:
+                await _until(lambda: all(c.settled for c in ready), wl.drain_timeout, recorder)
+            await drain(recorder, members=len(ready), timeout=wl.drain_timeout, quiet=wl.drain_quiet)
+    except asyncio.CancelledError:
+        grace = 0.0  # interrupted: close at once
+        raise
     finally:
         if side is not None and not side.done():
             side.cancel()
             await asyncio.gather(side, return_exceptions=True)
-        for c in clients:
-            c.stopping = True
-        await asyncio.gather(*(c.ws.close() for c in clients if c.ws), return_exceptions=True)
-        await asyncio.gather(*(c.task for c in clients if c.task), return_exceptions=True)
-    history = History(sessions=[s for c in clients for s in c.sessions], sent=sent, received=recorder.received,
-                      resumes=recorder.resumes, nacked=recorder.nacked)
-    if isinstance(side_result, list):
-        history.faults = side_result
+        await asyncio.gather(*(c.close(grace) for c in clients), return_exceptions=True)
     return history
 
 
-async def settle(clients: list[Client], workload: Workload) -> None:
-    """Wait (up to drain_timeout) until every client is connected and has nothing unsent or unacked."""
+async def _send_all(client: Client, start: float, count: int, interval: float, body: str,
+                    history: History) -> None:
+    """A steady rate: message n goes at start + (n - 1) * interval, however long the sends take."""
+    for n in range(1, count + 1):
+        await asyncio.sleep(max(0.0, start + (n - 1) * interval - time.monotonic()))
+        msg_id = f"{client.name}-{n}"
+        history.sent.append(Sent(msg_id, client.name, time.monotonic()))
+        await client.send(msg_id, body)
+
+
+async def _until(done: Callable[[], bool], timeout: float, recorder: Recorder) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + workload.drain_timeout
-    while loop.time() < deadline:
-        if all(c.connected and not c.unacked and not c.queued for c in clients) or not workload.reconnect:
-            return
+    deadline = loop.time() + timeout
+    while not done() and loop.time() < deadline:
         await asyncio.sleep(0.02)
 
 
-async def drain(recorder: Recorder, *, expected: int, workload: Workload) -> None:
-    """Wait until every expected frame arrived, or nothing arrived for `drain_quiet` s, or `drain_timeout`.
-
-    A lost message never arrives, so the quiet period is what ends a lossy run; it is measured from the
-    last frame seen, not slept blindly.
-    """
+async def drain(recorder: Recorder, *, members: int, timeout: float, quiet: float) -> None:
+    """Wait until every sent message is acknowledged (or refused) and has reached every other member, or
+    nothing arrived for `quiet` s, or `timeout` s passed. A lost message never arrives, so the quiet
+    period is what ends a lossy run; it is measured from the last frame or ack, not slept blindly."""
+    h = recorder.history
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + workload.drain_timeout
-    while len(recorder.unique) < expected:
+    deadline = loop.time() + timeout
+
+    def complete() -> bool:
+        return len(recorder.resolved) >= len(h.sent) and len(recorder.unique) >= len(h.sent) * (members - 1)
+
+    while not complete():
         recorder.activity.clear()
         remaining = deadline - loop.time()
         if remaining <= 0:
             return
         try:
-            await asyncio.wait_for(recorder.activity.wait(), min(workload.drain_quiet, remaining))
+            await asyncio.wait_for(recorder.activity.wait(), min(quiet, remaining))
         except TimeoutError:
             return
+
+
+def drive(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str],
+          during: During | None = None, progress: Progress = lambda line: None,
+          cancelling: Callable[[Callable[[], None]], Any] | None = None) -> History:
+    """Run the clients on a fresh event loop. `cancelling(cancel)` is a context manager under which a
+    signal cancels the workload (labs.signals.cancelling)."""
+    async def main() -> History:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        if cancelling is None:
+            return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
+        with cancelling(lambda: loop.call_soon_threadsafe(task.cancel)):
+            return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
+
+    return asyncio.run(main())

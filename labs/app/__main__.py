@@ -24,7 +24,8 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for Redis brokers")
     parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
     args = parser.parse_args()
-    run(serve(name=args.name, port=args.port, broker=BROKERS[args.broker](args.redis, maxlen=args.maxlen)))
+    broker = BROKERS[args.broker](args.redis, maxlen=args.maxlen, name=args.name)
+    run(serve(name=args.name, port=args.port, broker=broker))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,11 @@
 
 A broker calls `deliver(room, frame)` for every frame that must reach this replica's local room members;
 the server does the local fan-out. `publish` returns once the broker has the message (the server then acks
-it to the sender) and raises `PublishFailed` when it gave up on it.
+it to the sender, adding the fields it returned) and raises `PublishFailed` when it gave up on it.
+
+A `durable` broker also keeps what was published: `end_id` says where a room's history ends, `replay` gives
+what a client missed after a point, and `on_gap` is called when entries were dropped before this replica
+read them. The server uses these capabilities and never names a broker class.
 """
 
 from __future__ import annotations
@@ -12,9 +16,12 @@ import json
 import logging
 import time
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, Callable
 
 Deliver = Callable[[str, str], None]
+#: on_gap(room, lo, hi): entries numbered lo..hi (inclusive) of `room` were trimmed before this replica read them
+Gap = Callable[[str, int, int], None]
 log = logging.getLogger("wslab.broker")
 CONTROL = "wslab:control"
 
@@ -23,11 +30,29 @@ class PublishFailed(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Replay:
+    """What a resuming client missed: the frames still there, in order, and the inclusive range of sequence
+    numbers that were trimmed before it could be replayed (None when nothing was)."""
+
+    frames: list[str]
+    trimmed: tuple[int, int] | None = None
+
+    @property
+    def trimmed_count(self) -> int:
+        return 0 if self.trimmed is None else self.trimmed[1] - self.trimmed[0] + 1
+
+
 class NoBroker:
     """In-memory only: a message reaches the clients of the replica it was sent to, and no others."""
 
-    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
+    #: keeps what was published, so that `end_id` and `replay` mean something
+    durable = False
+
+    def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
+        self.name = name
         self.deliver: Deliver = lambda room, frame: None
+        self.on_gap: Gap = lambda room, lo, hi: None
         self.stats: Counter[str] = Counter()
         #: (CLOCK_MONOTONIC time, part, working) at each change: when a part broke and when it recovered.
         #: Containers share the host's monotonic clock, so the harness can place these in its own history.
@@ -51,8 +76,18 @@ class NoBroker:
     async def leave(self, room: str) -> None:
         pass
 
-    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+    async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
+        """Hand `frame` to the room; return the fields to add to the sender's ack."""
         self.deliver(room, json.dumps(frame))
+        return {}
+
+    async def end_id(self, room: str) -> tuple[str, int]:
+        """The id and sequence number of the room's newest entry: nothing is kept here."""
+        return "0-0", 0
+
+    async def replay(self, room: str, after: str, after_seq: int) -> Replay:
+        """What `room` received after id `after` (numbered `after_seq`): nothing is kept here."""
+        return Replay([])
 
     async def healthy(self) -> bool:
         return True
@@ -61,8 +96,8 @@ class NoBroker:
 class RedisBroker(NoBroker):
     """Common to the Redis brokers: a command client with short timeouts that waits for Redis at start."""
 
-    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
+        super().__init__(redis_url, name=name)
         self.url = redis_url
         self.tasks: list[asyncio.Task[None]] = []
 
@@ -70,7 +105,10 @@ class RedisBroker(NoBroker):
         import redis.asyncio as redis
 
         self.deliver = deliver
-        self.redis = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+        # Every connection (the subscriber's too) names this replica in CLIENT LIST: the harness finds a deaf
+        # replica by the subscribers it does not see there.
+        self.redis = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
+                                          client_name=self.name or None)
         await self._await_redis()
 
     async def _await_redis(self, timeout: float = 30.0) -> None:
@@ -118,8 +156,8 @@ class RedisPubSub(RedisBroker):
     HEARTBEAT = 0.25
     DEAF_AFTER = 1.5
 
-    def __init__(self, redis_url: str, *, maxlen: int = 0) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
+        super().__init__(redis_url, name=name)
         self.members: Counter[str] = Counter()
         self.confirmed: dict[str, asyncio.Event] = {}
         self.heard = 0.0
@@ -166,7 +204,7 @@ class RedisPubSub(RedisBroker):
         except _redis_errors() + (OSError,):
             pass  # the listener rebuilds the connection and subscribes to every channel in `confirmed`
 
-    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+    async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
         payload = json.dumps(frame)
         for attempt in (1, 2):
             try:
@@ -182,6 +220,7 @@ class RedisPubSub(RedisBroker):
         if receivers == 0:
             self.stats["published_to_nobody"] += 1
         self.mark("publisher", True)
+        return {}
 
     async def _listen(self) -> None:
         """Read the subscriber connection; on any failure, rebuild it and subscribe to everything again."""

@@ -3,12 +3,20 @@
 Protocol (JSON text frames):
   connect   /ws?room=R&client=C[&last=SID&seq=N]   (resume after stream id SID, numbered N; streams only)
   server -> {"type": "welcome", "replica": NAME, "client": C, "room": R, "sid": SID?, "seq": N?}
-  server -> {"type": "resume", "after": SID, "replayed": N, "trimmed": K}   (K entries it missed are gone)
-  client -> {"id": MSG_ID, "ts": SEND_TIME, "body": TEXT?}
-  server -> {"type": "ack", "id": MSG_ID}  once the broker has it, or {"type": "nack", ...} if it gave up
+  server -> {"type": "resume", "after": SID, "replayed": N, "trimmed": K, "trimmed_seqs": [LO, HI] | null}
+            after a resume (the K entries numbered LO..HI, inclusive, that it missed are gone), and, with
+            "after": "" and "replayed": 0, when this replica's own reader found entries LO..HI trimmed unread
+  client -> {"id": MSG_ID, "ts": SEND_TIME?, "body": TEXT?}
+            MSG_ID a string matching [A-Za-z0-9_-]{1,64} or a non-negative integer (relayed as a string),
+            SEND_TIME a finite number, TEXT a string of at most 65536 characters; other keys are ignored
+  server -> {"type": "ack", "id": MSG_ID, "sid": SID?, "seq": N?}  once the broker has it (with streams, the
+            new entry's id and sequence number; none on a resend already added), or {"type": "nack", ...}
   server -> {"type": "msg", "id": MSG_ID, "sender": C, "origin": NAME, "room": R, "ts": SEND_TIME,
              "body": TEXT, "sid": SID?, "seq": N?}
   GET /healthz -> 200 when the broker answers, with this replica's counters as JSON (503 otherwise)
+
+A bad frame closes its sender's connection, with a reason, and touches nobody else: a binary frame 1003,
+a text frame that is not JSON 1007, JSON that is not a valid message 1008 (`bad_frames` in /healthz).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ import logging
 import re
 import signal
 import sys
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
@@ -30,13 +39,48 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from .brokers import NoBroker, PublishFailed
-from .streams import RedisStreams, sid_key
+from . import ID_RE, InvalidMessage, Message, check_message
+from .brokers import NoBroker, PublishFailed, Replay
+from .streams import sid_key
 
 VERSIONS = {"python": sys.version.split()[0], "websockets": websockets.__version__}
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SID_RE = re.compile(r"^[0-9]{1,20}-[0-9]{1,20}$")
 log = logging.getLogger("wslab.app")
+
+
+class BadFrame(Exception):
+    """A frame the server refuses: close the sender's connection with `code` and `reason`."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(code, reason)
+        self.code, self.reason = code, reason
+
+
+class _NotJSON(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJSON(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
+
+
+def parse_frame(data: str | bytes) -> Message:
+    """A client's frame as a Message, or BadFrame: binary 1003, text that is not JSON 1007, JSON that is
+    not a message 1008. Close reasons stay short (a close frame carries at most 123 bytes of them)."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        raise BadFrame(1003, "binary frames are not accepted; send JSON text")
+    try:
+        obj = json.loads(data, parse_constant=_no_constant)
+    except (json.JSONDecodeError, _NotJSON):
+        raise BadFrame(1007, "text frame is not valid JSON") from None
+    except RecursionError:
+        raise BadFrame(1008, "JSON nested too deeply") from None
+    except ValueError:  # an integer too long for int() (sys.get_int_max_str_digits)
+        raise BadFrame(1008, "JSON number too long") from None
+    try:
+        return check_message(obj)
+    except InvalidMessage as exc:
+        raise BadFrame(1008, str(exc)) from None
 
 
 @dataclass
@@ -54,7 +98,9 @@ class Replica:
         self.name = name
         self.broker = broker
         self.rooms: dict[str, dict[str, Member]] = defaultdict(dict)
-        self.counters = {"connections": 0, "received": 0, "delivered_frames": 0, "skipped_duplicates": 0}
+        self.counters = {"connections": 0, "received": 0, "delivered_frames": 0, "skipped_duplicates": 0,
+                         "bad_frames": 0}
+        self.bad_closes: Counter[str] = Counter()  # close code -> bad frames closed with it
 
     def deliver(self, room: str, frame: str) -> None:
         """Fan a frame out to this replica's members of `room`, except its sender."""
@@ -84,20 +130,21 @@ class Replica:
                      replay: bool) -> None:
         """Replay what the client missed after `after` (when asked), then release what arrived live
         meanwhile: each entry at most once, in stream order."""
-        assert isinstance(self.broker, RedisStreams)
         member.upto = sid_key(after)
-        frames, trimmed = await self.broker.replay(room, after, after_seq) if replay else ([], 0)
+        missed = await self.broker.replay(room, after, after_seq) if replay else Replay([])
         member.replaying = False
-        for frame in frames + member.held:
+        for frame in missed.frames + member.held:
             self.deliver_one(member, client, frame)
         member.held.clear()
         if replay:
-            await member.ws.send(json.dumps({"type": "resume", "after": after, "replayed": len(frames),
-                                             "trimmed": trimmed}))
+            await member.ws.send(json.dumps({"type": "resume", "after": after, "replayed": len(missed.frames),
+                                             "trimmed": missed.trimmed_count,
+                                             "trimmed_seqs": _seqs(missed.trimmed)}))
 
-    def gap(self, room: str, count: int) -> None:
-        """Tell the room's local members that `count` entries they were owed were trimmed unread."""
-        notice = json.dumps({"type": "resume", "after": "", "replayed": 0, "trimmed": count})
+    def gap(self, room: str, lo: int, hi: int) -> None:
+        """Tell the room's local members that entries lo..hi they were owed were trimmed unread."""
+        notice = json.dumps({"type": "resume", "after": "", "replayed": 0, "trimmed": hi - lo + 1,
+                             "trimmed_seqs": [lo, hi]})
         broadcast([m.ws for m in self.rooms.get(room, {}).values()], notice)
 
     def deliver_one(self, member: Member, client: str, frame: str) -> None:
@@ -121,31 +168,35 @@ class Replica:
             await ws.close(1008, f"client {client} is already in room {room} here")
             return
         broker = self.broker
-        streams = isinstance(broker, RedisStreams)
-        member = Member(ws, replaying=streams)  # with streams, hold live frames until the start is known
+        # with a durable broker, hold live frames until the client's starting point is known
+        member = Member(ws, replaying=broker.durable)
         self.rooms[room][client] = member
         self.counters["connections"] += 1
         try:
-            await self.broker.join(room)
+            await broker.join(room)
             welcome = {"type": "welcome", "replica": self.name, "client": client, "room": room}
-            if isinstance(broker, RedisStreams):
-                # A new client starts at the stream's current end; a returning one where it left off.
+            if broker.durable:
+                # A new client starts at the history's current end; a returning one where it left off.
                 after, after_seq = (last, int(seq)) if last else await broker.end_id(room)
                 await ws.send(json.dumps({**welcome, "sid": after, "seq": after_seq}))
                 await self.resume(room, client, member, after, after_seq, replay=bool(last))
             else:
                 await ws.send(json.dumps(welcome))
             async for raw in ws:
-                msg = json.loads(raw)
-                self.counters["received"] += 1
-                frame = {"type": "msg", "id": str(msg["id"]), "sender": client, "origin": self.name,
-                         "room": room, "ts": msg["ts"], "body": str(msg.get("body", ""))}
                 try:
-                    await self.broker.publish(room, frame)
+                    msg = parse_frame(raw)
+                except BadFrame as bad:
+                    await self.refuse(ws, room, client, bad)
+                    return
+                self.counters["received"] += 1
+                frame = {"type": "msg", "id": msg.id, "sender": client, "origin": self.name,
+                         "room": room, "ts": msg.ts, "body": msg.body}
+                try:
+                    extra = await broker.publish(room, frame)
                 except PublishFailed:
-                    await ws.send(json.dumps({"type": "nack", "id": frame["id"]}))
+                    await ws.send(json.dumps({"type": "nack", "id": msg.id}))
                 else:
-                    await ws.send(json.dumps({"type": "ack", "id": frame["id"]}))
+                    await ws.send(json.dumps({"type": "ack", "id": msg.id, **extra}))
         except ConnectionClosed:
             pass
         finally:
@@ -154,13 +205,21 @@ class Replica:
                 del self.rooms[room]
             await self.broker.leave(room)
 
+    async def refuse(self, ws: ServerConnection, room: str, client: str, bad: BadFrame) -> None:
+        """Close a client that sent a bad frame, and say so in one log line."""
+        self.counters["bad_frames"] += 1
+        self.bad_closes[str(bad.code)] += 1
+        log.warning("bad frame from %s in room %s: %s; closing with %d", client, room, bad.reason, bad.code)
+        await ws.close(bad.code, bad.reason)
+
     async def process_request(self, ws: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
         if path == "/healthz":
             ok = await self.broker.healthy()
             rooms = {room: len(members) for room, members in self.rooms.items()}
             body = json.dumps({"replica": self.name, "ok": ok, **self.counters, **self.broker.stats,
-                               "rooms": rooms, "events": self.broker.events, "versions": VERSIONS})
+                               "bad_frame_closes": dict(self.bad_closes), "rooms": rooms,
+                               "events": self.broker.events, "versions": VERSIONS})
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             response = ws.respond(status, body + "\n")
             response.headers["Content-Type"] = "application/json"
@@ -168,6 +227,10 @@ class Replica:
         if path != "/ws":
             return ws.respond(HTTPStatus.NOT_FOUND, "not found\n")
         return None
+
+
+def _seqs(trimmed: tuple[int, int] | None) -> list[int] | None:
+    return None if trimmed is None else [trimmed[0], trimmed[1]]
 
 
 async def serve(*, name: str, port: int, broker: NoBroker) -> None:
@@ -178,9 +241,8 @@ async def serve(*, name: str, port: int, broker: NoBroker) -> None:
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
+    broker.on_gap = replica.gap
     await broker.start(replica.deliver)
-    if isinstance(broker, RedisStreams):
-        broker.on_gap = replica.gap
     async with ws_serve(replica.handle, "0.0.0.0", port, process_request=replica.process_request,
                         compression=None):
         log.info("ready: listening on :%d, broker %s", port, type(broker).__name__)

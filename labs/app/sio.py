@@ -2,10 +2,16 @@
 
     python -m wslab_app.sio --name app-1 --port 8000 --broker none|redis-pubsub --redis URL
 
-Events:
+Events, the lab's shapes:
   client -> "join-room" {"room": R, "client": C}   ack {"replica": NAME, "room": R, "client": C}
   client -> "chat-message" {"id": ID, "ts": T}       ack {"replica": NAME, "id": ID} once relayed
   server -> "new-message" {"id", "sender", "origin": NAME, "room", "ts"} to the room's other members
+and the seed article's, exactly as its Node server takes them:
+  client -> "join-room" R                            ack {"replica": NAME, "room": R} (if asked for)
+  client -> "chat-message" R, MESSAGE                ack {"replica": NAME} once relayed
+  server -> "new-message" MESSAGE, as given, to the whole room R, the sender included
+Anything else (wrong arguments, a bad room or id) gets the ack {"error": REASON}, one log line, and counts
+in `bad_events`; it never raises into python-socketio.
   GET /healthz -> 200 with counters once the manager works (503 before)
 
 Every HTTP response names the replica in X-Wslab-Replica (nginx's open-source cookie stickiness reads it),
@@ -18,23 +24,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
-import re
 import signal
 import sys
 import uuid
 from collections import Counter
 from importlib import metadata
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import socketio
 from aiohttp import web
 
-from . import run
+from . import ID_RE, InvalidMessage, check_message, run
 
 REPLICA_HEADER = "X-Wslab-Replica"
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 BROKERS = ("none", "redis-pubsub")
 VERSIONS = {"python": sys.version.split()[0], "python-socketio": metadata.version("python-socketio"),
             "python-engineio": metadata.version("python-engineio"), "aiohttp": aiohttp.__version__}
@@ -49,8 +54,9 @@ class ConfirmedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
     own listener sees it, and only then reports healthy, so the harness never sends into a deaf replica.
     """
 
-    def __init__(self, url: str) -> None:
-        super().__init__(url)
+    def __init__(self, url: str, *, name: str = "") -> None:
+        # every connection of the manager names this replica in Redis's CLIENT LIST
+        super().__init__(url, redis_options={"client_name": name} if name else None)
         self.token = uuid.uuid4().hex
         self.listening = asyncio.Event()
 
@@ -75,14 +81,48 @@ class ConfirmedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 pass
 
 
+class BadEvent(Exception):
+    """An event the replica refuses; the text goes back in the error ack."""
+
+
+Handler = Callable[..., Awaitable[dict[str, str]]]
+
+
+def guarded(handler: Handler) -> Handler:
+    """Answer a refused or failed event with {"error": ...} and one log line, never a traceback: an exception
+    raised in a handler reaches python-socketio, which logs it and sends no ack at all."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: "Replica", sid: str, *args: Any) -> dict[str, str]:
+        event = handler.__name__.replace("_", "-")
+        try:
+            return await handler(self, sid, *args)
+        except BadEvent as exc:
+            self.counters["bad_events"] += 1
+            log.warning("bad %s event from %s: %s", event, sid, exc)
+            return {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - whatever happened, the client gets an answer
+            self.counters["failed_events"] += 1
+            log.warning("%s event from %s failed: %r", event, sid, exc)
+            return {"error": f"{event} failed: {type(exc).__name__}"}
+
+    return wrapper
+
+
+def _room(value: Any) -> str:
+    if not (isinstance(value, str) and ID_RE.match(value)):
+        raise BadEvent("room must be a string matching [A-Za-z0-9_-]{1,64}")
+    return value
+
+
 class Replica:
     """The event handlers and counters of one replica."""
 
     def __init__(self, name: str, broker: str, redis_url: str) -> None:
         self.name = name
-        self.manager = ConfirmedRedisManager(redis_url) if broker == "redis-pubsub" else None
+        self.manager = ConfirmedRedisManager(redis_url, name=name) if broker == "redis-pubsub" else None
         self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=self.manager)
-        self.counters: Counter[str] = Counter()
+        self.counters: Counter[str] = Counter(bad_events=0)
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
         self.sio.on("join-room", self.join_room)
@@ -94,22 +134,48 @@ class Replica:
     async def disconnect(self, sid: str, reason: Any = None) -> None:
         self.counters["disconnects"] += 1
 
-    async def join_room(self, sid: str, data: Any) -> dict[str, str]:
-        room, client = (data or {}).get("room", ""), (data or {}).get("client", "")
-        if not (isinstance(room, str) and ID_RE.match(room) and isinstance(client, str) and ID_RE.match(client)):
-            return {"error": "room and client must match [A-Za-z0-9_-]{1,64}"}
+    @guarded
+    async def join_room(self, sid: str, *args: Any) -> dict[str, str]:
+        """`join-room` R (the article) or {"room": R, "client": C} (the lab)."""
+        if len(args) != 1:
+            raise BadEvent(f"join-room takes one argument, got {len(args)}")
+        (data,) = args
+        if isinstance(data, str):
+            room = _room(data)
+            await self.sio.enter_room(sid, room)
+            self.counters["joins"] += 1
+            return {"replica": self.name, "room": room}
+        if not isinstance(data, dict):
+            raise BadEvent("join-room takes a room name or {room, client}")
+        room, client = _room(data.get("room")), data.get("client")
+        if not (isinstance(client, str) and ID_RE.match(client)):
+            raise BadEvent("client must be a string matching [A-Za-z0-9_-]{1,64}")
         await self.sio.enter_room(sid, room)
         await self.sio.save_session(sid, {"room": room, "client": client})
         self.counters["joins"] += 1
         return {"replica": self.name, "room": room, "client": client}
 
-    async def chat_message(self, sid: str, data: Any) -> dict[str, str]:
+    @guarded
+    async def chat_message(self, sid: str, *args: Any) -> dict[str, str]:
+        """`chat-message` R, MESSAGE (the article: to the whole room, as given) or {"id", "ts"} (the lab:
+        to the sender's room but the sender, with who sent it and through which replica)."""
+        if len(args) == 2:
+            room, message = _room(args[0]), args[1]
+            self.counters["received"] += 1
+            await self.sio.emit("new-message", message, room=room)
+            return {"replica": self.name}
+        if len(args) != 1:
+            raise BadEvent(f"chat-message takes (room, message) or one {{id, ts}}, got {len(args)} arguments")
         session = await self.sio.get_session(sid)
-        if "room" not in session or not isinstance(data, dict) or "id" not in data:
-            return {"error": "join a room first, then send {id, ts}"}
+        if "client" not in session:
+            raise BadEvent("join a room with {room, client} first, then send {id, ts}")
+        try:
+            msg = check_message(args[0])
+        except InvalidMessage as exc:
+            raise BadEvent(str(exc)) from None
         self.counters["received"] += 1
-        frame = {"id": str(data["id"]), "sender": session["client"], "origin": self.name,
-                 "room": session["room"], "ts": data.get("ts")}
+        frame = {"id": msg.id, "sender": session["client"], "origin": self.name,
+                 "room": session["room"], "ts": msg.ts}
         # Returns once the frame is queued for this replica's members and (with Redis) published.
         await self.sio.emit("new-message", frame, room=session["room"], skip_sid=sid)
         return {"replica": self.name, "id": frame["id"]}
@@ -151,7 +217,7 @@ class Replica:
         import redis.exceptions
 
         assert self.manager is not None
-        client = redis_asyncio.Redis.from_url(self.manager.redis_url)
+        client = redis_asyncio.Redis.from_url(self.manager.redis_url, client_name=self.name)
         deadline = asyncio.get_running_loop().time() + timeout
         try:
             while True:

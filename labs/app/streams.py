@@ -12,18 +12,20 @@ import asyncio
 import json
 import logging
 from collections import Counter
-from typing import Any, Callable
+from typing import Any
 
-from .brokers import Deliver, PublishFailed, RedisBroker, _redis_errors
+from .brokers import Deliver, PublishFailed, RedisBroker, Replay, _redis_errors
 
 log = logging.getLogger("wslab.streams")
 
 # Add the entry only if this message id was never added (SET NX on a marker), numbered by a per-room
 # sequence: a reader that sees sequence n after n-k-1 knows k entries were trimmed before it read them.
+# Returns {entry id, n}, or false when the id was already added (no new entry).
 IDEMPOTENT_XADD = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', 3600) then
   local n = redis.call('INCR', KEYS[3])
-  return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 'n', n)
+  local sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'f', ARGV[2], 'n', n)
+  return {sid, n}
 end
 return false
 """
@@ -37,16 +39,15 @@ def sid_key(sid: str) -> tuple[int, int]:
 class RedisStreams(RedisBroker):
     BLOCK_MS = 400
     PUBLISH_DEADLINE = 30.0
+    durable = True
 
-    def __init__(self, redis_url: str, *, maxlen: int = 100_000) -> None:
-        super().__init__(redis_url)
+    def __init__(self, redis_url: str, *, maxlen: int = 100_000, name: str = "") -> None:
+        super().__init__(redis_url, name=name)
         self.maxlen = maxlen
         self.members: Counter[str] = Counter()
         self.positions: dict[str, str] = {}
         self.seqs: dict[str, int] = {}
         self.wake = asyncio.Event()
-        #: called with a room when this replica's own read position was trimmed away while it was cut off
-        self.on_gap: Callable[[str, int], None] = lambda room, count: None
 
     async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
@@ -78,27 +79,36 @@ class RedisStreams(RedisBroker):
             self.positions.pop(room, None)
             self.seqs.pop(room, None)
 
-    async def publish(self, room: str, frame: dict[str, Any]) -> None:
+    async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
+        """Add the frame once per message id; the ack names the new entry: {"sid": SID, "seq": N}, or
+        nothing when this id was already added (a resend)."""
         payload = json.dumps(frame)
         marker = f"msgid:{room}:{frame['id']}"
         try:
             keys = [self.key(room), marker, f"seq:{room}"]
-            sid = await self._retry(lambda: self.xadd(keys=keys, args=[self.maxlen, payload]),
-                                    deadline=self.PUBLISH_DEADLINE)
+            added = await self._retry(lambda: self.xadd(keys=keys, args=[self.maxlen, payload]),
+                                      deadline=self.PUBLISH_DEADLINE)
         except _redis_errors() + (OSError,) as exc:
             self.stats["publish_failed"] += 1
             raise PublishFailed(str(exc)) from None
-        self.stats["published" if sid else "publish_deduplicated"] += 1
+        if not added:
+            self.stats["publish_deduplicated"] += 1
+            return {}
+        self.stats["published"] += 1
+        sid, n = added
+        return {"sid": sid.decode() if isinstance(sid, bytes) else str(sid), "seq": int(n)}
 
-    async def replay(self, room: str, after: str, after_seq: int) -> tuple[list[str], int]:
-        """Entries of `room` after id `after`, as frames; and how many of those were trimmed away."""
+    async def replay(self, room: str, after: str, after_seq: int) -> Replay:
+        """Entries of `room` after id `after` (numbered `after_seq`), as frames; and the sequence numbers
+        between `after_seq` and the first entry still there, which were trimmed away."""
         entries = await self._retry(lambda: self.redis.xrange(self.key(room), min=f"({after}", max="+"))
         if entries:
             first = int(entries[0][1][b"n"])
         else:
             first = int(await self._retry(lambda: self.redis.get(f"seq:{room}")) or 0) + 1
         self.stats["replayed"] += len(entries)
-        return [self._frame(sid, fields) for sid, fields in entries], max(0, first - after_seq - 1)
+        frames = [self._frame(sid, fields) for sid, fields in entries]
+        return Replay(frames, (after_seq + 1, first - 1) if first - 1 >= after_seq + 1 else None)
 
     @staticmethod
     def _frame(sid: bytes, fields: dict[bytes, bytes]) -> str:
@@ -155,10 +165,11 @@ class RedisStreams(RedisBroker):
                         continue
                     n = int(fields[b"n"])
                     if n > self.seqs[room] + 1:
-                        self.stats["trimmed_unread"] += n - self.seqs[room] - 1
-                        log.warning("%d entries of %s were trimmed before this replica read them",
-                                    n - self.seqs[room] - 1, room)
-                        self.on_gap(room, n - self.seqs[room] - 1)
+                        lo, hi = self.seqs[room] + 1, n - 1
+                        self.stats["trimmed_unread"] += hi - lo + 1
+                        log.warning("entries %d..%d of %s were trimmed before this replica read them",
+                                    lo, hi, room)
+                        self.on_gap(room, lo, hi)
                     self.positions[room], self.seqs[room] = sid.decode(), n
                     self.stats["received"] += 1
                     self.deliver(room, self._frame(sid, fields))

@@ -7,8 +7,12 @@ from typing import Iterator
 import docker
 import pytest
 
-from labs.engine import ensure_engine
-from labs.images import ImageSet, ensure_images
+from labs import scenario
+from labs.infra.engine import ensure_engine
+from labs.infra.images import ImageSet, ensure_images
+from labs.infra.stack import remove_leftovers
+from labs.report.result import RunResult
+from labs.runner import execute, plan
 from labs.settings import LABEL
 
 
@@ -37,7 +41,10 @@ def nothing_left(client: docker.DockerClient) -> Iterator[None]:
     assert lab_resources(client) == ([], []), "leftovers from an earlier test"
     yield
     left = lab_resources(client)
-    from labs.stack import remove_leftovers
-
     remove_leftovers(client)
     assert left == ([], []), f"left behind: {left}"
+
+
+def run_scenario(client: docker.DockerClient, images: ImageSet, name: str) -> RunResult:
+    """One scenario through the pipeline, as `python -m labs run NAME` runs it."""
+    return execute(client, plan(scenario.load(name)), images)

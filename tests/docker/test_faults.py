@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from labs import scenario
-from labs.runner import execute
 from labs.scenario import Broker
+
+from .conftest import run_scenario
 
 FAULT_SCENARIOS = [name for name in scenario.available() if name.startswith("fault-")]
 
@@ -14,7 +15,7 @@ FAULT_SCENARIOS = [name for name in scenario.available() if name.startswith("fau
 @pytest.mark.parametrize("name", FAULT_SCENARIOS)
 def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images, nothing_left):
     s = scenario.load(name)
-    result = execute(client, s, images)
+    result = run_scenario(client, images, name)
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert [f.kind for f in result.history.faults] == [f.kind.value for f in s.faults]

@@ -16,7 +16,7 @@ from labs import scenario
 from labs.errors import StackError
 from labs.runner import render
 from labs.settings import ROOT
-from labs.stack import Stack, StackSpec
+from labs.infra.stack import Stack, StackSpec
 
 from .conftest import lab_resources
 

@@ -7,13 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-from labs import scenario
-from labs.runner import execute
 from labs.settings import ROOT
+
+from .conftest import run_scenario
 
 
 def run(client, images, name: str):
-    return execute(client, scenario.load(name), images)
+    return run_scenario(client, images, name)
 
 
 def test_without_a_broker_messages_reach_only_the_senders_replica(client, images, nothing_left):

@@ -12,33 +12,32 @@ from pathlib import Path
 import docker.errors
 
 from labs import scenario
-from labs.nginx_probe import nginx_version
-from labs.render import Sticky, for_replicas, render_nginx
-from labs.runner import execute
-from labs.scenario import Balance
+from labs.infra.nginx_probe import nginx_version
+from labs.infra.render import Sticky, for_replicas, render_nginx
+from labs.infra.stack import Stack, StackSpec
+from labs.scenario import Balance, Metric
 from labs.settings import LABEL, ROOT
-from labs.stack import Stack, StackSpec
+from labs.infra import inspect
 
-from .conftest import lab_resources
+from .conftest import lab_resources, run_scenario
 
 
 def run(client, images, name: str):
-    result = execute(client, scenario.load(name), images)
-    assert result.socketio is not None, result.verdict.reason
-    return result, result.socketio
+    result = run_scenario(client, images, name)
+    return result, result.accounting
 
 
 def test_ip_hash_puts_one_24_on_a_single_replica(client, images, nothing_left):
     result, acc = run(client, images, "sticky-ip-hash-polling")
     assert sorted(acc.placement.values()) == [0, 0, 30]
-    assert acc.stickiness.http_errors == 0 and acc.joined == 30
-    assert acc.room.delivered == acc.room.expected > 0
+    assert result.values[Metric.HTTP_ERRORS] == 0 and acc.joined == 30
+    assert acc.delivered == acc.expected > 0
     assert result.passed, result.verdict.reason
 
 
 def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_for(client, images, nothing_left):
     result, acc = run(client, images, "sticky-ip-hash-subnets")
-    assert all(acc.placement.values()) and acc.stickiness.http_errors == 0
+    assert all(acc.placement.values()) and result.values[Metric.HTTP_ERRORS] == 0
     # realip trusts the run's own client network (never the pre-start placeholder) and nginx saw the header
     assert "real_ip_header X-Forwarded-For;" in result.nginx_conf and "192.0.2.0/24" not in result.nginx_conf
     assert " 198.18." in result.logs["nginx"]
@@ -47,7 +46,7 @@ def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_f
 
 def test_hash_spreads_distinct_addresses_with_no_400(client, images, nothing_left):
     result, acc = run(client, images, "sticky-hash-subnets")
-    assert all(acc.placement.values()) and acc.stickiness.session_unknown == 0
+    assert all(acc.placement.values()) and result.values[Metric.SESSION_UNKNOWN] == 0
     assert "hash $remote_addr consistent;" in result.nginx_conf
     assert result.passed, result.verdict.reason
 
@@ -57,14 +56,14 @@ def test_websocket_only_needs_no_stickiness(client, images, nothing_left):
     h = result.history
     assert {e.kind for e in h.http} == {"websocket"} and all(e.status == 101 for e in h.http)
     assert acc.placement == {"app-1": 10, "app-2": 10, "app-3": 10}
-    assert acc.room.delivered == acc.room.expected == 150 * 29 and acc.room.cross_delivered > 0
+    assert acc.delivered == acc.expected == 150 * 29 and acc.cross_delivered > 0
     assert result.passed, result.verdict.reason
 
 
 def test_without_a_manager_room_messages_stay_on_the_senders_replica(client, images, nothing_left):
     result, acc = run(client, images, "socketio-no-manager")
-    assert acc.room.same_delivered == acc.room.same_expected > 0
-    assert acc.room.cross_expected > 0 and acc.room.cross_delivered == 0
+    assert acc.same_delivered == acc.same_expected > 0
+    assert acc.cross_expected > 0 and acc.cross_delivered == 0
     # the default transport upgraded to WebSocket after its polling handshake, through the cookie
     assert {"handshake", "websocket"} <= {e.kind for e in result.history.http}
     assert result.passed, result.verdict.reason
@@ -72,7 +71,7 @@ def test_without_a_manager_room_messages_stay_on_the_senders_replica(client, ima
 
 def test_the_redis_manager_carries_room_messages_across_replicas(client, images, nothing_left):
     result, acc = run(client, images, "socketio-redis-manager")
-    assert acc.room.cross_delivered == acc.room.cross_expected > 0 and acc.room.lost == 0
+    assert acc.cross_delivered == acc.cross_expected > 0 and acc.lost == 0
     assert all(r.get("ok") and r.get("manager") == "ConfirmedRedisManager" for r in result.replicas.values())
     assert result.passed, result.verdict.reason
 
@@ -82,7 +81,7 @@ def test_killing_a_sticky_replica_drops_only_its_clients_who_come_back_elsewhere
     h = result.history
     (fault,) = h.faults
     on_app2 = {s.client for s in h.sessions if s.replica == "app-2" and s.opened < fault.applied}
-    assert len(on_app2) == 10 and {d.client for d in h.drops} == on_app2
+    assert len(on_app2) == 10 and {s.client for s in h.sessions if s.closed is not None} == on_app2
     for name in on_app2:
         later = [s for s in h.sessions if s.client == name and s.opened > fault.applied]
         assert later, f"{name} never came back"
@@ -105,9 +104,10 @@ def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sti
     assert "cookie stickiness — nginx " in r.stdout
 
     (rr,) = (tmp_path / "sticky-round-robin-polling").iterdir()
-    sio = json.loads((rr / "result.json").read_text())["socketio"]
+    result = json.loads((rr / "result.json").read_text())
+    sio = result["socketio"]
     history = json.loads((rr / "history.json").read_text())
-    assert sio["joined"] == 0 and sio["http"]["pollers_with_400"] == sio["http"]["pollers"] == 30
+    assert result["counts"]["joined"] == 0 and sio["http"]["pollers_with_400"] == sio["http"]["pollers"] == 30
     for c in history["clients"]:  # recorded per client, with the server's own words
         mine = [e for e in history["http"] if e["client"] == c["name"]]
         assert mine[0]["kind"] == "handshake" and mine[0]["status"] == 200
@@ -117,8 +117,8 @@ def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sti
     (ck,) = (tmp_path / "sticky-cookie-polling").iterdir()
     result = json.loads((ck / "result.json").read_text())
     sio = result["socketio"]
-    assert sio["placement"] == result["placement"] and sum(sio["placement"].values()) == 30
-    assert sio["placement_max_min"] <= 1.5 and sio["http"]["http_errors"] == 0
+    assert sum(result["placement"].values()) == 30
+    assert result["metrics"]["placement_max_min"] <= 1.5 and sio["http"]["http_errors"] == 0
     conf = (ck / "nginx.conf").read_text()
     if nginx_version(client, images.nginx.tag) < (1, 29, 6):
         assert "open-source construction" in sio["sticky"] and "map $cookie_wslab_srv $sticky_upstream" in conf
@@ -169,7 +169,7 @@ def test_a_socketio_replica_exits_cleanly_on_sigterm(client, images, nothing_lef
     spec = StackSpec(run_id="siosigt0", replicas=1, broker="redis-pubsub", images=images,
                      nginx_conf=render_nginx(for_replicas(1)), app_module="wslab_app.sio")
     with Stack(client, spec) as stack:
-        assert stack.health("app-1")["ok"]  # ready only once its Redis subscription answered
+        assert inspect.health(stack, "app-1")["ok"]  # ready only once its Redis subscription answered
         app = stack.containers["app-1"]
         app.stop(timeout=10)
         app.reload()

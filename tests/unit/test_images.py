@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from labs.images import Mirror, app_tag, base_tag, pick_mirror, read_apt_sources
+from labs.infra.images import Mirror, app_tag, base_tag, pick_mirror, read_apt_sources
 
 DEB822 = """\
 Types: deb

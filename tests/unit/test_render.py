@@ -1,6 +1,6 @@
 import pytest
 
-from labs.render import NginxConfig, RenderError, Sticky, Upstream, for_replicas, parse_nginx_version, render_nginx
+from labs.infra.render import NginxConfig, RenderError, Sticky, Upstream, for_replicas, parse_nginx_version, render_nginx
 from labs.scenario import Balance
 
 

@@ -87,8 +87,9 @@ def test_faults_parse_with_their_schedule():
     (lambda t: t.replace('kind = "kill-replica"', 'kind = "meteor"'), "unknown kind 'meteor'"),
     (lambda t: t.replace("at = 0.5", "at = 1.8"), "past the end of sending (2s"),
     (lambda t: t.replace("at = 0.5", "at = -1"), "at must be between 0 and 3600"),
-    (lambda t: t.replace("rate = 50", "rate = -5"), "rate must be between 0.01 and 1000"),
-    (lambda t: t.replace("rate = 50", "rate = 1e9"), "rate must be between 0.01 and 1000"),
+    (lambda t: t.replace("rate = 50", "rate = -5"), "rate must be between 0.1 and 1000"),
+    (lambda t: t.replace("rate = 50", "rate = 1e9"), "rate must be between 0.1 and 1000"),
+    (lambda t: t.replace("rate = 50", "rate = 0.05"), "rate must be between 0.1 and 1000"),  # 20 s > send_interval max
     (lambda t: t.replace("broker = ", "maxlen = 0\nbroker = "), "maxlen must be between 1 and"),
     (lambda t: t.replace('broker = "redis-pubsub"', 'broker = "none"').replace('"kill-replica"', '"pause-redis"')
      .replace('"app-2"', '"redis"'), "needs a Redis broker"),
@@ -97,3 +98,14 @@ def test_bad_faults_and_rates_are_refused(edit, message):
     with pytest.raises(ScenarioError) as info:
         parse(edit(FAULTY))
     assert message in str(info.value)
+
+
+def test_unsent_is_a_count_every_app_can_declare():
+    s = parse(GOOD.replace("lost = 0", "unsent = 0"))
+    assert s.expect[Metric.UNSENT] == Bound(0, 0)
+    assert Metric.UNSENT in scenario.SOCKETIO_METRICS and Metric.UNSENT not in scenario.SOCKETIO_ONLY
+
+
+def test_maxlen_is_taken_with_redis_streams():
+    s = parse(GOOD.replace('"redis-pubsub"', '"redis-streams"\nmaxlen = 10'))
+    assert s.topology.maxlen == 10

@@ -8,9 +8,9 @@ from yarl import URL
 
 from labs import scenario
 from labs.errors import ScenarioError
-from labs.scenario import AppKind, Balance, Metric, Transport
+from labs.scenario import AppKind, Balance, Events, Metric, Transport
 from labs.settings import ROOT
-from labs.sio_workload import request_kind, source_address
+from labs.protocols.socketio_link import request_kind, source_address
 
 STICKY = ["sticky-round-robin-polling", "sticky-ip-hash-polling", "sticky-ip-hash-subnets", "sticky-hash-subnets",
           "sticky-cookie-polling", "sticky-websocket-round-robin", "socketio-no-manager", "socketio-redis-manager",
@@ -59,12 +59,27 @@ def test_a_socketio_scenario_parses_its_own_metrics_and_the_failure_flag():
     assert s.failure and s.expect[Metric.PLACEMENT_MAX_MIN].max == 1.5
 
 
+def test_socketio_clients_speak_the_lab_events_unless_asked_for_the_articles():
+    assert parse(BASE).workload.events is Events.LAB
+    article = parse(BASE.replace("clients = 4", 'clients = 4\nevents = "article"'))
+    assert article.workload.events is Events.ARTICLE
+
+
+def test_a_socketio_scenario_can_declare_unsent():
+    assert parse(BASE + "unsent = 0\n").expect[Metric.UNSENT].max == 0
+
+
 @pytest.mark.parametrize("text, message", [
     (BASE.replace('balance = "cookie"', 'balance = "sticky"'), "unknown balance 'sticky'"),
+    (BASE.replace("clients = 4", 'clients = 4\nevents = "article"').replace('app = "socketio"', 'app = "websocket"')
+     .replace("handshake_ok_ratio", "lost").replace(" = 1.0", " = 0"), "workload.events = 'article'"),
+    (BASE.replace("clients = 4", "clients = 4\npayload = 10"), "workload.payload = 10 is ignored by app = \"socketio\""),
+    (BASE.replace('balance = "cookie"', 'balance = "ip-hash"\ncookie_name = "srv"'), 'with balance = "ip-hash"'),
     (BASE.replace('balance = "cookie"', 'balance = "cookie"\ncookie_name = "srv; evil"'), "cookie_name must match"),
     (BASE.replace('balance = "cookie"', 'balance = "cookie"\ncookie_name = "srv\\n"'), "cookie_name must match"),
-    (BASE + "recovered = 0\n", "expect.recovered is not measured for a socketio app"),
-    (BASE.replace('app = "socketio"', 'app = "websocket"'), 'measured for app = "socketio" only'),
+    (BASE + "trimmed = 0\n", "expect.trimmed is not measured for a socketio app"),
+    (BASE.replace('app = "socketio"', 'app = "websocket"').replace("handshake_ok_ratio = 1.0", "http_errors = 0"),
+     'measured for app = "socketio" only'),
     (BASE + '[[faults]]\nkind = "kill-replica"\ntarget = "app-9"\nat = 0.5\n', "got 'app-9' (no such replica)"),
     ("failure = 1\n" + BASE, "failure must be true or false"),
     (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "redis-streams"'), "not redis-streams"),

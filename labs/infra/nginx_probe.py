@@ -11,9 +11,9 @@ import secrets
 import docker
 import docker.errors
 
-from .errors import StackError
+from ..errors import StackError
 from .render import RenderError, parse_nginx_version
-from .settings import BUILD_DIR, LABEL
+from ..settings import BUILD_DIR, LABEL
 
 CACHE_DIR = BUILD_DIR / "nginx-version"
 _memo: dict[str, tuple[int, int, int]] = {}

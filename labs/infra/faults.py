@@ -12,14 +12,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
-from .history import FaultEvent
-from .scenario import Fault, FaultKind
+from ..accounting.history import FaultEvent
+from ..scenario import Fault, FaultKind
+from .operations import Operations
 from .stack import Stack
 
 
 @dataclass
 class Action:
-    stack: Stack
+    ops: Operations
     target: str
 
     def apply(self) -> None:
@@ -33,47 +34,47 @@ class KillReplica(Action):
     """SIGKILL the replica (its clients' sockets drop), then start it again."""
 
     def apply(self) -> None:
-        self.stack.kill(self.target)
+        self.ops.kill(self.target)
 
     def heal(self) -> None:
-        self.stack.start_again(self.target)
+        self.ops.start_again(self.target)
 
 
 class RestartRedis(Action):
     """Stop Redis (SIGTERM, so it flushes its append-only file), then start it again."""
 
     def apply(self) -> None:
-        self.stack.stop(self.target, timeout=5)
+        self.ops.stop(self.target, timeout=5)
 
     def heal(self) -> None:
-        self.stack.start_again(self.target)
+        self.ops.start_again(self.target)
 
 
 class PauseRedis(Action):
     """Freeze Redis: connections stay open but nothing is answered until it is unpaused."""
 
     def apply(self) -> None:
-        self.stack.pause(self.target)
+        self.ops.pause(self.target)
 
     def heal(self) -> None:
-        self.stack.unpause(self.target)
+        self.ops.unpause(self.target)
 
 
 class PartitionReplica(Action):
     """Cut the replica off the Redis network; its clients stay connected to it through nginx."""
 
     def apply(self) -> None:
-        self.stack.cut_from_redis(self.target)
+        self.ops.cut_from_redis(self.target)
 
     def heal(self) -> None:
-        self.stack.reconnect_to_redis(self.target)
+        self.ops.reconnect_to_redis(self.target)
 
 
 class KillPubsubClients(Action):
     """`CLIENT KILL TYPE pubsub`: every subscriber connection is closed by Redis."""
 
     def apply(self) -> None:
-        self.stack.redis_cli("CLIENT", "KILL", "TYPE", "pubsub")
+        self.ops.redis_cli("CLIENT", "KILL", "TYPE", "pubsub")
 
 
 class SlowConsumer(Action):
@@ -82,15 +83,15 @@ class SlowConsumer(Action):
     LIMIT = "pubsub 32kb 16kb 1"
 
     def apply(self) -> None:
-        self.previous = self.stack.redis_cli("CONFIG", "GET", "client-output-buffer-limit").splitlines()[-1]
+        self.previous = self.ops.redis_cli("CONFIG", "GET", "client-output-buffer-limit").splitlines()[-1]
         pubsub = self.previous[self.previous.index("pubsub"):]
-        self.stack.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.LIMIT)
+        self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.LIMIT)
         self.restore = pubsub
-        self.stack.pause(self.target)
+        self.ops.pause(self.target)
 
     def heal(self) -> None:
-        self.stack.unpause(self.target)
-        self.stack.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
+        self.ops.unpause(self.target)
+        self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
 
 
 ACTIONS: dict[FaultKind, type[Action]] = {
@@ -105,7 +106,7 @@ ACTIONS: dict[FaultKind, type[Action]] = {
 
 async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEvent:
     """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation)."""
-    action = ACTIONS[fault.kind](stack, fault.target)
+    action = ACTIONS[fault.kind](Operations(stack), fault.target)
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
     applied = time.monotonic()
     await asyncio.to_thread(action.apply)

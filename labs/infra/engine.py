@@ -10,8 +10,8 @@ from pathlib import Path
 import docker
 import requests
 
-from labs.errors import EngineError, LabError
-from labs.settings import BUILD_DIR
+from ..errors import EngineError, LabError
+from ..settings import BUILD_DIR
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKERD_LOG = BUILD_DIR / "dockerd.log"

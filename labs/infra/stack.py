@@ -1,32 +1,35 @@
-"""The lab's containers: one network, Redis, N app replicas and nginx, started in parallel and awaited.
+"""The lab's containers, their lifecycle: two networks, Redis, N app replicas and nginx, started in
+parallel, awaited, and removed.
 
-The only module that talks to Docker (besides the engine and image setup). Every resource carries the run's
-label and comes back on every exit path: `Stack` is a context manager that tears down in `__exit__`, and in
-`__enter__` too when start-up fails half-way.
+Every resource carries the run's label and comes back on every exit path: `Stack` is a context manager
+that tears down in `__exit__`, and in `__enter__` too when start-up fails half-way. Each Docker call that
+creates something runs in a critical section (`signals.deferred`): a Ctrl-C waits until the handle is
+ours, so nothing exists that the teardown does not know. What faults do to a running stack lives in
+`operations`, what the harness reads from it in `inspect`.
 """
 
 from __future__ import annotations
 
 import http.client
 import io
-import signal
 import socket
 import sys
 import tarfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import docker
 import docker.errors
 from docker.models.containers import Container
 
-from .errors import StackError
+from .. import signals
+from ..errors import StackError
 from .images import ImageSet
-from .settings import LABEL
+from ..settings import LABEL
 
 APP_PORT = 8000
 NGINX_PORT = 8080
@@ -80,7 +83,7 @@ def check_port_free(port: int) -> None:
             raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
 
 
-def _http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
+def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         conn.request("GET", path)
@@ -98,18 +101,6 @@ def _tar(name: str, text: str) -> bytes:
         info.size, info.mode = len(data), 0o644
         tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
-
-
-@contextmanager
-def _sigint_ignored() -> Iterator[None]:
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def _nginx_failed(nginx: Container, otherwise: str) -> StackError:
@@ -142,10 +133,15 @@ class Stack:
     networks: dict[str, Any] = field(default_factory=dict)
     #: the nginx config the run used
     nginx_conf: str = ""
+    #: names of what the teardown removed, also handed to `on_removed`
+    removed: list[str] = field(default_factory=list)
+    on_removed: Callable[[list[str]], None] = lambda names: None
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
         self._pool = ThreadPoolExecutor(max_workers=8)
+        #: set when the teardown begins: readiness probes still polling in the pool give up at once
+        self._stopping = threading.Event()
 
     def __enter__(self) -> "Stack":
         try:
@@ -156,16 +152,18 @@ class Stack:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        # A second Ctrl-C must not interrupt the teardown half-way and leave containers behind.
-        with _sigint_ignored():
+        # Signals are recorded, not raised, until the teardown is over: a second Ctrl-C cannot cut it short.
+        with signals.teardown():
             t0 = time.monotonic()
+            self._stopping.set()
             try:
-                self._collect_logs()
+                if signals.pending() is None:  # interrupted: leave at once, logs are not worth the wait
+                    self._collect_logs()
             finally:
                 try:
                     self._cleanup.close()
                 finally:
-                    self._pool.shutdown()
+                    self._pool.shutdown(wait=False, cancel_futures=True)
                     self.timings.down_s = time.monotonic() - t0
 
     # -- start -----------------------------------------------------------------------------------------
@@ -176,8 +174,37 @@ class Stack:
             check_port_free(spec.host_port)
         t0 = time.monotonic()
         self._cleanup.callback(self._remove_all)
+        with signals.deferred():  # creates: each handle must be ours before a signal is acted on
+            nginx = self._create_all()
+        self.nginx_conf = spec.nginx_conf
+        if spec.nginx_conf_for is not None:
+            self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
+        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
+        self.progress(f"started {len(self.containers) - 1} backend container(s); starting nginx")
+        try:
+            nginx.start()
+        except docker.errors.APIError as exc:
+            raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
+        self.port = self._published_port(nginx)
+        waits = [self._pool.submit(self._wait_nginx, nginx)]
+        waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
+        if "redis" in self.containers:
+            waits.append(self._pool.submit(self._wait_redis, self.containers["redis"]))
+        for w in waits:
+            while True:  # short waits, so that a signal is handled between them
+                try:
+                    w.result(timeout=0.1)
+                    break
+                except TimeoutError:
+                    continue
+        self.timings.up_s = time.monotonic() - t0
+        self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+
+    def _create_all(self) -> Container:
+        """Both networks, then the backends (created and started in parallel) and nginx (created only)."""
+        spec = self.spec
         roles = ("front", "back") if spec.needs_redis else ("front",)
-        list(self._pool.map(self._create_network, roles))
+        _all([self._pool.submit(self._create_network, role) for role in roles])
         front = self.networks["front"].name
         jobs = []
         if spec.needs_redis:
@@ -190,31 +217,12 @@ class Stack:
                 self._create_and_start, f"app-{i}", spec.images.app.tag,
                 ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
                  "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
-        nginx = self._create("nginx", spec.images.nginx.tag,
-                             ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} "
-                                          "-g 'daemon off;'"],
-                             front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)})
-        self.nginx_conf = spec.nginx_conf
-        if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
-        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
-        self.progress(f"starting {len(jobs)} backend container(s) and nginx")
-        # Backends first: nginx resolves upstream names when it loads its config.
-        for job in jobs:
-            job.result()
-        try:
-            nginx.start()
-        except docker.errors.APIError as exc:
-            raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
-        self.port = self._published_port(nginx)
-        waits = [self._pool.submit(self._wait_nginx, nginx)]
-        waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
-        if "redis" in self.containers:
-            waits.append(self._pool.submit(self._wait_redis, self.containers["redis"]))
-        for w in waits:
-            w.result()
-        self.timings.up_s = time.monotonic() - t0
-        self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+        jobs.append(self._pool.submit(
+            self._create, "nginx", spec.images.nginx.tag,
+            ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} -g 'daemon off;'"],
+            front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)}))
+        _all(jobs)  # backends started before nginx: it resolves upstream names when it loads its config
+        return self.containers["nginx"]
 
     def _create_network(self, role: str) -> None:
         # The Redis side needs no route out of the host (and is faster to create and remove without one).
@@ -259,6 +267,8 @@ class Stack:
         deadline = time.monotonic() + self.spec.ready_timeout
         polls = 0
         while True:
+            if self._stopping.is_set():
+                raise StackError(f"{what}: the stack is being removed")
             try:
                 if probe():
                     return
@@ -277,7 +287,7 @@ class Stack:
 
     def _wait_nginx(self, nginx: Container) -> None:
         def probe() -> bool:
-            return _http_get(self.port, "/_lab/nginx")[0] == 200
+            return http_get(self.port, "/_lab/nginx")[0] == 200
 
         try:
             self._poll("nginx", nginx, probe)
@@ -285,67 +295,10 @@ class Stack:
             raise _nginx_failed(nginx, str(exc)) from None
 
     def _wait_app(self, name: str) -> None:
-        self._poll(name, self.containers[name], lambda: _http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
+        self._poll(name, self.containers[name], lambda: http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
 
     def _wait_redis(self, redis: Container) -> None:
         self._poll("redis", redis, lambda: b"Ready to accept connections" in redis.logs())
-
-    # -- faults and inspection ------------------------------------------------------------------------
-
-    def health(self, name: str) -> dict[str, Any]:
-        import json
-
-        status, body = _http_get(self.port, f"/_lab/{name}/healthz")
-        return {"status": status, **(json.loads(body) if status == 200 else {})}
-
-    def versions(self) -> dict[str, str]:
-        """Versions of the parts that ran, read from the parts themselves."""
-        out = {"docker engine": self.client.version().get("Version", "?")}
-        code, text = self.containers["nginx"].exec_run(["nginx", "-v"])
-        out["nginx"] = text.decode(errors="replace").strip().removeprefix("nginx version: ")
-        if "redis" in self.containers:
-            code, text = self.containers["redis"].exec_run(["redis-server", "--version"])
-            out["redis"] = text.decode(errors="replace").split()[2].removeprefix("v=")
-        apps = {name: self.health(name).get("versions", {}) for name in self.replica_names()}
-        for key, value in next(iter(apps.values()), {}).items():
-            out[f"app {key}"] = value
-        return out
-
-    def kill(self, name: str) -> None:
-        self.containers[name].kill()
-
-    def start_again(self, name: str) -> None:
-        self.containers[name].start()
-
-    def stop(self, name: str, timeout: int = 5) -> None:
-        self.containers[name].stop(timeout=timeout)
-
-    def pause(self, name: str) -> None:
-        self.containers[name].pause()
-
-    def unpause(self, name: str) -> None:
-        self.containers[name].unpause()
-
-    def cut_from_redis(self, name: str) -> None:
-        self.networks["back"].disconnect(self.containers[name], force=True)
-
-    def reconnect_to_redis(self, name: str) -> None:
-        self.networks["back"].connect(self.containers[name], aliases=[name])
-
-    def redis_cli(self, *args: str) -> str:
-        code, out = self.containers["redis"].exec_run(["redis-cli", *args])
-        text = out.decode(errors="replace").strip()
-        if code != 0:
-            raise StackError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
-        return text
-
-    def states(self) -> dict[str, str]:
-        """Each container's state now (running, paused, exited…): after the faults, all must be running."""
-        def state(item: tuple[str, Container]) -> tuple[str, str]:
-            item[1].reload()
-            return item[0], item[1].status
-
-        return dict(self._pool.map(state, list(self.containers.items())))
 
     def replica_names(self) -> list[str]:
         return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
@@ -362,22 +315,29 @@ class Stack:
 
         self.logs = dict(self._pool.map(grab, list(self.containers.items())))
 
-    def _remove_container(self, container: Container) -> None:
-        _remove_quietly(container)
-
     def _remove_all(self) -> None:
         """Remove every container, all at once (a paused one is unpaused first), then the networks.
 
-        A Ctrl-C can land between Docker creating a container and us holding its handle, so the run's
-        label is asked for whatever else it created.
+        What the run's label finds is removed too: anything the run created is gone even if its handle was
+        never ours (a create interrupted by an error half-way).
         """
         label = {"label": f"{LABEL}={self.spec.run_id}"}
-        known = {c.id for c in self.containers.values()}
-        strays = [c for c in self.client.containers.list(all=True, filters=label, sparse=True) if c.id not in known]
-        list(self._pool.map(self._remove_container, list(self.containers.values()) + strays))
+        known = {c.id: c for c in self.containers.values()}
+        known.update({c.id: c for c in self.client.containers.list(all=True, filters=label, sparse=True)})
+        names = {c.id: f"wslab-{self.spec.run_id}-{n}" for n, c in self.containers.items()}
+        list(self._pool.map(_remove_quietly, known.values()))
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         list(self._pool.map(_remove_network, networks.values()))
+        self.removed = [names.get(i, i[:12]) for i in known] + [n.name for n in networks.values()]
+        self.on_removed(self.removed)
+
+
+def _all(futures: list[Future[Any]]) -> None:
+    """Wait for every future, then raise the first failure: nothing may still be running after a raise."""
+    wait(futures)
+    for f in futures:
+        f.result()
 
 
 def _remove_quietly(container: Container) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import jinja2
 
-from .errors import LabError
-from .scenario import Balance
-from .settings import TEMPLATES_DIR
+from ..errors import LabError
+from ..scenario import Balance
+from ..settings import TEMPLATES_DIR
 
 HOST_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 #: a cookie name nginx can read as `$cookie_<name>` and that cannot leave its directive

@@ -23,9 +23,9 @@ from typing import NamedTuple
 import docker
 import requests
 
-from labs.engine import apt_install, debian_root, read_os_release
-from labs.errors import ImageError
-from labs.settings import BUILD_DIR, QUIET, ROOT
+from .engine import apt_install, debian_root, read_os_release
+from ..errors import ImageError
+from ..settings import BUILD_DIR, QUIET, ROOT
 
 #: bump when the way images are made changes, so old tags are not reused
 FORMAT = 2

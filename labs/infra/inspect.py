@@ -1,0 +1,68 @@
+"""What the harness reads from a running stack: replica health and counters, versions, container states,
+and Redis's own view of who is subscribed."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+
+from docker.models.containers import Container
+
+from ..errors import StackError
+from .stack import Stack, http_get
+
+#: a replica that does not answer (killed, or nginx cannot reach it)
+UNREACHABLE = (OSError, http.client.HTTPException, ValueError)
+
+
+def health(stack: Stack, name: str) -> dict[str, Any]:
+    """The replica's /healthz through nginx: {"status": 200, ...counters}; {"status": None, "error"} if gone."""
+    try:
+        status, body = http_get(stack.port, f"/_lab/{name}/healthz")
+        return {"status": status, **(json.loads(body) if status == 200 else {})}
+    except UNREACHABLE as exc:
+        return {"status": None, "error": repr(exc)}
+
+
+def versions(stack: Stack, replicas: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Versions of the parts that ran, read from the parts themselves (replicas: their /healthz)."""
+    out = {"docker engine": stack.client.version().get("Version", "?")}
+    code, text = stack.containers["nginx"].exec_run(["nginx", "-v"])
+    out["nginx"] = text.decode(errors="replace").strip().removeprefix("nginx version: ")
+    if "redis" in stack.containers:
+        code, text = stack.containers["redis"].exec_run(["redis-server", "--version"])
+        out["redis"] = text.decode(errors="replace").split()[2].removeprefix("v=")
+    answered = [r.get("versions", {}) for r in replicas.values() if r.get("versions")]
+    for key, value in (answered[0] if answered else {}).items():
+        out[f"app {key}"] = value
+    return out
+
+
+def states(stack: Stack) -> dict[str, str]:
+    """Each container's state now (running, paused, exited…): after the faults, all must be running."""
+    def state(container: Container) -> str:
+        container.reload()
+        return str(container.status)
+
+    return {name: state(c) for name, c in stack.containers.items()}
+
+
+def redis_cli(stack: Stack, *args: str) -> str:
+    code, out = stack.containers["redis"].exec_run(["redis-cli", *args])
+    text = out.decode(errors="replace").strip()
+    if code != 0:
+        raise StackError(f"redis-cli {' '.join(args)} failed ({code}): {text}")
+    return text
+
+
+def pubsub_subscriptions(stack: Stack) -> dict[str, int]:
+    """Redis's own view: channel subscriptions held by each named subscriber connection (a replica names
+    its connections after itself), from `CLIENT LIST TYPE pubsub`."""
+    out: dict[str, int] = {}
+    for line in redis_cli(stack, "CLIENT", "LIST", "TYPE", "pubsub").splitlines():
+        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
+        name = fields.get("name", "")
+        if name:
+            out[name] = out.get(name, 0) + int(fields.get("sub", "0"))
+    return out

@@ -1,0 +1,104 @@
+"""What a protocol adapter supplies to the one pipeline, and what its clients report to.
+
+A protocol is the replica the containers run, the client that speaks to it, the records only it keeps,
+its own metrics on top of the room accounting, and its own table columns. Everything else (the stack,
+the faults, the client script, the drain, the room accounting, the verdict, the report) is shared.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, Protocol as Interface
+
+from ..accounting.checker import Accounting
+from ..accounting.history import History
+from ..scenario import AppKind, Metric, Scenario
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an adapter's table cells and result.json section are made of."""
+
+    scenario: Scenario
+    history: History
+    accounting: Accounting
+    #: how cookie stickiness was rendered for the nginx in use ("" when the policy is not cookie)
+    sticky: str = ""
+
+
+class LinkDown(Exception):
+    """The link has no open connection (it dropped, or was never opened)."""
+
+
+class JoinFailed(Exception):
+    """A connection attempt did not get into the room; the message says why."""
+
+
+class Sink(Interface):
+    """Where a link reports what its connection received (the workload's client implements it)."""
+
+    def on_message(self, msg_id: str, origin: str, seq: int | None) -> None: ...
+
+    def on_ack(self, msg_id: str, replica: str, seq: int | None) -> None: ...
+
+    def on_nack(self, msg_id: str) -> None: ...
+
+    def on_trimmed(self, first: int | None, last: int | None, replayed: int) -> None: ...
+
+
+class Link(ABC):
+    """One scripted client's way to a replica through nginx, reopened after each drop."""
+
+    @abstractmethod
+    async def open(self, timeout: float) -> str:
+        """Connect and join the room; return the replica that serves it. Raise JoinFailed (or OSError,
+        TimeoutError) when that did not happen within `timeout` s."""
+
+    @abstractmethod
+    async def send(self, msg_id: str, ts: float, body: str) -> None:
+        """Send one message on the open connection; raise LinkDown when there is none."""
+
+    @abstractmethod
+    async def wait_closed(self) -> None:
+        """Return once the current connection has ended (for whatever reason)."""
+
+    @abstractmethod
+    async def close(self, *, grace: float) -> None:
+        """End the client for good (the harness is done), giving a close `grace` s to go out."""
+
+
+class ProtocolAdapter(ABC):
+    app: AppKind
+    #: the python module the replicas run (`python -m <module>`)
+    app_module: str
+
+    def replica_args(self, scenario: Scenario) -> tuple[str, ...]:
+        return ()
+
+    def new_history(self) -> History:
+        return History()
+
+    def prepare(self) -> None:
+        """Process-wide client settings, once before the clients start."""
+
+    @abstractmethod
+    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+             history: History) -> Link:
+        """A link for client `name` (the `index`-th, from 0)."""
+
+    def measures(self, history: History, acc: Accounting) -> dict[Metric, float | None]:
+        """Metrics only this protocol measures, beside the room accounting's."""
+        return {}
+
+    @abstractmethod
+    def columns(self, outcome: Outcome) -> dict[str, str]:
+        """This protocol's cells of the results table, in order, for one run."""
+
+    def to_json(self, outcome: Outcome) -> dict[str, Any]:
+        """This protocol's own section of result.json."""
+        return {}
+
+    def notes(self, outcomes: list[Outcome]) -> list[str]:
+        """Lines printed under its table."""
+        return []

@@ -1,0 +1,132 @@
+"""The Socket.IO protocol: python-socketio replicas (labs/app/sio.py) with an optional Redis manager,
+python-socketio clients, and what only Socket.IO has: Engine.IO's HTTP exchanges, so stickiness can be
+measured (handshakes, HTTP 400 "unknown session", which poller got one).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import engineio.payload
+
+from ..accounting.checker import Accounting
+from ..accounting.history import History
+from ..scenario import AppKind, Balance, Broker, Metric, Scenario
+from .base import Link, Outcome, ProtocolAdapter, Sink
+from .cells import pct, ratio
+from .socketio_link import HttpEvent, SocketIOLink, source_address
+
+#: python-engineio refuses a polling payload of more than `Payload.max_decode_packets` packets (16 by
+#: default, a guard against floods) and drops the connection ("Unexpected packet from server"). A server
+#: answers a long poll with everything queued for the client: in a busy room that is one packet per message
+#: from every other member, so the lab's clients take this many. Process-wide: it is a class attribute.
+MAX_DECODE_PACKETS = 10_000
+MANAGERS = {Broker.NONE: "none (in-memory)", Broker.REDIS_PUBSUB: "AsyncRedisManager"}
+
+
+@dataclass
+class SocketIOHistory(History):
+    http: list[HttpEvent] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Stickiness:
+    requests: int = 0
+    #: responses that were not 2xx/101, and requests that got no response at all
+    http_errors: int = 0
+    session_unknown: int = 0
+    #: clients that made more than one polling request, and those of them that got a 400 "unknown session"
+    pollers: int = 0
+    pollers_with_400: int = 0
+    errors_by_client: dict[str, int] = field(default_factory=dict)
+
+
+def stickiness(http: list[HttpEvent]) -> Stickiness:
+    polls = Counter(e.client for e in http if e.polling)
+    with_400 = {e.client for e in http if e.session_unknown}
+    pollers = [c for c, n in polls.items() if n > 1]
+    errors = Counter(e.client for e in http if not e.ok)
+    return Stickiness(
+        requests=len(http), http_errors=sum(errors.values()),
+        session_unknown=sum(1 for e in http if e.session_unknown),
+        pollers=len(pollers), pollers_with_400=sum(1 for c in pollers if c in with_400),
+        errors_by_client=dict(sorted(errors.items())),
+    )
+
+
+def failover_text(a: Accounting) -> str:
+    f = a.failover
+    if not f.killed:
+        return "–"
+    back = "never" if f.reconnect_max_s == math.inf else (
+        "–" if f.reconnect_max_s is None else f"≤ {f.reconnect_max_s:.2f}s")
+    return (f"{f.dropped_on_killed}/{f.on_killed} on {'+'.join(f.killed)} dropped, {f.dropped_elsewhere} elsewhere; "
+            f"{f.reconnected}/{f.dropped} back {back}; missed {f.missed_while_away}, dup {a.duplicated}; "
+            f"others lost {a.lost_undisturbed}")
+
+
+class SocketIOProtocol(ProtocolAdapter):
+    app = AppKind.SOCKETIO
+    app_module = "wslab_app.sio"
+
+    def new_history(self) -> History:
+        return SocketIOHistory()
+
+    def prepare(self) -> None:
+        payload = engineio.payload.Payload
+        payload.max_decode_packets = max(payload.max_decode_packets, MAX_DECODE_PACKETS)
+
+    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+             history: History) -> Link:
+        assert isinstance(history, SocketIOHistory)
+        wl = scenario.workload
+        return SocketIOLink(name, port=port, room=wl.room, transport=wl.transport, events=wl.events,
+                            source=source_address(index, wl.source_subnets), sink=sink, http_log=history.http)
+
+    def measures(self, history: History, acc: Accounting) -> dict[Metric, float | None]:
+        assert isinstance(history, SocketIOHistory)
+        s = stickiness(history.http)
+        return {
+            Metric.SESSION_UNKNOWN: s.session_unknown,
+            Metric.POLLERS_WITH_400_RATIO: s.pollers_with_400 / s.pollers if s.pollers else None,
+            Metric.HTTP_ERRORS: s.http_errors,
+        }
+
+    def columns(self, outcome: Outcome) -> dict[str, str]:
+        s, a = outcome.scenario, outcome.accounting
+        assert isinstance(outcome.history, SocketIOHistory)
+        st = stickiness(outcome.history.http)
+        top, wl = s.topology, s.workload
+        policy = top.balance.value
+        if top.balance is Balance.COOKIE:
+            policy += " (native)" if "native" in outcome.sticky else " (open-source)"
+        if wl.source_subnets > 1:
+            policy += f", {wl.source_subnets} /24s via XFF"
+        return {
+            "policy": policy, "transport": wl.transport.value, "events": wl.events.value,
+            "manager": MANAGERS.get(top.broker, top.broker.value),
+            "handshakes ok": f"{a.joined}/{a.clients}",
+            'HTTP 400 "Session ID unknown"': (f"{st.session_unknown} ({st.pollers_with_400}/{st.pollers} pollers)"
+                                              if st.pollers else str(st.session_unknown)),
+            "clients per replica": " · ".join(str(n) for n in a.placement.values()),
+            "max/min": ratio(a.placement_max_min),
+            "cross-server room delivery": pct(a.cross_delivered, a.cross_expected),
+            "unacked": str(a.unacked),
+            "failover (killed replica)": failover_text(a),
+        }
+
+    def to_json(self, outcome: Outcome) -> dict[str, Any]:
+        s = outcome.scenario
+        assert isinstance(outcome.history, SocketIOHistory)
+        return {"socketio": {
+            "app": "python-socketio", "transport": s.workload.transport.value, "events": s.workload.events.value,
+            "manager": MANAGERS.get(s.topology.broker, s.topology.broker.value),
+            "balance": s.topology.balance.value, "sticky": outcome.sticky or None,
+            "source_subnets": s.workload.source_subnets, "http": asdict(stickiness(outcome.history.http)),
+        }}
+
+    def notes(self, outcomes: list[Outcome]) -> list[str]:
+        return [f"cookie stickiness — {note}" for note in dict.fromkeys(r.sticky for r in outcomes if r.sticky)]

@@ -1,0 +1,138 @@
+"""The lab's plain WebSocket protocol: the replica in `wslab_app` (labs/app/server.py) and its client.
+
+    connect  /ws?room=R&client=C[&last=SID&seq=N]      server -> {"type": "welcome", "replica", "sid"?, "seq"?}
+    client -> {"id", "ts", "body"}                      server -> {"type": "ack", "id", "sid"?, "seq"?} | nack
+    server -> {"type": "msg", "id", "sender", "origin", "room", "ts", "body", "sid"?, "seq"?}
+    server -> {"type": "resume", "replayed", "trimmed", "trimmed_seqs": [first, last] | null}
+
+With Redis Streams a reconnecting client gives the last stream id it saw and is replayed what it missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from ..accounting.history import History
+from ..scenario import AppKind, Broker, Scenario
+from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink
+from .cells import latency, pct
+
+
+class WebSocketLink(Link):
+    def __init__(self, name: str, *, port: int, room: str, sink: Sink) -> None:
+        self.name, self.port, self.room, self.sink = name, port, room, sink
+        self.ws: ClientConnection | None = None
+        self.reader: asyncio.Task[None] | None = None
+        #: where this client is in the room's stream (Streams only): sent back when it reconnects
+        self.last_sid: str | None = None
+        self.last_seq = 0
+
+    async def open(self, timeout: float) -> str:
+        url = f"ws://127.0.0.1:{self.port}/ws?room={self.room}&client={self.name}"
+        if self.last_sid:
+            url += f"&last={self.last_sid}&seq={self.last_seq}"
+        try:
+            ws = await connect(url, open_timeout=timeout, compression=None, max_queue=None, close_timeout=1)
+        except (InvalidHandshake, ConnectionClosed) as exc:
+            raise JoinFailed(str(exc)) from None
+        try:
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        except BaseException as exc:
+            ws.transport.abort()
+            if isinstance(exc, ConnectionClosed):
+                raise JoinFailed(f"closed before the welcome: {exc}") from None
+            raise
+        if not isinstance(welcome, dict) or welcome.get("type") != "welcome":
+            ws.transport.abort()
+            raise JoinFailed(f"expected a welcome, got {str(welcome)[:100]}")
+        if not self.last_sid and "sid" in welcome:
+            self.last_sid, self.last_seq = welcome["sid"], welcome["seq"]
+        self.ws = ws
+        self.reader = asyncio.create_task(self._read(ws))
+        return str(welcome["replica"])
+
+    async def _read(self, ws: ClientConnection) -> None:
+        try:
+            async for raw in ws:
+                self._frame(json.loads(raw))
+        except ConnectionClosed:
+            pass
+        finally:
+            if self.ws is ws:
+                self.ws = None
+
+    def _frame(self, frame: dict[str, Any]) -> None:
+        kind = frame.get("type")
+        if kind == "msg":
+            if "sid" in frame:
+                self.last_sid, self.last_seq = frame["sid"], frame["seq"]
+            self.sink.on_message(str(frame["id"]), str(frame.get("origin", "")), frame.get("seq"))
+        elif kind == "ack":
+            self.sink.on_ack(str(frame["id"]), "", frame.get("seq"))
+        elif kind == "nack":
+            self.sink.on_nack(str(frame["id"]))
+        elif kind == "resume":
+            first, last = frame.get("trimmed_seqs") or (None, None)
+            self.sink.on_trimmed(first, last, int(frame.get("replayed", 0)))
+
+    async def send(self, msg_id: str, ts: float, body: str) -> None:
+        ws = self.ws
+        if ws is None:
+            raise LinkDown(self.name)
+        try:
+            await ws.send(json.dumps({"id": msg_id, "ts": ts, "body": body}))
+        except ConnectionClosed:
+            raise LinkDown(self.name) from None
+
+    async def wait_closed(self) -> None:
+        if self.reader is not None:
+            await asyncio.shield(self.reader)
+
+    async def close(self, *, grace: float) -> None:
+        ws = self.ws
+        if ws is not None:
+            try:
+                await asyncio.wait_for(ws.close(), grace) if grace else ws.transport.abort()
+            except (TimeoutError, ConnectionClosed, OSError):
+                ws.transport.abort()
+        if self.reader is not None:
+            await asyncio.gather(self.reader, return_exceptions=True)
+
+
+class WebSocketProtocol(ProtocolAdapter):
+    app = AppKind.WEBSOCKET
+    app_module = "wslab_app"
+
+    def replica_args(self, scenario: Scenario) -> tuple[str, ...]:
+        if scenario.topology.broker is Broker.REDIS_STREAMS:
+            return ("--maxlen", str(scenario.topology.maxlen))
+        return ()
+
+    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+             history: History) -> Link:
+        return WebSocketLink(name, port=port, room=scenario.workload.room, sink=sink)
+
+    def columns(self, outcome: Outcome) -> dict[str, str]:
+        a, s = outcome.accounting, outcome.scenario
+        if s.faults:
+            return {
+                "fault": ", ".join(f"{f.kind.value} {f.target}" for f in s.faults),
+                "broker": s.topology.broker.value, "sent": str(a.sent), "expected deliveries": str(a.expected),
+                "delivered": str(a.delivered), "lost": str(a.lost),
+                "lost in / outside fault": f"{a.lost_in_fault} / {a.lost_outside_fault}",
+                "trimmed": str(a.trimmed), "duplicated": str(a.duplicated), "nacked": str(a.nacked),
+                "recovered after reconnect": str(a.recovered), "max gap s": f"{a.max_gap_s:.2f}",
+            }
+        return {
+            "broker": s.topology.broker.value, "replicas": str(s.topology.replicas),
+            "clients": str(s.workload.clients), "msgs sent": str(a.sent), "expected deliveries": str(a.expected),
+            "delivered": str(a.delivered), "lost": str(a.lost), "dup": str(a.duplicated),
+            "same-server delivered": pct(a.same_delivered, a.same_expected),
+            "cross-server delivered": pct(a.cross_delivered, a.cross_expected),
+            "p50 / p99 ms": latency(a),
+        }

@@ -1,0 +1,111 @@
+"""Ctrl-C and SIGTERM: stop the run at once, except inside a critical section, which finishes first.
+
+One handler serves both signals. Outside a critical section it raises `Interrupted` in the main thread;
+while an asyncio workload runs it cancels that workload instead (an exception raised inside the event loop's
+own code could leave it half-updated). Inside `deferred()` it only records the signal: a Docker create
+call that was sent must come back with its handle, or the resource exists without anyone to remove it.
+When the outermost deferred section ends, a recorded signal is raised. `teardown()` defers too but never
+raises: a second Ctrl-C during teardown is recorded and the teardown goes on to the end.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from contextlib import contextmanager
+from types import FrameType
+from typing import Callable, Iterator
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """The run was asked to stop (Ctrl-C or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _State:
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.depth = 0
+        self.raised = False
+        self.cancel: Callable[[], None] | None = None
+
+
+_state = _State()
+
+
+def _handler(signum: int, frame: FrameType | None) -> None:
+    _state.received.append(signum)
+    if _state.depth or _state.raised:
+        return  # recorded; the critical section (or the teardown under way) raises or ignores it
+    if _state.cancel is not None:
+        cancel, _state.cancel = _state.cancel, None
+        cancel()
+        return
+    _state.raised = True
+    raise Interrupted(signum)
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM from now on (SIGINT stays ignored if the parent ignored it: nohup, `&`)."""
+    _state.__init__()  # type: ignore[misc]
+    signal.signal(signal.SIGTERM, _handler)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _handler)
+
+
+def pending() -> int | None:
+    """The first signal received, if any."""
+    return _state.received[0] if _state.received else None
+
+
+def check() -> None:
+    """Raise `Interrupted` now if a signal came in (a point where stopping is safe)."""
+    if _state.received and not _state.depth:
+        _state.raised = True
+        raise Interrupted(_state.received[0])
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """A critical section: a signal inside it is raised when the outermost section ends."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+    if not _state.depth and _state.received and not _state.raised:
+        _state.raised = True
+        raise Interrupted(_state.received[0])
+
+
+@contextmanager
+def teardown() -> Iterator[None]:
+    """Removal of what the run started: signals are recorded, never raised, until it has finished."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _state.depth += 1
+    try:
+        yield
+    finally:
+        _state.depth -= 1
+
+
+@contextmanager
+def cancelling(cancel: Callable[[], None]) -> Iterator[None]:
+    """While the body runs, a signal calls `cancel()` (e.g. cancels an asyncio task) instead of raising."""
+    if _state.received and not _state.depth:
+        check()
+    _state.cancel = cancel
+    try:
+        yield
+    finally:
+        _state.cancel = None
