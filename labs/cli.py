@@ -167,7 +167,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signals.install()
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        signals.check()  # a signal during the last step still means: interrupted
+        return code
     except LabError as exc:
         print(f"wslab: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -180,3 +182,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wslab: internal error {type(exc).__name__}: {str(exc)[:200]} (traceback in {crash_log(exc)})",
               file=sys.stderr)
         return EXIT_CRASH
+    finally:
+        signals.done()

@@ -88,7 +88,8 @@ def deferred() -> Iterator[None]:
 
 @contextmanager
 def teardown() -> Iterator[None]:
-    """Removal of what the run started: signals are recorded, never raised, until it has finished."""
+    """Removal of what the run started: a signal is recorded and waits until it has finished, then it is
+    raised (unless the teardown is already the answer to one)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -97,6 +98,16 @@ def teardown() -> Iterator[None]:
         yield
     finally:
         _state.depth -= 1
+    if not _state.depth and _state.received and not _state.raised:
+        _state.raised = True
+        raise Interrupted(_state.received[0])
+
+
+def done() -> None:
+    """The command has finished: a signal from now on changes nothing (and must not print a traceback)."""
+    for sig in SIGNALS:
+        if signal.getsignal(sig) is _handler:
+            signal.signal(sig, signal.SIG_IGN)
 
 
 @contextmanager

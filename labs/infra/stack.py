@@ -176,6 +176,7 @@ class Stack:
         self._cleanup.callback(self._remove_all)
         with signals.deferred():  # creates: each handle must be ours before a signal is acted on
             nginx = self._create_all()
+        self._start_backends()
         self.nginx_conf = spec.nginx_conf
         if spec.nginx_conf_for is not None:
             self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
@@ -201,7 +202,7 @@ class Stack:
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
 
     def _create_all(self) -> Container:
-        """Both networks, then the backends (created and started in parallel) and nginx (created only)."""
+        """Both networks, then every container (created, not started), in parallel."""
         spec = self.spec
         roles = ("front", "back") if spec.needs_redis else ("front",)
         _all([self._pool.submit(self._create_network, role) for role in roles])
@@ -209,20 +210,25 @@ class Stack:
         jobs = []
         if spec.needs_redis:
             jobs.append(self._pool.submit(
-                self._create_and_start, "redis", spec.images.redis.tag,
+                self._create_backend, "redis", spec.images.redis.tag,
                 ["redis-server", *spec.redis_args, "--protected-mode", "no", "--bind", "0.0.0.0"],
                 self.networks["back"].name))
         for i in range(1, spec.replicas + 1):
             jobs.append(self._pool.submit(
-                self._create_and_start, f"app-{i}", spec.images.app.tag,
+                self._create_backend, f"app-{i}", spec.images.app.tag,
                 ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
                  "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
         jobs.append(self._pool.submit(
             self._create, "nginx", spec.images.nginx.tag,
             ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} -g 'daemon off;'"],
             front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)}))
-        _all(jobs)  # backends started before nginx: it resolves upstream names when it loads its config
+        _all(jobs)
         return self.containers["nginx"]
+
+    def _start_backends(self) -> None:
+        """Start Redis and the replicas in parallel (before nginx: it resolves upstream names when it loads
+        its config). Not a critical section: a signal here goes straight to the teardown."""
+        _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != "nginx"])
 
     def _create_network(self, role: str) -> None:
         # The Redis side needs no route out of the host (and is faster to create and remove without one).
@@ -230,12 +236,11 @@ class Stack:
             f"wslab-{self.spec.run_id}-{role}", driver="bridge", internal=role == "back",
             labels=labels(self.spec.run_id, f"network-{role}"))
 
-    def _create_and_start(self, name: str, image: str, command: list[str], network: str) -> None:
-        """Create a backend (a replica joins the Redis network too) and start it."""
+    def _create_backend(self, name: str, image: str, command: list[str], network: str) -> None:
+        """Create a backend; a replica joins the Redis network too."""
         container = self._create(name, image, command, network, **self._buffers(name))
         if name.startswith("app-") and self.spec.needs_redis:
             self.networks["back"].connect(container, aliases=[name])
-        container.start()
 
     def _buffers(self, name: str) -> dict[str, Any]:
         if name not in self.spec.small_buffers:
