@@ -6,10 +6,10 @@ LAB     := $(PYTHON) -m labs
 
 FAULTS  := $(sort $(basename $(notdir $(wildcard scenarios/fault-*.toml))))
 # in the order the story goes: the failure, ip_hash (one /24, then many), hash, cookie, WebSocket-only,
-# rooms without and with the Redis manager, then a sticky server killed
+# rooms without and with the Redis manager, the article's own events, then a sticky server killed
 STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subnets sticky-hash-subnets \
            sticky-cookie-polling sticky-websocket-round-robin socketio-no-manager socketio-redis-manager \
-           sticky-cookie-failover
+           socketio-article-events sticky-cookie-failover
 
 .DEFAULT_GOAL := help
 .PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle clean

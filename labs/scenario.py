@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from .errors import ScenarioError
 from .expect import SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
 from .settings import SCENARIOS_DIR
+from .toml_input import parse_toml, read, shown
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -27,7 +27,6 @@ MAX_REPLICAS = 32
 
 # Limits on what one scenario may ask for. The largest shipped scenarios plan 1,200 sends (30 x 40),
 # 34,800 deliveries (1,200 x 29) and 6 s of sending (120 messages at 20/s): each limit is >= 50x that.
-MAX_FILE_BYTES = 1 << 20
 #: clients x messages
 MAX_SENDS = 100_000
 #: clients x messages x (clients - 1): every send fans out to every other client
@@ -35,15 +34,6 @@ MAX_DELIVERIES = 2_000_000
 #: messages x send_interval
 MAX_SEND_DURATION_S = 300.0
 MAX_FAULTS = 16
-#: tomllib builds a dotted key of n parts in O(n^2) time and memory: 100,000 parts exhaust the machine
-MAX_KEY_PARTS = 16
-
-_PART = r"""(?:[A-Za-z0-9_-]++|"[^"\n]*+"|'[^'\n]*+')"""
-_LONG_KEY = re.compile(rf"(?<![A-Za-z0-9_-]){_PART}(?:[ \t]*+\.[ \t]*+{_PART}){{{MAX_KEY_PARTS},}}")
-_BRACKETS = re.compile(r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}]""")
-_LINE_KEY = re.compile(r"^\s*([^=#\s][^=#]*?)\s*=")
-
-
 class Broker(enum.Enum):
     NONE = "none"
     REDIS_PUBSUB = "redis-pubsub"
@@ -209,55 +199,6 @@ def _seconds(value: float) -> str:
     return f"{value:,.3f}".rstrip("0").rstrip(".")
 
 
-def _place(text: str, pos: int) -> str:
-    """`line N, column C (key 'k')` for a position in a scenario's text: where a problem is."""
-    line_start = text.rfind("\n", 0, pos) + 1
-    line_end = text.find("\n", pos)
-    line = text[line_start:line_end if line_end >= 0 else len(text)]
-    found = _LINE_KEY.match(line[:200])
-    key = f" (key {show(found.group(1))})" if found else ""
-    return f"line {text.count(chr(10), 0, pos) + 1}, column {pos - line_start + 1}{key}"
-
-
-def _too_deep_at(text: str, limit: int = 64) -> int:
-    """Where brackets first nest `limit` deep (strings and comments skipped, roughly); 0 when they never do."""
-    depth = 0
-    for token in _BRACKETS.finditer(text):
-        c = token.group()
-        if c in "[{":
-            depth += 1
-            if depth >= limit:
-                return token.start()
-        elif c in "]}":
-            depth -= 1
-    return 0
-
-
-def _toml(text: str, where: str) -> dict[str, Any]:
-    """tomllib, kept safe: a size limit, no dotted key long enough to cost it quadratic time and memory, and
-    nesting or integers past Python's limits refused as bad TOML instead of a traceback."""
-    if len(text) > MAX_FILE_BYTES:
-        raise ScenarioError(f"{where}: {len(text):,} characters, more than the {MAX_FILE_BYTES:,} a scenario "
-                            f"may have")
-    long_key = _LONG_KEY.search(text)
-    if long_key:
-        raise ScenarioError(f"{where}: dotted key {show(long_key.group())} at {_place(text, long_key.start())} "
-                            f"has more than {MAX_KEY_PARTS} parts")
-    try:
-        return tomllib.loads(text)
-    except RecursionError:
-        raise ScenarioError(f"{where}: not valid TOML: nested too deep (arrays or inline tables) at "
-                            f"{_place(text, _too_deep_at(text))}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{where}: not valid TOML: {exc}") from None
-    except ValueError as exc:  # int() past sys.get_int_max_str_digits()
-        digits = re.search(r"[0-9][0-9_]{4300,}", text)
-        if not digits:
-            raise ScenarioError(f"{where}: not valid TOML: {show(str(exc))}") from None
-        raise ScenarioError(f"{where}: not valid TOML: an integer of more than 4300 digits at "
-                            f"{_place(text, digits.start())}") from None
-
-
 #: workload and topology keys only one kind of app uses
 APP_KEYS = {("topology", "cookie_name"): AppKind.SOCKETIO, ("workload", "transport"): AppKind.SOCKETIO,
             ("workload", "source_subnets"): AppKind.SOCKETIO, ("workload", "events"): AppKind.SOCKETIO,
@@ -295,8 +236,8 @@ def _planned(workload: Workload, interval: str, where: str) -> None:
 
 def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     """Parse and validate one scenario's TOML text; raise ScenarioError naming the file, key and value."""
-    where = _shown(str(path) if path else name)
-    data = _toml(text, where)
+    where = shown(str(path) if path else name)
+    data = parse_toml(text, where)
     _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure"}, where)
     failure = data.get("failure", False)
     if not isinstance(failure, bool):
@@ -416,47 +357,22 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
     return tuple(faults)
 
 
-def _shown(text: str) -> str:
-    """A file or scenario name as it goes into a one-line message."""
-    return text if text.isprintable() else ascii(text)
-
-
-def _read(path: Path) -> str:
-    """A scenario file's text: at most MAX_FILE_BYTES of UTF-8 (a leading byte-order mark is dropped)."""
-    where = _shown(str(path))
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ScenarioError(f"{where}: cannot be read: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        size = max(path.stat().st_size, len(data))
-        raise ScenarioError(f"{where}: {size:,} bytes, more than the {MAX_FILE_BYTES:,} a scenario file may have")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        before = data[:exc.start].decode("utf-8", "replace")
-        line = before + data[exc.start:].split(b"\n", 1)[0].decode("utf-8", "replace")
-        raise ScenarioError(f"{where}: not UTF-8: byte 0x{data[exc.start]:02x} at {_place(line, len(before))}; "
-                            f"save the file as UTF-8") from None
-
-
 def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:
     """Load scenarios/<name>.toml, or a scenario file given by its path (ending in .toml)."""
     if name.endswith(".toml"):
         path = Path(name)
         if not path.is_file():
-            raise ScenarioError(f"scenario file {_shown(name)} does not exist or is not a file")
+            raise ScenarioError(f"scenario file {shown(name)} does not exist or is not a file")
         if not NAME_RE.fullmatch(path.stem):
             raise ScenarioError(f"bad scenario file name {path.name!r}: use lowercase letters, digits, dashes")
-        return parse(_read(path), name=path.stem, path=path)
+        return parse(read(path), name=path.stem, path=path)
     if not NAME_RE.fullmatch(name):
         raise ScenarioError(f"bad scenario name {show(name)}: use lowercase letters, digits and dashes")
     path = directory / f"{name}.toml"
     if not path.is_file():
         known = ", ".join(available(directory)) or "none"
         raise ScenarioError(f"unknown scenario {name!r} (known: {known})")
-    return parse(_read(path), name=name, path=path)
+    return parse(read(path), name=name, path=path)
 
 
 def available(directory: Path = SCENARIOS_DIR) -> list[str]:

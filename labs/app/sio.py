@@ -34,12 +34,19 @@ from importlib import metadata
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import engineio.payload
 import socketio
 from aiohttp import web
 
 from . import ID_RE, InvalidMessage, check_message, run
 
 REPLICA_HEADER = "X-Wslab-Replica"
+#: python-engineio refuses a polling POST of more than `Payload.max_decode_packets` packets (16 by
+#: default, a guard against floods): "Too many packets in payload", and every message in it is dropped
+#: without an ack. A client that comes back after a drop sends what it queued meanwhile in one POST (here
+#: up to ~30 messages), so a replica takes this many. Process-wide: it is a class attribute.
+MAX_DECODE_PACKETS = 1024
+engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, MAX_DECODE_PACKETS)
 BROKERS = ("none", "redis-pubsub")
 VERSIONS = {"python": sys.version.split()[0], "python-socketio": metadata.version("python-socketio"),
             "python-engineio": metadata.version("python-engineio"), "aiohttp": aiohttp.__version__}

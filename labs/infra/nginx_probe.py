@@ -13,6 +13,7 @@ import docker.errors
 
 from ..errors import StackError
 from .render import RenderError, parse_nginx_version
+from .stack import UNPRIVILEGED
 from ..settings import BUILD_DIR, LABEL
 
 CACHE_DIR = BUILD_DIR / "nginx-version"
@@ -48,7 +49,7 @@ def _ask(client: docker.DockerClient, image: str, timeout: float) -> str:
     run_id = f"probe-{secrets.token_hex(3)}"
     container = client.containers.create(
         image, ["nginx", "-v"], name=f"wslab-{run_id}-nginx-version", labels={LABEL: run_id, "wslab.role": "probe"},
-        network_disabled=True, security_opt=["no-new-privileges"], detach=True)
+        network_disabled=True, detach=True, **UNPRIVILEGED)
     try:
         container.start()
         status = container.wait(timeout=timeout)

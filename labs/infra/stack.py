@@ -35,6 +35,9 @@ APP_PORT = 8000
 NGINX_PORT = 8080
 NGINX_CONF = "/etc/wslab/nginx.conf"
 LOG_TAIL = 20
+#: every process in every container: an unprivileged user (nobody), no capabilities, no way to gain any.
+#: Nothing here needs one: nginx listens on 8080, Redis writes under /tmp, the replicas only talk.
+UNPRIVILEGED: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 TRANSIENT = (ConnectionError, http.client.HTTPException, socket.timeout, OSError)
 
 
@@ -211,7 +214,7 @@ class Stack:
         if spec.needs_redis:
             jobs.append(self._pool.submit(
                 self._create_backend, "redis", spec.images.redis.tag,
-                ["redis-server", *spec.redis_args, "--protected-mode", "no", "--bind", "0.0.0.0"],
+                ["redis-server", *spec.redis_args, "--dir", "/tmp", "--protected-mode", "no", "--bind", "0.0.0.0"],
                 self.networks["back"].name))
         for i in range(1, spec.replicas + 1):
             jobs.append(self._pool.submit(
@@ -220,7 +223,8 @@ class Stack:
                  "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
         jobs.append(self._pool.submit(
             self._create, "nginx", spec.images.nginx.tag,
-            ["sh", "-c", f"nginx -t -q -c {NGINX_CONF} && exec nginx -c {NGINX_CONF} -g 'daemon off;'"],
+            ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr -c {NGINX_CONF} "
+                         "-g 'daemon off;'"],
             front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)}))
         _all(jobs)
         return self.containers["nginx"]
@@ -253,7 +257,7 @@ class Stack:
             container = self.client.containers.create(
                 image, command, name=f"wslab-{self.spec.run_id}-{name}", hostname=name,
                 labels=labels(self.spec.run_id, name), network=network,
-                networking_config={network: endpoint}, security_opt=["no-new-privileges"],
+                networking_config={network: endpoint}, **UNPRIVILEGED,
                 detach=True, **kwargs)
         except docker.errors.ImageNotFound:
             raise StackError(f"image {image} not found; run `make images`") from None

@@ -14,7 +14,7 @@ from labs.protocols.socketio_link import request_kind, source_address
 
 STICKY = ["sticky-round-robin-polling", "sticky-ip-hash-polling", "sticky-ip-hash-subnets", "sticky-hash-subnets",
           "sticky-cookie-polling", "sticky-websocket-round-robin", "socketio-no-manager", "socketio-redis-manager",
-          "sticky-cookie-failover"]
+          "socketio-article-events", "sticky-cookie-failover"]
 
 BASE = """
 [topology]

@@ -1,0 +1,79 @@
+"""What each broker guarantees under faults, over several runs: `python -m labs.bench_faults --runs 10`.
+
+Runs every `fault-*` scenario `runs` times through the pipeline and writes the medians (and ranges) of its
+counts to results/bench/faults-<stamp>.json, and the README's table to stdout. The counts move from run to
+run; a verdict that is not as declared in any run shows in the "verdict as declared" column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+from typing import Any
+
+from . import scenario, settings, signals
+from .cli import progress_printer
+from .infra.engine import ensure_engine
+from .infra.images import ensure_images
+from .runner import execute, plan, utc_stamp
+
+FAULT_TEXT = {
+    "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
+    "partition-replica": "cut {t} off Redis", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
+    "slow-consumer": "slow consumer {t}",
+}
+BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams"}
+COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
+
+
+def spread(values: list[float]) -> str:
+    med = statistics.median(values)
+    text = f"{med:g}" if isinstance(med, int) or med == int(med) else f"{med:.3f}"
+    return f"{text} ({min(values):g}-{max(values):g})" if min(values) != max(values) else text
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_faults", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
+    args = parser.parse_args()
+    signals.install()
+    progress = progress_printer(settings.QUIET)
+    names = args.scenarios or [n for n in scenario.available() if n.startswith("fault-")]
+    plans = [plan(scenario.load(n)) for n in names]
+    client = ensure_engine(progress=progress)
+    images = ensure_images(client, progress=progress)
+    runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for i in range(args.runs):
+        for p in plans:
+            r = execute(client, p, images, progress=progress)
+            counts = {k: getattr(r.accounting, k) for k in COLUMNS}
+            runs[p.scenario.name].append({**counts, "passed": r.passed, "sent": r.accounting.sent,
+                                          "expected": r.accounting.expected})
+            progress(f"run {i + 1}/{args.runs} {p.scenario.name}: {r.verdict_text} {counts}")
+    rows = ["| scenario | fault | broker | verdict as declared | lost | lost outside the fault window | duplicated "
+            "| nacked | recovered after reconnect | trimmed | max gap s |", "|" + "---|" * 11]
+    for p in plans:
+        s, got = p.scenario, runs[p.scenario.name]
+        fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target) for f in s.faults)
+        cells = [f"`{s.name}`", fault, BROKERS.get(s.topology.broker.value, s.topology.broker.value),
+                 f"{sum(g['passed'] for g in got)}/{len(got)} runs"]
+        cells += [spread([g[k] for g in got]) for k in COLUMNS]
+        rows.append("| " + " | ".join(cells) + " |")
+    out = settings.RESULTS_DIR / "bench" / f"faults-{utc_stamp()}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "faults", "runs": args.runs, "results": runs,
+                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}, indent=2))
+    print("\n".join(rows))
+    print(f"\n({args.runs} runs each; {out})")
+    client.close()
+    return 0 if all(g["passed"] for got in runs.values() for g in got) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
