@@ -12,7 +12,7 @@ STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subn
            socketio-article-events sticky-cookie-failover
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -58,6 +58,9 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 
 bench-lifecycle: setup images ## median up/down time of redis + 3 replicas + nginx over 5 runs -> results/bench/
 	$(PYTHON) -m labs.bench lifecycle --runs 5
+
+bench-faults: setup images ## every fault scenario RUNS times (default 10): what each broker loses, medians -> results/bench/
+	$(PYTHON) -m labs.bench_faults --runs $(or $(RUNS),10)
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -76,4 +76,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the run in progress has removed its containers on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

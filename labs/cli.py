@@ -110,7 +110,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
     if client is None:
         print("no Docker engine answers: nothing to clean")
         return EXIT_PASS
-    with signals.teardown():
+    with signals.deferred():
         containers, networks = remove_leftovers(client)
     client.close()
     print(f"removed {containers} container(s) and {networks} network(s) left by earlier runs")

@@ -3,14 +3,16 @@
 One handler serves both signals. Outside a critical section it raises `Interrupted` in the main thread;
 while an asyncio workload runs it cancels that workload instead (an exception raised inside the event loop's
 own code could leave it half-updated). Inside `deferred()` it only records the signal: a Docker create
-call that was sent must come back with its handle, or the resource exists without anyone to remove it.
-When the outermost deferred section ends, a recorded signal is raised. `teardown()` defers too but never
-raises: a second Ctrl-C during teardown is recorded and the teardown goes on to the end.
+call that was sent must come back with its handle, or the resource exists without anyone to remove it;
+a teardown must remove everything. When the outermost deferred section ends, a recorded signal is raised,
+once: a second Ctrl-C during the teardown that answers the first is recorded and changes nothing.
 """
 
 from __future__ import annotations
 
+import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 from types import FrameType
@@ -72,24 +74,9 @@ def check() -> None:
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """A critical section: a signal inside it is raised when the outermost section ends."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    _state.depth += 1
-    try:
-        yield
-    finally:
-        _state.depth -= 1
-    if not _state.depth and _state.received and not _state.raised:
-        _state.raised = True
-        raise Interrupted(_state.received[0])
-
-
-@contextmanager
-def teardown() -> Iterator[None]:
-    """Removal of what the run started: a signal is recorded and waits until it has finished, then it is
-    raised (unless the teardown is already the answer to one)."""
+    """A critical section: a signal inside it is recorded and raised when the outermost section ends,
+    unless the section is itself the answer to an earlier one (a teardown after Ctrl-C: a second Ctrl-C
+    cannot cut it short)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -104,10 +91,19 @@ def teardown() -> Iterator[None]:
 
 
 def done() -> None:
-    """The command has finished: a signal from now on changes nothing (and must not print a traceback)."""
+    """The command has finished and cleaned up: a signal from now until the process is gone exits 130 at
+    once (no traceback from an interpreter shutting down), after what was printed has gone out."""
+    sys.stdout.flush()
+    sys.stderr.flush()
     for sig in SIGNALS:
         if signal.getsignal(sig) is _handler:
-            signal.signal(sig, signal.SIG_IGN)
+            signal.signal(sig, _exit_now)
+
+
+def _exit_now(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    os.write(2, f"wslab: interrupted by {name}; removed: nothing (the run had finished and cleaned up)\n".encode())
+    os._exit(130)
 
 
 @contextmanager

@@ -156,7 +156,7 @@ class Stack:
 
     def __exit__(self, *exc: Any) -> None:
         # Signals are recorded, not raised, until the teardown is over: a second Ctrl-C cannot cut it short.
-        with signals.teardown():
+        with signals.deferred():
             t0 = time.monotonic()
             self._stopping.set()
             try:

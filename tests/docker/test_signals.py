@@ -72,6 +72,7 @@ def test_a_signal_at_any_moment_stops_the_run_within_2s_and_leaves_nothing(sig, 
         last = err.strip().splitlines()[-1]
         assert last.startswith(f"wslab: interrupted by {signal.Signals(sig).name}; removed: "), err[-500:]
     interrupted = [o for o in outcomes if o[1] is not None]
+    print(f"{signal.Signals(sig).name}: (delay s, exit, signal-to-exit s, removed named) {outcomes}")
     assert len(interrupted) >= 10, outcomes
     # signals that landed once containers existed: the line names the containers and networks removed
     assert sum(1 for o in interrupted if o[3]) >= 5, outcomes

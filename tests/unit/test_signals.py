@@ -47,7 +47,7 @@ def test_a_second_signal_during_the_teardown_does_not_cut_it_short():
             for _ in range(1000):
                 pass
         finally:
-            with signals.teardown():
+            with signals.deferred():
                 os.kill(os.getpid(), signal.SIGINT)
                 steps.append("removed everything")
     assert steps == ["removed everything"]
@@ -56,7 +56,7 @@ def test_a_second_signal_during_the_teardown_does_not_cut_it_short():
 def test_a_signal_during_a_teardown_nobody_interrupted_is_raised_after_it():
     steps = []
     with pytest.raises(signals.Interrupted):
-        with signals.teardown():
+        with signals.deferred():
             os.kill(os.getpid(), signal.SIGTERM)
             steps.append("removed everything")
     assert steps == ["removed everything"]
@@ -73,8 +73,11 @@ def test_under_cancelling_a_signal_calls_cancel_and_check_raises_afterwards():
         signals.check()
 
 
-def test_after_done_a_signal_changes_nothing():
-    signals.done()
-    os.kill(os.getpid(), signal.SIGTERM)
-    for _ in range(1000):
-        pass
+def test_after_done_a_signal_exits_130_at_once():
+    import subprocess
+    import sys
+
+    code = ("import os, signal, time; from labs import signals; signals.install(); signals.done(); "
+            "os.kill(os.getpid(), signal.SIGTERM); time.sleep(5)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 130 and "interrupted by SIGTERM" in r.stderr and "Traceback" not in r.stderr
