@@ -18,7 +18,7 @@ import docker
 from . import signals, workload
 from .accounting.checker import Accounting, account
 from .accounting.history import BrokerEvent, History
-from .accounting.verdict import judge, measures, unknown
+from .accounting.verdict import Verdict, judge, measures, unknown
 from .infra import inspect
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
@@ -28,7 +28,7 @@ from .infra.stack import Stack, StackSpec
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
 from .report.result import RunResult
-from .scenario import Balance, Broker, FaultKind, Scenario
+from .scenario import Balance, Broker, FaultKind, Metric, Scenario
 from .settings import TEMPLATES_DIR
 
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
@@ -108,7 +108,7 @@ def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[s
     return out
 
 
-def check(p: Plan, history: History) -> tuple[Accounting, dict[Any, float | None], Any]:
+def check(p: Plan, history: History) -> tuple[Accounting, dict[Metric, float | None], Verdict]:
     """The accounting, every measured value, and the verdict; a checker that crashes reports unknown."""
     expect = p.scenario.expect
     try:

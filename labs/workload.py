@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from typing import Any, Awaitable, Callable
 
 from .accounting.history import Ack, ClientRecord, FaultEvent, History, Received, Resume, Sent, Session
@@ -38,10 +39,11 @@ class Recorder:
 class Client:
     """One scripted client: its link, its membership, what it still owes the room."""
 
-    def __init__(self, name: str, due: int, scenario: Scenario, recorder: Recorder) -> None:
+    def __init__(self, name: str, due: int, scenario: Scenario, recorder: Recorder,
+                 link: Callable[["Client"], Link]) -> None:
         self.name, self.due, self.recorder = name, due, recorder
         self.workload = scenario.workload
-        self.link: Link | None = None
+        self.link = link(self)
         self.current: tuple[str, float] | None = None
         #: generated and not yet acknowledged (sent, or waiting for a connection): (wall-clock ts, body)
         self.unacked: dict[str, tuple[float, str]] = {}
@@ -77,7 +79,6 @@ class Client:
     async def join(self, timeout: float) -> bool:
         """Open a connection and get into the room; then resend what was never acknowledged, and the
         backlog. False (with `error` set) when that did not happen."""
-        assert self.link is not None
         try:
             replica = await self.link.open(timeout)
         except JOIN_ERRORS as exc:
@@ -94,7 +95,6 @@ class Client:
             await self._write(msg_id)
 
     async def _write(self, msg_id: str) -> None:
-        assert self.link is not None
         if msg_id not in self.unacked:
             return  # acknowledged meanwhile
         ts, body = self.unacked[msg_id]
@@ -105,7 +105,6 @@ class Client:
 
     async def watch(self) -> None:
         """Follow the connection: record each drop, and reconnect when the workload says so."""
-        assert self.link is not None
         while True:
             await self.link.wait_closed()
             if self.stopping:
@@ -133,8 +132,7 @@ class Client:
             replica, opened = self.current
             self.recorder.history.sessions.append(Session(self.name, replica, opened, None))
             self.current = None
-        if self.link is not None:
-            await self.link.close(grace=grace)
+        await self.link.close(grace=grace)
         if self.watcher is not None:
             self.watcher.cancel()
             await asyncio.gather(self.watcher, return_exceptions=True)
@@ -154,15 +152,16 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
     history.replicas = list(replicas)
     recorder = Recorder(history)
     width = len(str(wl.clients))
-    clients = [Client(f"c{i:0{width}d}", wl.messages, scenario, recorder) for i in range(1, wl.clients + 1)]
-    for i, c in enumerate(clients):
-        c.link = protocol.link(c.name, i, port=port, scenario=scenario, sink=c, history=history)
+    names = [f"c{i:0{width}d}" for i in range(1, wl.clients + 1)]
+    clients = [Client(name, wl.messages, scenario, recorder,
+                      partial(protocol.link, name, i, port=port, scenario=scenario, history=history))
+               for i, name in enumerate(names)]
     side: asyncio.Future[list[FaultEvent]] | None = None
     grace = 0.5
     try:
         for c in clients:
             joined = await c.join(wl.connect_timeout)
-            history.clients.append(ClientRecord(c.name, joined, c.due, getattr(c.link, "source", ""), c.error))
+            history.clients.append(ClientRecord(c.name, joined, c.due, c.link.source, c.error))
             if joined:
                 c.watcher = asyncio.create_task(c.watch())
         ready = [c for c in clients if c.watcher is not None]
@@ -240,7 +239,10 @@ def drive(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas:
         loop = asyncio.get_running_loop()
         if cancelling is None:
             return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
-        with cancelling(lambda: loop.call_soon_threadsafe(task.cancel)):
+        def cancel() -> None:
+            loop.call_soon_threadsafe(task.cancel)
+
+        with cancelling(cancel):
             return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
 
     return asyncio.run(main())

@@ -50,6 +50,9 @@ class Sink(Interface):
 class Link(ABC):
     """One scripted client's way to a replica through nginx, reopened after each drop."""
 
+    #: the address the client stands for (an X-Forwarded-For value), "" for the host's own
+    source = ""
+
     @abstractmethod
     async def open(self, timeout: float) -> str:
         """Connect and join the room; return the replica that serves it. Raise JoinFailed (or OSError,
@@ -83,7 +86,7 @@ class ProtocolAdapter(ABC):
         """Process-wide client settings, once before the clients start."""
 
     @abstractmethod
-    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+    def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
              history: History) -> Link:
         """A link for client `name` (the `index`-th, from 0)."""
 

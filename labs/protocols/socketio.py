@@ -79,7 +79,7 @@ class SocketIOProtocol(ProtocolAdapter):
         payload = engineio.payload.Payload
         payload.max_decode_packets = max(payload.max_decode_packets, MAX_DECODE_PACKETS)
 
-    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+    def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
              history: History) -> Link:
         assert isinstance(history, SocketIOHistory)
         wl = scenario.workload

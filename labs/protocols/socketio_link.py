@@ -168,9 +168,9 @@ class SocketIOLink(Link):
             await sio.connect(self.url, transports=self.transports, wait=False)
         except (socketio.exceptions.ConnectionError, ValueError) as exc:
             raise JoinFailed(f"connect failed: {exc}") from None
-        waiter = asyncio.ensure_future(closed.wait())
+        waiter: asyncio.Future[Any] = asyncio.ensure_future(closed.wait())
         try:
-            await asyncio.wait({joined, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([joined, waiter], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         if joined.done() and not closed.is_set():

@@ -95,11 +95,13 @@ class WebSocketLink(Link):
 
     async def close(self, *, grace: float) -> None:
         ws = self.ws
-        if ws is not None:
+        if ws is not None and grace:
             try:
-                await asyncio.wait_for(ws.close(), grace) if grace else ws.transport.abort()
+                await asyncio.wait_for(ws.close(), grace)
             except (TimeoutError, ConnectionClosed, OSError):
                 ws.transport.abort()
+        elif ws is not None:
+            ws.transport.abort()
         if self.reader is not None:
             await asyncio.gather(self.reader, return_exceptions=True)
 
@@ -113,7 +115,7 @@ class WebSocketProtocol(ProtocolAdapter):
             return ("--maxlen", str(scenario.topology.maxlen))
         return ()
 
-    def link(self, name: str, index: int, *, port: int, scenario: Scenario, sink: Sink,
+    def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
              history: History) -> Link:
         return WebSocketLink(name, port=port, room=scenario.workload.room, sink=sink)
 
