@@ -33,7 +33,7 @@ scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, sa
 scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, recovered, max gap — one table
 	$(LAB) run $(FAULTS)
 
-scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; a sticky server killed — one table
+scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
 	$(LAB) run $(STICKY)
 
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
