@@ -30,10 +30,14 @@ BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams"}
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
 
 
+def number(value: float) -> str:
+    return f"{value:g}" if value == int(value) else f"{value:.3f}"
+
+
 def spread(values: list[float]) -> str:
-    med = statistics.median(values)
-    text = f"{med:g}" if isinstance(med, int) or med == int(med) else f"{med:.3f}"
-    return f"{text} ({min(values):g}-{max(values):g})" if min(values) != max(values) else text
+    """The median, and the range when the runs differ: `185 (180-200)`."""
+    text = number(statistics.median(values))
+    return f"{text} ({number(min(values))}-{number(max(values))})" if min(values) != max(values) else text
 
 
 def main() -> int:
