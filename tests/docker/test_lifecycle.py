@@ -22,9 +22,12 @@ from .conftest import lab_resources
 
 
 def lab(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """The lab as a terminal runs it: its own process group, SIGINT at its default (a background job of a
+    non-interactive shell, such as a CI runner, would otherwise inherit SIGINT ignored)."""
     return subprocess.Popen([sys.executable, "-m", "labs", *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env={**os.environ, "CI": "true", **(env or {})})
+                            env={**os.environ, "CI": "true", **(env or {})}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_containers(client, proc: subprocess.Popen[str], count: int, timeout: float = 60) -> None:
