@@ -12,7 +12,7 @@ STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subn
            socketio-article-events sticky-cookie-failover
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults bench-signals clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ bench-lifecycle: setup images ## median up/down time of redis + 3 replicas + ngi
 
 bench-faults: setup images ## every fault scenario RUNS times (default 10): what each broker loses, medians -> results/bench/
 	$(PYTHON) -m labs.bench_faults --runs $(or $(RUNS),10)
+
+bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: signal-to-exit times vs 2 s -> results/bench/
+	$(PYTHON) -m labs.bench_signals --runs 12
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

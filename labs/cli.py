@@ -60,7 +60,7 @@ def existing_dir(value: str, flag: str, needs: str) -> Path:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .report import result as report, table
+    from .report import files, table
     from .runner import execute, plan
 
     progress = progress_printer(args.quiet)
@@ -77,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         for p in plans:
             result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
-            path = report.write(result, results_dir, table.table([result]))
+            path = files.write(result, results_dir, table.table([result]))
             progress(f"{p.scenario.name}: {result.verdict_text}; results in {path}")
             results.append(result)
     finally:

@@ -158,6 +158,7 @@ class Stack:
         # Signals are recorded, not raised, until the teardown is over: a second Ctrl-C cannot cut it short.
         with signals.deferred():
             t0 = time.monotonic()
+            self.progress("removing the stack")
             self._stopping.set()
             try:
                 if signals.pending() is None:  # interrupted: leave at once, logs are not worth the wait
@@ -168,6 +169,8 @@ class Stack:
                 finally:
                     self._pool.shutdown(wait=False, cancel_futures=True)
                     self.timings.down_s = time.monotonic() - t0
+                    self.progress(f"removed {len(self.removed)} container(s) and network(s) in "
+                                  f"{self.timings.down_s:.2f}s")
 
     # -- start -----------------------------------------------------------------------------------------
 
@@ -209,6 +212,7 @@ class Stack:
         spec = self.spec
         roles = ("front", "back") if spec.needs_redis else ("front",)
         _all([self._pool.submit(self._create_network, role) for role in roles])
+        self.progress(f"created {len(roles)} network(s)")
         front = self.networks["front"].name
         jobs = []
         if spec.needs_redis:
@@ -227,6 +231,7 @@ class Stack:
                          "-g 'daemon off;'"],
             front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)}))
         _all(jobs)
+        self.progress(f"created {len(self.containers)} container(s)")
         return self.containers["nginx"]
 
     def _start_backends(self) -> None:

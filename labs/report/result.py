@@ -1,17 +1,9 @@
-"""What one run leaves behind: the RunResult, and results/<scenario>/<UTC stamp>/ written from it.
-
-A results directory is written under a hidden name and renamed when complete, so a failed or interrupted
-run never leaves a half-written one.
-"""
+"""What one run leaves behind: the RunResult, its result.json and its report.md (written by `files`)."""
 
 from __future__ import annotations
 
-import enum
-import json
 import math
-import shutil
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..accounting.checker import Accounting
@@ -56,20 +48,20 @@ class RunResult:
         return self.verdict.text(failure=self.scenario.failure)
 
 
-def _finite(value: Any) -> Any:
+def finite(value: Any) -> Any:
     """JSON has no infinity: say it in words (at any depth)."""
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite(v) for v in value]
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite(v) for k, v in value.items()}
     return value
 
 
 def to_json(result: RunResult) -> dict[str, Any]:
     """result.json: strict JSON (infinities in words)."""
-    return _finite(_summary(result))  # type: ignore[no-any-return]
+    return finite(_summary(result))  # type: ignore[no-any-return]
 
 
 def _summary(result: RunResult) -> dict[str, Any]:
@@ -117,29 +109,3 @@ def markdown(result: RunResult, table: str) -> str:
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in result.versions.items()]
     lines += ["", "## Timings", ""] + [f"- {k}: {v:.2f} s" for k, v in result.timings.items()]
     return "\n".join(lines) + "\n"
-
-
-def _plain(value: Any) -> Any:
-    return value.value if isinstance(value, enum.Enum) else str(value)
-
-
-def write(result: RunResult, results_dir: Path, table: str) -> Path:
-    final = results_dir / result.scenario.name / result.stamp
-    partial = final.with_name(f".{result.stamp}.partial")
-    partial.mkdir(parents=True, exist_ok=False)
-    try:
-        (partial / "result.json").write_text(
-            json.dumps(_finite(to_json(result)), indent=2, default=_plain, allow_nan=False) + "\n")
-        (partial / "history.json").write_text(
-            json.dumps(_finite(result.history.to_dict()), default=_plain, allow_nan=False) + "\n")
-        (partial / "report.md").write_text(markdown(result, table))
-        (partial / "nginx.conf").write_text(result.nginx_conf)
-        logs = partial / "logs"
-        logs.mkdir()
-        for name, text in result.logs.items():
-            (logs / f"{name}.log").write_text(text)
-        partial.rename(final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return final

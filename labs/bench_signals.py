@@ -1,0 +1,122 @@
+"""How fast a signal stops a run: `python -m labs.bench_signals --runs 12`.
+
+Times one whole `labs run pubsub`, then sends SIGINT and SIGTERM to a fresh run at `runs` moments spread
+evenly over it (engine check, image lookup, creates, starts, readiness, workload, drain, teardown), the
+process group signalled as a terminal does, and records the exit code, the seconds from the signal to the
+exit, and whether the run's containers and networks are gone. The target: every run exits 130 within 2 s.
+Results go to results/bench/signals-<stamp>.json. tests/docker/test_signals.py runs the same loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from . import settings
+from .settings import ROOT
+
+TARGET_S = 2.0
+
+
+def start(results: Path) -> subprocess.Popen[str]:
+    """`labs run pubsub` as a terminal starts it: its own process group, SIGINT at its default."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "labs", "run", "pubsub", "--results", str(results)], cwd=ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "CI": "true"},
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def whole_run(results: Path) -> float:
+    """Seconds a `pubsub` run takes from start to exit, undisturbed."""
+    started = time.monotonic()
+    proc = start(results)
+    _, err = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"an undisturbed run failed ({proc.returncode}): {err[-500:]}")
+    return time.monotonic() - started
+
+
+def interrupt(proc: subprocess.Popen[str], sig: int, delay: float, *, again_after: float | None = None
+              ) -> tuple[int | None, float, str]:
+    """Signal the run's process group `delay` s after it started; return (exit code, seconds from the
+    signal to the exit, stderr). Exit code None: the run had already ended before the signal."""
+    started = time.monotonic()
+    while time.monotonic() - started < delay:
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            return None, 0.0, err
+        time.sleep(0.01)
+    signalled = time.monotonic()
+    os.killpg(proc.pid, sig)
+    if again_after is not None:
+        time.sleep(again_after)
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, time.monotonic() - signalled, err
+
+
+def moments(whole_s: float, count: int) -> list[float]:
+    return [round(whole_s * k / (count + 1), 2) for k in range(1, count + 1)]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_signals", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=12, help="moments per signal")
+    args = parser.parse_args()
+    from .infra.engine import connect_existing
+
+    client = connect_existing()
+    if client is None:
+        print("no Docker engine answers; run `make images` first", file=sys.stderr)
+        return 2
+    label = {"label": settings.LABEL}
+    out: dict[str, object] = {"benchmark": "signals", "target_s": TARGET_S}
+    worst = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        whole = whole_run(Path(tmp))
+        out["whole_run_s"] = whole
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            rows: list[dict[str, object]] = []
+            stops: list[float] = []
+            exits_130 = left_total = 0
+            for delay in moments(whole, args.runs):
+                code, took, _ = interrupt(start(Path(tmp)), sig, delay)
+                left = len(client.containers.list(all=True, filters=label)) + len(client.networks.list(filters=label))
+                rows.append({"delay_s": delay, "exit": code, "stop_s": round(took, 3), "left": left})
+                left_total += left
+                if code is not None:
+                    stops.append(took)
+                    exits_130 += code == 130
+            worst = max(worst, *stops)
+            out[signal.Signals(sig).name] = {"runs": rows, "median_s": statistics.median(stops), "max_s": max(stops)}
+            print(f"{signal.Signals(sig).name}: {len(stops)} interrupted, exit 130 in {exits_130}, left behind "
+                  f"{left_total}, signal to exit median {statistics.median(stops):.2f}s max {max(stops):.2f}s "
+                  f"(target {TARGET_S}s)")
+    out["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    path = settings.RESULTS_DIR / "bench" / f"signals-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"-> {path}")
+    client.close()
+    return 0 if worst <= TARGET_S else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
