@@ -180,16 +180,20 @@ class Stack:
             check_port_free(spec.host_port)
         t0 = time.monotonic()
         self._cleanup.callback(self._remove_all)
-        with signals.deferred():  # creates: each handle must be ours before a signal is acted on
+        # Creates and starts are critical: a handle must be ours before a signal is acted on, and dockerd must
+        # finish a start before anything removes that container (Docker 20.10 can deadlock when a container
+        # is removed while its start runs the network hook: every later call on it then hangs).
+        with signals.deferred():
             nginx = self._create_all()
-        self._start_backends()
+            self._start_backends()
         self.nginx_conf = spec.nginx_conf
         if spec.nginx_conf_for is not None:
             self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
         nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
         self.progress(f"started {len(self.containers) - 1} backend container(s); starting nginx")
         try:
-            nginx.start()
+            with signals.deferred():
+                nginx.start()
         except docker.errors.APIError as exc:
             raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
         self.port = self._published_port(nginx)
@@ -236,7 +240,7 @@ class Stack:
 
     def _start_backends(self) -> None:
         """Start Redis and the replicas in parallel (before nginx: it resolves upstream names when it loads
-        its config). Not a critical section: a signal here goes straight to the teardown."""
+        its config)."""
         _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != "nginx"])
 
     def _create_network(self, role: str) -> None:
