@@ -25,6 +25,8 @@ from . import settings
 from .settings import ROOT
 
 TARGET_S = 2.0
+#: an exit 0 this soon after the signal means the run had already ended when the signal was sent
+RACE_S = 0.05
 
 
 def start(results: Path) -> subprocess.Popen[str]:
@@ -68,7 +70,12 @@ def interrupt(proc: subprocess.Popen[str], sig: int, delay: float, *, again_afte
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    return proc.returncode, time.monotonic() - signalled, err
+    took = time.monotonic() - signalled
+    if proc.returncode == 0 and took < RACE_S:
+        # It had exited between the last poll and the signal (an exited child takes a signal without a
+        # word): the run was over. A signal the lab swallowed would show as exit 0 seconds later instead.
+        return None, 0.0, err
+    return proc.returncode, took, err
 
 
 def moments(whole_s: float, count: int) -> list[float]:
