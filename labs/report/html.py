@@ -10,6 +10,7 @@ from __future__ import annotations
 import html
 import math
 
+from ..accounting.checker import by_client
 from ..accounting.history import History
 from .result import RunResult
 
@@ -32,9 +33,7 @@ def timeline(h: History) -> list[tuple[float, int, int]]:
     it was sent, but its sender."""
     if not h.sent:
         return []
-    joined: dict[str, float] = {}
-    for s in h.sessions:
-        joined[s.client] = min(s.opened, joined.get(s.client, s.opened))
+    joined = {client: sessions[0].opened for client, sessions in by_client(h.sessions).items()}
     got = {(r.id, r.client) for r in h.received}
     t0 = min(m.at for m in h.sent)
     bins: dict[int, list[int]] = {}
