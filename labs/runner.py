@@ -119,19 +119,33 @@ def check(p: Plan, history: History) -> tuple[Accounting, dict[Metric, float | N
         return Accounting(), {}, unknown(f"checker failed: {exc!r}", expect)
 
 
+def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
+               host_port: int | None = None) -> tuple[StackSpec, str]:
+    """The stack a plan runs on (every way of running a scenario builds it here), and the line saying how
+    cookie stickiness is built ("" when not cookie)."""
+    s, protocol = p.scenario, p.protocol
+    sticky, sticky_note = sticky_for(client, s, images)
+    spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
+                     nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
+                     host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
+                     **broker_options(s))
+    return spec, sticky_note
+
+
+def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
+    top = p.scenario.topology
+    return (f"{p.scenario.name}: run {spec.run_id}, {top.replicas} {p.protocol.app.value} replica(s), "
+            f"broker {top.broker.value}, balance {top.balance.value}"
+            + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
+
+
 def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
             progress: Progress = lambda line: None,
             on_removed: Callable[[list[str]], None] = lambda names: None) -> RunResult:
     s, protocol = p.scenario, p.protocol
-    top = s.topology
-    sticky, sticky_note = sticky_for(client, s, images)
-    run_id = new_run_id()
-    spec = StackSpec(run_id=run_id, replicas=top.replicas, broker=top.broker.value, nginx_conf="",
-                     nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
-                     host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
-                     **broker_options(s))
-    progress(f"{s.name}: run {run_id}, {top.replicas} {protocol.app.value} replica(s), broker {top.broker.value}, "
-             f"balance {top.balance.value}" + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
+    spec, sticky_note = stack_spec(client, p, images, host_port=host_port)
+    run_id = spec.run_id
+    progress(describe(p, spec, sticky_note))
     with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
