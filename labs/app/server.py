@@ -13,7 +13,9 @@ Protocol (JSON text frames):
             new entry's id and sequence number; none on a resend already added), or {"type": "nack", ...}
   server -> {"type": "msg", "id": MSG_ID, "sender": C, "origin": NAME, "room": R, "ts": SEND_TIME,
              "body": TEXT, "sid": SID?, "seq": N?}
-  GET /healthz -> 200 when the broker answers, with this replica's counters as JSON (503 otherwise)
+  GET /        -> the chat page (chat.html), for a browser
+  GET /healthz -> 200 when the broker answers, with this replica's counters and its resident memory
+            (`rss_bytes`, from /proc/self/statm) as JSON (503 otherwise)
 
 A bad frame closes its sender's connection, with a reason, and touches nobody else: a binary frame 1003,
 a text frame that is not JSON 1007, JSON that is not a valid message 1008 (`bad_frames` in /healthz).
@@ -24,12 +26,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import re
 import signal
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -219,14 +223,37 @@ class Replica:
             rooms = {room: len(members) for room, members in self.rooms.items()}
             body = json.dumps({"replica": self.name, "ok": ok, **self.counters, **self.broker.stats,
                                "bad_frame_closes": dict(self.bad_closes), "rooms": rooms,
-                               "events": self.broker.events, "versions": VERSIONS})
+                               "events": self.broker.events, "versions": VERSIONS, "rss_bytes": rss_bytes()})
             status = HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE
             response = ws.respond(status, body + "\n")
             response.headers["Content-Type"] = "application/json"
             return response
+        if path == "/":
+            return chat_page(ws)
         if path != "/ws":
             return ws.respond(HTTPStatus.NOT_FOUND, "not found\n")
         return None
+
+
+def rss_bytes() -> int | None:
+    """This process's resident set size (the second field of /proc/self/statm, in pages); None off Linux."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+#: the chat page (labs/app/chat.html): static, read once
+PAGE = (Path(__file__).parent / "chat.html").read_text(encoding="utf-8")
+
+
+def chat_page(ws: ServerConnection) -> Response:
+    """GET / -> the chat page, which opens its WebSocket back through nginx to /ws."""
+    response = ws.respond(HTTPStatus.OK, PAGE)
+    response.headers["Content-Type"] = "text/html; charset=utf-8"
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 def _seqs(trimmed: tuple[int, int] | None) -> list[int] | None:

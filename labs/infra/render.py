@@ -24,6 +24,10 @@ MIN_READ_TIMEOUT = 46
 NATIVE_STICKY_SINCE = (1, 29, 6)
 #: the response header in which a replica names itself (the open-source cookie construction reads it)
 REPLICA_HEADER = "X-Wslab-Replica"
+#: nginx worker processes: one per core is usual; more only to spread open files (each holds at most its
+#: `worker_rlimit_nofile`, and the host caps every process), so the bound is generous but finite
+MAX_WORKERS = 32
+MAX_LISTEN_PORTS = 32
 
 
 class RenderError(LabError):
@@ -96,6 +100,14 @@ class NginxConfig:
     sticky: Sticky = Sticky.MAP
     #: when set, X-Forwarded-For is trusted, but only from this network (the lab's own client network)
     realip_from: str | None = None
+    #: more ports nginx listens on besides `listen_port` (each can be published on its own host port)
+    extra_listen_ports: tuple[int, ...] = ()
+    #: `listen ... reuseport`: one listening socket per worker, the kernel spreads connections over them
+    reuseport: bool = False
+    #: `worker_rlimit_nofile`: each worker raises its open-file limit to this (None: inherited)
+    worker_rlimit_nofile: int | None = None
+    #: one access-log line per request; off for runs of many thousands of connections
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.replicas) <= 32:
@@ -109,14 +121,30 @@ class NginxConfig:
             raise RenderError(f"read_timeout {self.read_timeout}s must be {MIN_READ_TIMEOUT}..86400 s")
         if not 100 <= self.connect_timeout_ms <= 60_000:
             raise RenderError(f"connect_timeout_ms {self.connect_timeout_ms} must be 100..60000")
-        if not 1 <= self.workers <= 8 or not 64 <= self.worker_connections <= 65536:
-            raise RenderError("workers must be 1..8 and worker_connections 64..65536")
+        if not 1 <= self.workers <= MAX_WORKERS or not 64 <= self.worker_connections <= 65536:
+            raise RenderError(f"workers must be 1..{MAX_WORKERS} and worker_connections 64..65536")
+        ports = self.listen_ports
+        if (len(ports) > MAX_LISTEN_PORTS or len(set(ports)) != len(ports)
+                or not all(isinstance(p, int) and 1024 <= p <= 65535 for p in ports)):
+            raise RenderError(f"bad extra listen ports {self.extra_listen_ports!r}: at most {MAX_LISTEN_PORTS - 1} "
+                              f"distinct ports in 1024..65535, none equal to listen_port {self.listen_port}")
+        if self.worker_rlimit_nofile is not None and not 1024 <= self.worker_rlimit_nofile <= 1_048_576:
+            raise RenderError(f"worker_rlimit_nofile {self.worker_rlimit_nofile} must be 1024..1048576")
+        if (self.worker_rlimit_nofile is not None
+                and self.worker_connections > self.worker_rlimit_nofile):
+            raise RenderError(f"worker_connections {self.worker_connections} exceeds worker_rlimit_nofile "
+                              f"{self.worker_rlimit_nofile}: a worker would run out of open files first")
         if not isinstance(self.cookie_name, str) or not COOKIE_RE.fullmatch(self.cookie_name):
             raise RenderError(f"bad cookie name {self.cookie_name!r}: must match {COOKIE_RE.pattern}")
         if not isinstance(self.sticky, Sticky):
             raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")
         if self.realip_from is not None:
             object.__setattr__(self, "realip_from", _cidr(self.realip_from))
+
+    @property
+    def listen_ports(self) -> tuple[int, ...]:
+        """Every port nginx listens on, `listen_port` first."""
+        return (self.listen_port, *tuple(self.extra_listen_ports))
 
 
 def for_replicas(count: int, *, balance: Balance = Balance.ROUND_ROBIN, port: int = 8000,
@@ -138,7 +166,9 @@ def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str
     )
     try:
         return env.get_template("nginx.conf.j2").render(
-            replicas=config.replicas, balance=config.balance.value, listen_port=config.listen_port,
+            replicas=config.replicas, balance=config.balance.value, listen_ports=config.listen_ports,
+            reuseport=config.reuseport, worker_rlimit_nofile=config.worker_rlimit_nofile,
+            access_log=config.access_log,
             read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
             workers=config.workers, worker_connections=config.worker_connections,
             cookie_name=config.cookie_name, sticky=config.sticky.value,

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import docker
 import docker.errors
+import docker.types
 from docker.models.containers import Container
 
 from .. import signals
@@ -61,6 +62,18 @@ class StackSpec:
     #: when set, renders the nginx config from the front network's subnet once that network exists (the
     #: host's connections arrive from it, so realip may trust that network and no other); else `nginx_conf`
     nginx_conf_for: Callable[[str], str] | None = None
+    #: more nginx container ports to publish, each on its own ephemeral 127.0.0.1 port (the host reaches a
+    #: published port through one docker-proxy process per port, and each holds two files per connection)
+    extra_nginx_ports: tuple[int, ...] = ()
+    #: the open-file limit (soft = hard) of every container; None leaves the engine's default
+    nofile: int | None = None
+
+    def __post_init__(self) -> None:
+        ports = self.extra_nginx_ports
+        if len(set(ports)) != len(ports) or not all(1024 <= p <= 65535 and p != NGINX_PORT for p in ports):
+            raise StackError(f"bad extra nginx ports {ports!r}: distinct ports in 1024..65535 other than {NGINX_PORT}")
+        if self.nofile is not None and not 1024 <= self.nofile <= 1_048_576:
+            raise StackError(f"nofile {self.nofile} must be 1024..1048576 (and at most the host's hard limit)")
 
     @property
     def needs_redis(self) -> bool:
@@ -138,6 +151,8 @@ class Stack:
     nginx_conf: str = ""
     #: names of what the teardown removed, also handed to `on_removed`
     removed: list[str] = field(default_factory=list)
+    #: nginx container port -> its published 127.0.0.1 port (NGINX_PORT's is `port`)
+    ports: dict[int, int] = field(default_factory=dict)
     on_removed: Callable[[list[str]], None] = lambda names: None
 
     def __post_init__(self) -> None:
@@ -197,6 +212,7 @@ class Stack:
         except docker.errors.APIError as exc:
             raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
         self.port = self._published_port(nginx)
+        self.ports = {NGINX_PORT: self.port, **{p: self._published_port(nginx, p) for p in spec.extra_nginx_ports}}
         waits = [self._pool.submit(self._wait_nginx, nginx)]
         waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
         if "redis" in self.containers:
@@ -233,7 +249,8 @@ class Stack:
             self._create, "nginx", spec.images.nginx.tag,
             ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr -c {NGINX_CONF} "
                          "-g 'daemon off;'"],
-            front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port)}))
+            front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port),
+                          **{f"{p}/tcp": ("127.0.0.1", None) for p in spec.extra_nginx_ports}}))
         _all(jobs)
         self.progress(f"created {len(self.containers)} container(s)")
         return self.containers["nginx"]
@@ -262,6 +279,8 @@ class Stack:
 
     def _create(self, name: str, image: str, command: list[str], network: str, **kwargs: Any) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[name])
+        if self.spec.nofile is not None:
+            kwargs["ulimits"] = [docker.types.Ulimit(name="nofile", soft=self.spec.nofile, hard=self.spec.nofile)]
         try:
             container = self.client.containers.create(
                 image, command, name=f"wslab-{self.spec.run_id}-{name}", hostname=name,
@@ -273,9 +292,9 @@ class Stack:
         self.containers[name] = container
         return container
 
-    def _published_port(self, container: Container) -> int:
+    def _published_port(self, container: Container, port: int = NGINX_PORT) -> int:
         container.reload()
-        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{NGINX_PORT}/tcp") or []
+        bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
         if not bindings:
             raise _nginx_failed(container, f"nginx exited at start:\n{_tail(container)}")
         return int(bindings[0]["HostPort"])

@@ -1,0 +1,268 @@
+"""Connection scale (a benchmark, not a test): `python -m labs.bench_connections --connections 20000`.
+
+Opens N mostly idle WebSocket connections through the lab's nginx to Redis-PubSub replicas, all in one
+room, then broadcasts from one of them a few times. Writes results/bench/connections-<stamp>/connections.json
+and connections.md: the connect rate, resident memory per connection per replica (the replica's own RSS
+delta over the connections it holds), the seconds until 95% and 100% of each broadcast arrived (medians),
+loss, and what each kind of process used of its open-file limit, so the result says what bounds it.
+
+`labs.connections.plan_layout` decides how many load processes, published ports (one docker-proxy each),
+nginx workers and replicas carry N under the host's hard `nofile` limit. The load processes
+(`labs.connections_client`) run in their own process group, killed on every exit path; the containers
+are the lab's `Stack`, removed on every exit path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from . import scenario, settings, signals
+from .cli import progress_printer
+from .connections import Layout, PlanError, assign, median_of, nearest_limits, plan_layout
+from .connections_load import LoadGroup, host_figures, proxy_figures
+from .errors import LabError
+from .infra import inspect
+from .infra.render import for_replicas, render_nginx
+from .infra.stack import Stack, StackSpec
+from .runner import broker_options, new_run_id, plan, utc_stamp
+from .scenario import Broker
+
+ROOM = "lobby"
+DEFAULT_N = 20_000
+#: nginx's upstream connect timeout: above the first SYN retransmission (1 s), so that a SYN dropped by a
+#: busy replica's backlog is retried instead of failing the client with a 502
+CONNECT_TIMEOUT_MS = 5000
+
+
+def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
+    low, high = (int(v) for v in path.read_text().split())
+    return high - low + 1
+
+
+def nginx_config(layout: Layout) -> str:
+    """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
+    published port, reuseport, no access log."""
+    config = dataclasses.replace(
+        for_replicas(layout.replicas), workers=layout.nginx_workers, worker_connections=layout.worker_connections,
+        worker_rlimit_nofile=layout.fd_limit, extra_listen_ports=layout.listen_ports[1:], reuseport=True,
+        access_log=False, connect_timeout_ms=CONNECT_TIMEOUT_MS)
+    return render_nginx(config)
+
+
+def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
+    """Each replica's RSS and members of the room, from its /healthz."""
+    out = {}
+    for name in stack.replica_names():
+        h = inspect.health(stack, name)
+        out[name] = {"rss_bytes": h.get("rss_bytes"), "members": h.get("rooms", {}).get(ROOM, 0),
+                     "status": h.get("status")}
+    return out
+
+
+def nginx_figures(stack: Stack) -> list[dict[str, int]]:
+    """Open files and RSS of each nginx worker, read inside its container."""
+    script = ("for p in /proc/[0-9]*; do grep -q 'nginx: worker' $p/cmdline 2>/dev/null && "
+              "echo ${p#/proc/} $(ls $p/fd | wc -l) $(cut -d' ' -f2 $p/statm); done")
+    code, out = stack.containers["nginx"].exec_run(["sh", "-c", script], user="65534:65534")
+    rows = []
+    for line in out.decode(errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            rows.append({"pid": int(parts[0]), "files": int(parts[1]), "rss_bytes": int(parts[2]) * 4096})
+    return rows
+
+
+def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collect_timeout: float,
+            open_timeout: float, progress: Any) -> dict[str, Any]:
+    s = scenario.load("pubsub")
+    s = dataclasses.replace(s, topology=dataclasses.replace(s.topology, replicas=layout.replicas,
+                                                            broker=Broker.REDIS_PUBSUB))
+    p = plan(s)
+    spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=Broker.REDIS_PUBSUB.value,
+                     nginx_conf=nginx_config(layout), images=images, ready_timeout=60.0,
+                     extra_nginx_ports=layout.listen_ports[1:], nofile=layout.fd_limit,
+                     **broker_options(p.scenario))
+    host_before = host_figures()
+    with Stack(client, spec, progress=progress) as stack:
+        before = replica_figures(stack)
+        ports = [stack.ports[port] for port in layout.listen_ports]
+        with LoadGroup(assign(layout), ports=ports, room=ROOM, open_timeout=open_timeout,
+                       concurrency=layout.concurrency) as load:
+            progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections over "
+                     f"{layout.ports} published port(s)")
+            connected = load.wait_connected(deadline_s=open_timeout + layout.connections / 200)
+            ok = sum(c["ok"] for c in connected)
+            span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
+            progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)")
+            after = replica_figures(stack)
+            held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
+                    "load": load.stats()}
+            rounds = [load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
+                      for k in range(1, broadcasts + 1)]
+            for r in rounds:
+                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in {r['t95_s']}s, "
+                         f"100% in {r['t100_s']}s, lost {r['lost']}")
+    memory = {}
+    for name, a in after.items():
+        b, n = before[name]["rss_bytes"], a["members"]
+        memory[name] = {"members": n, "rss_before": b, "rss_after": a["rss_bytes"],
+                        "bytes_per_connection": (a["rss_bytes"] - b) / n if n and b and a["rss_bytes"] else None}
+    return {"connections": layout.connections, "connected": ok, "failed": layout.connections - ok,
+            "connect_s": span, "connect_rate": ok / span if span > 0 else None,
+            "connect_errors": _merge([c["errors"] for c in connected]),
+            "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
+            "lost": sum(r["lost"] for r in rounds), "duplicated": sum(r["duplicated"] for r in rounds),
+            "t95_s": median_of([r["t95_s"] for r in rounds]), "t100_s": median_of([r["t100_s"] for r in rounds]),
+            "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
+
+
+def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def usage(run: dict[str, Any], layout: Layout) -> dict[str, tuple[float, float]]:
+    """(used, limit) for every part that could bound the run."""
+    held, host = run["held"], run["held"]["host"]
+    workers = [p["files"] for p in held["nginx"]] or [-1]
+    out = {
+        "open files, busiest load process": (max(p["files"] or 0 for p in held["load"]), layout.fd_limit),
+        "open files, busiest docker-proxy": (max([p["files"] or 0 for p in held["proxies"].values()] or [-1]),
+                                             layout.fd_limit),
+        "open files, busiest nginx worker": (max(workers), layout.fd_limit),
+        "connections, busiest replica": (max(r["members"] for r in run["replicas"].values()), layout.fd_limit),
+        "ephemeral ports, busiest destination": (max(layout.per("proxy"), layout.per("replica")),
+                                                 layout.ephemeral_ports),
+        "host memory": (host["mem_total_bytes"] - host["mem_available_bytes"], host["mem_total_bytes"]),
+    }
+    if host.get("nf_conntrack_max"):
+        out["tracked connections (nf_conntrack)"] = (host["nf_conntrack_count"], host["nf_conntrack_max"])
+    return out
+
+
+def write(result: dict[str, Any], out: Path) -> None:
+    """connections.json and a short connections.md beside it."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "connections.json").write_text(json.dumps(result, indent=2) + "\n")
+    s, lay = result["summary"], result["layout"]
+    kib = s["bytes_per_connection"]
+    lines = [
+        f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
+        f"Layout: {lay['load_processes']} load processes, {lay['ports']} published ports (one docker-proxy each), "
+        f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas on Redis PubSub, one room; "
+        f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
+        f"{result['broadcasts']} broadcasts each.", "",
+        "| connected | connect rate | RSS per connection per replica | 95% of a broadcast | 100% | lost | duplicated |",
+        "|---|---|---|---|---|---|---|",
+        f"| {s['connected']}/{s['connections']} | {_fmt(s['connect_rate'], '{:,.0f}/s')} "
+        f"| {_fmt(kib and kib / 1024, '{:.1f} KiB')} | {_fmt(s['t95_s'], '{:.2f} s')} | {_fmt(s['t100_s'], '{:.2f} s')} "
+        f"| {s['lost']} | {s['duplicated']} |", "",
+        "Nearest limits (used / limit, busiest run):", "",
+        *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
+        f"Bound: {result['bound']}", ""]
+    (out / "connections.md").write_text("\n".join(lines))
+
+
+def _fmt(value: float | None, pattern: str) -> str:
+    return "—" if value is None else pattern.format(value)
+
+
+def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over runs (loss and duplicates: totals)."""
+    per = [r["bytes_per_connection"] for run in runs for r in run["replicas"].values()
+           if r["bytes_per_connection"] is not None]
+    return {"connections": runs[0]["connections"], "connected": min(r["connected"] for r in runs),
+            "connect_rate": median_of([r["connect_rate"] for r in runs]),
+            "bytes_per_connection": statistics.median(per) if per else None,
+            "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
+            "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
+
+
+def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
+    failed = [r for r in runs if r["failed"] or r["lost"]]
+    if failed:
+        errors = _merge([r["connect_errors"] for r in failed])
+        top = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
+        return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
+                f"receipt(s) lost; errors: {top or 'none reported'}")
+    part, fraction = limits[0]
+    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}"
+
+
+def parse_count(text: str) -> int:
+    try:
+        return int(text.replace("_", ""))
+    except ValueError:
+        raise PlanError(f"N={text!r} is not a whole number; give e.g. N=20000") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_connections", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N (default {DEFAULT_N})")
+    parser.add_argument("--runs", default="1", help="whole runs, each on a fresh stack (default 1)")
+    parser.add_argument("--broadcasts", default="5", help="broadcasts per run (default 5)")
+    parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a broadcast may take")
+    parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
+    args = parser.parse_args(argv)
+    signals.install()
+    progress = progress_printer(settings.QUIET)
+    try:
+        runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
+        if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
+            raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
+        layout = plan_layout(parse_count(args.connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                             ephemeral_ports=ephemeral_ports())
+    except LabError as exc:
+        print(f"bench-connections: {exc}", file=sys.stderr)
+        return 2
+    from .infra.engine import ensure_engine
+    from .infra.images import ensure_images
+
+    client = ensure_engine(progress=progress)
+    try:
+        images = ensure_images(client, progress=progress)
+        runs = []
+        for i in range(runs_n):
+            runs.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
+                                open_timeout=args.open_timeout, progress=progress))
+            progress(f"run {i + 1}/{runs_n} done")
+        engine = client.version().get("Version", "?")
+    finally:
+        client.close()
+    limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
+    result = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
+              "layout": {**dataclasses.asdict(layout), "listen_ports": list(layout.listen_ports)},
+              "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
+                          "python": platform.python_version()}}
+    out = settings.RESULTS_DIR / "bench" / f"connections-{utc_stamp()}"
+    write(result, out)
+    print((out / "connections.md").read_text())
+    print(f"-> {out}")
+    s = result["summary"]
+    return 0 if s["connected"] == s["connections"] and s["lost"] == 0 and s["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the load processes and the stack were removed on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except LabError as exc:
+        print(f"bench-connections: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,185 @@
+"""The load processes of `bench_connections` and what the host says about the processes on the path.
+
+`LoadGroup` starts one `labs.connections_client` per share of the connections, each in its own process
+group, and kills every group when it exits, on every path (an exception, Ctrl-C, SIGTERM). A load process
+also ends by itself when its stdin closes, so even a bench killed with SIGKILL leaves none behind for long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .connections import Arrival, summarize
+from .errors import LabError
+from .settings import ROOT
+
+class LoadError(LabError):
+    """A load process died or did not answer in time."""
+
+
+class LoadGroup:
+    def __init__(self, shares: list[tuple[int, int]], *, ports: list[int], room: str, open_timeout: float,
+                 concurrency: int) -> None:
+        self.shares, self.ports, self.room = shares, ports, room
+        self.open_timeout, self.concurrency = open_timeout, concurrency
+        self.procs: list[subprocess.Popen[str]] = []
+        self.logs: list[IO[str]] = []
+        self.events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
+
+    def __enter__(self) -> "LoadGroup":
+        try:
+            for k, (first, count) in enumerate(self.shares):
+                config = {"host": "127.0.0.1", "ports": self.ports, "first": first, "count": count, "room": self.room,
+                          "concurrency": self.concurrency, "open_timeout": self.open_timeout}
+                log = tempfile.TemporaryFile("w+")
+                self.logs.append(log)
+                proc = subprocess.Popen([sys.executable, "-m", "labs.connections_client", json.dumps(config)],
+                                        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                        text=True, start_new_session=True)
+                self.procs.append(proc)
+                threading.Thread(target=self._read, args=(k, proc), daemon=True).start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for proc in self.procs:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for proc in self.procs:
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                try:
+                    if pipe:
+                        pipe.close()
+                except OSError:
+                    pass
+        for log in self.logs:
+            log.close()
+
+    def _read(self, k: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.events.put((k, json.loads(line)))
+        self.events.put((k, None))
+
+    def _tell(self, k: int, command: dict[str, Any]) -> None:
+        stdin = self.procs[k].stdin
+        assert stdin is not None
+        stdin.write(json.dumps(command) + "\n")
+        stdin.flush()
+
+    def _await(self, event: str, who: list[int], deadline_s: float) -> dict[int, dict[str, Any]]:
+        """Each of `who`'s next `event`; LoadError if one dies or the deadline passes. Short waits, so that
+        a signal is acted on between them."""
+        got: dict[int, dict[str, Any]] = {}
+        deadline = time.monotonic() + deadline_s
+        while len(got) < len(who):
+            if time.monotonic() > deadline:
+                raise LoadError(f"load processes {sorted(set(who) - set(got))} sent no {event!r} "
+                                f"within {deadline_s:.0f}s")
+            try:
+                k, message = self.events.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if message is None:
+                raise LoadError(f"load process {k} exited ({self.procs[k].wait()}): {self._tail(k)}")
+            if message.get("event") == event:
+                got[k] = message
+        return got
+
+    def _tail(self, k: int) -> str:
+        log = self.logs[k]
+        log.seek(0)
+        return " / ".join(log.read().strip().splitlines()[-3:]) or "(no output)"
+
+    def wait_connected(self, *, deadline_s: float) -> list[dict[str, Any]]:
+        got = self._await("connected", list(range(len(self.procs))), deadline_s)
+        return [got[k] for k in range(len(self.procs))]
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Each load process's open connections, RSS and open files."""
+        for k in range(len(self.procs)):
+            self._tell(k, {"cmd": "stats"})
+        got = self._await("stats", list(range(len(self.procs))), 30)
+        return [{**got[k], "files": _files(self.procs[k].pid)} for k in range(len(self.procs))]
+
+    def broadcast(self, mid: str, *, expected: int, timeout: float) -> dict[str, Any]:
+        """Send `mid` from load process 0 and gather when every other connection received it."""
+        self._tell(0, {"cmd": "send", "id": mid})
+        sent = self._await("sent", [0], 30)[0]
+        everyone = list(range(len(self.procs)))
+        for k in everyone:
+            self._tell(k, {"cmd": "collect", "id": mid, "timeout": timeout})
+        got = self._await("arrivals", everyone, timeout + 30)
+        delays = tuple(t - sent["at"] for g in got.values() for t in g["times"])
+        summary = summarize(Arrival(expected, delays, sum(g["duplicates"] for g in got.values())))
+        closed: dict[str, int] = {}
+        for g in got.values():
+            for code, n in g["closed"].items():
+                closed[code] = closed.get(code, 0) + n
+        return {"id": mid, "sender": sent["client"], **summary, "closed_connections": closed}
+
+
+def _files(pid: int) -> int | None:
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+
+
+def _rss(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def proxy_figures(host_ports: list[int]) -> dict[str, dict[str, int | None]]:
+    """Open files and RSS of the docker-proxy process behind each published port (none: not proxied)."""
+    wanted = {str(p) for p in host_ports}
+    out: dict[str, dict[str, int | None]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not args or not args[0].endswith(b"docker-proxy") or b"-host-port" not in args:
+            continue
+        port = args[args.index(b"-host-port") + 1].decode()
+        if port in wanted:
+            out[port] = {"pid": int(entry.name), "files": _files(int(entry.name)), "rss_bytes": _rss(int(entry.name))}
+    return out
+
+
+def host_figures() -> dict[str, Any]:
+    """The host's available memory, TCP sockets, tracked connections, and load average."""
+    meminfo = dict(line.split(":", 1) for line in Path("/proc/meminfo").read_text().splitlines())
+    out: dict[str, Any] = {"mem_available_bytes": int(meminfo["MemAvailable"].split()[0]) * 1024,
+                           "mem_total_bytes": int(meminfo["MemTotal"].split()[0]) * 1024,
+                           "loadavg": Path("/proc/loadavg").read_text().split()[:3]}
+    for name in ("nf_conntrack_count", "nf_conntrack_max"):
+        try:
+            out[name] = int(Path(f"/proc/sys/net/netfilter/{name}").read_text())
+        except OSError:
+            out[name] = None
+    for line in Path("/proc/net/sockstat").read_text().splitlines():
+        if line.startswith("TCP:"):
+            fields = line.split()[1:]
+            out["tcp"] = dict(zip(fields[::2], (int(v) for v in fields[1::2])))
+    return out
