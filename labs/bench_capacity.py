@@ -1,0 +1,200 @@
+"""Where each pattern saturates: `python -m labs.bench_capacity` (`make bench-capacity`).
+
+For each pattern (no broker, Redis PubSub, Redis Streams) and replica count, one stack comes up through the
+lab's pipeline (plan, stack spec, nginx, replicas, broker) and locust steps the offered rate up, `users`
+users in one room, until p99 passes 100 ms or a message is lost. Each step reports offered/s, delivered/s,
+lost, p50/p90/p99/max and the CPU of every container, of docker-proxy (the published port's userland
+proxy) and of the load generator. The knee is the most deliveries/s with p99 <= 50 ms and nothing lost. At
+the knee the step runs again with one more generator process: if the figures move, the generator was part
+of the bottleneck, and the result says so.
+
+Output: results/bench/capacity-<stamp>/ capacity.json, capacity.csv, capacity.md and the pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from . import scenario, settings, signals
+from .cli import progress_printer
+from .errors import LabError
+from .infra import inspect
+from .infra.engine import ensure_engine
+from .infra.images import ensure_images
+from .infra.stack import Stack
+from .load import ladder
+from .load.step import StepSpec, run_step
+from .runner import describe, plan, stack_spec, utc_stamp
+
+CSV_FIELDS = ("pattern", "replicas", "offered", "sent_per_s", "delivered_per_s", "lost", "dropped", "p50_ms",
+              "p90_ms", "p99_ms", "max_ms", "generator_bound", "bottleneck")
+
+
+def capacity_scenario(pattern: str, replicas: int, users: int) -> scenario.Scenario:
+    """The headline's topology (round-robin nginx in front of the replicas), with this pattern's broker."""
+    base = scenario.load("pubsub")
+    top = dataclasses.replace(base.topology, replicas=replicas, broker=ladder.PATTERNS[pattern])
+    wl = dataclasses.replace(base.workload, clients=users)
+    return dataclasses.replace(base, name=f"capacity-{pattern}-x{replicas}", topology=top, workload=wl)
+
+
+def host_cpu(port: int) -> dict[str, float]:
+    """CPU seconds of the docker-proxy that carries the published port (a host process, not a container)."""
+    for p in psutil.process_iter(["name", "cmdline"]):
+        cmd = p.info.get("cmdline") or []
+        if p.info.get("name") == "docker-proxy" and "-host-port" in cmd and cmd[cmd.index("-host-port") + 1] == str(port):
+            try:
+                t = p.cpu_times()
+                return {"docker-proxy": t.user + t.system}
+            except psutil.NoSuchProcess:
+                return {}
+    return {}
+
+
+def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argparse.Namespace, out: Path,
+               progress: Callable[[str], None]) -> dict[str, Any]:
+    """One stack, one ladder per run, then the headroom check at the knee."""
+    p = plan(capacity_scenario(pattern, replicas, args.users))
+    spec, note = stack_spec(client, p, images)
+    progress(describe(p, spec, note))
+    broker = pattern != "none"
+    runs: list[list[dict[str, Any]]] = []
+    with Stack(client, spec, progress=progress) as stack:
+        def probe() -> dict[str, float]:
+            return {**inspect.cpu_seconds(stack), **host_cpu(stack.port)}
+
+        def step(rate: float, processes: int, tag: str) -> dict[str, Any]:
+            s = StepSpec(users=args.users, rate=rate, seconds=args.seconds, processes=processes)
+            r = run_step(stack.port, s, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
+            d = {"pattern": pattern, "replicas": replicas, **r.to_dict()}
+            d["bottleneck"] = ladder.bottleneck(d)
+            progress(f"{p.scenario.name} {tag}: offered {rate:g}/s, delivered {d['delivered_per_s']:.0f}/s, "
+                     f"lost {d['lost']}, p50 {_ms(d['p50_ms'])}, p99 {_ms(d['p99_ms'])}; busiest {d['bottleneck']}"
+                     + ("; generator-bound" if d["generator_bound"] else ""))
+            return d
+
+        for i in range(args.runs):
+            steps: list[dict[str, Any]] = []
+            for rate in args.rates:
+                steps.append(step(rate, args.processes, f"run{i + 1}-{rate:g}"))
+                if ladder.broken(steps[-1]):
+                    break
+            runs.append(steps)
+        medians = ladder.median_steps(runs)
+        best = ladder.knee(medians)
+        headroom = None
+        if best is not None:
+            again = step(best["offered"], args.processes + 1, f"headroom-{best['offered']:g}")
+            headroom = {"rate": best["offered"], "processes": [args.processes, args.processes + 1],
+                        "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
+                        "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
+                        "unchanged": _unchanged(best, again), "step": again}
+    return {"pattern": pattern, "replicas": replicas, "runs": runs, "steps": medians, "knee": best,
+            "headroom": headroom}
+
+
+def _unchanged(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Same within run-to-run noise: deliveries within 3 %, p99 within 50 % or 5 ms."""
+    if a["p99_ms"] is None or b["p99_ms"] is None:
+        return False
+    same_rate = abs(a["delivered_per_s"] - b["delivered_per_s"]) <= 0.03 * a["delivered_per_s"]
+    return same_rate and abs(a["p99_ms"] - b["p99_ms"]) <= max(5.0, 0.5 * a["p99_ms"])
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} ms"
+
+
+def table(configs: list[dict[str, Any]]) -> str:
+    rows = ["| pattern | replicas | knee: delivered/s (offered msg/s) | p50 / p99 at the knee | busiest at the knee "
+            "| broke at (offered msg/s): why | second generator process at the knee |", "|" + "---|" * 7]
+    for c in configs:
+        k, steps = c["knee"], c["steps"]
+        last = steps[-1] if steps and ladder.broken(steps[-1]) else None
+        why = "-" if last is None else (f"{last['offered']:g}: " + (
+            f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
+            else f"p99 {_ms(last['p99_ms'])}"))
+        h = c["headroom"]
+        second = "-" if h is None else (f"{h['second']['delivered_per_s']:.0f}/s, p99 {_ms(h['second']['p99_ms'])}: "
+                                        + ("unchanged" if h["unchanged"] else "changed (generator-bound)"))
+        if k is None:
+            rows.append(f"| {c['pattern']} | {c['replicas']} | none within 50 ms | - | - | {why} | - |")
+            continue
+        rows.append(f"| {c['pattern']} | {c['replicas']} | {k['delivered_per_s']:.0f} ({k['offered']:g}) "
+                    f"| {_ms(k['p50_ms'])} / {_ms(k['p99_ms'])} | {k['bottleneck']} | {why} | {second} |")
+    return "\n".join(rows)
+
+
+def write(out: Path, configs: list[dict[str, Any]], args: argparse.Namespace, engine: str) -> None:
+    steps = [s for c in configs for s in c["steps"]]
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+               "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+    (out / "capacity.json").write_text(json.dumps(
+        {"benchmark": "capacity", "users": args.users, "seconds": args.seconds, "runs": args.runs,
+         "generator_processes": args.processes, "knee_p99_ms": ladder.KNEE_P99_MS,
+         "break_p99_ms": ladder.BREAK_P99_MS, "machine": machine, "configs": configs}, indent=2, default=str) + "\n")
+    with (out / "capacity.csv").open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(steps)
+    (out / "capacity.md").write_text(f"# Capacity ({args.users} users in one room, {args.seconds:g} s a step, "
+                                     f"medians of {args.runs} run(s); {machine['cpus']} cores)\n\n{table(configs)}\n")
+    try:
+        from .report.plots import capacity_pngs
+    except ImportError:  # the pictures module is optional for the figures themselves
+        return
+    capacity_pngs(steps, out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_capacity", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--patterns", default="none,pubsub,streams", help="comma-separated: none, pubsub, streams")
+    parser.add_argument("--replicas", default="1,2,3,4", help="comma-separated replica counts (1..8)")
+    parser.add_argument("--rates", default=",".join(map(str, ladder.DEFAULT_RATES)),
+                        help="offered messages/s, increasing")
+    parser.add_argument("--users", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
+    args = parser.parse_args(argv)
+    progress = progress_printer(settings.QUIET)
+    try:
+        names = ladder.patterns(args.patterns)
+        replicas = [int(n) for n in ladder.numbers(args.replicas, "replica counts", 1, 8)]
+        args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
+        if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
+            raise ladder.LadderError("runs must be 1..20 and users 2..1000")
+        StepSpec(users=args.users, rate=args.rates[0], seconds=args.seconds, processes=args.processes + 1)
+    except LabError as exc:
+        print(f"wslab: {exc}", file=sys.stderr)
+        return 2
+    signals.install()
+    client = ensure_engine(progress=progress)
+    images = ensure_images(client, progress=progress)
+    out = settings.RESULTS_DIR / "bench" / f"capacity-{utc_stamp()}"
+    out.mkdir(parents=True)
+    configs = [one_config(client, images, pattern, n, args, out, progress) for pattern in names for n in replicas]
+    write(out, configs, args, client.version().get("Version", "?"))
+    client.close()
+    print(table(configs))
+    print(f"\n-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the stack in use and the load processes are gone by now
+        print("wslab: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,92 @@
+"""The capacity ladder's rules. Pure: a step is the dict `StepResult.to_dict()` gives.
+
+A ladder steps the offered rate up until a step breaks (p99 over `BREAK_P99_MS`, or anything lost or
+dropped); the knee is the step with the most deliveries/s whose p99 is within `KNEE_P99_MS` and that lost
+nothing. Several runs of a ladder combine into medians, step by step.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+from ..errors import LabError
+from ..scenario import Broker
+
+BREAK_P99_MS = 100.0
+KNEE_P99_MS = 50.0
+PATTERNS = {"none": Broker.NONE, "pubsub": Broker.REDIS_PUBSUB, "streams": Broker.REDIS_STREAMS}
+DEFAULT_RATES = (100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600)
+Step = dict[str, Any]
+
+
+class LadderError(LabError):
+    pass
+
+
+def patterns(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PATTERNS]
+    if not names or unknown:
+        raise LadderError(f"unknown pattern {', '.join(unknown) or repr(text)}; choose from {', '.join(PATTERNS)}")
+    return names
+
+
+def numbers(text: str, what: str, lo: float, hi: float) -> list[float]:
+    try:
+        values = [float(n) for n in text.split(",") if n.strip()]
+    except ValueError:
+        raise LadderError(f"bad {what} {text!r}: give comma-separated numbers, e.g. 100,200,400") from None
+    if not values or any(not lo <= v <= hi for v in values) or values != sorted(set(values)):
+        raise LadderError(f"bad {what} {text!r}: increasing numbers in {lo:g}..{hi:g}")
+    return values
+
+
+def broken(step: Step) -> bool:
+    """The step where the ladder stops: p99 over the limit, nothing delivered, or anything lost or dropped."""
+    p99 = step.get("p99_ms")
+    return p99 is None or p99 > BREAK_P99_MS or step["lost"] > 0 or step["dropped"] > 0
+
+
+def within_knee(step: Step) -> bool:
+    p99 = step.get("p99_ms")
+    return p99 is not None and p99 <= KNEE_P99_MS and step["lost"] == 0 and step["dropped"] == 0
+
+
+def knee(steps: list[Step]) -> Step | None:
+    """The most deliveries/s with p99 <= 50 ms and nothing lost; None when no step qualifies."""
+    good = [s for s in steps if within_knee(s)]
+    return max(good, key=lambda s: s["delivered_per_s"]) if good else None
+
+
+def median_steps(runs: list[list[Step]]) -> list[Step]:
+    """Per offered rate, the median of each figure over the runs that reached that rate. `lost` and
+    `dropped` are the most any run saw (one run's loss is a loss); `runs` says how many runs are behind it."""
+    by_rate: dict[float, list[Step]] = {}
+    for run in runs:
+        for step in run:
+            by_rate.setdefault(step["offered"], []).append(step)
+    out = []
+    for rate in sorted(by_rate):
+        group = by_rate[rate]
+        merged: Step = dict(group[0])
+        for key in ("sent_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "generator_peak"):
+            values = [s[key] for s in group if s.get(key) is not None]
+            merged[key] = statistics.median(values) if values else None
+        for key in ("lost", "dropped", "duplicated", "unexpected"):
+            merged[key] = max(s[key] for s in group)
+        merged["generator_bound"] = any(s["generator_bound"] for s in group)
+        merged["cpu"] = {name: statistics.median(s["cpu"].get(name, 0.0) for s in group) for name in group[0]["cpu"]}
+        merged["runs"] = len(group)
+        out.append(merged)
+    return out
+
+
+def bottleneck(step: Step) -> str:
+    """Who was busiest: the process (container, docker-proxy, or the generator) using the most CPU, and how
+    much of the machine was in use."""
+    cpu = step.get("cpu") or {}
+    if not cpu:
+        return "?"
+    name = max(cpu, key=lambda n: cpu[n])
+    return f"{name} {cpu[name]:.2f} cores (all: {sum(cpu.values()):.2f})"

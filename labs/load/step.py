@@ -1,0 +1,217 @@
+"""One load step: locust (headless, a master and `processes` workers) drives `users` users at an offered rate
+through nginx for `seconds`, and the step's counts come back from the users' tallies.
+
+locust runs in a session of its own and its whole process group is killed in a `finally`: no load worker
+outlives the step, whatever ends it. The CPU the generator used is read from its processes (psutil), the
+containers' from `cpu_probe` (cumulative CPU seconds per container), over the same window: from the go
+signal until the last user reported.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from ..errors import LabError
+from .tally import StepCounts, UserCounts, add_up
+
+USERS_FILE = Path(__file__).with_name("users.py")
+CpuProbe = Callable[[], dict[str, float]]
+#: a step whose generator used more than this share of one core in any of its processes was bound by it
+GENERATOR_BOUND = 0.85
+
+
+class LoadError(LabError):
+    pass
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    users: int
+    #: offered messages per second, all users together
+    rate: float
+    seconds: float
+    processes: int = 1
+    payload: int = 0
+    user_class: str = "WebSocketUser"
+    join_timeout: float = 30.0
+    drain: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.users <= 5000:
+            raise LoadError(f"a load step needs 2..5000 users, got {self.users}")
+        if not 0 < self.rate <= 100_000 or not 0.5 <= self.seconds <= 600:
+            raise LoadError(f"rate must be in (0, 100000] msg/s and seconds 0.5..600, got {self.rate}, {self.seconds}")
+        if not 1 <= self.processes <= 16:
+            raise LoadError(f"processes must be 1..16, got {self.processes}")
+        if self.user_class not in {"WebSocketUser", "SocketIOUser"}:
+            raise LoadError(f"unknown load user {self.user_class!r} (WebSocketUser or SocketIOUser)")
+
+
+@dataclass
+class StepResult:
+    spec: StepSpec
+    counts: StepCounts
+    #: wall seconds from the go signal to the last report
+    window_s: float
+    #: CPU cores used over the window: every container, and "generator" (all locust processes)
+    cpu: dict[str, float] = field(default_factory=dict)
+    #: the busiest locust process's share of one core
+    generator_peak: float = 0.0
+    locust: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def offered_per_s(self) -> float:
+        return self.spec.rate
+
+    @property
+    def sent_per_s(self) -> float:
+        return self.counts.sent / self.spec.seconds
+
+    @property
+    def delivered_per_s(self) -> float:
+        return self.counts.delivered / self.spec.seconds
+
+    @property
+    def generator_bound(self) -> bool:
+        """The generator, not the lab, set the pace: a locust process near a full core, or sends that went
+        out late or short of the offered count."""
+        short = self.counts.sent < 0.97 * self.spec.rate * self.spec.seconds
+        return self.generator_peak > GENERATOR_BOUND or short or self.counts.late_sends > 0.01 * max(1, self.counts.sent)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.counts
+        return {"users": self.spec.users, "processes": self.spec.processes, "offered": self.spec.rate,
+                "seconds": self.spec.seconds, "sent": c.sent, "acked": c.acked, "sent_per_s": self.sent_per_s,
+                "owed": c.owed, "delivered": c.delivered, "delivered_per_s": self.delivered_per_s, "lost": c.lost,
+                "duplicated": c.duplicated, "unexpected": c.unexpected, "joined": c.joined, "dropped": c.dropped,
+                "late_sends": c.late_sends, "p50_ms": c.percentile_ms(50), "p90_ms": c.percentile_ms(90),
+                "p99_ms": c.percentile_ms(99), "max_ms": c.max_ms, "window_s": self.window_s,
+                "cpu": self.cpu, "generator_peak": self.generator_peak,
+                "generator_bound": self.generator_bound, "locust": self.locust}
+
+
+def run_step(port: int, spec: StepSpec, out_dir: Path, *, broker: bool, room: str = "load",
+             cpu_probe: CpuProbe = dict) -> StepResult:
+    out_dir.mkdir(parents=True, exist_ok=False)
+    cap = spec.join_timeout + spec.seconds + spec.drain + 15
+    per_user = spec.rate / spec.users
+    command = [sys.executable, "-m", "locust", "-f", str(USERS_FILE), "--headless", "--processes", str(spec.processes),
+               "-u", str(spec.users), "-r", str(min(spec.users, 500)), "-t", f"{int(cap)}s", "--csv",
+               str(out_dir / "locust"), "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
+               "--lab-dir", str(out_dir), "--lab-port", str(port), "--lab-room", room, "--lab-rate", f"{per_user:.6f}",
+               "--lab-payload", str(spec.payload), "--lab-drain", str(spec.drain), spec.user_class]
+    with open(out_dir / "locust.log", "wb") as log:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        _await(lambda: _count(out_dir / "joined") + _failed(out_dir) >= spec.users, proc, spec.join_timeout,
+               f"{spec.users} users to join", out_dir)
+        tree = _tree(proc.pid)
+        cpu0, gen0, t0 = cpu_probe(), _cpu(tree), time.monotonic()
+        start = time.monotonic() + 0.2
+        go = out_dir / "go.json"
+        go.with_suffix(".partial").write_text(json.dumps({"start": start, "stop": start + spec.seconds}))
+        go.with_suffix(".partial").rename(go)
+        _await(lambda: _count(out_dir / "users", ".json") >= spec.users, proc,
+               0.2 + spec.seconds + spec.drain + 10, "every user's report", out_dir)
+        cpu1, gen1, t1 = cpu_probe(), _cpu(tree), time.monotonic()
+    finally:
+        _stop(proc)
+    users = [UserCounts.from_dict(json.loads(p.read_text())) for p in sorted((out_dir / "users").glob("*.json"))]
+    counts = add_up(users, expected_users=spec.users, broker=broker)
+    window = t1 - t0
+    cpu = {name: (cpu1[name] - cpu0[name]) / window for name in cpu1 if name in cpu0}
+    cpu["generator"] = sum(gen1.get(pid, 0.0) - gen0.get(pid, 0.0) for pid in gen1) / window
+    peak = max((gen1[pid] - gen0.get(pid, 0.0) for pid in gen1), default=0.0) / window
+    return StepResult(spec, counts, window, cpu, peak, _locust_stats(out_dir / "locust_stats.csv"))
+
+
+def _await(done: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str, out_dir: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while not done():
+        if proc.poll() is not None:
+            raise LoadError(f"locust exited with code {proc.returncode} before {what}; see {out_dir / 'locust.log'}")
+        if time.monotonic() > deadline:
+            raise LoadError(f"no {what} after {timeout:.0f} s; see {out_dir / 'locust.log'}")
+        time.sleep(0.02)
+
+
+def _count(directory: Path, suffix: str = "") -> int:
+    try:
+        return sum(1 for p in directory.iterdir() if p.name.endswith(suffix))
+    except FileNotFoundError:
+        return 0
+
+
+def _failed(out_dir: Path) -> int:
+    """Users that reported before joining: they failed to connect."""
+    joined = {p.name for p in (out_dir / "joined").glob("*")} if (out_dir / "joined").exists() else set()
+    return sum(1 for p in (out_dir / "users").glob("*.json") if p.stem not in joined) if (out_dir / "users").exists() else 0
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
+    out = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            out[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the locust session (it writes its CSV and stops its workers), then SIGKILL what is left."""
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the master is gone; its workers may not be
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
+
+
+def _locust_stats(path: Path) -> dict[str, Any]:
+    """locust's own figures for "deliver" and "ack" (its CSV), beside the lab's HdrHistogram ones."""
+    if not path.exists():
+        return {}
+    out = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            if row.get("Name") in {"deliver", "ack"}:
+                out[row["Name"]] = {"count": int(row["Request Count"]), "p50_ms": _num(row.get("50%")),
+                                    "p99_ms": _num(row.get("99%")), "max_ms": _num(row.get("Max Response Time"))}
+    return out
+
+
+def _num(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "", "N/A") else None
+    except ValueError:
+        return None
