@@ -1,4 +1,4 @@
-"""python -m labs run|list|clean|images
+"""python -m labs run|list|clean|images|up|down|fault|heal
 
 Exit codes: 0 every verdict as declared; 1 an expectation was not met; 2 bad input or a setup problem
 (one line says what and how to fix it); 3 a crash of the lab itself (one line points at the log);
@@ -125,6 +125,45 @@ def cmd_images(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def cmd_up(args: argparse.Namespace) -> int:
+    from .live import commands
+
+    return commands.up(args, setup=_setup, progress=progress_printer(args.quiet), on_removed=_removed)
+
+
+def cmd_live(args: argparse.Namespace) -> int:
+    """down, fault, heal: act on the stack `up` keeps running."""
+    from .live import commands
+
+    return int(getattr(commands, args.command)(args))
+
+
+def add_live_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    name_help = "which live stack (default: default; one per name per checkout)"
+    up = sub.add_parser("up", help="start a scenario's stack and keep it up, with a live view",
+                        description="Start the scenario's stack, print the chat page's URL, show a live view "
+                                    "until Ctrl-C, SIGTERM or `python -m labs down` (which remove everything).")
+    up.add_argument("scenario", metavar="SCENARIO", help="a name from `python -m labs list`")
+    up.add_argument("--port", type=int, default=None, help="host port for nginx on 127.0.0.1 (default: a free one)")
+    up.add_argument("--name", default="default", help=name_help)
+    up.set_defaults(func=cmd_up)
+    down = sub.add_parser("down", help="remove the stack `up` keeps running",
+                          description="Stop `up` and remove every container and network of its run.")
+    down.add_argument("--name", default="default", help=name_help)
+    fault = sub.add_parser("fault", help="apply a fault to the running stack (KIND TARGET, as in scenarios)",
+                           description="Apply one fault to the stack `up` keeps running: kill-replica, "
+                                       "partition-replica, slow-consumer take app-N; restart-redis, pause-redis, "
+                                       "kill-pubsub-clients take redis.")
+    fault.add_argument("kind", metavar="KIND", help="a fault kind, e.g. kill-replica")
+    fault.add_argument("target", metavar="TARGET", help="app-N or redis")
+    fault.add_argument("--name", default="default", help=name_help)
+    heal = sub.add_parser("heal", help="undo every fault applied with `fault`",
+                          description="Undo the faults applied to the running stack, the last first.")
+    heal.add_argument("--name", default="default", help=name_help)
+    for p in (down, fault, heal):
+        p.set_defaults(func=cmd_live)
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m labs", description=__doc__,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -151,6 +190,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("images", help="make sure the images exist (build them when missing)",
                    description="Start a Docker engine if needed and build or find the three images."
                    ).set_defaults(func=cmd_images)
+    add_live_commands(sub)
     return top
 
 

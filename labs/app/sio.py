@@ -12,6 +12,7 @@ and the seed article's, exactly as its Node server takes them:
   server -> "new-message" MESSAGE, as given, to the whole room R, the sender included
 Anything else (wrong arguments, a bad room or id) gets the ack {"error": REASON}, one log line, and counts
 in `bad_events`; it never raises into python-socketio.
+  GET /        -> the chat page (chat-sio.html); GET /socket.io.min.js -> the client script it loads
   GET /healthz -> 200 with counters once the manager works (503 before)
 
 Every HTTP response names the replica in X-Wslab-Replica (nginx's open-source cookie stickiness reads it),
@@ -31,6 +32,7 @@ import sys
 import uuid
 from collections import Counter
 from importlib import metadata
+from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -239,6 +241,25 @@ class Replica:
             await client.aclose()
 
 
+#: the chat page (chat-sio.html) and the socket.io client script it loads, which the image build copies
+#: from the npm package socket.io-client beside this module (absent outside the image: 404)
+PAGE = Path(__file__).parent / "chat-sio.html"
+CLIENT_SCRIPT = "socket.io.min.js"
+
+
+async def chat_page(request: web.Request) -> web.StreamResponse:
+    """GET / -> the chat page, with the article's events."""
+    return web.FileResponse(PAGE, headers={"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"})
+
+
+async def client_script(request: web.Request) -> web.StreamResponse:
+    """GET /socket.io.min.js -> the vendored socket.io client."""
+    path = PAGE.parent / CLIENT_SCRIPT
+    if not path.is_file():
+        raise web.HTTPNotFound(text=f"{CLIENT_SCRIPT} is vendored at image build; not in this copy\n")
+    return web.FileResponse(path, headers={"Content-Type": "text/javascript; charset=utf-8"})
+
+
 async def serve(*, name: str, port: int, broker: str, redis_url: str) -> None:
     """Serve until SIGTERM or SIGINT, then disconnect every client and exit cleanly."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
@@ -247,6 +268,8 @@ async def serve(*, name: str, port: int, broker: str, redis_url: str) -> None:
     app = web.Application()
     replica.sio.attach(app)
     app.router.add_get("/healthz", replica.healthz)
+    app.router.add_get("/", chat_page)
+    app.router.add_get(f"/{CLIENT_SCRIPT}", client_script)
     app.on_response_prepare.append(replica.name_response)
     stop = asyncio.get_running_loop().create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -24,6 +24,7 @@ import docker
 import requests
 
 from .engine import apt_install, debian_root, read_os_release
+from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_pin
 from ..errors import ImageError
 from ..settings import BUILD_DIR, QUIET, ROOT
 
@@ -144,10 +145,11 @@ def _package_files(package_dir: Path) -> list[Path]:
     )
 
 
-def app_tag(base: str, *, app_dir: Path = APP_DIR, package_dir: Path = APP_PACKAGE) -> str:
-    """The app image's tag: a hash of its base, its Dockerfile and requirements, and the app package."""
+def app_tag(base: str, *, app_dir: Path = APP_DIR, package_dir: Path = APP_PACKAGE, vendored: str = "") -> str:
+    """The app image's tag: a hash of its base, its Dockerfile and requirements, the app package, and what
+    is vendored into it (the pinned npm package's integrity)."""
     parts = [str(FORMAT).encode(), base.encode(),
-             (app_dir / "Dockerfile").read_bytes(), (app_dir / "requirements.txt").read_bytes()]
+             (app_dir / "Dockerfile").read_bytes(), (app_dir / "requirements.txt").read_bytes(), vendored.encode()]
     if package_dir.is_dir():
         for path in _package_files(package_dir):
             parts += [path.relative_to(package_dir).as_posix().encode(), path.read_bytes()]
@@ -294,7 +296,8 @@ def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: st
 
 
 def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[str], None]) -> Image:
-    tag = app_tag(base.tag, app_dir=APP_DIR, package_dir=APP_PACKAGE)
+    pin = npm_pin(NPM_LOCK.read_text(), CLIENT_PACKAGE)
+    tag = app_tag(base.tag, app_dir=APP_DIR, package_dir=APP_PACKAGE, vendored=f"{pin.name}@{pin.version} {pin.integrity}")
     what = f"built locally on {base.tag}"
     if _present(client, tag):
         return Image(tag, f"{what} (cached)")
@@ -312,6 +315,7 @@ def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[st
             for path in _package_files(APP_PACKAGE):
                 (package / path.relative_to(APP_PACKAGE)).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(path, package / path.relative_to(APP_PACKAGE))
+        shutil.copy2(client_script(pin, progress), package / Path(CLIENT_FILE).name)
         progress(f"building {tag} …")
         _docker_build(client, context, tag, base.tag, progress)
     finally:

@@ -1,0 +1,111 @@
+"""Faults on demand: the scenario's fault kinds applied to a live stack from another process, and healed.
+
+The stack is found by its run's label (the state file names the run), so `fault` and `heal` need nothing
+from the `up` process but that file. The fault classes are the ones scenarios schedule
+(`labs.infra.faults.ACTIONS`); what a heal needs to know (e.g. the Redis setting a slow consumer changed)
+is kept in the state file between the two commands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+
+from ..errors import LabError
+from ..infra.faults import ACTIONS, Action
+from ..infra.operations import Operations
+from ..infra.stack import Stack
+from ..scenario import FaultKind
+from ..settings import LABEL
+from .state import AppliedFault, LiveState
+
+KINDS = tuple(k.value for k in FaultKind)
+REDIS_KINDS = tuple(k.value for k in FaultKind if not k.targets_replica)
+
+
+def check_kind(kind: str) -> FaultKind:
+    """The fault kind named `kind`, or one line listing the kinds there are."""
+    try:
+        return FaultKind(kind)
+    except ValueError:
+        raise LabError(f"unknown fault kind {kind!r}; choose one of {', '.join(KINDS)}") from None
+
+
+def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
+    """The same rules as a scenario's faults: replica kinds hit app-1..app-N, the others Redis (which the
+    stack must have), slow-consumer needs redis-pubsub, and one fault at a time per target."""
+    if kind.targets_replica:
+        names = [f"app-{i}" for i in range(1, state.replicas + 1)]
+        if target not in names:
+            raise LabError(f"{kind.value} needs a replica of this stack, app-1..app-{state.replicas}; "
+                           f"got {target!r}")
+        if kind is FaultKind.SLOW_CONSUMER and state.broker != "redis-pubsub":
+            raise LabError(f"slow-consumer needs broker redis-pubsub; this stack ({state.scenario}) has "
+                           f"{state.broker}")
+    else:
+        if target != "redis":
+            raise LabError(f"{kind.value} targets redis; got {target!r}")
+        if state.broker == "none":
+            raise LabError(f"{kind.value} needs a Redis broker; this stack ({state.scenario}) has none")
+    for active in state.faults:
+        if active.target == target:
+            raise LabError(f"{target} already has {active.kind} applied; one fault at a time per target: "
+                           f"run `python -m labs heal` first")
+
+
+@dataclass
+class Attached:
+    """A live stack found by its label: what `Operations` uses (containers and networks by role)."""
+
+    client: docker.DockerClient
+    containers: dict[str, Container] = field(default_factory=dict)
+    networks: dict[str, Any] = field(default_factory=dict)
+
+
+def attach(client: docker.DockerClient, run_id: str) -> Attached:
+    """The containers and networks labelled with the run, by role (app-1, redis, nginx; front, back)."""
+    found = Attached(client)
+    selector = {"label": f"{LABEL}={run_id}"}
+    # sparse: no inspect per container (an inspect waits behind an exec stuck in a paused container)
+    for c in client.containers.list(all=True, filters=selector, sparse=True):
+        found.containers[(c.attrs.get("Labels") or {}).get("wslab.role", c.id)] = c
+    for n in client.networks.list(filters=selector):
+        role = n.attrs.get("Labels", {}).get("wslab.role", "")
+        found.networks[role.removeprefix("network-")] = n
+    if not found.containers:
+        raise LabError(f"no container of run {run_id} is left; the stack is gone: run `python -m labs down`")
+    return found
+
+
+def _action(stack: Attached, kind: FaultKind, target: str) -> Action:
+    if target not in stack.containers:
+        raise LabError(f"{target} is not part of the running stack ({', '.join(sorted(stack.containers))})")
+    # Operations reads only `containers` and `networks`, which Attached has under the same names.
+    return ACTIONS[kind](Operations(cast(Stack, stack)), target)
+
+
+def apply(stack: Attached, kind: FaultKind, target: str) -> AppliedFault:
+    """Apply the fault now; return what `heal` will need."""
+    action = _action(stack, kind, target)
+    try:
+        action.apply()
+    except docker.errors.APIError as exc:
+        raise LabError(f"{kind.value} on {target} failed: {exc.explanation or exc}") from None
+    saved = {k: v for k, v in vars(action).items() if k not in {"ops", "target"} and isinstance(v, str)}
+    return AppliedFault(kind.value, target, time.time(), saved)
+
+
+def heal(stack: Attached, fault: AppliedFault) -> None:
+    """Undo one applied fault (with what its apply saved)."""
+    action = _action(stack, FaultKind(fault.kind), fault.target)
+    for key, value in fault.saved.items():
+        setattr(action, key, value)
+    try:
+        action.heal()
+    except docker.errors.APIError as exc:
+        raise LabError(f"healing {fault.kind} on {fault.target} failed: {exc.explanation or exc}") from None

@@ -1,0 +1,166 @@
+"""The live terminal view of a running stack: per replica its connections, rooms, messages in and out and
+broker state; for Redis its channels and subscribers, or its streams and their lengths; the faults applied.
+
+`poll` reads (each replica's /healthz through nginx, one Lua script in Redis); the rest is pure, from those
+readings to rich renderables, so the rows are tested with literal /healthz bodies.
+
+Redis is read over TCP from the host (its network is internal, not unreachable from the host), never with
+`docker exec`: an exec that is running when `fault pause-redis` freezes the container is frozen with it,
+and Docker 20.10 then hangs every later call on that container, the unpause included.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+import redis.exceptions
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from ..infra import inspect
+from ..infra.stack import Stack, http_get
+from .state import LiveState
+
+#: every channel with its subscriber count, every room stream with its length, in one round trip
+BROKER_SCRIPT = """
+local out = {}
+for _, ch in ipairs(redis.call('PUBSUB', 'CHANNELS')) do
+  local n = redis.call('PUBSUB', 'NUMSUB', ch)
+  table.insert(out, 'channel'); table.insert(out, ch); table.insert(out, n[2])
+end
+for _, key in ipairs(redis.call('KEYS', 'stream:*')) do
+  table.insert(out, 'stream'); table.insert(out, key); table.insert(out, redis.call('XLEN', key))
+end
+return out
+"""
+
+
+@dataclass
+class Snapshot:
+    """One reading of the stack: /healthz per replica (None: no answer) and Redis's view."""
+
+    replicas: dict[str, dict[str, Any] | None]
+    #: ("channel" | "stream", name, subscribers | length)
+    broker: list[tuple[str, str, int]] = field(default_factory=list)
+    #: why Redis could not be read ("" when it was, or when the stack has no Redis)
+    broker_error: str = ""
+    at: float = field(default_factory=time.time)
+
+
+def read_healthz(port: int, name: str) -> dict[str, Any] | None:
+    """A replica's /healthz body (also on 503: the replica answers, its broker does not), or None."""
+    try:
+        status, body = http_get(port, f"/_lab/{name}/healthz", timeout=0.8)
+        data = json.loads(body) if status in {200, 503} else None
+        return data if isinstance(data, dict) else None
+    except inspect.UNREACHABLE:
+        return None
+
+
+def parse_broker(text: str) -> list[tuple[str, str, int]]:
+    """BROKER_SCRIPT's reply, one item a line (kind, name, count per three lines), as tuples."""
+    lines = text.splitlines()
+    out = []
+    for i in range(0, len(lines) - 2, 3):
+        kind, name, count = lines[i : i + 3]
+        if kind in {"channel", "stream"} and count.strip().lstrip("-").isdigit():
+            out.append((kind, name, int(count)))
+    return out
+
+
+class BrokerProbe:
+    """Redis read from the host at its address on the stack's Redis network (looked up again after a
+    failure: a restarted container may get another address)."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.client: redis.Redis | None = None
+
+    def read(self) -> list[tuple[str, str, int]]:
+        if self.client is None:
+            container = self.stack.containers["redis"]
+            container.reload()
+            address = container.attrs["NetworkSettings"]["Networks"][self.stack.networks["back"].name]["IPAddress"]
+            self.client = redis.Redis(host=address, socket_timeout=0.5, socket_connect_timeout=0.5,
+                                      decode_responses=True)
+        try:
+            reply = self.client.eval(BROKER_SCRIPT, 0)
+        except (redis.exceptions.RedisError, OSError):
+            self.client.close()
+            self.client = None
+            raise
+        return parse_broker("\n".join(str(item) for item in reply))
+
+
+def poll(stack: Stack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> Snapshot:
+    """Read every replica's /healthz (in parallel) and Redis, about once a second."""
+    names = stack.replica_names()
+    replicas = dict(zip(names, pool.map(lambda n: read_healthz(stack.port, n), names)))
+    snap = Snapshot(replicas)
+    if probe is not None:
+        try:
+            snap.broker = probe.read()
+        except (redis.exceptions.RedisError, OSError, KeyError) as exc:
+            snap.broker_error = f"no answer ({type(exc).__name__})"
+    return snap
+
+
+def replica_row(name: str, h: dict[str, Any] | None) -> tuple[str, ...]:
+    """replica, state, connections now (total), rooms, messages in, messages out, broker."""
+    if h is None:
+        return (name, "down", "-", "-", "-", "-", "no answer through nginx")
+    state = "up" if h.get("ok") else "broker down"
+    if h.get("app") == "socketio":
+        now = int(h.get("connections", 0)) - int(h.get("disconnects", 0))
+        broker = str(h.get("manager", "?"))
+        return (name, state, f"{now} ({h.get('connections', 0)})", f"{h.get('joins', 0)} joins",
+                str(h.get("received", 0)), "-", broker)
+    rooms: dict[str, int] = h.get("rooms", {})
+    now = sum(rooms.values())
+    room_text = ", ".join(f"{r}:{n}" for r, n in sorted(rooms.items())) or "-"
+    broker_parts = [f"pub {h['published']}"] if "published" in h else ["no broker"]
+    for key, label in (("published_to_nobody", "to nobody"), ("publish_failed", "failed"),
+                       ("subscriber_rebuilds", "resubscribed"), ("deaf_detected", "deaf"),
+                       ("replayed", "replayed")):
+        if h.get(key):
+            broker_parts.append(f"{label} {h[key]}")
+    return (name, state, f"{now} ({h.get('connections', 0)})", room_text, str(h.get("received", 0)),
+            str(h.get("delivered_frames", 0)), ", ".join(broker_parts))
+
+
+def render(state: LiveState, snap: Snapshot) -> Group:
+    """The whole view: a header line, the replica table, Redis's view, the faults applied."""
+    header = Text(f"{state.scenario}  run {state.run_id}  {state.url()}  "
+                  f"{time.strftime('%H:%M:%S', time.localtime(snap.at))}  (Ctrl-C or `python -m labs down` "
+                  f"removes everything)", style="bold")
+    replicas = Table(title="replicas (through nginx)", title_justify="left")
+    for column in ("replica", "state", "connections (total)", "rooms", "in", "out", "broker"):
+        replicas.add_column(column)
+    for name, h in snap.replicas.items():
+        row = replica_row(name, h)
+        style = "red" if row[1] == "down" else "yellow" if row[1] != "up" else ""
+        replicas.add_row(*row, style=style)
+    parts: list[Any] = [header, replicas]
+    if state.broker != "none":
+        redis = Table(title=f"redis ({state.broker})", title_justify="left")
+        redis.add_column("channel / stream")
+        redis.add_column("subscribers / length", justify="right")
+        if snap.broker_error:
+            redis.add_row(Text(f"unreachable: {snap.broker_error}", style="red"), "-")
+        for kind, name, count in snap.broker:
+            redis.add_row(f"{kind} {name}", str(count))
+        if not snap.broker and not snap.broker_error:
+            redis.add_row("(no channel subscribed, no stream yet)", "")
+        parts.append(redis)
+    now = time.time()
+    faults = [f"{f.kind} {f.target} for {now - f.applied_at:.0f}s" for f in state.faults]
+    parts.append(Text("faults: " + ("; ".join(faults) + "  (`python -m labs heal` undoes them)" if faults
+                                    else "none (`python -m labs fault KIND TARGET`)"),
+                      style="red bold" if faults else "dim"))
+    return Group(*parts)
