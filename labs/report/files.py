@@ -1,6 +1,6 @@
 """results/<scenario>/<UTC stamp>/ for one run: result.json, history.json, report.md, report.html,
-nginx.conf and a log per container. Written under a hidden name and renamed when complete, so a failed or
-interrupted run never leaves a half-written one."""
+timeline.png, placement.png, nginx.conf and a log per container. Written under a hidden name and renamed
+when complete, so a failed or interrupted run never leaves a half-written one."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from . import html
+from . import html, plots
 from .result import RunResult, finite, markdown, to_json
 
 
@@ -29,6 +29,7 @@ def write(result: RunResult, results_dir: Path, table: str) -> Path:
             json.dumps(finite(result.history.to_dict()), default=_plain, allow_nan=False) + "\n")
         (partial / "report.md").write_text(markdown(result, table))
         (partial / "report.html").write_text(html.page(result))
+        plots.run_pngs(result, partial)
         (partial / "nginx.conf").write_text(result.nginx_conf)
         logs = partial / "logs"
         logs.mkdir()

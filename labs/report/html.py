@@ -2,7 +2,8 @@
 
 The verdict and the declared checks, the run's row of the table, a delivery timeline (per 100 ms of send
 time: deliveries that arrived and that were lost, with each fault's window shaded), the clients per
-replica, and the nginx config that ran. Pictures are inline SVG drawn here; every text is escaped.
+replica, and the nginx config that ran. Pictures are inline SVG drawn here from the numbers in
+`series`, which also feeds the PNGs beside it; every text is escaped.
 """
 
 from __future__ import annotations
@@ -10,11 +11,10 @@ from __future__ import annotations
 import html
 import math
 
-from ..accounting.checker import by_client
 from ..accounting.history import History
 from .result import RunResult
+from .series import BIN_S, first_send, timeline
 
-BIN_S = 0.1
 WIDTH, HEIGHT, PAD = 760, 220, 36
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222; }
@@ -26,31 +26,11 @@ svg text { font: 11px system-ui, sans-serif; fill: #444; }
 """
 
 
-def timeline(h: History) -> list[tuple[float, int, int]]:
-    """Per BIN_S of send time (from the first send): (bin start s, deliveries that arrived, lost).
-
-    The same membership rule as the accounting: a message is owed to every client that had joined before
-    it was sent, but its sender."""
-    if not h.sent:
-        return []
-    joined = {client: sessions[0].opened for client, sessions in by_client(h.sessions).items()}
-    got = {(r.id, r.client) for r in h.received}
-    t0 = min(m.at for m in h.sent)
-    bins: dict[int, list[int]] = {}
-    for m in h.sent:
-        owed = [c for c, at in joined.items() if c != m.sender and at <= m.at]
-        arrived = sum(1 for c in owed if (m.id, c) in got)
-        b = bins.setdefault(int((m.at - t0) / BIN_S), [0, 0])
-        b[0] += arrived
-        b[1] += len(owed) - arrived
-    return [(k * BIN_S, v[0], v[1]) for k, v in sorted(bins.items())]
-
-
 def timeline_svg(h: History) -> str:
     series = timeline(h)
-    if not series:
+    t0 = first_send(h)
+    if not series or t0 is None:
         return "<p>Nothing was sent.</p>"
-    t0 = min(m.at for m in h.sent)
     span = max(series[-1][0] + BIN_S, max((f.healed or f.applied) - t0 for f in h.faults) if h.faults else 0)
     top = max(a + b for _, a, b in series) or 1
     x = lambda t: PAD + (WIDTH - 2 * PAD) * t / span  # noqa: E731

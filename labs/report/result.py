@@ -97,10 +97,17 @@ def _summary(result: RunResult) -> dict[str, Any]:
     }
 
 
+#: the pictures beside report.md (drawn by `plots`, written with the rest by `files`)
+TIMELINE_PNG, PLACEMENT_PNG = "timeline.png", "placement.png"
+
+
 def markdown(result: RunResult, table: str) -> str:
     s = result.scenario
     lines = [f"# {s.name} — {result.verdict_text}", "", s.description.strip(), "", table, "",
-             "## Placement (clients per replica)", ""]
+             "## Deliveries per second", "",
+             "Messages sent and deliveries per second since the first send; each fault shaded.", "",
+             f"![deliveries per second]({TIMELINE_PNG})", "",
+             "## Placement (clients per replica)", "", f"![clients per replica]({PLACEMENT_PNG})", ""]
     lines += [f"- {name}: {n}" for name, n in result.accounting.placement.items()]
     lines += ["", "## Declared expectation", ""]
     lines += [f"- {c.metric.value} {c.bound}: measured {c.value if c.value is not None else 'undefined'}"

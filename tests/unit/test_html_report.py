@@ -7,7 +7,8 @@ from labs.accounting.checker import account
 from labs.accounting.history import FaultEvent, History, Received, Sent, Session
 from labs.accounting.verdict import judge, measures
 from labs.protocols.websocket import WebSocketProtocol
-from labs.report.html import page, timeline
+from labs.report.html import page
+from labs.report.series import timeline
 from labs.report.result import RunResult
 
 

@@ -1,12 +1,16 @@
 """The table and result.json from hand-written histories: one renderer for every protocol."""
 
 import json
+import re
+
+import pytest
 
 from labs import scenario
 from labs.accounting.checker import account
 from labs.accounting.history import ClientRecord, History, Received, Sent, Session
 from labs.accounting.verdict import judge, measures
 from labs.protocols.websocket import WebSocketProtocol
+from labs.report import files, plots
 from labs.report.result import RunResult, to_json
 from labs.report.table import table
 
@@ -48,3 +52,27 @@ def test_result_json_is_strict_json_with_every_metric_and_the_verdict():
     out = json.loads(json.dumps(to_json(r), allow_nan=False, default=str))
     assert out["verdict"] == "as expected" and out["metrics"]["lost"] == 4 and out["counts"]["expected"] == 6
     assert round(out["latency_ms"]["max"], 6) == 2.0 and out["app"] == "websocket"
+
+
+def test_a_run_writes_its_pictures_beside_result_json_and_report_md_links_them(tmp_path):
+    r = result("[topology]\n[workload]\n[expect]\nlost = 4\n", no_broker())
+    out = files.write(r, tmp_path, table([r]))
+    assert out == tmp_path / "t" / "s" and (out / "result.json").is_file()
+    for name in ("timeline.png", "placement.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and (out / name).stat().st_size > 5_000
+    links = re.findall(r"!\[([^\]]+)\]\(([^)]+)\)", (out / "report.md").read_text())
+    assert links == [("deliveries per second", "timeline.png"), ("clients per replica", "placement.png")]
+    assert all((out / target).is_file() for _, target in links)
+    assert [p.name for p in tmp_path.joinpath("t").iterdir()] == ["s"]  # no .partial left beside it
+
+
+def test_a_picture_that_fails_leaves_no_results_directory_at_all(tmp_path, monkeypatch):
+    def broken(result, out_dir):
+        (out_dir / "timeline.png").write_bytes(b"half")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(plots, "run_pngs", broken)
+    r = result("[topology]\n[workload]\n[expect]\nlost = 4\n", no_broker())
+    with pytest.raises(RuntimeError, match="disk full"):
+        files.write(r, tmp_path, table([r]))
+    assert list(tmp_path.joinpath("t").iterdir()) == []
