@@ -175,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
         args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
         if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
             raise ladder.LadderError("runs must be 1..20 and users 2..1000")
-        StepSpec(users=args.users, rate=args.rates[0], seconds=args.seconds, processes=args.processes + 1)
+        for processes in (args.processes, args.processes + 1):  # the ladder's, and the headroom check's
+            StepSpec(users=args.users, rate=args.rates[0], seconds=args.seconds, processes=processes)
     except LabError as exc:
         print(f"wslab: {exc}", file=sys.stderr)
         return 2

@@ -206,7 +206,8 @@ class SocketIOUser(ChatUser):
     no stickiness."""
 
     def connect(self) -> str:
-        self.sio = socketio.Client(reconnection=False)
+        # a program, not a browser: no Origin header (the replica checks a browser's Origin against its Host)
+        self.sio = socketio.Client(reconnection=False, websocket_extra_options={"suppress_origin": True})
         self.sio.on("new-message", lambda frame: self.delivered(frame, 0))
         self.sio.on("disconnect", lambda *reason: self.closed(f"disconnected: {reason}"))
         self.sio.connect(f"http://127.0.0.1:{self.port}", transports=["websocket"], wait_timeout=10)

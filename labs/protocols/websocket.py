@@ -136,5 +136,6 @@ class WebSocketProtocol(ProtocolAdapter):
             "delivered": str(a.delivered), "lost": str(a.lost), "dup": str(a.duplicated),
             "same-server delivered": pct(a.same_delivered, a.same_expected),
             "cross-server delivered": pct(a.cross_delivered, a.cross_expected),
+            "offered msg/s": f"{s.workload.clients / s.workload.send_interval:g}",
             "p50 / p99 ms": latency(a),
         }

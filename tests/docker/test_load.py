@@ -1,0 +1,69 @@
+"""Load steps on locust through the lab's own stack: every message accounted for, and no load process left."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import psutil
+import pytest
+
+from labs import scenario
+from labs.bench_capacity import capacity_scenario
+from labs.infra import inspect
+from labs.infra.stack import Stack
+from labs.load.step import StepSpec, run_step
+from labs.runner import plan, stack_spec
+
+pytestmark = pytest.mark.docker
+
+
+def load_processes(out: Path) -> list[psutil.Process]:
+    """Processes still running with this step's directory on their command line (locust and its workers)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        if str(out) in " ".join(p.info.get("cmdline") or []):
+            found.append(p)
+    return found
+
+
+def stack_for(client, images, s):
+    spec, _ = stack_spec(client, plan(s), images)
+    return Stack(client, spec)
+
+
+def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client, images, tmp_path):
+    s = capacity_scenario("pubsub", 2, 6)
+    with stack_for(client, images, s) as stack:
+        out = tmp_path / "step"
+        r = run_step(stack.port, StepSpec(users=6, rate=60, seconds=2, processes=2), out, broker=True,
+                     cpu_probe=lambda: inspect.cpu_seconds(stack))
+    c = r.counts
+    assert c.joined == 6 and c.sent >= 110
+    assert (c.owed, c.delivered, c.lost, c.duplicated, c.unexpected, c.dropped) == (c.sent * 5, c.sent * 5, 0, 0, 0, 0)
+    assert r.locust["deliver"]["count"] == c.delivered  # the same deliveries in locust's own stats
+    assert c.percentile_ms(50) is not None and c.percentile_ms(50) < c.max_ms + 1e-9
+    assert {"app-1", "app-2", "redis", "nginx", "generator"} <= set(r.cpu)
+    assert load_processes(out) == []
+
+
+def test_without_a_broker_only_the_senders_replica_delivers(client, images, tmp_path):
+    s = capacity_scenario("none", 2, 6)
+    with stack_for(client, images, s) as stack:
+        r = run_step(stack.port, StepSpec(users=6, rate=60, seconds=2), tmp_path / "step", broker=False)
+    c = r.counts
+    # round-robin puts 3 users on each replica: each message is owed to the 2 others on its replica
+    assert c.joined == 6
+    assert (c.owed, c.delivered, c.lost, c.unexpected) == (c.sent * 2, c.sent * 2, 0, 0)
+
+
+def test_socketio_users_through_the_redis_manager_lose_nothing(client, images, tmp_path):
+    base = scenario.load("socketio-redis-manager")
+    s = dataclasses.replace(base, workload=dataclasses.replace(base.workload, clients=4))
+    with stack_for(client, images, s) as stack:
+        r = run_step(stack.port, StepSpec(users=4, rate=20, seconds=2, user_class="SocketIOUser"),
+                     tmp_path / "step", broker=True)
+    c = r.counts
+    assert c.joined == 4 and c.sent >= 36
+    assert (c.delivered, c.lost, c.duplicated) == (c.sent * 3, 0, 0)
+    assert c.acked == c.sent

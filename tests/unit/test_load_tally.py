@@ -1,0 +1,132 @@
+"""The load step's accounting and the capacity ladder's rules, on literal tallies and steps."""
+
+import pytest
+
+from labs.load import ladder
+from labs.load.tally import Tally, UserCounts, add_up
+
+
+def counts(name, replica, sent, received, duplicates=0, latencies=()):
+    t = Tally(name, replica=replica, sent=sent, acked=sent)
+    for sender, seqs in received.items():
+        for seq in seqs:
+            t.received(sender, seq, latencies[0] if latencies else 1000)
+    t.duplicates += duplicates
+    return UserCounts.from_dict(t.to_dict())
+
+
+def test_a_room_that_got_everything_loses_nothing():
+    users = [counts("a", "app-1", 2, {"b": [1, 2]}), counts("b", "app-2", 2, {"a": [1, 2]})]
+    c = add_up(users, expected_users=2, broker=True)
+    assert (c.owed, c.delivered, c.lost, c.duplicated, c.unexpected) == (4, 4, 0, 0, 0)
+
+
+def test_a_member_that_missed_one_message_is_one_lost():
+    users = [counts("a", "app-1", 3, {"b": [1, 2, 3]}), counts("b", "app-2", 3, {"a": [1, 3]}),
+             counts("c", "app-2", 0, {"a": [1, 2, 3], "b": [1, 2, 3]})]
+    c = add_up(users, expected_users=3, broker=True)
+    assert (c.owed, c.delivered, c.lost) == (12, 11, 1)
+
+
+def test_a_user_that_never_joined_is_owed_everything_sent():
+    users = [counts("a", "app-1", 2, {"b": [1, 2]}), counts("b", "app-2", 2, {"a": [1, 2]}),
+             counts("c", "", 0, {})]
+    c = add_up(users, expected_users=3, broker=True)
+    assert (c.joined, c.owed, c.lost) == (2, 8, 4)
+
+
+def test_a_user_whose_report_never_came_back_is_owed_everything_sent():
+    users = [counts("a", "app-1", 2, {"b": [1, 2]}), counts("b", "app-2", 2, {"a": [1, 2]})]
+    assert add_up(users, expected_users=3, broker=True).lost == 4
+
+
+def test_without_a_broker_only_same_replica_members_are_owed_and_cross_deliveries_are_unexpected():
+    users = [counts("a", "app-1", 2, {"b": [1, 2], "c": [1]}), counts("b", "app-1", 2, {"a": [1, 2]}),
+             counts("c", "app-2", 2, {})]
+    c = add_up(users, expected_users=3, broker=False)
+    assert (c.owed, c.delivered, c.lost, c.unexpected) == (4, 4, 0, 1)
+
+
+def test_a_frame_received_twice_is_a_duplicate_not_a_second_delivery():
+    t = Tally("a", replica="app-1")
+    t.received("b", 1, 500)
+    t.received("b", 1, 700)
+    u = UserCounts.from_dict(t.to_dict())
+    assert (u.received, u.duplicates, u.latency_us.get_total_count()) == ({"b": 1}, 1, 1)
+
+
+def test_latency_percentiles_come_from_the_merged_histograms():
+    a = counts("a", "app-1", 0, {"b": [1]}, latencies=[2000])
+    b = counts("b", "app-1", 0, {"a": [1]}, latencies=[40000])
+    c = add_up([a, b], expected_users=2, broker=True)
+    assert c.percentile_ms(50) == pytest.approx(2.0, rel=0.01)
+    assert c.max_ms == pytest.approx(40.0, rel=0.01)
+
+
+def test_nothing_delivered_has_no_percentiles():
+    c = add_up([counts("a", "app-1", 1, {}), counts("b", "app-1", 1, {})], expected_users=2, broker=True)
+    assert (c.percentile_ms(99), c.max_ms, c.lost) == (None, None, 2)
+
+
+def step(offered, delivered, p99, lost=0, dropped=0, **extra):
+    return {"offered": offered, "delivered_per_s": delivered, "p50_ms": p99 and p99 / 4, "p90_ms": p99,
+            "p99_ms": p99, "max_ms": p99, "lost": lost, "dropped": dropped, "duplicated": 0, "unexpected": 0,
+            "sent_per_s": offered, "generator_peak": 0.3, "generator_bound": False, "cpu": {"app-1": 0.5}, **extra}
+
+
+def test_the_knee_is_the_most_deliveries_within_50_ms_and_no_loss():
+    steps = [step(100, 1100, 3.0), step(200, 2200, 12.0), step(400, 4400, 49.0), step(700, 7000, 60.0)]
+    assert ladder.knee(steps)["offered"] == 400
+
+
+def test_a_fast_step_that_lost_a_message_is_not_the_knee():
+    steps = [step(100, 1100, 3.0), step(200, 2200, 4.0, lost=1)]
+    assert ladder.knee(steps)["offered"] == 100
+
+
+def test_no_step_within_50_ms_means_no_knee():
+    assert ladder.knee([step(100, 1100, 51.0)]) is None
+
+
+@pytest.mark.parametrize("s, broke", [(step(1, 1, 99.0), False), (step(1, 1, 101.0), True),
+                                      (step(1, 1, 5.0, lost=1), True), (step(1, 1, 5.0, dropped=1), True),
+                                      (step(1, 0, None), True)])
+def test_the_ladder_stops_at_p99_over_100_ms_a_loss_a_drop_or_nothing_delivered(s, broke):
+    assert ladder.broken(s) is broke
+
+
+def test_medians_per_rate_keep_the_worst_loss():
+    runs = [[step(100, 1000, 3.0), step(200, 2000, 10.0, lost=0)],
+            [step(100, 1100, 5.0), step(200, 2100, 20.0, lost=3)],
+            [step(100, 1200, 4.0)]]
+    merged = ladder.median_steps(runs)
+    assert [(m["offered"], m["delivered_per_s"], m["p99_ms"], m["lost"], m["runs"]) for m in merged] == [
+        (100, 1100, 4.0, 0, 3), (200, 2050, 15.0, 3, 2)]
+
+
+@pytest.mark.parametrize("text", ["", "pubsub,kafka", "nats"])
+def test_an_unknown_pattern_is_refused(text):
+    with pytest.raises(ladder.LadderError, match="unknown pattern"):
+        ladder.patterns(text)
+
+
+@pytest.mark.parametrize("text", ["100,50", "0,100", "a,b", "100,100"])
+def test_rates_must_be_increasing_numbers_in_range(text):
+    with pytest.raises(ladder.LadderError):
+        ladder.numbers(text, "rates", 1, 100_000)
+
+
+def test_the_bottleneck_names_the_busiest_process():
+    assert ladder.bottleneck(step(1, 1, 1.0, cpu={"app-1": 0.9, "generator": 0.4})) == "app-1 0.90 cores (all: 1.30)"
+
+
+@pytest.mark.parametrize("argv, words", [(["--patterns", "kafka"], "unknown pattern kafka"),
+                                          (["--replicas", "0,2"], "bad replica counts"),
+                                          (["--rates", "400,200"], "bad rates"),
+                                          (["--processes", "0"], "processes must be")])
+def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, words, capsys):
+    from labs import bench_capacity
+
+    assert bench_capacity.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0]
