@@ -34,6 +34,7 @@ from .infra.images import ensure_images
 from .infra.stack import Stack
 from .load import ladder
 from .load.step import StepSpec, run_step
+from .report.plots import capacity_pngs
 from .runner import describe, plan, stack_spec, utc_stamp
 
 CSV_FIELDS = ("pattern", "replicas", "offered", "sent_per_s", "delivered_per_s", "lost", "dropped", "p50_ms",
@@ -149,10 +150,6 @@ def write(out: Path, configs: list[dict[str, Any]], args: argparse.Namespace, en
         w.writerows(steps)
     (out / "capacity.md").write_text(f"# Capacity ({args.users} users in one room, {args.seconds:g} s a step, "
                                      f"medians of {args.runs} run(s); {machine['cpus']} cores)\n\n{table(configs)}\n")
-    try:
-        from .report.plots import capacity_pngs
-    except ImportError:  # the pictures module is optional for the figures themselves
-        return
     capacity_pngs(steps, out)
 
 
