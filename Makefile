@@ -12,7 +12,7 @@ STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subn
            socketio-article-events sticky-cookie-failover
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults bench-signals clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,12 @@ bench-faults: setup images ## every fault scenario RUNS times (default 10): what
 
 bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: signal-to-exit times vs 2 s -> results/bench/
 	$(PYTHON) -m labs.bench_signals --runs 12
+
+bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate stepped up with locust to the knee (p99 <= 50 ms, 0 lost) -> results/bench/capacity-*/
+	$(PYTHON) -m labs.bench_capacity --runs $(or $(RUNS),3)
+
+bench-connections: setup images ## N (default 20000) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
+	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1)
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

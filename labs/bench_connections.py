@@ -29,7 +29,7 @@ from typing import Any
 from . import scenario, settings, signals
 from .cli import progress_printer
 from .connections import Layout, PlanError, assign, median_of, nearest_limits, plan_layout
-from .connections_load import LoadGroup, host_figures, proxy_figures
+from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
 from .errors import LabError
 from .infra import inspect
 from .infra.render import for_replicas, render_nginx
@@ -47,6 +47,14 @@ CONNECT_TIMEOUT_MS = 5000
 def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
     low, high = (int(v) for v in path.read_text().split())
     return high - low + 1
+
+
+def conntrack_free(directory: Path = Path("/proc/sys/net/netfilter")) -> int | None:
+    """Free entries in the host's connection-tracking table; None when the host tracks nothing."""
+    try:
+        return int((directory / "nf_conntrack_max").read_text()) - int((directory / "nf_conntrack_count").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def nginx_config(layout: Layout) -> str:
@@ -93,25 +101,34 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                      extra_nginx_ports=layout.listen_ports[1:], nofile=layout.fd_limit,
                      **broker_options(p.scenario))
     host_before = host_figures()
+    progress(f"run {spec.run_id}: {layout.connections} connections")
     with Stack(client, spec, progress=progress) as stack:
         before = replica_figures(stack)
         ports = [stack.ports[port] for port in layout.listen_ports]
+        containers = {"replicas": [stack.containers[n].id for n in stack.replica_names()],
+                      "nginx": [stack.containers["nginx"].id], "redis": [stack.containers["redis"].id]}
+        proxies = [int(p["pid"] or 0) for p in proxy_figures(ports).values()]
         with LoadGroup(assign(layout), ports=ports, room=ROOM, open_timeout=open_timeout,
                        concurrency=layout.concurrency) as load:
             progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections over "
                      f"{layout.ports} published port(s)")
-            connected = load.wait_connected(deadline_s=open_timeout + layout.connections / 200)
+            groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
+            cpu = [cpu_snapshot(groups, containers)]
+            connected = load.wait_connected(deadline_s=open_timeout + layout.connections / 100)
+            cpu.append(cpu_snapshot(groups, containers))
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
             progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)")
             after = replica_figures(stack)
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
+            cpu.append(cpu_snapshot(groups, containers))
             rounds = [load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
                       for k in range(1, broadcasts + 1)]
+            cpu.append(cpu_snapshot(groups, containers))
             for r in rounds:
-                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in {r['t95_s']}s, "
-                         f"100% in {r['t100_s']}s, lost {r['lost']}")
+                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in {_fmt(r['t95_s'], '{:.2f}')}"
+                         f" s, 100% in {_fmt(r['t100_s'], '{:.2f}')} s, lost {r['lost']}")
     memory = {}
     for name, a in after.items():
         b, n = before[name]["rss_bytes"], a["members"]
@@ -121,6 +138,7 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
             "connect_errors": _merge([c["errors"] for c in connected]),
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
+            "cpu_share": {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])},
             "lost": sum(r["lost"] for r in rounds), "duplicated": sum(r["duplicated"] for r in rounds),
             "t95_s": median_of([r["t95_s"] for r in rounds]), "t100_s": median_of([r["t100_s"] for r in rounds]),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
@@ -170,6 +188,8 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"| {s['connected']}/{s['connections']} | {_fmt(s['connect_rate'], '{:,.0f}/s')} "
         f"| {_fmt(kib and kib / 1024, '{:.1f} KiB')} | {_fmt(s['t95_s'], '{:.2f} s')} | {_fmt(s['t100_s'], '{:.2f} s')} "
         f"| {s['lost']} | {s['duplicated']} |", "",
+        f"CPU while connecting (share of all {result['machine']['cpus']} cores, first run): "
+        + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"]["connect"].items()), "",
         "Nearest limits (used / limit, busiest run):", "",
         *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
         f"Bound: {result['bound']}", ""]
@@ -199,7 +219,10 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
         return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
                 f"receipt(s) lost; errors: {top or 'none reported'}")
     part, fraction = limits[0]
-    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}"
+    busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in runs])
+    cpu = (f"; the host's CPU was {busy:.0%} busy while connecting, so the connect rate and broadcast times "
+           f"are CPU-bound" if busy is not None and busy >= 0.9 else "")
+    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}{cpu}"
 
 
 def parse_count(text: str) -> int:
@@ -225,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
             raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
         layout = plan_layout(parse_count(args.connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                             ephemeral_ports=ephemeral_ports())
+                             ephemeral_ports=ephemeral_ports(), conntrack_free=conntrack_free())
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,9 @@ FIRST_LISTEN_PORT = 8080
 MAX_WORKERS = 32
 MAX_PORTS = 64
 MAX_REPLICAS = 32
+#: connections the host's netfilter tracks per client (measured here: client -> docker-proxy on loopback,
+#: docker-proxy -> nginx and nginx -> replica across the bridge), each an entry in one host-wide table
+CONNTRACK_PER_CONNECTION = 3
 #: at least this many replicas, so that a broadcast crosses replicas through the broker
 MIN_REPLICAS = 2
 #: at least one load process per core, and one nginx worker per core
@@ -85,11 +88,13 @@ def capacity(kind: str, fd_limit: int) -> int:
     return int(fd_limit * HEADROOM) // FILES_PER_CONNECTION[kind]
 
 
-def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232) -> Layout:
+def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232,
+                conntrack_free: int | None = None) -> Layout:
     """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`.
 
     Refused (PlanError, one line) when N < 1, or when it needs more nginx workers, listen ports or replicas
-    than the lab starts, or more connections to one destination than there are ephemeral source ports.
+    than the lab starts, more connections to one destination than there are ephemeral source ports, or
+    more tracked connections than the host's conntrack table has free (`conntrack_free`; None: no table).
     """
     if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
         raise PlanError(f"N={connections!r}: need a whole number of connections, at least 1 (e.g. N=20000)")
@@ -111,6 +116,10 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
     if busiest > ephemeral_ports:
         raise PlanError(f"N={connections} puts {busiest} connections on one destination, more than the "
                         f"{ephemeral_ports} ephemeral ports; give a smaller N")
+    tracked = CONNTRACK_PER_CONNECTION * connections
+    if conntrack_free is not None and tracked > conntrack_free:
+        raise PlanError(f"N={connections} needs ~{tracked} tracked connections but the host's conntrack table has "
+                        f"{conntrack_free} free; give a smaller N or raise net.netfilter.nf_conntrack_max")
     return Layout(connections=connections, fd_limit=fd_limit, load_processes=load, ports=ports,
                   nginx_workers=workers, worker_connections=fd_limit - NGINX_SPARE_FILES, replicas=replicas,
                   ephemeral_ports=ephemeral_ports,

@@ -183,3 +183,54 @@ def host_figures() -> dict[str, Any]:
             fields = line.split()[1:]
             out["tcp"] = dict(zip(fields[::2], (int(v) for v in fields[1::2])))
     return out
+
+
+def host_cpu() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole host since boot, summed over its cores (/proc/stat)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = values[3] + values[4]  # idle + iowait
+    return (sum(values) - idle) / tick, sum(values) / tick
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def container_cpu(container_id: str) -> float | None:
+    """CPU seconds a container has used, from its cgroup (v1 cpuacct, or v2 cpu.stat); None if unreadable."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):
+            text = dict(line.split() for line in text.splitlines()).get("usage_usec", "0")
+        return int(text) * scale
+    return None
+
+
+def cpu_snapshot(pids: dict[str, list[int]], containers: dict[str, list[str]]) -> dict[str, float]:
+    """Cumulative CPU seconds of each group of host processes and of containers, and of the whole host."""
+    busy, total = host_cpu()
+    out = {"host busy": busy, "host total": total}
+    for group, ids in pids.items():
+        out[group] = sum(process_cpu(p) for p in ids)
+    for group, cids in containers.items():
+        out[group] = sum(container_cpu(c) or 0.0 for c in cids)
+    return out
+
+
+def cpu_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Per group, the share of the host's CPU capacity it used between two snapshots (1.0 = every core);
+    'host busy' is everything that ran, the lab's processes and anyone else's."""
+    total = after["host total"] - before["host total"]
+    if total <= 0:
+        return {}
+    return {group: round((after[group] - before[group]) / total, 3) for group in after if group != "host total"}

@@ -103,3 +103,36 @@ def test_a_trusted_network_that_is_not_a_plain_cidr_is_refused(net):
 def test_an_unknown_policy_is_refused():
     with pytest.raises(RenderError, match="unknown balancing policy 'sticky'"):
         NginxConfig(for_replicas(1).replicas, balance="sticky")  # type: ignore[arg-type]
+
+
+def test_default_config_listens_once_without_reuseport_and_logs_access():
+    conf = render_nginx(for_replicas(3))
+    assert "        listen 8080;\n" in conf and "reuseport" not in conf
+    assert "worker_processes 1;" in conf and "worker_rlimit_nofile" not in conf
+    assert "access_log /dev/stdout lab;" in conf
+
+
+def test_many_listen_ports_with_reuseport_and_a_file_limit_per_worker():
+    config = NginxConfig(for_replicas(2).replicas, workers=14, worker_connections=19000,
+                         extra_listen_ports=(8081, 8082), reuseport=True, worker_rlimit_nofile=20000,
+                         access_log=False)
+    conf = render_nginx(config)
+    assert "worker_processes 14;\nworker_rlimit_nofile 20000;\n" in conf
+    assert "listen 8080 reuseport;\n        listen 8081 reuseport;\n        listen 8082 reuseport;\n" in conf
+    assert "    access_log off;\n" in conf and "/dev/stdout" not in conf
+
+
+@pytest.mark.parametrize("extra", [(8080,), (8081, 8081), (80,), (70000,), ("8081;",)])
+def test_bad_extra_listen_ports_are_refused(extra):
+    with pytest.raises(RenderError, match="bad extra listen ports"):
+        NginxConfig(for_replicas(1).replicas, extra_listen_ports=extra)
+
+
+def test_worker_limits_are_bounded_and_consistent():
+    replicas = for_replicas(1).replicas
+    with pytest.raises(RenderError, match="workers must be 1..32"):
+        NginxConfig(replicas, workers=33)
+    with pytest.raises(RenderError, match="worker_rlimit_nofile 100 must be"):
+        NginxConfig(replicas, worker_rlimit_nofile=100)
+    with pytest.raises(RenderError, match="worker_connections 19000 exceeds worker_rlimit_nofile 4096"):
+        NginxConfig(replicas, worker_connections=19000, worker_rlimit_nofile=4096)

@@ -1,0 +1,136 @@
+"""The connection-scale layout and the broadcast arithmetic, with literal inputs (no sockets, no Docker)."""
+
+import pytest
+
+from labs.bench_connections import bound, nginx_config, parse_count, summary
+from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
+                              per_connection_bytes, plan_layout, summarize, time_to_fraction)
+
+
+def test_twenty_thousand_fit_under_a_20k_file_limit_with_room_to_spare():
+    layout = plan_layout(20_000, fd_limit=20_000)
+    assert layout == Layout(connections=20_000, fd_limit=20_000, load_processes=2, ports=8, nginx_workers=3,
+                            worker_connections=19_000, replicas=2, ephemeral_ports=28_232, concurrency=80)
+    # every process stays within 75% of the limit: 1 file per client in a load process and a replica,
+    # 6 in a docker-proxy (two sockets, two splice pipes), 2 in an nginx worker
+    assert layout.per("load") * 1 <= 15_000
+    assert layout.per("proxy") * 6 <= 15_000
+    assert layout.per("nginx") * 2 <= 15_000
+    assert layout.per("replica") * 1 <= 15_000
+    assert layout.listen_ports == (8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087)
+
+
+def test_a_hundred_thousand_spread_over_many_processes():
+    layout = plan_layout(100_000, fd_limit=20_000)
+    assert (layout.load_processes, layout.ports, layout.nginx_workers, layout.replicas) == (7, 40, 14, 7)
+    assert layout.per("replica") == 14_286 and layout.per("proxy") == 2_500
+
+
+def test_small_runs_still_use_two_replicas_two_workers_and_two_load_processes():
+    layout = plan_layout(1, fd_limit=20_000)
+    assert (layout.load_processes, layout.ports, layout.nginx_workers, layout.replicas) == (2, 1, 2, 2)
+
+
+def test_a_lower_file_limit_means_more_processes():
+    assert capacity("proxy", 4096) == 512
+    assert plan_layout(20_000, fd_limit=4096).ports == 40
+
+
+@pytest.mark.parametrize("n", [0, -5, 2.5, "20000", True])
+def test_n_below_one_or_not_a_whole_number_is_refused(n):
+    with pytest.raises(PlanError, match="at least 1"):
+        plan_layout(n)
+
+
+def test_n_beyond_what_the_layout_holds_is_refused_with_the_bound():
+    with pytest.raises(PlanError, match=r"N=160001 is more than this layout holds .*at most 160000"):
+        plan_layout(160_001, fd_limit=20_000)
+    assert plan_layout(160_000, fd_limit=20_000).ports == 64
+
+
+def test_too_few_ephemeral_ports_for_one_destination_is_refused():
+    with pytest.raises(PlanError, match="10000 connections on one destination, more than the 5000 ephemeral"):
+        plan_layout(20_000, fd_limit=20_000, ephemeral_ports=5_000)
+
+
+def test_a_full_conntrack_table_is_refused_before_anything_starts():
+    assert plan_layout(20_000, conntrack_free=60_000).connections == 20_000
+    with pytest.raises(PlanError, match="needs ~300000 tracked connections .* 248092 free"):
+        plan_layout(100_000, conntrack_free=248_092)
+
+
+def test_shares_are_contiguous_and_even():
+    assert assign(plan_layout(5, fd_limit=20_000)) == [(0, 3), (3, 2)]
+    shares = assign(plan_layout(100_000, fd_limit=20_000))
+    assert sum(c for _, c in shares) == 100_000 and {c for _, c in shares} == {14_285, 14_286}
+    assert all(first == prev_first + prev_count
+               for (prev_first, prev_count), (first, _) in zip(shares, shares[1:]))
+
+
+def test_the_time_to_95_and_100_percent_counts_against_the_expected_receivers():
+    delays = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6, 1.7, 1.8, 1.9, 2.0]
+    assert time_to_fraction(delays, 20, 0.95) == 1.9
+    assert time_to_fraction(delays, 20, 1.0) == 2.0
+    assert time_to_fraction(list(reversed(delays)), 20, 0.5) == 1.0
+    # one receiver short: 100% was never reached, 95% (19 of 20) was
+    assert time_to_fraction(delays[:19], 20, 1.0) is None
+    assert time_to_fraction(delays[:19], 20, 0.95) == 1.9
+    assert time_to_fraction(delays[:18], 20, 0.95) is None
+    with pytest.raises(ValueError):
+        time_to_fraction(delays, 0, 0.95)
+
+
+def test_a_broadcast_summary_reports_loss_and_duplicates():
+    got = summarize(Arrival(expected=4, delays=(0.3, 0.1, 0.2), duplicates=1))
+    assert got == {"expected": 4, "received": 3, "lost": 1, "duplicated": 1, "p50_s": 0.2, "t95_s": None,
+                   "t100_s": None}
+
+
+def test_medians_skip_broadcasts_that_never_got_there():
+    assert median_of([3.0, None, 1.0, 2.0]) == 2.0
+    assert median_of([None, None]) is None
+
+
+def test_memory_per_connection_is_the_rss_delta_over_the_connections():
+    assert per_connection_bytes(30_000_000, 30_000_000 + 10_000 * 16_384, 10_000) == 16_384
+    assert per_connection_bytes(1, 2, 0) is None
+
+
+def test_the_nearest_limit_comes_first_and_parts_without_a_figure_are_left_out():
+    got = nearest_limits({"proxy files": (15_000, 20_000), "replica": (10_000, 20_000), "none": (-1, 20_000),
+                          "memory": (3, 24)})
+    assert got == [("proxy files", 0.75), ("replica", 0.5), ("memory", 0.125)]
+
+
+def test_the_nginx_config_has_the_layouts_workers_ports_and_limits():
+    conf = nginx_config(plan_layout(20_000, fd_limit=20_000))
+    assert "worker_processes 3;" in conf and "worker_rlimit_nofile 20000;" in conf
+    assert "worker_connections 19000;" in conf and "access_log off;" in conf
+    assert "listen 8080 reuseport;" in conf and "listen 8087 reuseport;" in conf and "listen 8088" not in conf
+    assert "proxy_connect_timeout 5000ms;" in conf
+
+
+def test_a_count_that_is_not_a_number_is_one_clear_error():
+    assert parse_count("20_000") == 20_000
+    with pytest.raises(PlanError, match="N='lots' is not a whole number"):
+        parse_count("lots")
+
+
+def _run(connected, lost, busy, errors=None):
+    return {"connections": 10, "connected": connected, "failed": 10 - connected, "lost": lost, "duplicated": 0,
+            "connect_rate": 100.0, "t95_s": 1.0, "t100_s": 2.0, "connect_errors": errors or {},
+            "replicas": {"app-1": {"bytes_per_connection": 16_000.0}, "app-2": {"bytes_per_connection": None}},
+            "cpu_share": {"connect": {"host busy": busy}}}
+
+
+def test_the_bound_names_failures_first_then_the_nearest_limit_and_a_busy_cpu():
+    limits = [("open files, busiest docker-proxy", 0.75), ("host memory", 0.1)]
+    assert bound([_run(10, 0, 0.5)], limits) == "nothing failed; the nearest limit was open files, busiest docker-proxy at 75%"
+    assert "CPU-bound" in bound([_run(10, 0, 0.97)], limits)
+    text = bound([_run(8, 3, 0.97, {"InvalidStatus: HTTP 502": 2})], limits)
+    assert text.startswith("2 connection(s) failed, 3 receipt(s) lost") and "HTTP 502 x2" in text
+
+
+def test_the_summary_takes_medians_over_runs_and_totals_loss():
+    s = summary([_run(10, 0, 0.5), _run(9, 2, 0.5), _run(10, 0, 0.5)])
+    assert s["connected"] == 9 and s["lost"] == 2 and s["t95_s"] == 1.0 and s["bytes_per_connection"] == 16_000.0
