@@ -69,7 +69,7 @@ bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: off
 	$(PYTHON) -m labs.bench_capacity --runs $(or $(RUNS),3)
 
 bench-connections: setup images ## N (default 20000) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
-	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1)
+	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

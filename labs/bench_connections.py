@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import os
 import platform
@@ -28,7 +29,7 @@ from typing import Any
 
 from . import scenario, settings, signals
 from .cli import progress_printer
-from .connections import Layout, PlanError, assign, median_of, nearest_limits, plan_layout
+from .connections import Layout, PlanError, Via, assign, median_of, nearest_limits, plan_layout
 from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
 from .errors import LabError
 from .infra import inspect
@@ -67,6 +68,17 @@ def nginx_config(layout: Layout) -> str:
     return render_nginx(config)
 
 
+def entrance(stack: Stack, layout: Layout) -> tuple[str, list[int]]:
+    """Where the load processes connect: 127.0.0.1 and the published ports, or nginx's address on the
+    front network and its listen ports."""
+    if layout.via is Via.PUBLISHED:
+        return "127.0.0.1", [stack.ports[port] for port in layout.listen_ports]
+    nginx = stack.containers["nginx"]
+    nginx.reload()
+    address = nginx.attrs["NetworkSettings"]["Networks"][stack.networks["front"].name]["IPAddress"]
+    return str(ipaddress.ip_address(address)), list(layout.listen_ports)
+
+
 def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
     """Each replica's RSS and members of the room, from its /healthz."""
     out = {}
@@ -98,20 +110,21 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
     p = plan(s)
     spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=Broker.REDIS_PUBSUB.value,
                      nginx_conf=nginx_config(layout), images=images, ready_timeout=60.0,
-                     extra_nginx_ports=layout.listen_ports[1:], nofile=layout.fd_limit,
+                     extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
+                     nofile=layout.fd_limit,
                      **broker_options(p.scenario))
     host_before = host_figures()
     progress(f"run {spec.run_id}: {layout.connections} connections")
     with Stack(client, spec, progress=progress) as stack:
         before = replica_figures(stack)
-        ports = [stack.ports[port] for port in layout.listen_ports]
+        host, ports = entrance(stack, layout)
         containers = {"replicas": [stack.containers[n].id for n in stack.replica_names()],
                       "nginx": [stack.containers["nginx"].id], "redis": [stack.containers["redis"].id]}
         proxies = [int(p["pid"] or 0) for p in proxy_figures(ports).values()]
-        with LoadGroup(assign(layout), ports=ports, room=ROOM, open_timeout=open_timeout,
+        with LoadGroup(assign(layout), host=host, ports=ports, room=ROOM, open_timeout=open_timeout,
                        concurrency=layout.concurrency) as load:
-            progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections over "
-                     f"{layout.ports} published port(s)")
+            progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections to "
+                     f"{host} on {layout.ports} port(s) ({layout.via.value})")
             groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
             cpu = [cpu_snapshot(groups, containers)]
             connected = load.wait_connected(deadline_s=open_timeout + layout.connections / 100)
@@ -179,7 +192,10 @@ def write(result: dict[str, Any], out: Path) -> None:
     kib = s["bytes_per_connection"]
     lines = [
         f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
-        f"Layout: {lay['load_processes']} load processes, {lay['ports']} published ports (one docker-proxy each), "
+        f"Layout: {lay['load_processes']} load processes, " + (
+            f"{lay['ports']} nginx ports published on 127.0.0.1 (one docker-proxy each), "
+            if lay["via"] == Via.PUBLISHED.value else
+            f"{lay['ports']} nginx ports reached on its front-network address (no docker-proxy), ") +
         f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas on Redis PubSub, one room; "
         f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
         f"{result['broadcasts']} broadcasts each.", "",
@@ -232,12 +248,21 @@ def parse_count(text: str) -> int:
         raise PlanError(f"N={text!r} is not a whole number; give e.g. N=20000") from None
 
 
+def parse_via(text: str) -> Via:
+    try:
+        return Via(text)
+    except ValueError:
+        raise PlanError(f"--via {text!r}: give one of {', '.join(v.value for v in Via)}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labs.bench_connections", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N (default {DEFAULT_N})")
     parser.add_argument("--runs", default="1", help="whole runs, each on a fresh stack (default 1)")
     parser.add_argument("--broadcasts", default="5", help="broadcasts per run (default 5)")
+    parser.add_argument("--via", default=Via.PUBLISHED.value, help="published (127.0.0.1, through docker-proxy; "
+                        "the default) or bridge (nginx's front-network address)")
     parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a broadcast may take")
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
     args = parser.parse_args(argv)
@@ -247,8 +272,9 @@ def main(argv: list[str] | None = None) -> int:
         runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
         if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
             raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
+        via = parse_via(args.via)
         layout = plan_layout(parse_count(args.connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                             ephemeral_ports=ephemeral_ports(), conntrack_free=conntrack_free())
+                             ephemeral_ports=ephemeral_ports(), conntrack_free=conntrack_free(), via=via)
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2
@@ -268,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         client.close()
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
     result = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
-              "layout": {**dataclasses.asdict(layout), "listen_ports": list(layout.listen_ports)},
+              "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
               "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
                           "python": platform.python_version()}}

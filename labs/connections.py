@@ -10,7 +10,9 @@ host's hard `nofile` limit (20,000 here, root included, containers too):
 docker-proxy (the userland proxy through which the host reaches a port published on 127.0.0.1) holds its
 two sockets and, measured here, two pipes (four files) per connection: Go's splice keeps a pipe per
 direction while it waits for data. So a published port carries ~3,300 connections at most, and the
-layout publishes many.
+layout publishes many. The other way in (`Via.BRIDGE`) skips docker-proxy: the host connects to nginx's
+address on the lab's front network, where each nginx listen port gives the host's bridge address its own
+~28k ephemeral source ports; nothing more is published.
 
 So the layout spreads the connections over enough load processes, published ports (each its own
 docker-proxy and its own nginx listen port, and each its own ~28k ephemeral source ports), nginx workers
@@ -20,6 +22,7 @@ the limit (`HEADROOM`) because spreading by hash or round robin is never exact.
 
 from __future__ import annotations
 
+import enum
 import math
 import statistics
 from dataclasses import dataclass
@@ -39,9 +42,19 @@ FIRST_LISTEN_PORT = 8080
 MAX_WORKERS = 32
 MAX_PORTS = 64
 MAX_REPLICAS = 32
-#: connections the host's netfilter tracks per client (measured here: client -> docker-proxy on loopback,
-#: docker-proxy -> nginx and nginx -> replica across the bridge), each an entry in one host-wide table
-CONNTRACK_PER_CONNECTION = 3
+
+
+class Via(enum.Enum):
+    """How the load processes reach nginx: its ports published on 127.0.0.1 (through docker-proxy), or
+    its address on the lab's front network (straight over the bridge)."""
+
+    PUBLISHED = "published"
+    BRIDGE = "bridge"
+
+
+#: connections the host's netfilter tracks per client, each an entry in one host-wide table (measured
+#: here: client -> docker-proxy on loopback, docker-proxy -> nginx and nginx -> replica across the bridge)
+CONNTRACK_PER_CONNECTION = {Via.PUBLISHED: 3, Via.BRIDGE: 2}
 #: at least this many replicas, so that a broadcast crosses replicas through the broker
 MIN_REPLICAS = 2
 #: at least one load process per core, and one nginx worker per core
@@ -70,6 +83,7 @@ class Layout:
     ephemeral_ports: int
     #: connection attempts each load process keeps in flight
     concurrency: int
+    via: Via = Via.PUBLISHED
 
     @property
     def listen_ports(self) -> tuple[int, ...]:
@@ -89,7 +103,7 @@ def capacity(kind: str, fd_limit: int) -> int:
 
 
 def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232,
-                conntrack_free: int | None = None) -> Layout:
+                conntrack_free: int | None = None, via: Via = Via.PUBLISHED) -> Layout:
     """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`.
 
     Refused (PlanError, one line) when N < 1, or when it needs more nginx workers, listen ports or replicas
@@ -101,6 +115,8 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
     if not 1024 <= fd_limit <= 1_048_576:
         raise PlanError(f"open-file limit {fd_limit} is outside 1024..1048576")
     caps = {kind: capacity(kind, fd_limit) for kind in FILES_PER_CONNECTION}
+    if via is Via.BRIDGE:  # no docker-proxy: a listen port is bound by its ephemeral source ports only
+        caps["proxy"] = int(ephemeral_ports * HEADROOM)
     ports = math.ceil(connections / caps["proxy"])
     workers = max(MIN_WORKERS, math.ceil(connections / caps["nginx"]))
     replicas = max(MIN_REPLICAS, math.ceil(connections / caps["replica"]))
@@ -116,14 +132,14 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
     if busiest > ephemeral_ports:
         raise PlanError(f"N={connections} puts {busiest} connections on one destination, more than the "
                         f"{ephemeral_ports} ephemeral ports; give a smaller N")
-    tracked = CONNTRACK_PER_CONNECTION * connections
+    tracked = CONNTRACK_PER_CONNECTION[via] * connections
     if conntrack_free is not None and tracked > conntrack_free:
         raise PlanError(f"N={connections} needs ~{tracked} tracked connections but the host's conntrack table has "
                         f"{conntrack_free} free; give a smaller N or raise net.netfilter.nf_conntrack_max")
     return Layout(connections=connections, fd_limit=fd_limit, load_processes=load, ports=ports,
                   nginx_workers=workers, worker_connections=fd_limit - NGINX_SPARE_FILES, replicas=replicas,
                   ephemeral_ports=ephemeral_ports,
-                  concurrency=max(1, IN_FLIGHT_PER_REPLICA * replicas // load))
+                  concurrency=max(1, IN_FLIGHT_PER_REPLICA * replicas // load), via=via)
 
 
 def assign(layout: Layout) -> list[tuple[int, int]]:

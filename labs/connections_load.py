@@ -28,9 +28,9 @@ class LoadError(LabError):
 
 
 class LoadGroup:
-    def __init__(self, shares: list[tuple[int, int]], *, ports: list[int], room: str, open_timeout: float,
-                 concurrency: int) -> None:
-        self.shares, self.ports, self.room = shares, ports, room
+    def __init__(self, shares: list[tuple[int, int]], *, host: str, ports: list[int], room: str,
+                 open_timeout: float, concurrency: int) -> None:
+        self.shares, self.host, self.ports, self.room = shares, host, ports, room
         self.open_timeout, self.concurrency = open_timeout, concurrency
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[IO[str]] = []
@@ -39,7 +39,7 @@ class LoadGroup:
     def __enter__(self) -> "LoadGroup":
         try:
             for k, (first, count) in enumerate(self.shares):
-                config = {"host": "127.0.0.1", "ports": self.ports, "first": first, "count": count, "room": self.room,
+                config = {"host": self.host, "ports": self.ports, "first": first, "count": count, "room": self.room,
                           "concurrency": self.concurrency, "open_timeout": self.open_timeout}
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)

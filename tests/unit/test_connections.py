@@ -2,9 +2,9 @@
 
 import pytest
 
-from labs.bench_connections import bound, nginx_config, parse_count, summary
+from labs.bench_connections import bound, nginx_config, parse_count, parse_via, summary
 from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
-                              per_connection_bytes, plan_layout, summarize, time_to_fraction)
+                              Via, per_connection_bytes, plan_layout, summarize, time_to_fraction)
 
 
 def test_twenty_thousand_fit_under_a_20k_file_limit_with_room_to_spare():
@@ -134,3 +134,17 @@ def test_the_bound_names_failures_first_then_the_nearest_limit_and_a_busy_cpu():
 def test_the_summary_takes_medians_over_runs_and_totals_loss():
     s = summary([_run(10, 0, 0.5), _run(9, 2, 0.5), _run(10, 0, 0.5)])
     assert s["connected"] == 9 and s["lost"] == 2 and s["t95_s"] == 1.0 and s["bytes_per_connection"] == 16_000.0
+
+
+def test_over_the_bridge_a_listen_port_is_bound_by_ephemeral_ports_not_by_docker_proxy():
+    layout = plan_layout(100_000, fd_limit=20_000, via=Via.BRIDGE)
+    assert (layout.ports, layout.nginx_workers, layout.replicas, layout.load_processes) == (5, 14, 7, 7)
+    assert layout.per("proxy") == 20_000 <= 0.75 * 28_232
+    # two tracked connections per client instead of three: 100k fits where it did not through docker-proxy
+    assert plan_layout(100_000, conntrack_free=248_092, via=Via.BRIDGE).connections == 100_000
+
+
+def test_an_unknown_way_in_is_one_clear_error():
+    assert parse_via("bridge") is Via.BRIDGE
+    with pytest.raises(PlanError, match="--via 'tunnel': give one of published, bridge"):
+        parse_via("tunnel")
