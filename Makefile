@@ -36,17 +36,30 @@ scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, reco
 scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
 	$(LAB) run $(STICKY)
 
+demo-%: setup images ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
+	$(LAB) up $*
+
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*
 
-test: setup images node-deps ## all tests: unit tests, then the scenarios on real containers
+test: setup images node-deps browser ## all tests: unit tests, then the scenarios on real containers
 	$(PYTHON) -m pytest
 
 test-unit: setup ## only the pure tests (no Docker)
 	$(PYTHON) -m pytest -m "not docker"
 
-test-docker: setup images node-deps ## only the tests that run real containers
+test-docker: setup images node-deps browser ## only the tests that run real containers
 	$(PYTHON) -m pytest -m docker
+
+.PHONY: browser screenshot
+browser: ## headless Chromium for the browser test: Debian's chromium package, installed with apt when absent
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y chromium || { apt-get update && apt-get install -y chromium; }; }; } || \
+	  { echo "chromium not found and not installable here: run 'apt-get install -y chromium' as root"; exit 1; }
+
+screenshot: setup images browser ## the chat page as the README shows it -> docs/trainer-chat.png
+	mkdir -p docs
+	WSLAB_SCREENSHOT=docs/trainer-chat.png $(PYTHON) -m pytest -q tests/docker/test_browser.py -k pubsub
 
 .PHONY: node-deps
 node-deps: tests/node/node_modules/.package-lock.json ## the Node clients' pinned packages (npm ci, when the lock changed)
