@@ -65,8 +65,8 @@ def check_name(name: str) -> str:
     return name
 
 
-def path_for(name: str, directory: Path = LIVE_DIR) -> Path:
-    return directory / f"{check_name(name)}.json"
+def path_for(name: str, directory: Path | None = None) -> Path:
+    return (directory or LIVE_DIR) / f"{check_name(name)}.json"
 
 
 def encode(state: LiveState) -> str:
@@ -83,7 +83,7 @@ def decode(text: str) -> LiveState:
         raise LabError(f"the live stack's state file is damaged ({exc}); run `python -m labs down`") from None
 
 
-def read(name: str, directory: Path = LIVE_DIR) -> LiveState | None:
+def read(name: str, directory: Path | None = None) -> LiveState | None:
     """The state of the stack called `name`, or None when nothing is up under that name."""
     try:
         return decode(path_for(name, directory).read_text())
@@ -91,10 +91,10 @@ def read(name: str, directory: Path = LIVE_DIR) -> LiveState | None:
         return None
 
 
-def claim(state: LiveState, directory: Path = LIVE_DIR) -> None:
+def claim(state: LiveState, directory: Path | None = None) -> None:
     """Write the state of a stack about to start; refuse (one line) when one of that name is up."""
     path = path_for(state.name, directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     except FileExistsError:
@@ -116,13 +116,13 @@ def already_up(state: LiveState | None) -> str:
 
 
 @contextmanager
-def updating(name: str, directory: Path = LIVE_DIR) -> Iterator[list[LiveState]]:
+def updating(name: str, directory: Path | None = None) -> Iterator[list[LiveState]]:
     """Read-modify-write under a lock: the body gets [state] and may replace item 0; it is written back
     (atomically) if changed. Raises LabError when nothing is up."""
     path = path_for(name, directory)
     if not path.exists():
         raise LabError(nothing_up(name))
-    with open(directory / f".{name}.lock", "a") as lock:
+    with open(path.parent / f".{name}.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         current = read(name, directory)
         if current is None:
@@ -140,7 +140,7 @@ def nothing_up(name: str) -> str:
     return f"nothing is up (no stack named {name!r}); start one with `python -m labs up SCENARIO{flag}`"
 
 
-def release(name: str, pid: int, directory: Path = LIVE_DIR) -> None:
+def release(name: str, pid: int, directory: Path | None = None) -> None:
     """Remove the state file if it is still this process's (a `down` may have removed it already)."""
     try:
         state = read(name, directory)
@@ -150,7 +150,7 @@ def release(name: str, pid: int, directory: Path = LIVE_DIR) -> None:
         path_for(name, directory).unlink(missing_ok=True)
 
 
-def forget(name: str, directory: Path = LIVE_DIR) -> None:
+def forget(name: str, directory: Path | None = None) -> None:
     path_for(name, directory).unlink(missing_ok=True)
 
 
