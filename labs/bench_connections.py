@@ -136,12 +136,13 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
             cpu.append(cpu_snapshot(groups, containers))
-            rounds = [load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
-                      for k in range(1, broadcasts + 1)]
+            rounds = []
+            for k in range(1, broadcasts + 1):
+                r = load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
+                rounds.append(r)
+                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in "
+                         f"{_fmt(r['t95_s'], '{:.2f} s')}, 100% in {_fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
             cpu.append(cpu_snapshot(groups, containers))
-            for r in rounds:
-                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in {_fmt(r['t95_s'], '{:.2f}')}"
-                         f" s, 100% in {_fmt(r['t100_s'], '{:.2f}')} s, lost {r['lost']}")
     memory = {}
     for name, a in after.items():
         b, n = before[name]["rss_bytes"], a["members"]

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from . import signals
 from .connections import Arrival, summarize
 from .errors import LabError
 from .settings import ROOT
@@ -43,10 +44,11 @@ class LoadGroup:
                           "concurrency": self.concurrency, "open_timeout": self.open_timeout}
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)
-                proc = subprocess.Popen([sys.executable, "-m", "labs.connections_client", json.dumps(config)],
-                                        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                        text=True, start_new_session=True)
-                self.procs.append(proc)
+                with signals.deferred():  # a started process is ours before a signal is acted on
+                    proc = subprocess.Popen([sys.executable, "-m", "labs.connections_client", json.dumps(config)],
+                                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
+                                            text=True, start_new_session=True)
+                    self.procs.append(proc)
                 threading.Thread(target=self._read, args=(k, proc), daemon=True).start()
         except BaseException:
             self.__exit__()
@@ -54,21 +56,23 @@ class LoadGroup:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for proc in self.procs:
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for proc in self.procs:
-            proc.wait()
-            for pipe in (proc.stdin, proc.stdout):
+        # A critical section: a second Ctrl-C cannot leave a load process running.
+        with signals.deferred():
+            for proc in self.procs:
                 try:
-                    if pipe:
-                        pipe.close()
-                except OSError:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
                     pass
-        for log in self.logs:
-            log.close()
+            for proc in self.procs:
+                proc.wait()
+                for pipe in (proc.stdin, proc.stdout):
+                    try:
+                        if pipe:
+                            pipe.close()
+                    except OSError:
+                        pass
+            for log in self.logs:
+                log.close()
 
     def _read(self, k: int, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
@@ -115,7 +119,8 @@ class LoadGroup:
         for k in range(len(self.procs)):
             self._tell(k, {"cmd": "stats"})
         got = self._await("stats", list(range(len(self.procs))), 30)
-        return [{**got[k], "files": _files(self.procs[k].pid)} for k in range(len(self.procs))]
+        return [{**got[k], "pid": self.procs[k].pid, "files": _files(self.procs[k].pid)}
+                for k in range(len(self.procs))]
 
     def broadcast(self, mid: str, *, expected: int, timeout: float) -> dict[str, Any]:
         """Send `mid` from load process 0 and gather when every other connection received it."""
@@ -229,8 +234,11 @@ def cpu_snapshot(pids: dict[str, list[int]], containers: dict[str, list[str]]) -
 
 def cpu_share(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
     """Per group, the share of the host's CPU capacity it used between two snapshots (1.0 = every core);
-    'host busy' is everything that ran, the lab's processes and anyone else's."""
+    'host busy' is everything that ran, 'everything else' what ran besides the groups (the kernel's own
+    network work, dockerd, any other process on the machine)."""
     total = after["host total"] - before["host total"]
     if total <= 0:
         return {}
-    return {group: round((after[group] - before[group]) / total, 3) for group in after if group != "host total"}
+    out = {group: round((after[group] - before[group]) / total, 3) for group in after if group != "host total"}
+    out["everything else"] = round(max(0.0, out["host busy"] - sum(v for k, v in out.items() if k != "host busy")), 3)
+    return out

@@ -1,0 +1,107 @@
+"""The connection-scale bench on real containers, small: it holds its connections, every broadcast reaches
+every other connection, and whether it finishes or is interrupted, nothing of its run is left: no
+container, no network, no load process."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import pytest
+
+from labs.settings import LABEL, ROOT
+
+pytestmark = pytest.mark.docker
+
+
+def start(results: Path, *args: str) -> subprocess.Popen[str]:
+    """The bench as a terminal starts it: its own process group, SIGINT at its default."""
+    return subprocess.Popen([sys.executable, "-m", "labs.bench_connections", *args], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "WSLAB_RESULTS": str(results)}, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is `pid`."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def left_of(client: docker.DockerClient, run_id: str) -> list[str]:
+    selector = {"label": f"{LABEL}={run_id}"}
+    return ([c.name for c in client.containers.list(all=True, filters=selector)]
+            + [n.name for n in client.networks.list(filters=selector)])
+
+
+def test_a_small_run_holds_every_connection_loses_nothing_and_leaves_nothing(client, images, tmp_path):
+    proc = start(tmp_path, "--connections", "600", "--broadcasts", "2")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    run_id = re.search(r"run ([0-9a-f]{8}): 600 connections", err).group(1)
+    [result_dir] = (tmp_path / "bench").glob("connections-*")
+    result = json.loads((result_dir / "connections.json").read_text())
+    assert (result_dir / "connections.md").read_text().startswith("# 600 WebSocket connections")
+    run = result["results"][0]
+    assert run["connected"] == 600 and run["lost"] == 0 and run["duplicated"] == 0
+    assert [b["received"] for b in run["broadcasts"]] == [599, 599]
+    assert sum(r["members"] for r in run["replicas"].values()) == 600
+    assert all(r["bytes_per_connection"] and r["bytes_per_connection"] > 1000 for r in run["replicas"].values())
+    assert len(run["held"]["proxies"]) == result["layout"]["ports"]  # one docker-proxy per published port
+    assert not [p for p in (load["pid"] for load in run["held"]["load"]) if alive(p)]
+    assert left_of(client, run_id) == []
+
+
+def test_ctrl_c_while_connecting_removes_the_load_processes_and_the_stack(client, images, tmp_path):
+    proc = start(tmp_path, "--connections", "20000", "--broadcasts", "1")
+    loads: list[int] = []
+    run_id = ""
+    try:
+        deadline = time.monotonic() + 120
+        assert proc.stderr is not None
+        for line in proc.stderr:  # progress lines, until the load processes are opening connections
+            run_id = (re.search(r"run ([0-9a-f]{8}):", line) or [run_id, run_id])[1]
+            if "opening 20000 connections" in line:
+                break
+            assert time.monotonic() < deadline, "the bench never started its load processes"
+        while len(loads) < 2 and time.monotonic() < deadline:
+            loads = [p for p in children(proc.pid) if b"labs.connections_client" in _cmdline(p)]
+        assert len(loads) == 2
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert not [p for p in loads if alive(p)]
+    assert run_id and left_of(client, run_id) == []
