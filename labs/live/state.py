@@ -159,12 +159,14 @@ def with_fault(state: LiveState, fault: AppliedFault) -> LiveState:
 
 
 def process_start(pid: int) -> str:
-    """A process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat), "" if it is gone."""
+    """A running process's start time in clock ticks since boot (field 22 of /proc/<pid>/stat); "" when it
+    is gone or has exited (a zombie: its parent has not collected it yet)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return ""
-    return stat.rsplit(")", 1)[1].split()[19]  # fields after "(comm)" start at field 3
+    fields = stat.rsplit(")", 1)[1].split()  # fields after "(comm)": state is field 3, start time field 22
+    return "" if fields[0] in {"Z", "X", "x"} else fields[19]
 
 
 def alive(pid: int, start: str) -> bool:

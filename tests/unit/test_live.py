@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -196,3 +199,15 @@ def test_the_view_shows_replicas_redis_and_the_faults_applied() -> None:
     text = console.export_text()
     assert "http://127.0.0.1:32772/" in text and "channel chat:lobby" in text
     assert "app-3" in text and "down" in text and "faults: kill-replica app-3 for" in text
+
+
+def test_an_exited_process_not_yet_collected_is_not_alive() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    start = state.process_start(child.pid)
+    assert start and state.alive(child.pid, start)
+    child.stdin.close()  # type: ignore[union-attr]
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+    assert not state.alive(child.pid, start)  # a zombie: exited, its parent has not waited for it yet
+    child.wait()
