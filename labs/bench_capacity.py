@@ -33,7 +33,7 @@ from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.stack import Stack
 from .load import ladder
-from .load.step import StepSpec, run_step
+from .load.step import LoadSpec, Session, check_step
 from .report.plots import capacity_pngs
 from .runner import describe, plan, stack_spec, utc_stamp
 
@@ -74,10 +74,12 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
         def probe() -> dict[str, float]:
             return {**inspect.cpu_seconds(stack), **host_cpu(stack.port)}
 
-        def step(rate: float, processes: int, tag: str) -> dict[str, Any]:
-            s = StepSpec(users=args.users, rate=rate, seconds=args.seconds, processes=processes)
-            r = run_step(stack.port, s, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
-            d = {"pattern": pattern, "replicas": replicas, **r.to_dict()}
+        def session(processes: int, tag: str) -> Session:
+            spec = LoadSpec(users=args.users, processes=processes)
+            return Session(stack.port, spec, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
+
+        def step(load: Session, rate: float, tag: str) -> dict[str, Any]:
+            d = {"pattern": pattern, "replicas": replicas, **load.step(rate, args.seconds).to_dict()}
             d["bottleneck"] = ladder.bottleneck(d)
             progress(f"{p.scenario.name} {tag}: offered {rate:g}/s, delivered {d['delivered_per_s']:.0f}/s, "
                      f"lost {d['lost']}, p50 {_ms(d['p50_ms'])}, p99 {_ms(d['p99_ms'])}; busiest {d['bottleneck']}"
@@ -86,16 +88,18 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
 
         for i in range(args.runs):
             steps: list[dict[str, Any]] = []
-            for rate in args.rates:
-                steps.append(step(rate, args.processes, f"run{i + 1}-{rate:g}"))
-                if ladder.broken(steps[-1]):
-                    break
+            with session(args.processes, f"run{i + 1}") as load:
+                for rate in args.rates:
+                    steps.append(step(load, rate, f"run {i + 1}"))
+                    if ladder.broken(steps[-1]):
+                        break
             runs.append(steps)
         medians = ladder.median_steps(runs)
         best = ladder.knee(medians)
         headroom = None
         if best is not None:
-            again = step(best["offered"], args.processes + 1, f"headroom-{best['offered']:g}")
+            with session(args.processes + 1, "headroom") as load:
+                again = step(load, best["offered"], f"{args.processes + 1} generator processes")
             headroom = {"rate": best["offered"], "processes": [args.processes, args.processes + 1],
                         "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
@@ -173,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
             raise ladder.LadderError("runs must be 1..20 and users 2..1000")
         for processes in (args.processes, args.processes + 1):  # the ladder's, and the headroom check's
-            StepSpec(users=args.users, rate=args.rates[0], seconds=args.seconds, processes=processes)
+            LoadSpec(users=args.users, processes=processes)
+        check_step(args.rates[-1], args.seconds)
     except LabError as exc:
         print(f"wslab: {exc}", file=sys.stderr)
         return 2

@@ -36,11 +36,10 @@ class LoadError(LabError):
 
 
 @dataclass(frozen=True)
-class StepSpec:
+class LoadSpec:
+    """The generator of a session: how many users, in how many locust worker processes."""
+
     users: int
-    #: offered messages per second, all users together
-    rate: float
-    seconds: float
     processes: int = 1
     payload: int = 0
     user_class: str = "WebSocketUser"
@@ -50,17 +49,23 @@ class StepSpec:
     def __post_init__(self) -> None:
         if not 2 <= self.users <= 5000:
             raise LoadError(f"a load step needs 2..5000 users, got {self.users}")
-        if not 0 < self.rate <= 100_000 or not 0.5 <= self.seconds <= 600:
-            raise LoadError(f"rate must be in (0, 100000] msg/s and seconds 0.5..600, got {self.rate}, {self.seconds}")
         if not 1 <= self.processes <= 16:
             raise LoadError(f"processes must be 1..16, got {self.processes}")
         if self.user_class not in {"WebSocketUser", "SocketIOUser"}:
             raise LoadError(f"unknown load user {self.user_class!r} (WebSocketUser or SocketIOUser)")
 
 
+def check_step(rate: float, seconds: float) -> None:
+    if not 0 < rate <= 100_000 or not 0.5 <= seconds <= 600:
+        raise LoadError(f"rate must be in (0, 100000] msg/s and seconds 0.5..600, got {rate:g}, {seconds:g}")
+
+
 @dataclass
 class StepResult:
-    spec: StepSpec
+    spec: LoadSpec
+    #: offered messages per second, all users together, and for how long
+    rate: float
+    seconds: float
     counts: StepCounts
     #: wall seconds from the go signal to the last report
     window_s: float
@@ -71,70 +76,110 @@ class StepResult:
     locust: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def offered_per_s(self) -> float:
-        return self.spec.rate
-
-    @property
     def sent_per_s(self) -> float:
-        return self.counts.sent / self.spec.seconds
+        return self.counts.sent / self.seconds
 
     @property
     def delivered_per_s(self) -> float:
-        return self.counts.delivered / self.spec.seconds
+        return self.counts.delivered / self.seconds
 
     @property
     def generator_bound(self) -> bool:
         """The generator, not the lab, set the pace: a locust process near a full core, or sends that went
         out late or short of the offered count."""
-        short = self.counts.sent < 0.97 * self.spec.rate * self.spec.seconds
+        short = self.counts.sent < 0.97 * self.rate * self.seconds
         return self.generator_peak > GENERATOR_BOUND or short or self.counts.late_sends > 0.01 * max(1, self.counts.sent)
 
     def to_dict(self) -> dict[str, Any]:
         c = self.counts
-        return {"users": self.spec.users, "processes": self.spec.processes, "offered": self.spec.rate,
-                "seconds": self.spec.seconds, "sent": c.sent, "acked": c.acked, "sent_per_s": self.sent_per_s,
+        return {"users": self.spec.users, "processes": self.spec.processes, "offered": self.rate,
+                "seconds": self.seconds, "sent": c.sent, "acked": c.acked, "sent_per_s": self.sent_per_s,
                 "owed": c.owed, "delivered": c.delivered, "delivered_per_s": self.delivered_per_s, "lost": c.lost,
                 "duplicated": c.duplicated, "unexpected": c.unexpected, "joined": c.joined, "dropped": c.dropped,
-                "late_sends": c.late_sends, "p50_ms": c.percentile_ms(50), "p90_ms": c.percentile_ms(90),
-                "p99_ms": c.percentile_ms(99), "max_ms": c.max_ms, "window_s": self.window_s,
-                "cpu": self.cpu, "generator_peak": self.generator_peak,
+                "late_sends": c.late_sends, "stale": c.stale, "p50_ms": c.percentile_ms(50),
+                "p90_ms": c.percentile_ms(90), "p99_ms": c.percentile_ms(99), "max_ms": c.max_ms,
+                "window_s": self.window_s, "cpu": self.cpu, "generator_peak": self.generator_peak,
                 "generator_bound": self.generator_bound, "locust": self.locust}
 
 
-def run_step(port: int, spec: StepSpec, out_dir: Path, *, broker: bool, room: str = "load",
-             cpu_probe: CpuProbe = dict) -> StepResult:
-    out_dir.mkdir(parents=True, exist_ok=False)
-    cap = spec.join_timeout + spec.seconds + spec.drain + 15
-    per_user = spec.rate / spec.users
-    command = [sys.executable, "-m", "locust", "-f", str(USERS_FILE), "--headless", "--processes", str(spec.processes),
-               "-u", str(spec.users), "-r", str(min(spec.users, 500)), "-t", f"{int(cap)}s", "--csv",
-               str(out_dir / "locust"), "--only-summary", "--loglevel", "WARNING", "--exit-code-on-error", "0",
-               "--lab-dir", str(out_dir), "--lab-port", str(port), "--lab-room", room, "--lab-rate", f"{per_user:.6f}",
-               "--lab-payload", str(spec.payload), "--lab-drain", str(spec.drain), spec.user_class]
-    with open(out_dir / "locust.log", "wb") as log:
-        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    try:
-        _await(lambda: _count(out_dir / "joined") + _failed(out_dir) >= spec.users, proc, spec.join_timeout,
-               f"{spec.users} users to join", out_dir)
-        tree = _tree(proc.pid)
-        cpu0, gen0, t0 = cpu_probe(), _cpu(tree), time.monotonic()
+class Session:
+    """locust up with every user in the room; then `step(rate, seconds)` as often as wanted. Use as
+    `with Session(...) as load:`; leaving it ends the users and kills locust's process group."""
+
+    def __init__(self, port: int, spec: LoadSpec, out_dir: Path, *, broker: bool, room: str = "load",
+                 cpu_probe: CpuProbe = dict, max_seconds: float = 3600) -> None:
+        self.port, self.spec, self.dir, self.broker, self.room = port, spec, out_dir, broker, room
+        self.cpu_probe = cpu_probe
+        self.max_seconds = max_seconds
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.steps = 0
+        self.locust: dict[str, Any] = {}
+
+    def __enter__(self) -> "Session":
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.proc is None:
+            return
+        try:
+            (self.dir / "end").touch()  # users close their connections at their next poll
+        finally:
+            _stop(self.proc)  # locust writes its CSV on SIGTERM; what is left gets SIGKILL
+            self.locust = _locust_stats(self.dir / "locust_stats.csv")
+
+    def start(self) -> None:
+        spec = self.spec
+        self.dir.mkdir(parents=True, exist_ok=False)
+        command = [sys.executable, "-m", "locust", "-f", str(USERS_FILE), "--headless", "--processes",
+                   str(spec.processes), "-u", str(spec.users), "-r", str(min(spec.users, 500)),
+                   "-t", f"{int(self.max_seconds)}s", "--csv", str(self.dir / "locust"), "--only-summary",
+                   "--loglevel", "WARNING", "--exit-code-on-error", "0", "--lab-dir", str(self.dir),
+                   "--lab-port", str(self.port), "--lab-room", self.room, "--lab-payload", str(spec.payload),
+                   "--lab-drain", str(spec.drain), spec.user_class]
+        with open(self.dir / "locust.log", "wb") as log:
+            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
+        _await(lambda: _count(self.dir / "joined") + _count(self.dir / "users" / "0", ".json") >= spec.users,
+               self.proc, spec.join_timeout, f"{spec.users} users to join", self.dir)
+        self.tree = _tree(self.proc.pid)
+
+    def step(self, rate: float, seconds: float) -> StepResult:
+        check_step(rate, seconds)
+        assert self.proc is not None
+        self.steps += 1
+        n, joined = self.steps, _count(self.dir / "joined")
+        cpu0, gen0, t0 = self.cpu_probe(), _cpu(self.tree), time.monotonic()
         start = time.monotonic() + 0.2
-        go = out_dir / "go.json"
-        go.with_suffix(".partial").write_text(json.dumps({"start": start, "stop": start + spec.seconds}))
+        go = self.dir / f"go-{n}.json"
+        go.with_suffix(".partial").write_text(json.dumps({"start": start, "stop": start + seconds,
+                                                          "rate": rate / self.spec.users}))
         go.with_suffix(".partial").rename(go)
-        _await(lambda: _count(out_dir / "users", ".json") >= spec.users, proc,
-               0.2 + spec.seconds + spec.drain + 10, "every user's report", out_dir)
-        cpu1, gen1, t1 = cpu_probe(), _cpu(tree), time.monotonic()
-    finally:
-        _stop(proc)
-    users = [UserCounts.from_dict(json.loads(p.read_text())) for p in sorted((out_dir / "users").glob("*.json"))]
-    counts = add_up(users, expected_users=spec.users, broker=broker)
-    window = t1 - t0
-    cpu = {name: (cpu1[name] - cpu0[name]) / window for name in cpu1 if name in cpu0}
-    cpu["generator"] = sum(gen1.get(pid, 0.0) - gen0.get(pid, 0.0) for pid in gen1) / window
-    peak = max((gen1[pid] - gen0.get(pid, 0.0) for pid in gen1), default=0.0) / window
-    return StepResult(spec, counts, window, cpu, peak, _locust_stats(out_dir / "locust_stats.csv"))
+        reports = self.dir / "users" / str(n)
+        _await(lambda: _count(reports, ".json") >= joined, self.proc, 0.2 + seconds + self.spec.drain + 10,
+               f"every user's report of step {n}", self.dir)
+        cpu1, gen1, t1 = self.cpu_probe(), _cpu(self.tree), time.monotonic()
+        failed = sorted((self.dir / "users" / "0").glob("*.json")) if (self.dir / "users" / "0").exists() else []
+        users = [UserCounts.from_dict(json.loads(p.read_text())) for p in sorted(reports.glob("*.json")) + failed]
+        counts = add_up(users, expected_users=self.spec.users, broker=self.broker)
+        window = t1 - t0
+        cpu = {name: (cpu1[name] - cpu0[name]) / window for name in cpu1 if name in cpu0}
+        cpu["generator"] = sum(gen1.get(pid, 0.0) - gen0.get(pid, 0.0) for pid in gen1) / window
+        peak = max((gen1[pid] - gen0.get(pid, 0.0) for pid in gen1), default=0.0) / window
+        return StepResult(self.spec, rate, seconds, counts, window, cpu, peak)
+
+
+def run_step(port: int, spec: LoadSpec, rate: float, seconds: float, out_dir: Path, *, broker: bool,
+             room: str = "load", cpu_probe: CpuProbe = dict) -> StepResult:
+    """One step in a session of its own; its `locust` holds locust's own figures for it."""
+    with Session(port, spec, out_dir, broker=broker, room=room, cpu_probe=cpu_probe) as load:
+        result = load.step(rate, seconds)
+    result.locust = load.locust
+    return result
 
 
 def _await(done: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str, out_dir: Path) -> None:
@@ -152,12 +197,6 @@ def _count(directory: Path, suffix: str = "") -> int:
         return sum(1 for p in directory.iterdir() if p.name.endswith(suffix))
     except FileNotFoundError:
         return 0
-
-
-def _failed(out_dir: Path) -> int:
-    """Users that reported before joining: they failed to connect."""
-    joined = {p.name for p in (out_dir / "joined").glob("*")} if (out_dir / "joined").exists() else set()
-    return sum(1 for p in (out_dir / "users").glob("*.json") if p.stem not in joined) if (out_dir / "users").exists() else 0
 
 
 def _tree(pid: int) -> list[psutil.Process]:
@@ -180,21 +219,19 @@ def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the locust session (it writes its CSV and stops its workers), then SIGKILL what is left."""
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    """SIGTERM locust's master alone (it stops its workers, gathers their last figures and writes its CSV),
+    then SIGKILL whatever is left of the session: no load process outlives it."""
+    try:
+        proc.terminate()
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
         try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        try:  # the master is gone; its workers may not be
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        return
+        proc.wait()
 
 
 def _locust_stats(path: Path) -> dict[str, Any]:

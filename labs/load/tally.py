@@ -34,6 +34,8 @@ class Tally:
     error: str = ""
     #: sends that went out more than 10 ms after their scheduled time (the generator fell behind)
     late_sends: int = 0
+    #: deliveries of an earlier step's messages that came after that step's report
+    stale: int = 0
     seen: dict[str, set[int]] = field(default_factory=dict)
     duplicates: int = 0
     latency_us: HdrHistogram = field(default_factory=new_histogram)
@@ -49,7 +51,7 @@ class Tally:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "replica": self.replica, "sent": self.sent, "acked": self.acked,
                 "dropped": self.dropped, "error": self.error, "late_sends": self.late_sends,
-                "received": {s: len(seqs) for s, seqs in sorted(self.seen.items())},
+                "stale": self.stale, "received": {s: len(seqs) for s, seqs in sorted(self.seen.items())},
                 "duplicates": self.duplicates,
                 "latency_us": base64.b64encode(self.latency_us.encode()).decode()}
 
@@ -65,6 +67,7 @@ class UserCounts:
     dropped: bool
     error: str
     late_sends: int
+    stale: int
     received: dict[str, int]
     duplicates: int
     latency_us: HdrHistogram
@@ -77,7 +80,7 @@ class UserCounts:
             hist.add(HdrHistogram.decode(base64.b64decode(encoded)))
         return cls(str(d["name"]), str(d.get("replica", "")), int(d["sent"]), int(d["acked"]),
                    bool(d.get("dropped")), str(d.get("error", "")), int(d.get("late_sends", 0)),
-                   {str(k): int(v) for k, v in d.get("received", {}).items()}, int(d.get("duplicates", 0)), hist)
+                   int(d.get("stale", 0)), {str(k): int(v) for k, v in d.get("received", {}).items()}, int(d.get("duplicates", 0)), hist)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ class StepCounts:
     unexpected: int
     dropped: int
     late_sends: int
+    stale: int
     latency_us: HdrHistogram
 
     def percentile_ms(self, q: float) -> float | None:
@@ -145,4 +149,5 @@ def add_up(users: list[UserCounts], *, expected_users: int, broker: bool) -> Ste
     return StepCounts(users=expected_users, joined=len(joined), sent=sent, acked=sum(u.acked for u in users),
                       owed=owed, delivered=delivered, lost=lost, duplicated=sum(u.duplicates for u in users),
                       unexpected=unexpected, dropped=sum(1 for u in users if u.dropped),
-                      late_sends=sum(u.late_sends for u in users), latency_us=hist)
+                      late_sends=sum(u.late_sends for u in users), stale=sum(u.stale for u in users),
+                      latency_us=hist)

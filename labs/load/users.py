@@ -4,13 +4,13 @@ locust runs on gevent, so the users are synchronous clients (websockets' sans-I/
 socket for the lab's WebSocket protocol, labs/load/wire.py; python-socketio's Client for Socket.IO) that
 yield to gevent on every socket call.
 
-One step, coordinated through files in `--lab-dir` (the bench that started locust waits on them):
-  1. each user connects, joins the room, and writes `joined/<name>`;
-  2. it waits for `go.json` ({"start": T0, "stop": T1} on the host's monotonic clock, which every process
-     on the machine shares), then sends `--lab-rate` messages/s from T0 to T1, each stamped with the
-     monotonic time it was sent;
-  3. it reads until nothing arrived for `QUIET_S` after T1 (at most `--lab-drain` s), writes its tally to
-     `users/<name>.json`, and stops.
+A session of steps, coordinated through files in `--lab-dir` (the bench that started locust waits on them):
+  1. each user connects, joins the room, and writes `joined/<name>` (or, failing, `users/0/<name>.json`);
+  2. for step n = 1, 2, … it waits for `go-<n>.json` ({"start": T0, "stop": T1, "rate": R} on the host's
+     monotonic clock, which every process on the machine shares), then sends R messages/s from T0 to T1,
+     each stamped with the monotonic time it was sent and numbered `<user>-<n>-<k>`;
+  3. it reads until nothing arrived for `QUIET_S` after T1 (at most `--lab-drain` s), writes that step's
+     tally to `users/<n>/<name>.json`, and waits for the next step, until the `end` file appears.
 Latency is receive time minus the payload's stamp: into locust's stats (request "deliver") and into the
 user's HdrHistogram; acknowledgements go into locust's stats as "ack".
 """
@@ -45,7 +45,6 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--lab-dir", required=True, help="where users write joined/, users/ and read go.json")
     parser.add_argument("--lab-port", type=int, required=True, help="nginx's port on 127.0.0.1")
     parser.add_argument("--lab-room", default="load", help="the room every user joins")
-    parser.add_argument("--lab-rate", type=float, required=True, help="messages per second per user")
     parser.add_argument("--lab-payload", type=int, default=0, help="body characters per message")
     parser.add_argument("--lab-drain", type=float, default=5.0, help="longest wait for deliveries after stop")
 
@@ -59,11 +58,12 @@ class ChatUser(User):
         super().__init__(environment)
         opts = environment.parsed_options
         self.dir = Path(opts.lab_dir)
-        self.port, self.room, self.rate = opts.lab_port, opts.lab_room, opts.lab_rate
+        self.port, self.room = opts.lab_port, opts.lab_room
         self.body, self.drain = "x" * opts.lab_payload, opts.lab_drain
         self.tally = Tally(f"u{os.getpid()}n{next(_names)}")
         self.sent_at: dict[str, float] = {}
         self.last_activity = 0.0
+        self.step = 0
         self.done = False
 
     # -- what the protocol reports ----------------------------------------------------------------------
@@ -72,10 +72,13 @@ class ChatUser(User):
         now = time.monotonic()
         self.last_activity = now
         try:
-            sender, seq = str(frame["sender"]), int(str(frame["id"]).rsplit("-", 1)[1])
+            sender, step, seq = str(frame["sender"]), *(int(n) for n in str(frame["id"]).rsplit("-", 2)[1:])
             latency_s = now - float(frame["ts"])
         except (KeyError, ValueError, IndexError, TypeError):
             return  # not a load message (another client in the room); the bench does not count it
+        if step != self.step:
+            self.tally.stale += 1  # a straggler from an earlier step, after that step's report
+            return
         self.tally.received(sender, seq, int(latency_s * 1e6))
         self.environment.events.request.fire(request_type="WS", name="deliver", response_time=latency_s * 1000,
                                              response_length=size, exception=None, context={})
@@ -101,55 +104,64 @@ class ChatUser(User):
             self.tally.replica = self.connect()
         except Exception as exc:  # noqa: BLE001 - any failure to join is this user's result, not a crash
             self.tally.error = f"{type(exc).__name__}: {exc}"[:200]
-            self._report()
+            self._report(0)
             raise StopUser() from None
         (self.dir / "joined").mkdir(exist_ok=True)
         (self.dir / "joined" / self.tally.name).write_text(self.tally.replica)
 
     @task
-    def step(self) -> None:
-        go = self._await_go()
-        start, stop = go["start"], go["stop"]
-        interval = 1.0 / self.rate
+    def steps(self) -> None:
+        """Step after step, each when its go file appears, until the `end` file does."""
+        n = 1
+        while (go := self._await_go(n)) is not None:
+            self.step = n
+            self.tally = Tally(self.tally.name, replica=self.tally.replica, dropped=self.tally.dropped,
+                               error=self.tally.error)
+            self.sent_at.clear()
+            self._send(go["start"], go["stop"], go["rate"])
+            self.last_activity = max(self.last_activity, time.monotonic())
+            deadline = time.monotonic() + self.drain
+            while time.monotonic() < deadline and time.monotonic() - self.last_activity < QUIET_S:
+                gevent.sleep(0.05)
+            self._report(n)
+            n += 1
+        self.done = True
+        self.close()
+        raise StopUser()
+
+    def _send(self, start: float, stop: float, rate: float) -> None:
+        interval = 1.0 / rate
         # users start at different offsets within one interval, so the room's sends are spread evenly
         offset = (zlib.crc32(self.tally.name.encode()) % 1000) / 1000 * interval
-        n = 0
-        while True:
-            due = start + offset + n * interval
-            if due >= stop:
-                break
+        for k in range(1, round((stop - start) * rate) + 1):  # exactly rate x seconds messages
+            if self.tally.dropped:
+                return
+            due = start + offset + (k - 1) * interval
             wait = due - time.monotonic()
             if wait > 0:
                 gevent.sleep(wait)
             elif -wait > LATE_S:
                 self.tally.late_sends += 1
-            n += 1
-            msg_id = f"{self.tally.name}-{n}"
+            msg_id = f"{self.tally.name}-{self.step}-{k}"
             self.sent_at[msg_id] = time.monotonic()
             self.tally.sent += 1
             try:
                 self.send(msg_id, time.monotonic(), self.body)
             except Exception as exc:  # noqa: BLE001 - a send on a dropped connection ends this user's sending
                 self.closed(f"send failed: {type(exc).__name__}: {exc}")
-                break
-        self.last_activity = max(self.last_activity, time.monotonic())
-        deadline = time.monotonic() + self.drain
-        while time.monotonic() < deadline and time.monotonic() - self.last_activity < QUIET_S:
-            gevent.sleep(0.05)
-        self.done = True
-        self._report()
-        self.close()
-        raise StopUser()
 
-    def _await_go(self) -> dict[str, float]:
-        path = self.dir / "go.json"
-        while not path.exists():
+    def _await_go(self, n: int) -> dict[str, float] | None:
+        go, end = self.dir / f"go-{n}.json", self.dir / "end"
+        while not go.exists():
+            if end.exists():
+                return None
             gevent.sleep(GO_POLL_S)
-        return json.loads(path.read_text())
+        return json.loads(go.read_text())
 
-    def _report(self) -> None:
-        (self.dir / "users").mkdir(exist_ok=True)
-        target = self.dir / "users" / f"{self.tally.name}.json"
+    def _report(self, n: int) -> None:
+        directory = self.dir / "users" / str(n)
+        directory.mkdir(parents=True, exist_ok=True)
+        target = directory / f"{self.tally.name}.json"
         partial = target.with_suffix(".partial")
         partial.write_text(json.dumps(self.tally.to_dict()))
         partial.rename(target)  # the bench never reads half a file

@@ -12,7 +12,7 @@ from labs import scenario
 from labs.bench_capacity import capacity_scenario
 from labs.infra import inspect
 from labs.infra.stack import Stack
-from labs.load.step import StepSpec, run_step
+from labs.load.step import LoadSpec, Session, run_step
 from labs.runner import plan, stack_spec
 
 pytestmark = pytest.mark.docker
@@ -36,7 +36,7 @@ def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client,
     s = capacity_scenario("pubsub", 2, 6)
     with stack_for(client, images, s) as stack:
         out = tmp_path / "step"
-        r = run_step(stack.port, StepSpec(users=6, rate=60, seconds=2, processes=2), out, broker=True,
+        r = run_step(stack.port, LoadSpec(users=6, processes=2), 60, 2, out, broker=True,
                      cpu_probe=lambda: inspect.cpu_seconds(stack))
     c = r.counts
     assert c.joined == 6 and c.sent >= 110
@@ -50,7 +50,7 @@ def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client,
 def test_without_a_broker_only_the_senders_replica_delivers(client, images, tmp_path):
     s = capacity_scenario("none", 2, 6)
     with stack_for(client, images, s) as stack:
-        r = run_step(stack.port, StepSpec(users=6, rate=60, seconds=2), tmp_path / "step", broker=False)
+        r = run_step(stack.port, LoadSpec(users=6), 60, 2, tmp_path / "step", broker=False)
     c = r.counts
     # round-robin puts 3 users on each replica: each message is owed to the 2 others on its replica
     assert c.joined == 6
@@ -61,9 +61,20 @@ def test_socketio_users_through_the_redis_manager_lose_nothing(client, images, t
     base = scenario.load("socketio-redis-manager")
     s = dataclasses.replace(base, workload=dataclasses.replace(base.workload, clients=4))
     with stack_for(client, images, s) as stack:
-        r = run_step(stack.port, StepSpec(users=4, rate=20, seconds=2, user_class="SocketIOUser"),
-                     tmp_path / "step", broker=True)
+        r = run_step(stack.port, LoadSpec(users=4, user_class="SocketIOUser"), 20, 2, tmp_path / "step", broker=True)
     c = r.counts
     assert c.joined == 4 and c.sent >= 36
     assert (c.delivered, c.lost, c.duplicated) == (c.sent * 3, 0, 0)
     assert c.acked == c.sent
+
+
+def test_one_session_steps_up_with_the_same_users_and_counts_each_step_apart(client, images, tmp_path):
+    s = capacity_scenario("pubsub", 2, 4)
+    with stack_for(client, images, s) as stack:
+        with Session(stack.port, LoadSpec(users=4), tmp_path / "session", broker=True) as load:
+            first, second = load.step(20, 1), load.step(80, 1)
+    assert (first.counts.sent, second.counts.sent) == (20, 80)
+    assert (first.counts.delivered, second.counts.delivered) == (60, 240)
+    assert first.counts.lost == second.counts.lost == 0
+    assert load.locust["deliver"]["count"] == 300
+    assert load_processes(tmp_path / "session") == []
