@@ -70,6 +70,7 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
     progress(describe(p, spec, note))
     broker = pattern != "none"
     runs: list[list[dict[str, Any]]] = []
+    locust: list[dict[str, Any]] = []
     with Stack(client, spec, progress=progress) as stack:
         def probe() -> dict[str, float]:
             return {**inspect.cpu_seconds(stack), **host_cpu(stack.port)}
@@ -94,6 +95,9 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
                     if ladder.broken(steps[-1]):
                         break
             runs.append(steps)
+            # locust's own count of deliveries over the session, beside the users' tallies
+            locust.append({"run": i + 1, "deliver": load.locust.get("deliver", {}),
+                           "tallied": sum(s["delivered"] + s["duplicated"] + s["unexpected"] for s in steps)})
         medians = ladder.median_steps(runs)
         best = ladder.knee(medians)
         headroom = None
@@ -105,7 +109,7 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
                         "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "unchanged": _unchanged(best, again), "step": again}
     return {"pattern": pattern, "replicas": replicas, "runs": runs, "steps": medians, "knee": best,
-            "headroom": headroom}
+            "headroom": headroom, "locust": locust}
 
 
 def _unchanged(a: dict[str, Any], b: dict[str, Any]) -> bool:
