@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import psutil
 
+from .. import signals
 from ..errors import LabError
 from .tally import StepCounts, UserCounts, add_up
 
@@ -141,7 +142,8 @@ class Session:
                    "--loglevel", "WARNING", "--exit-code-on-error", "0", "--lab-dir", str(self.dir),
                    "--lab-port", str(self.port), "--lab-room", self.room, "--lab-payload", str(spec.payload),
                    "--lab-drain", str(spec.drain), spec.user_class]
-        with open(self.dir / "locust.log", "wb") as log:
+        # a critical section: a Ctrl-C waits until the handle is ours, so `__exit__` can kill the session
+        with open(self.dir / "locust.log", "wb") as log, signals.deferred():
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)
         _await(lambda: _count(self.dir / "joined") + _count(self.dir / "users" / "0", ".json") >= spec.users,

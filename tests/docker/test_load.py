@@ -78,3 +78,38 @@ def test_one_session_steps_up_with_the_same_users_and_counts_each_step_apart(cli
     assert first.counts.lost == second.counts.lost == 0
     assert load.locust["deliver"]["count"] == 300
     assert load_processes(tmp_path / "session") == []
+
+
+def test_ctrl_c_during_a_load_step_leaves_no_load_process_and_no_container(client, tmp_path):
+    """As a terminal does: SIGINT to the bench's process group while locust's users are sending."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from labs.settings import LABEL
+
+    bench = subprocess.Popen(
+        [sys.executable, "-m", "labs.bench_capacity", "--patterns", "pubsub", "--replicas", "2",
+         "--rates", "50,100", "--runs", "1", "--seconds", "30"],
+        start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "WSLAB_RESULTS": str(tmp_path)})
+    deadline = time.monotonic() + 120
+    locust = []
+    while time.monotonic() < deadline and bench.poll() is None:
+        kids = psutil.Process(bench.pid).children(recursive=True)
+        locust = [k for k in kids if "locust" in " ".join(k.cmdline())]
+        steps = list(tmp_path.glob("bench/capacity-*/steps/*/go-1.json"))
+        if len(locust) >= 2 and steps:  # master and worker up, and the first step under way
+            break
+        time.sleep(0.05)
+    assert locust, "locust never started"
+    os.killpg(bench.pid, signal.SIGINT)
+    out = bench.communicate(timeout=60)[0].decode()
+    assert bench.returncode == 130, out[-2000:]
+    assert not [p for p in locust if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    run_id = re.search(r"run ([0-9a-f]{8})", out).group(1)
+    assert client.containers.list(all=True, filters={"label": f"{LABEL}={run_id}"}) == []
+    assert client.networks.list(filters={"label": f"{LABEL}={run_id}"}) == []
