@@ -29,7 +29,7 @@ from typing import Any
 
 from . import scenario, settings, signals
 from .cli import progress_printer
-from .connections import Layout, PlanError, Via, assign, median_of, nearest_limits, plan_layout
+from .connections import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, median_of, nearest_limits, plan_layout
 from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
 from .errors import LabError
 from .infra import inspect
@@ -43,6 +43,8 @@ DEFAULT_N = 20_000
 #: nginx's upstream connect timeout: above the first SYN retransmission (1 s), so that a SYN dropped by a
 #: busy replica's backlog is retried instead of failing the client with a 502
 CONNECT_TIMEOUT_MS = 5000
+#: how long a run waits for the conntrack entries of the run before it to expire
+CONNTRACK_WAIT_S = 180.0
 
 
 def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
@@ -56,6 +58,21 @@ def conntrack_free(directory: Path = Path("/proc/sys/net/netfilter")) -> int | N
         return int((directory / "nf_conntrack_max").read_text()) - int((directory / "nf_conntrack_count").read_text())
     except (OSError, ValueError):
         return None
+
+
+def wait_for_conntrack(needed: int, *, progress: Any, timeout: float = CONNTRACK_WAIT_S) -> None:
+    """Wait until the host's conntrack table has `needed` free entries: a closed connection's entries
+    linger (TIME_WAIT, 120 s), so a run right after a big one may not fit yet."""
+    deadline = time.monotonic() + timeout
+    free = conntrack_free()
+    if free is not None and free < needed:
+        progress(f"waiting for {needed} free conntrack entries ({free} now; closed connections linger 120 s)")
+    while free is not None and free < needed:
+        if time.monotonic() > deadline:
+            raise PlanError(f"the host's conntrack table still has only {free} free entries after {timeout:.0f}s, "
+                            f"{needed} needed; give a smaller N or raise net.netfilter.nf_conntrack_max")
+        time.sleep(1.0)
+        free = conntrack_free()
 
 
 def nginx_config(layout: Layout) -> str:
@@ -79,13 +96,18 @@ def entrance(stack: Stack, layout: Layout) -> tuple[str, list[int]]:
     return str(ipaddress.ip_address(address)), list(layout.listen_ports)
 
 
+#: replica counters that explain a broadcast lost or refused (see labs/app/brokers.py)
+BROKER_COUNTERS = ("published", "publish_failed", "received", "deaf_detected", "subscriber_rebuilds",
+                   "delivered_frames")
+
+
 def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
-    """Each replica's RSS and members of the room, from its /healthz."""
+    """Each replica's RSS, members of the room and broker counters, from its /healthz."""
     out = {}
     for name in stack.replica_names():
         h = inspect.health(stack, name)
         out[name] = {"rss_bytes": h.get("rss_bytes"), "members": h.get("rooms", {}).get(ROOM, 0),
-                     "status": h.get("status")}
+                     "status": h.get("status"), **{k: h.get(k, 0) for k in BROKER_COUNTERS}}
     return out
 
 
@@ -143,6 +165,7 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                 progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in "
                          f"{_fmt(r['t95_s'], '{:.2f} s')}, 100% in {_fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
             cpu.append(cpu_snapshot(groups, containers))
+            counters = replica_figures(stack)
     memory = {}
     for name, a in after.items():
         b, n = before[name]["rss_bytes"], a["members"]
@@ -153,9 +176,19 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             "connect_errors": _merge([c["errors"] for c in connected]),
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
             "cpu_share": {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])},
-            "lost": sum(r["lost"] for r in rounds), "duplicated": sum(r["duplicated"] for r in rounds),
-            "t95_s": median_of([r["t95_s"] for r in rounds]), "t100_s": median_of([r["t100_s"] for r in rounds]),
+            "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
+            **broadcast_totals(rounds),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
+
+
+def broadcast_totals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """Loss and times over the broadcasts the sender's replica acknowledged; a nacked one (the replica
+    could not publish it: the client was told) is counted apart, not as loss; so is one never answered."""
+    acked = [r for r in rounds if r["answer"] == "ack"]
+    return {"acked": len(acked), "nacked": sum(r["answer"] == "nack" for r in rounds),
+            "unanswered": sum(r["answer"] is None for r in rounds),
+            "lost": sum(r["lost"] for r in acked), "duplicated": sum(r["duplicated"] for r in rounds),
+            "t95_s": median_of([r["t95_s"] for r in acked]), "t100_s": median_of([r["t100_s"] for r in acked])}
 
 
 def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
@@ -200,13 +233,17 @@ def write(result: dict[str, Any], out: Path) -> None:
         f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas on Redis PubSub, one room; "
         f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
         f"{result['broadcasts']} broadcasts each.", "",
-        "| connected | connect rate | RSS per connection per replica | 95% of a broadcast | 100% | lost | duplicated |",
-        "|---|---|---|---|---|---|---|",
+        "| connected | connect rate | RSS per connection per replica | 95% of a broadcast | 100% | lost | duplicated "
+        "| broadcasts acked / nacked / unanswered |",
+        "|---|---|---|---|---|---|---|---|",
         f"| {s['connected']}/{s['connections']} | {_fmt(s['connect_rate'], '{:,.0f}/s')} "
         f"| {_fmt(kib and kib / 1024, '{:.1f} KiB')} | {_fmt(s['t95_s'], '{:.2f} s')} | {_fmt(s['t100_s'], '{:.2f} s')} "
-        f"| {s['lost']} | {s['duplicated']} |", "",
-        f"CPU while connecting (share of all {result['machine']['cpus']} cores, first run): "
-        + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"]["connect"].items()), "",
+        f"| {s['lost']} | {s['duplicated']} | {s['acked']} / {s['nacked']} / {s['unanswered']} |", "",
+        "Times and loss count the broadcasts the sender's replica acknowledged; a nacked one was refused "
+        "(the replica could not publish it to Redis, and said so).", "",
+        *[f"CPU while {phase} (share of all {result['machine']['cpus']} cores, first run): "
+          + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"][key].items()) + "\n"
+          for phase, key in (("connecting", "connect"), ("broadcasting", "broadcasts"))],
         "Nearest limits (used / limit, busiest run):", "",
         *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
         f"Bound: {result['bound']}", ""]
@@ -225,7 +262,9 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "connect_rate": median_of([r["connect_rate"] for r in runs]),
             "bytes_per_connection": statistics.median(per) if per else None,
             "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
-            "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs)}
+            "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs),
+            "acked": sum(r["acked"] for r in runs), "nacked": sum(r["nacked"] for r in runs),
+            "unanswered": sum(r["unanswered"] for r in runs)}
 
 
 def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
@@ -235,11 +274,17 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
         top = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
         return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
                 f"receipt(s) lost; errors: {top or 'none reported'}")
+    refused = ""
+    if any(r["nacked"] or r["unanswered"] for r in runs):
+        counters = {k: sum(c[k] for r in runs for c in r["replica_counters"].values())
+                    for k in ("publish_failed", "deaf_detected", "subscriber_rebuilds")}
+        refused = (f"; {sum(r['nacked'] for r in runs)} broadcast(s) nacked and {sum(r['unanswered'] for r in runs)} "
+                   f"unanswered, replicas report {', '.join(f'{k} {v}' for k, v in counters.items())}")
     part, fraction = limits[0]
     busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in runs])
     cpu = (f"; the host's CPU was {busy:.0%} busy while connecting, so the connect rate and broadcast times "
            f"are CPU-bound" if busy is not None and busy >= 0.9 else "")
-    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}{cpu}"
+    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}{cpu}{refused}"
 
 
 def parse_count(text: str) -> int:
@@ -287,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         images = ensure_images(client, progress=progress)
         runs = []
         for i in range(runs_n):
+            if i:
+                wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
             runs.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
                                 open_timeout=args.open_timeout, progress=progress))
             progress(f"run {i + 1}/{runs_n} done")
@@ -294,17 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         client.close()
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
-    result = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
-              "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
-              "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
-                          "python": platform.python_version()}}
+    result: dict[str, Any] = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
+        "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
+        "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
+                    "python": platform.python_version()}}
     out = settings.RESULTS_DIR / "bench" / f"connections-{utc_stamp()}"
     write(result, out)
     print((out / "connections.md").read_text())
     print(f"-> {out}")
     s = result["summary"]
-    return 0 if s["connected"] == s["connections"] and s["lost"] == 0 and s["duplicated"] == 0 else 1
+    return 0 if (s["connected"] == s["connections"] and s["lost"] == 0 and s["duplicated"] == 0
+                 and s["acked"] > 0) else 1
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ when each of them receives a broadcast. `python -m labs.connections_client '<jso
 It talks to the bench in JSON lines: it prints {"event": "connected", ...} once every connection it was
 given is open (or failed), then obeys commands read from stdin:
   {"cmd": "send", "id": ID}                  send ID from its first open connection, print {"event": "sent"}
-  {"cmd": "collect", "id": ID, "timeout": S} wait until every open connection but the sender has ID (or S
-                                             seconds passed), print {"event": "arrivals", ...}
+  {"cmd": "collect", "id": ID, "timeout": S} wait until every open connection but the sender has ID, and
+                                             the sender its ack or nack (or S seconds passed), print
+                                             {"event": "arrivals", ..., "answer": "ack" | "nack" | null}
   {"cmd": "stats"}                           print {"event": "stats", "open": ..., "rss_bytes": ...}
 End of stdin (the bench is gone) ends the process; so does SIGTERM or SIGKILL of its process group.
 Times are `time.monotonic()`: one clock for every process on the host.
@@ -48,6 +49,8 @@ class Load:
     closed: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     sender: int | None = None
+    #: broadcast id -> "ack" or "nack", as the sender's replica answered
+    acks: dict[str, str] = field(default_factory=dict)
 
     async def open_one(self, i: int, gate: asyncio.Semaphore) -> None:
         uri = f"ws://{self.host}:{self.ports[i % len(self.ports)]}/ws?room={self.room}&client=c{i}"
@@ -69,6 +72,8 @@ class Load:
             async for raw in ws:
                 now = time.monotonic()
                 frame = json.loads(raw)
+                if frame.get("type") in ("ack", "nack"):
+                    self.acks[frame["id"]] = frame["type"]
                 if frame.get("type") != "msg":
                     continue
                 mid = frame["id"]
@@ -105,11 +110,12 @@ class Load:
             # cheap test first; the exact one (which connections still wait) only when it may pass
             waiting = ([i for i in self.conns if i not in have and i != self.sender]
                        if len(have) >= len(self.conns) - 1 or time.monotonic() >= deadline else [-1])
-            if not waiting or time.monotonic() >= deadline:
+            if (not waiting and (self.sender is None or mid in self.acks)) or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
         return {"event": "arrivals", "id": mid, "times": self.times.get(mid, []), "duplicates": self.duplicates[mid],
-                "open": len(self.conns), "closed": dict(self.closed), "waiting": len(waiting)}
+                "open": len(self.conns), "closed": dict(self.closed), "waiting": len(waiting),
+                "answer": self.acks.get(mid)}
 
 
 def emit(event: dict[str, Any]) -> None:

@@ -136,7 +136,8 @@ class LoadGroup:
         for g in got.values():
             for code, n in g["closed"].items():
                 closed[code] = closed.get(code, 0) + n
-        return {"id": mid, "sender": sent["client"], **summary, "closed_connections": closed}
+        return {"id": mid, "sender": sent["client"], "answer": got[0]["answer"], **summary,
+                "closed_connections": closed}
 
 
 def _files(pid: int) -> int | None:

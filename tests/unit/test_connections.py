@@ -2,7 +2,8 @@
 
 import pytest
 
-from labs.bench_connections import bound, nginx_config, parse_count, parse_via, summary
+from labs.bench_connections import bound, broadcast_totals, nginx_config, parse_count, parse_via, summary
+from labs.connections_load import cpu_share
 from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
                               Via, per_connection_bytes, plan_layout, summarize, time_to_fraction)
 
@@ -116,8 +117,10 @@ def test_a_count_that_is_not_a_number_is_one_clear_error():
         parse_count("lots")
 
 
-def _run(connected, lost, busy, errors=None):
+def _run(connected, lost, busy, errors=None, nacked=0):
     return {"connections": 10, "connected": connected, "failed": 10 - connected, "lost": lost, "duplicated": 0,
+            "acked": 3 - nacked, "nacked": nacked, "unanswered": 0,
+            "replica_counters": {"app-1": {"publish_failed": 2 * nacked, "deaf_detected": 0, "subscriber_rebuilds": 0}},
             "connect_rate": 100.0, "t95_s": 1.0, "t100_s": 2.0, "connect_errors": errors or {},
             "replicas": {"app-1": {"bytes_per_connection": 16_000.0}, "app-2": {"bytes_per_connection": None}},
             "cpu_share": {"connect": {"host busy": busy}}}
@@ -148,3 +151,25 @@ def test_an_unknown_way_in_is_one_clear_error():
     assert parse_via("bridge") is Via.BRIDGE
     with pytest.raises(PlanError, match="--via 'tunnel': give one of published, bridge"):
         parse_via("tunnel")
+
+
+def test_cpu_shares_are_of_every_core_and_what_the_groups_did_not_use_is_everything_else():
+    before = {"host busy": 100.0, "host total": 200.0, "load processes": 10.0, "replicas": 5.0}
+    after = {"host busy": 118.0, "host total": 220.0, "load processes": 16.0, "replicas": 9.0}
+    assert cpu_share(before, after) == {"host busy": 0.9, "load processes": 0.3, "replicas": 0.2,
+                                        "everything else": 0.4}
+    assert cpu_share(after, after) == {}
+
+
+def test_a_nacked_broadcast_is_refused_not_lost_and_its_times_are_left_out():
+    rounds = [{"answer": "ack", "lost": 0, "duplicated": 0, "t95_s": 1.0, "t100_s": 1.5},
+              {"answer": "nack", "lost": 9, "duplicated": 0, "t95_s": None, "t100_s": None},
+              {"answer": "ack", "lost": 1, "duplicated": 0, "t95_s": 3.0, "t100_s": None},
+              {"answer": None, "lost": 9, "duplicated": 0, "t95_s": None, "t100_s": None}]
+    assert broadcast_totals(rounds) == {"acked": 2, "nacked": 1, "unanswered": 1, "lost": 1, "duplicated": 0,
+                                        "t95_s": 2.0, "t100_s": 1.5}
+
+
+def test_the_bound_says_why_a_broadcast_was_refused():
+    text = bound([_run(10, 0, 0.5, nacked=1)], [("host memory", 0.1)])
+    assert "1 broadcast(s) nacked and 0 unanswered, replicas report publish_failed 2" in text
