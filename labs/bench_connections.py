@@ -17,11 +17,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
-import json
 import os
 import platform
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,8 +27,9 @@ from typing import Any
 
 from . import scenario, settings, signals
 from .cli import progress_printer
-from .connections import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, median_of, nearest_limits, plan_layout
+from .connections import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, nearest_limits, plan_layout
 from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
+from .connections_report import broadcast_totals, bound, fmt, merge, summary, usage, write
 from .errors import LabError
 from .infra import inspect
 from .infra.render import for_replicas, render_nginx
@@ -163,7 +162,7 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                 r = load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
                 rounds.append(r)
                 progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in "
-                         f"{_fmt(r['t95_s'], '{:.2f} s')}, 100% in {_fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
+                         f"{fmt(r['t95_s'], '{:.2f} s')}, 100% in {fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
             cpu.append(cpu_snapshot(groups, containers))
             counters = replica_figures(stack)
     memory = {}
@@ -173,118 +172,12 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                         "bytes_per_connection": (a["rss_bytes"] - b) / n if n and b and a["rss_bytes"] else None}
     return {"connections": layout.connections, "connected": ok, "failed": layout.connections - ok,
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
-            "connect_errors": _merge([c["errors"] for c in connected]),
+            "connect_errors": merge([c["errors"] for c in connected]),
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
             "cpu_share": {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])},
             "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
             **broadcast_totals(rounds),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
-
-
-def broadcast_totals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Loss and times over the broadcasts the sender's replica acknowledged; a nacked one (the replica
-    could not publish it: the client was told) is counted apart, not as loss; so is one never answered."""
-    acked = [r for r in rounds if r["answer"] == "ack"]
-    return {"acked": len(acked), "nacked": sum(r["answer"] == "nack" for r in rounds),
-            "unanswered": sum(r["answer"] is None for r in rounds),
-            "lost": sum(r["lost"] for r in acked), "duplicated": sum(r["duplicated"] for r in rounds),
-            "t95_s": median_of([r["t95_s"] for r in acked]), "t100_s": median_of([r["t100_s"] for r in acked])}
-
-
-def _merge(counts: list[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in counts:
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return out
-
-
-def usage(run: dict[str, Any], layout: Layout) -> dict[str, tuple[float, float]]:
-    """(used, limit) for every part that could bound the run."""
-    held, host = run["held"], run["held"]["host"]
-    workers = [p["files"] for p in held["nginx"]] or [-1]
-    out = {
-        "open files, busiest load process": (max(p["files"] or 0 for p in held["load"]), layout.fd_limit),
-        "open files, busiest docker-proxy": (max([p["files"] or 0 for p in held["proxies"].values()] or [-1]),
-                                             layout.fd_limit),
-        "open files, busiest nginx worker": (max(workers), layout.fd_limit),
-        "connections, busiest replica": (max(r["members"] for r in run["replicas"].values()), layout.fd_limit),
-        "ephemeral ports, busiest destination": (max(layout.per("proxy"), layout.per("replica")),
-                                                 layout.ephemeral_ports),
-        "host memory": (host["mem_total_bytes"] - host["mem_available_bytes"], host["mem_total_bytes"]),
-    }
-    if host.get("nf_conntrack_max"):
-        out["tracked connections (nf_conntrack)"] = (host["nf_conntrack_count"], host["nf_conntrack_max"])
-    return out
-
-
-def write(result: dict[str, Any], out: Path) -> None:
-    """connections.json and a short connections.md beside it."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "connections.json").write_text(json.dumps(result, indent=2) + "\n")
-    s, lay = result["summary"], result["layout"]
-    kib = s["bytes_per_connection"]
-    lines = [
-        f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
-        f"Layout: {lay['load_processes']} load processes, " + (
-            f"{lay['ports']} nginx ports published on 127.0.0.1 (one docker-proxy each), "
-            if lay["via"] == Via.PUBLISHED.value else
-            f"{lay['ports']} nginx ports reached on its front-network address (no docker-proxy), ") +
-        f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas on Redis PubSub, one room; "
-        f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
-        f"{result['broadcasts']} broadcasts each.", "",
-        "| connected | connect rate | RSS per connection per replica | 95% of a broadcast | 100% | lost | duplicated "
-        "| broadcasts acked / nacked / unanswered |",
-        "|---|---|---|---|---|---|---|---|",
-        f"| {s['connected']}/{s['connections']} | {_fmt(s['connect_rate'], '{:,.0f}/s')} "
-        f"| {_fmt(kib and kib / 1024, '{:.1f} KiB')} | {_fmt(s['t95_s'], '{:.2f} s')} | {_fmt(s['t100_s'], '{:.2f} s')} "
-        f"| {s['lost']} | {s['duplicated']} | {s['acked']} / {s['nacked']} / {s['unanswered']} |", "",
-        "Times and loss count the broadcasts the sender's replica acknowledged; a nacked one was refused "
-        "(the replica could not publish it to Redis, and said so).", "",
-        *[f"CPU while {phase} (share of all {result['machine']['cpus']} cores, first run): "
-          + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"][key].items()) + "\n"
-          for phase, key in (("connecting", "connect"), ("broadcasting", "broadcasts"))],
-        "Nearest limits (used / limit, busiest run):", "",
-        *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
-        f"Bound: {result['bound']}", ""]
-    (out / "connections.md").write_text("\n".join(lines))
-
-
-def _fmt(value: float | None, pattern: str) -> str:
-    return "—" if value is None else pattern.format(value)
-
-
-def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over runs (loss and duplicates: totals)."""
-    per = [r["bytes_per_connection"] for run in runs for r in run["replicas"].values()
-           if r["bytes_per_connection"] is not None]
-    return {"connections": runs[0]["connections"], "connected": min(r["connected"] for r in runs),
-            "connect_rate": median_of([r["connect_rate"] for r in runs]),
-            "bytes_per_connection": statistics.median(per) if per else None,
-            "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
-            "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs),
-            "acked": sum(r["acked"] for r in runs), "nacked": sum(r["nacked"] for r in runs),
-            "unanswered": sum(r["unanswered"] for r in runs)}
-
-
-def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
-    failed = [r for r in runs if r["failed"] or r["lost"]]
-    if failed:
-        errors = _merge([r["connect_errors"] for r in failed])
-        top = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
-        return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
-                f"receipt(s) lost; errors: {top or 'none reported'}")
-    refused = ""
-    if any(r["nacked"] or r["unanswered"] for r in runs):
-        counters = {k: sum(c[k] for r in runs for c in r["replica_counters"].values())
-                    for k in ("publish_failed", "deaf_detected", "subscriber_rebuilds")}
-        refused = (f"; {sum(r['nacked'] for r in runs)} broadcast(s) nacked and {sum(r['unanswered'] for r in runs)} "
-                   f"unanswered, replicas report {', '.join(f'{k} {v}' for k, v in counters.items())}")
-    part, fraction = limits[0]
-    busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in runs])
-    cpu = (f"; the host's CPU was {busy:.0%} busy while connecting, so the connect rate and broadcast times "
-           f"are CPU-bound" if busy is not None and busy >= 0.9 else "")
-    return f"nothing failed; the nearest limit was {part} at {fraction:.0%}{cpu}{refused}"
 
 
 def parse_count(text: str) -> int:

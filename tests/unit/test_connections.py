@@ -2,7 +2,8 @@
 
 import pytest
 
-from labs.bench_connections import bound, broadcast_totals, nginx_config, parse_count, parse_via, summary
+from labs.bench_connections import nginx_config, parse_count, parse_via
+from labs.connections_report import bound, broadcast_totals, summary
 from labs.connections_load import cpu_share
 from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
                               Via, per_connection_bytes, plan_layout, summarize, time_to_fraction)
