@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -139,3 +140,33 @@ class WebSocketProtocol(ProtocolAdapter):
             "offered msg/s": f"{s.workload.clients / s.workload.send_interval:g}",
             "p50 / p99 ms": latency(a),
         }
+
+    def notes(self, outcomes: list[Outcome]) -> list[str]:
+        """Where runs with and without a broker share an offered rate, how their p50s compare: a broker
+        adds a hop, not a queue, as long as the rate is below saturation. Past 2x the note says what else
+        held the CPU (the host's load average), because then the figure is not the pattern's alone."""
+        return [line for line in (broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1),) if line]
+
+
+def offered(s: Scenario) -> float:
+    return s.workload.clients / s.workload.send_interval
+
+
+def broker_cost(outcomes: list[Outcome], load: float, cores: int) -> str:
+    """`pubsub p50 1.9 ms = 1.4x no-broker's 1.4 ms at 120 msg/s offered` for the first pair of fault-free
+    runs, one without a broker and one with, at the same offered rate ("" when there is no such pair)."""
+    calm = [o for o in outcomes if not o.scenario.faults and o.accounting.percentile_ms(0.5) is not None]
+    for base in (o for o in calm if o.scenario.topology.broker is Broker.NONE):
+        for other in (o for o in calm if o.scenario.topology.broker is not Broker.NONE):
+            if offered(other.scenario) != offered(base.scenario):
+                continue
+            a, b = base.accounting.percentile_ms(0.5), other.accounting.percentile_ms(0.5)
+            assert a is not None and b is not None
+            times = b / a if a > 0 else float("inf")
+            line = (f"{other.scenario.name} p50 {b:.1f} ms = {times:.1f}x {base.scenario.name}'s {a:.1f} ms at "
+                    f"{offered(base.scenario):g} msg/s offered")
+            if times > 2:
+                line += (f"; more than 2x: the host's load average was {load:.1f} on {cores} cores, so other "
+                         f"processes competed with the replicas for the CPU")
+            return line
+    return ""
