@@ -46,6 +46,10 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
     pid = os.getpid()
     state.claim(LiveState(name=name, scenario=p.scenario.name, pid=pid, pid_start=state.process_start(pid),
                           replicas=top.replicas, broker=top.broker.value, app=top.app.value))
+    # A demo's terminal may be closed instead of Ctrl-C'd: its SIGHUP gets the SIGTERM treatment (the one
+    # handler in labs.signals), so the stack is removed rather than left running without its `up`.
+    if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        signal.signal(signal.SIGHUP, signal.getsignal(signal.SIGTERM))
     try:
         client, images = setup(progress)
         try:
