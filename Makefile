@@ -36,7 +36,7 @@ scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, reco
 scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
 	$(LAB) run $(STICKY)
 
-demo-%: setup images ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
+demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
 	$(LAB) up $*
 
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)

@@ -146,9 +146,11 @@ def fault(args: argparse.Namespace) -> int:
         stack = _attach(live)
         with signals.deferred():
             applied = remote.apply(stack, kind, args.target)
-        box[0] = state.with_fault(live, applied)
+        if remote.lasting(kind):
+            box[0] = state.with_fault(live, applied)
     flag = "" if name == state.DEFAULT_NAME else f" --name {name}"
-    print(f"{kind.value} applied to {args.target}; `python -m labs heal{flag}` undoes it")
+    print(f"{kind.value} applied to {args.target}; " + (f"`python -m labs heal{flag}` undoes it"
+                                                      if remote.lasting(kind) else "it happens once: nothing to heal"))
     return 0
 
 

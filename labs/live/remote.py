@@ -89,6 +89,11 @@ def _action(stack: Attached, kind: FaultKind, target: str) -> Action:
     return ACTIONS[kind](Operations(cast(Stack, stack)), target)
 
 
+def lasting(kind: FaultKind) -> bool:
+    """Whether the fault lasts until healed (kill-pubsub-clients happens once: nothing to undo)."""
+    return ACTIONS[kind].heal is not Action.heal
+
+
 def apply(stack: Attached, kind: FaultKind, target: str) -> AppliedFault:
     """Apply the fault now; return what `heal` will need."""
     action = _action(stack, kind, target)

@@ -211,3 +211,7 @@ def test_an_exited_process_not_yet_collected_is_not_alive() -> None:
         assert time.monotonic() < deadline
     assert not state.alive(child.pid, start)  # a zombie: exited, its parent has not waited for it yet
     child.wait()
+
+
+def test_only_faults_that_last_are_kept_for_heal() -> None:
+    assert [k.value for k in FaultKind if not remote.lasting(k)] == ["kill-pubsub-clients"]
