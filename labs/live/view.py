@@ -87,6 +87,8 @@ class BrokerProbe:
             container = self.stack.containers["redis"]
             container.reload()
             address = container.attrs["NetworkSettings"]["Networks"][self.stack.networks["back"].name]["IPAddress"]
+            if not address:  # stopped (restart-redis): no address until it runs again
+                raise redis.exceptions.ConnectionError(f"redis is {container.status}")
             self.client = redis.Redis(host=address, socket_timeout=0.5, socket_connect_timeout=0.5,
                                       decode_responses=True)
         try:
