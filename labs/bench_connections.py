@@ -112,7 +112,8 @@ def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
 
 def nginx_figures(stack: Stack) -> list[dict[str, int]]:
     """Open files and RSS of each nginx worker, read inside its container."""
-    script = ("for p in /proc/[0-9]*; do grep -q 'nginx: worker' $p/cmdline 2>/dev/null && "
+    # nginx runs as PID 1 (the master); its workers are the other processes named nginx
+    script = ("for p in /proc/[0-9]*; do [ ${p#/proc/} != 1 ] && [ \"$(cat $p/comm 2>/dev/null)\" = nginx ] && "
               "echo ${p#/proc/} $(ls $p/fd | wc -l) $(cut -d' ' -f2 $p/statm); done")
     code, out = stack.containers["nginx"].exec_run(["sh", "-c", script], user="65534:65534")
     rows = []

@@ -77,6 +77,7 @@ def test_a_small_run_holds_every_connection_loses_nothing_and_leaves_nothing(cli
     assert sum(r["members"] for r in run["replicas"].values()) == 600
     assert all(r["bytes_per_connection"] and r["bytes_per_connection"] > 1000 for r in run["replicas"].values())
     assert len(run["held"]["proxies"]) == result["layout"]["ports"]  # one docker-proxy per published port
+    assert len(run["held"]["nginx"]) == result["layout"]["nginx_workers"]
     assert not [p for p in (load["pid"] for load in run["held"]["load"]) if alive(p)]
     assert left_of(client, run_id) == []
 
