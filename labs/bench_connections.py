@@ -51,12 +51,18 @@ def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range"))
     return high - low + 1
 
 
-def conntrack_free(directory: Path = Path("/proc/sys/net/netfilter")) -> int | None:
-    """Free entries in the host's connection-tracking table; None when the host tracks nothing."""
+def conntrack(name: str, directory: Path = Path("/proc/sys/net/netfilter")) -> int | None:
+    """`nf_conntrack_max` or `nf_conntrack_count` of the host's connection-tracking table; None without one."""
     try:
-        return int((directory / "nf_conntrack_max").read_text()) - int((directory / "nf_conntrack_count").read_text())
+        return int((directory / name).read_text())
     except (OSError, ValueError):
         return None
+
+
+def conntrack_free() -> int | None:
+    """Free entries in the host's connection-tracking table; None when the host tracks nothing."""
+    size, used = conntrack("nf_conntrack_max"), conntrack("nf_conntrack_count")
+    return None if size is None or used is None else size - used
 
 
 def wait_for_conntrack(needed: int, *, progress: Any, timeout: float = CONNTRACK_WAIT_S) -> None:
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
         via = parse_via(args.via)
         layout = plan_layout(parse_count(args.connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                             ephemeral_ports=ephemeral_ports(), conntrack_free=conntrack_free(), via=via)
+                             ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"), via=via)
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2
@@ -226,8 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         images = ensure_images(client, progress=progress)
         runs = []
         for i in range(runs_n):
-            if i:
-                wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
+            # the entries of closed connections (an earlier run's, anyone's) linger for a while
+            wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
             runs.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
                                 open_timeout=args.open_timeout, progress=progress))
             progress(f"run {i + 1}/{runs_n} done")

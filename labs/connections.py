@@ -103,12 +103,12 @@ def capacity(kind: str, fd_limit: int) -> int:
 
 
 def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232,
-                conntrack_free: int | None = None, via: Via = Via.PUBLISHED) -> Layout:
+                conntrack_max: int | None = None, via: Via = Via.PUBLISHED) -> Layout:
     """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`.
 
     Refused (PlanError, one line) when N < 1, or when it needs more nginx workers, listen ports or replicas
     than the lab starts, more connections to one destination than there are ephemeral source ports, or
-    more tracked connections than the host's conntrack table has free (`conntrack_free`; None: no table).
+    more tracked connections than the host's conntrack table holds (`conntrack_max`; None: no table).
     """
     if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
         raise PlanError(f"N={connections!r}: need a whole number of connections, at least 1 (e.g. N=20000)")
@@ -133,9 +133,10 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
         raise PlanError(f"N={connections} puts {busiest} connections on one destination, more than the "
                         f"{ephemeral_ports} ephemeral ports; give a smaller N")
     tracked = CONNTRACK_PER_CONNECTION[via] * connections
-    if conntrack_free is not None and tracked > conntrack_free:
-        raise PlanError(f"N={connections} needs ~{tracked} tracked connections but the host's conntrack table has "
-                        f"{conntrack_free} free; give a smaller N or raise net.netfilter.nf_conntrack_max")
+    if conntrack_max is not None and tracked > conntrack_max:
+        raise PlanError(f"N={connections} needs ~{tracked} tracked connections ({via.value}) but the host's conntrack "
+                        f"table holds {conntrack_max}; give a smaller N, --via bridge, or raise "
+                        f"net.netfilter.nf_conntrack_max")
     return Layout(connections=connections, fd_limit=fd_limit, load_processes=load, ports=ports,
                   nginx_workers=workers, worker_connections=fd_limit - NGINX_SPARE_FILES, replicas=replicas,
                   ephemeral_ports=ephemeral_ports,

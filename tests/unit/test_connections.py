@@ -55,10 +55,11 @@ def test_too_few_ephemeral_ports_for_one_destination_is_refused():
         plan_layout(20_000, fd_limit=20_000, ephemeral_ports=5_000)
 
 
-def test_a_full_conntrack_table_is_refused_before_anything_starts():
-    assert plan_layout(20_000, conntrack_free=60_000).connections == 20_000
-    with pytest.raises(PlanError, match="needs ~300000 tracked connections .* 248092 free"):
-        plan_layout(100_000, conntrack_free=248_092)
+def test_more_tracked_connections_than_the_conntrack_table_holds_is_refused_before_anything_starts():
+    assert plan_layout(20_000, conntrack_max=60_000).connections == 20_000
+    with pytest.raises(PlanError, match=r"needs ~300000 tracked connections \(published\) but the host's conntrack "
+                                        r"table holds 262144; give a smaller N, --via bridge, or raise"):
+        plan_layout(100_000, conntrack_max=262_144)
 
 
 def test_shares_are_contiguous_and_even():
@@ -145,7 +146,7 @@ def test_over_the_bridge_a_listen_port_is_bound_by_ephemeral_ports_not_by_docker
     assert (layout.ports, layout.nginx_workers, layout.replicas, layout.load_processes) == (5, 14, 7, 7)
     assert layout.per("proxy") == 20_000 <= 0.75 * 28_232
     # two tracked connections per client instead of three: 100k fits where it did not through docker-proxy
-    assert plan_layout(100_000, conntrack_free=248_092, via=Via.BRIDGE).connections == 100_000
+    assert plan_layout(100_000, conntrack_max=262_144, via=Via.BRIDGE).connections == 100_000
 
 
 def test_an_unknown_way_in_is_one_clear_error():
