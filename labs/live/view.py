@@ -17,8 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+import docker.errors
 import redis
 import redis.exceptions
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
@@ -28,6 +31,8 @@ from ..infra.stack import Stack, http_get
 from .state import LiveState
 
 #: every channel with its subscriber count, every room stream with its length, in one round trip
+#: a replica's /healthz slower than this reads "no answer" (the view refreshes about every second)
+HEALTH_TIMEOUT_S = 0.8
 BROKER_SCRIPT = """
 local out = {}
 for _, ch in ipairs(redis.call('PUBSUB', 'CHANNELS')) do
@@ -43,9 +48,9 @@ return out
 
 @dataclass
 class Snapshot:
-    """One reading of the stack: /healthz per replica (None: no answer) and Redis's view."""
+    """One reading of the stack: /healthz per replica (or why there is none) and Redis's view."""
 
-    replicas: dict[str, dict[str, Any] | None]
+    replicas: dict[str, dict[str, Any] | str]
     #: ("channel" | "stream", name, subscribers | length)
     broker: list[tuple[str, str, int]] = field(default_factory=list)
     #: why Redis could not be read ("" when it was, or when the stack has no Redis)
@@ -53,14 +58,21 @@ class Snapshot:
     at: float = field(default_factory=time.time)
 
 
-def read_healthz(port: int, name: str) -> dict[str, Any] | None:
-    """A replica's /healthz body (also on 503: the replica answers, its broker does not), or None."""
+def read_healthz(port: int, name: str) -> dict[str, Any] | str:
+    """A replica's /healthz body (also on 503: the replica answers, its broker does not), or why there is
+    none: "down" (nginx cannot reach it: killed, stopped) or "no answer" (it is there but silent: paused, or
+    waiting on a frozen Redis)."""
     try:
-        status, body = http_get(port, f"/_lab/{name}/healthz", timeout=0.8)
-        data = json.loads(body) if status in {200, 503} else None
-        return data if isinstance(data, dict) else None
+        status, body = http_get(port, f"/_lab/{name}/healthz", timeout=HEALTH_TIMEOUT_S)
+    except TimeoutError:
+        return "no answer"
     except inspect.UNREACHABLE:
-        return None
+        return "down"
+    try:
+        data = json.loads(body) if status in {200, 503} else None
+    except ValueError:
+        data = None
+    return data if isinstance(data, dict) else "down"
 
 
 def parse_broker(text: str) -> list[tuple[str, str, int]]:
@@ -89,8 +101,9 @@ class BrokerProbe:
             address = container.attrs["NetworkSettings"]["Networks"][self.stack.networks["back"].name]["IPAddress"]
             if not address:  # stopped (restart-redis): no address until it runs again
                 raise redis.exceptions.ConnectionError(f"redis is {container.status}")
+            # no retries: a paused Redis must cost one timeout per refresh, not redis-py's backoff
             self.client = redis.Redis(host=address, socket_timeout=0.5, socket_connect_timeout=0.5,
-                                      decode_responses=True)
+                                      decode_responses=True, retry=Retry(NoBackoff(), 0))
         try:
             reply = self.client.eval(BROKER_SCRIPT, 0)
         except (redis.exceptions.RedisError, OSError):
@@ -104,6 +117,9 @@ def poll(stack: Stack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> S
     """Read every replica's /healthz (in parallel) and Redis, about once a second."""
     names = stack.replica_names()
     replicas = dict(zip(names, pool.map(lambda n: read_healthz(stack.port, n), names)))
+    for name, h in replicas.items():
+        if isinstance(h, str):  # why not: Docker's word for it (exited, paused), else "no answer"
+            replicas[name] = container_state(stack, name) or h
     snap = Snapshot(replicas)
     if probe is not None:
         try:
@@ -113,10 +129,23 @@ def poll(stack: Stack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> S
     return snap
 
 
-def replica_row(name: str, h: dict[str, Any] | None) -> tuple[str, ...]:
-    """replica, state, connections now (total), rooms, messages in, messages out, broker."""
-    if h is None:
-        return (name, "down", "-", "-", "-", "-", "no answer through nginx")
+def container_state(stack: Stack, name: str) -> str:
+    """The container's state when it is not running (exited, paused, restarting), else ""."""
+    try:
+        container = stack.containers[name]
+        container.reload()
+        return "" if container.status == "running" else str(container.status)
+    except docker.errors.APIError:
+        return ""
+
+
+def replica_row(name: str, h: dict[str, Any] | str, broker: str = "none") -> tuple[str, ...]:
+    """replica, state, connections now (total), rooms, messages in, messages out, broker (the stack's
+    `broker` and the replica's own counters of it)."""
+    if isinstance(h, str):
+        why = {"down": "nginx cannot reach it", "no answer": f"nothing within {HEALTH_TIMEOUT_S:g}s"}.get(
+            h, "its container is not running")
+        return (name, h, "-", "-", "-", "-", why)
     state = "up" if h.get("ok") else "broker down"
     if h.get("app") == "socketio":
         now = int(h.get("connections", 0)) - int(h.get("disconnects", 0))
@@ -126,7 +155,7 @@ def replica_row(name: str, h: dict[str, Any] | None) -> tuple[str, ...]:
     rooms: dict[str, int] = h.get("rooms", {})
     now = sum(rooms.values())
     room_text = ", ".join(f"{r}:{n}" for r, n in sorted(rooms.items())) or "-"
-    broker_parts = [f"pub {h['published']}"] if "published" in h else ["no broker"]
+    broker_parts = ["none (in memory)"] if broker == "none" else [f"pub {h.get('published', 0)}"]
     for key, label in (("published_to_nobody", "to nobody"), ("publish_failed", "failed"),
                        ("subscriber_rebuilds", "resubscribed"), ("deaf_detected", "deaf"),
                        ("replayed", "replayed")):
@@ -145,8 +174,8 @@ def render(state: LiveState, snap: Snapshot) -> Group:
     for column in ("replica", "state", "connections (total)", "rooms", "in", "out", "broker"):
         replicas.add_column(column)
     for name, h in snap.replicas.items():
-        row = replica_row(name, h)
-        style = "red" if row[1] == "down" else "yellow" if row[1] != "up" else ""
+        row = replica_row(name, h, state.broker)
+        style = "" if row[1] == "up" else "yellow" if row[1] in {"no answer", "broker down"} else "red"
         replicas.add_row(*row, style=style)
     parts: list[Any] = [header, replicas]
     if state.broker != "none":

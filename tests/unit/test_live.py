@@ -176,14 +176,19 @@ SIO_HEALTH = {"replica": "app-2", "ok": False, "app": "socketio", "manager": "Co
 
 
 def test_a_websocket_replica_row_counts_members_now_and_names_its_broker_trouble() -> None:
-    assert view.replica_row("app-1", WS_HEALTH) == (
+    assert view.replica_row("app-1", WS_HEALTH, "redis-pubsub") == (
         "app-1", "up", "3 (5)", "lobby:2, ops:1", "7", "12", "pub 7, to nobody 2")
+    fresh = {"replica": "app-1", "ok": True, "connections": 0, "rooms": {}}
+    assert view.replica_row("app-1", fresh, "redis-pubsub")[3:] == ("-", "0", "0", "pub 0")
+    assert view.replica_row("app-1", fresh, "none")[6] == "none (in memory)"
 
 
 def test_a_socketio_replica_row_and_a_replica_that_does_not_answer() -> None:
     assert view.replica_row("app-2", SIO_HEALTH) == (
         "app-2", "broker down", "3 (4)", "3 joins", "9", "-", "ConfirmedRedisManager")
-    assert view.replica_row("app-3", None)[:2] == ("app-3", "down")
+    assert view.replica_row("app-3", "down") == ("app-3", "down", "-", "-", "-", "-", "nginx cannot reach it")
+    assert view.replica_row("app-1", "no answer")[1:] == ("no answer", "-", "-", "-", "-", "nothing within 0.8s")
+    assert view.replica_row("app-2", "exited")[1::5] == ("exited", "its container is not running")
 
 
 def test_the_broker_reply_is_read_three_lines_at_a_time() -> None:
@@ -193,7 +198,7 @@ def test_the_broker_reply_is_read_three_lines_at_a_time() -> None:
 
 def test_the_view_shows_replicas_redis_and_the_faults_applied() -> None:
     s = live(faults=(AppliedFault("kill-replica", "app-3", 0.0),))
-    snap = view.Snapshot({"app-1": WS_HEALTH, "app-3": None}, broker=[("channel", "chat:lobby", 2)])
+    snap = view.Snapshot({"app-1": WS_HEALTH, "app-3": "down"}, broker=[("channel", "chat:lobby", 2)])
     console = Console(record=True, width=140)
     console.print(view.render(s, snap))
     text = console.export_text()
