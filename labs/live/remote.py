@@ -25,7 +25,8 @@ from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
 KINDS = tuple(k.value for k in FaultKind)
-REDIS_KINDS = tuple(k.value for k in FaultKind if not k.targets_replica)
+#: faults applied with `redis-cli` inside the Redis container
+TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
 
 
 def check_kind(kind: str) -> FaultKind:
@@ -53,6 +54,10 @@ def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
         if state.broker == "none":
             raise LabError(f"{kind.value} needs a Redis broker; this stack ({state.scenario}) has none")
     for active in state.faults:
+        if kind in TALKS_TO_REDIS and active.target == "redis":
+            # an exec into a paused Redis freezes with it, and Docker 20.10 then hangs every call on it
+            raise LabError(f"{kind.value} runs redis-cli in Redis, which has {active.kind} applied; "
+                           f"run `python -m labs heal` first")
         if active.target == target:
             raise LabError(f"{target} already has {active.kind} applied; one fault at a time per target: "
                            f"run `python -m labs heal` first")

@@ -112,6 +112,10 @@ def test_an_unknown_fault_kind_lists_the_kinds() -> None:
      "slow-consumer needs broker redis-pubsub; this stack (pubsub) has redis-streams"),
     ("partition-replica", "app-2", live(faults=(AppliedFault("kill-replica", "app-2", 1.0),)),
      "app-2 already has kill-replica applied; one fault at a time per target: run `python -m labs heal` first"),
+    ("slow-consumer", "app-1", live(faults=(AppliedFault("pause-redis", "redis", 1.0),)),
+     "slow-consumer runs redis-cli in Redis, which has pause-redis applied; run `python -m labs heal` first"),
+    ("kill-pubsub-clients", "redis", live(faults=(AppliedFault("restart-redis", "redis", 1.0),)),
+     "kill-pubsub-clients runs redis-cli in Redis, which has restart-redis applied; run `python -m labs heal` first"),
 ])
 def test_a_bad_fault_target_is_refused_with_one_line(kind: str, target: str, stack: LiveState, message: str) -> None:
     with pytest.raises(LabError) as info:
