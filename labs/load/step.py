@@ -1,8 +1,10 @@
-"""One load step: locust (headless, a master and `processes` workers) drives `users` users at an offered rate
-through nginx for `seconds`, and the step's counts come back from the users' tallies.
+"""A load session: locust (headless, a master and `processes` worker processes) puts `users` users in one
+room through nginx, then steps the offered rate: `step(rate, seconds)` as often as the caller wants, each
+counted apart from the users' tallies.
 
-locust runs in a session of its own and its whole process group is killed in a `finally`: no load worker
-outlives the step, whatever ends it. The CPU the generator used is read from its processes (psutil), the
+locust runs in a session of its own, started in a critical section, and `Session.__exit__` ends it on
+every exit path (the users leave, SIGTERM to the master, SIGKILL to whatever is left of its process group):
+no load worker outlives the session. The CPU the generator used is read from its processes (psutil), the
 containers' from `cpu_probe` (cumulative CPU seconds per container), over the same window: from the go
 signal until the last user reported.
 """
