@@ -139,3 +139,18 @@ def test_a_crash_of_the_live_view_still_removes_the_stack(client, images, name, 
     assert len(run_ids) == 1 and len(removed) == 5  # nginx, 3 replicas, the front network
     assert labelled(client, run_ids.pop()) == (0, 0)
     assert state.read(name) is None
+
+
+def test_after_a_sigkill_of_up_a_second_up_is_refused_and_down_removes_by_label(client, images, name):
+    proc = lab("up", "no-broker", "--name", name)
+    live = wait_until_up(proc, name)
+    proc.kill()
+    proc.wait(timeout=30)
+    assert labelled(client, live.run_id) != (0, 0)  # nothing could clean up
+    again = lab("up", "no-broker", "--name", name)
+    err = again.communicate(timeout=60)[1]
+    assert again.returncode == 2 and f"its process {proc.pid} is gone; run `python -m labs down --name {name}`" in err
+    down = lab("down", "--name", name)
+    out, err = down.communicate(timeout=60)
+    assert down.returncode == 0, err
+    assert labelled(client, live.run_id) == (0, 0) and state.read(name) is None
