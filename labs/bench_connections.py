@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import ipaddress
+import json
 import os
 import platform
 import resource
@@ -33,7 +34,7 @@ from .connections_report import broadcast_totals, bound, fmt, merge, summary, us
 from .errors import LabError
 from .infra import inspect
 from .infra.render import for_replicas, render_nginx
-from .infra.stack import Stack, StackSpec
+from .infra.stack import Stack, StackSpec, http_get
 from .runner import broker_options, new_run_id, plan, utc_stamp
 from .scenario import Broker
 
@@ -42,6 +43,7 @@ DEFAULT_N = 20_000
 #: nginx's upstream connect timeout: above the first SYN retransmission (1 s), so that a SYN dropped by a
 #: busy replica's backlog is retried instead of failing the client with a 502
 CONNECT_TIMEOUT_MS = 5000
+HEALTH_TIMEOUT_S = 10.0
 #: how long a run waits for the conntrack entries of the run before it to expire
 CONNTRACK_WAIT_S = 180.0
 
@@ -106,11 +108,30 @@ BROKER_COUNTERS = ("published", "publish_failed", "received", "deaf_detected", "
                    "delivered_frames")
 
 
+def health(stack: Stack, name: str) -> dict[str, Any]:
+    """A replica's /healthz through nginx, with a timeout for a replica busy with thousands of sockets."""
+    try:
+        status, body = http_get(stack.port, f"/_lab/{name}/healthz", timeout=HEALTH_TIMEOUT_S)
+        return {"status": status, **(json.loads(body) if status == 200 else {})}
+    except inspect.UNREACHABLE as exc:
+        return {"status": None, "error": repr(exc)}
+
+
+#: nginx's error-log reasons that explain a failed connection (a 502) or a dropped one
+NGINX_REASONS = ("upstream timed out", "no live upstreams", "Connection refused", "Connection reset by peer",
+                 "worker_connections are not enough", "Too many open files")
+
+
+def nginx_reasons(log: str) -> dict[str, int]:
+    """How often each known reason appears in nginx's error log."""
+    return {reason: log.count(reason) for reason in NGINX_REASONS if reason in log}
+
+
 def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
     """Each replica's RSS, members of the room and broker counters, from its /healthz."""
     out = {}
     for name in stack.replica_names():
-        h = inspect.health(stack, name)
+        h = health(stack, name)
         out[name] = {"rss_bytes": h.get("rss_bytes"), "members": h.get("rooms", {}).get(ROOM, 0),
                      "status": h.get("status"), **{k: h.get(k, 0) for k in BROKER_COUNTERS}}
     return out
@@ -183,6 +204,7 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
             "cpu_share": {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])},
             "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
+            "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
             **broadcast_totals(rounds),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
 

@@ -102,8 +102,14 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
     if failed:
         errors = merge([r["connect_errors"] for r in failed])
         top = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
+        nginx = merge([r.get("nginx_errors", {}) for r in failed])
+        closed = merge([b["closed_connections"] for r in failed for b in r["broadcasts"]])
+        busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in failed])
         return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
-                f"receipt(s) lost; errors: {top or 'none reported'}")
+                f"receipt(s) lost; errors: {top or 'none reported'}"
+                + (f"; nginx says: {', '.join(f'{k} x{v}' for k, v in nginx.items())}" if nginx else "")
+                + (f"; connections closed by close code: {closed}" if closed else "")
+                + (f"; the host's CPU was {busy:.0%} busy while connecting" if busy is not None else ""))
     refused = ""
     if any(r["nacked"] or r["unanswered"] for r in runs):
         counters = {k: sum(c[k] for r in runs for c in r["replica_counters"].values())

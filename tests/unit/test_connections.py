@@ -2,7 +2,7 @@
 
 import pytest
 
-from labs.bench_connections import nginx_config, parse_count, parse_via
+from labs.bench_connections import nginx_config, nginx_reasons, parse_count, parse_via
 from labs.connections_report import bound, broadcast_totals, summary
 from labs.connections_load import cpu_share
 from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
@@ -122,6 +122,8 @@ def test_a_count_that_is_not_a_number_is_one_clear_error():
 def _run(connected, lost, busy, errors=None, nacked=0):
     return {"connections": 10, "connected": connected, "failed": 10 - connected, "lost": lost, "duplicated": 0,
             "acked": 3 - nacked, "nacked": nacked, "unanswered": 0,
+            "broadcasts": [{"closed_connections": {"1011": 2} if lost else {}}],
+            "nginx_errors": {"no live upstreams": 5} if connected < 10 else {},
             "replica_counters": {"app-1": {"publish_failed": 2 * nacked, "deaf_detected": 0, "subscriber_rebuilds": 0}},
             "connect_rate": 100.0, "t95_s": 1.0, "t100_s": 2.0, "connect_errors": errors or {},
             "replicas": {"app-1": {"bytes_per_connection": 16_000.0}, "app-2": {"bytes_per_connection": None}},
@@ -134,6 +136,16 @@ def test_the_bound_names_failures_first_then_the_nearest_limit_and_a_busy_cpu():
     assert "CPU-bound" in bound([_run(10, 0, 0.97)], limits)
     text = bound([_run(8, 3, 0.97, {"InvalidStatus: HTTP 502": 2})], limits)
     assert text.startswith("2 connection(s) failed, 3 receipt(s) lost") and "HTTP 502 x2" in text
+    assert "nginx says: no live upstreams x5" in text and "close code: {'1011': 2}" in text
+    assert text.endswith("the host's CPU was 97% busy while connecting")
+
+
+def test_nginx_error_reasons_are_counted_from_its_log():
+    log = ("2026/11/25 [error] 29#29: *1 upstream timed out (110: Connection timed out) while connecting\n"
+           "2026/11/25 [error] 29#29: *2 no live upstreams while connecting to upstream\n"
+           "2026/11/25 [error] 30#30: *9 no live upstreams while connecting to upstream\n")
+    assert nginx_reasons(log) == {"upstream timed out": 1, "no live upstreams": 2}
+    assert nginx_reasons("") == {}
 
 
 def test_the_summary_takes_medians_over_runs_and_totals_loss():
