@@ -176,7 +176,9 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                      f"{host} on {layout.ports} port(s) ({layout.via.value})")
             groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
             cpu = [cpu_snapshot(groups, containers)]
-            connected = load.wait_connected(deadline_s=open_timeout + layout.connections / 100)
+            # every attempt ends within open_timeout (twice: the TCP and WebSocket handshake, then the welcome)
+            attempts = -(-layout.per("load") // layout.concurrency)
+            connected = load.wait_connected(deadline_s=2 * open_timeout * attempts + 60)
             cpu.append(cpu_snapshot(groups, containers))
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)

@@ -103,7 +103,8 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
         errors = merge([r["connect_errors"] for r in failed])
         top = ", ".join(f"{k} x{v}" for k, v in sorted(errors.items(), key=lambda kv: -kv[1])[:3])
         nginx = merge([r.get("nginx_errors", {}) for r in failed])
-        closed = merge([b["closed_connections"] for r in failed for b in r["broadcasts"]])
+        # a load process counts closed connections from its start: the last broadcast has them all
+        closed = merge([r["broadcasts"][-1]["closed_connections"] for r in failed if r["broadcasts"]])
         busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in failed])
         return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
                 f"receipt(s) lost; errors: {top or 'none reported'}"
