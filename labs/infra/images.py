@@ -1,8 +1,10 @@
-"""The three images a run needs: app, redis, nginx — used from the local store, pulled, or built here.
+"""The images a run needs: app, redis, nginx (and node for the seed article's Node servers) — used from the
+local store, pulled, or built here.
 
 No registry may be reachable, so everything can be built offline from the host's apt mirror:
 a Debian base (debootstrap) with python3, nginx and redis-server, and the app image on top of it
-with wheels downloaded by the host's pip. Both are tagged by a hash of their inputs, so a present
+with wheels downloaded by the host's pip, and the node image on it with Debian's nodejs and the npm packages
+`npm ci` installed on the host (images/node/). All are tagged by a hash of their inputs, so a present
 tag means "already built" and nothing is rebuilt.
 """
 
@@ -24,7 +26,7 @@ import docker
 import requests
 
 from .engine import apt_install, debian_root, read_os_release
-from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_pin
+from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_ci, npm_pin
 from ..errors import ImageError
 from ..settings import BUILD_DIR, QUIET, ROOT
 
@@ -37,6 +39,9 @@ REDIS_OFFICIAL = "redis:7"
 NGINX_OFFICIAL = "nginx:1.27"
 APP_DIR = ROOT / "images" / "app"
 APP_PACKAGE = ROOT / "labs" / "app"
+NODE_REPO = "wslab/node"
+#: the seed article's Node servers: their Dockerfile, package.json and package-lock.json, and the .mjs files
+NODE_DIR = ROOT / "images" / "node"
 IMAGE_LABEL = "wslab.image"
 #: label on the base image: its python3's major.minor, which the app's wheels must match
 PYTHON_LABEL = "wslab.python"
@@ -63,6 +68,10 @@ class ImageSet:
     app: Image
     redis: Image
     nginx: Image
+    #: the seed article's Node servers (None when it could not be built: `node_error` says why; only the
+    #: seed-node scenarios need it, so the others still run)
+    node: Image | None = None
+    node_error: str = ""
 
 
 class Mirror(NamedTuple):
@@ -154,6 +163,20 @@ def app_tag(base: str, *, app_dir: Path = APP_DIR, package_dir: Path = APP_PACKA
         for path in _package_files(package_dir):
             parts += [path.relative_to(package_dir).as_posix().encode(), path.read_bytes()]
     return f"{APP_REPO}:{_short_hash(*parts)}"
+
+
+def node_files(node_dir: Path = NODE_DIR) -> list[Path]:
+    """What goes into the node image from `node_dir`: every file but an installed node_modules."""
+    return sorted(p for p in node_dir.rglob("*") if p.is_file() and "node_modules" not in p.relative_to(node_dir).parts)
+
+
+def node_tag(base: str, *, node_dir: Path = NODE_DIR) -> str:
+    """The node image's tag: a hash of its base and of every file in `node_dir` (Dockerfile, package.json,
+    package-lock.json, the servers), so a changed lock or server builds a new image."""
+    parts = [str(FORMAT).encode(), base.encode()]
+    for path in node_files(node_dir):
+        parts += [path.relative_to(node_dir).as_posix().encode(), path.read_bytes()]
+    return f"{NODE_REPO}:{_short_hash(*parts)}"
 
 
 def _present(client: docker.DockerClient, tag: str) -> bool:
@@ -275,11 +298,11 @@ def _wheels(requirements: Path, python: str | None, progress: Callable[[str], No
 
 
 def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: str,
-                  progress: Callable[[str], None]) -> None:
+                  progress: Callable[[str], None], *, role: str = "app") -> None:
     step_output: list[str] = []
     try:
         for chunk in client.api.build(path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
-                                      buildargs={"BASE": base}, labels={IMAGE_LABEL: "app"}):
+                                      buildargs={"BASE": base}, labels={IMAGE_LABEL: role}):
             if "error" in chunk:
                 failing = "\n".join(step_output[-20:])
                 raise ImageError(f"building {tag} failed: {chunk['error'].strip()}\n{failing}")
@@ -323,6 +346,28 @@ def _ensure_app(client: docker.DockerClient, base: Image, progress: Callable[[st
     return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
 
 
+def _ensure_node(client: docker.DockerClient, base: Image, progress: Callable[[str], None]) -> Image:
+    """The node image: Debian's nodejs (apt inside the build, from the base's Debian mirror over plain HTTP)
+    and node_modules from `npm ci` on the host, in a fresh build context under build/."""
+    tag = node_tag(base.tag)
+    what = f"built locally on {base.tag}: Debian nodejs, npm ci from images/node/package-lock.json"
+    if _present(client, tag):
+        return Image(tag, f"{what} (cached)")
+    started = time.monotonic()
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    context = Path(tempfile.mkdtemp(prefix="node-", dir=BUILD_DIR))
+    try:
+        for path in node_files():
+            (context / path.relative_to(NODE_DIR)).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, context / path.relative_to(NODE_DIR))
+        npm_ci(context, progress)
+        progress(f"building {tag} …")
+        _docker_build(client, context, tag, base.tag, progress, role="node")
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
+
+
 def _ensure_official(client: docker.DockerClient, ref: str, package: str, fallback: Image,
                      progress: Callable[[str], None]) -> Image:
     """The official image `ref` if present or pullable, else the base image, which has Debian's `package`."""
@@ -340,9 +385,14 @@ def _ensure_official(client: docker.DockerClient, ref: str, package: str, fallba
 
 
 def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None]) -> ImageSet:
-    """Make sure the app, redis and nginx images exist, building or pulling only what is missing."""
+    """Make sure the app, redis, nginx and node images exist, building or pulling only what is missing."""
     base = _ensure_base(client, progress)
     app = _ensure_app(client, base, progress)
     redis = _ensure_official(client, REDIS_OFFICIAL, "redis-server", base, progress)
     nginx = _ensure_official(client, NGINX_OFFICIAL, "nginx", base, progress)
-    return ImageSet(app=app, redis=redis, nginx=nginx)
+    try:
+        node, node_error = _ensure_node(client, base, progress), ""
+    except ImageError as exc:
+        node, node_error = None, str(exc)
+        progress(f"the node image was not built, so the seed-node scenarios cannot run: {exc}")
+    return ImageSet(app=app, redis=redis, nginx=nginx, node=node, node_error=node_error)

@@ -1,7 +1,9 @@
-"""A browser script vendored into the app image from an npm package: the socket.io client the Socket.IO
-chat page loads. The version and integrity come from tests/node/package-lock.json (the Node clients'
-pin); the tarball is fetched on the host (TLS to registries fails inside containers), checked against the
-integrity, and cached under build/npm/, so a second build fetches nothing.
+"""npm on the host (TLS to registries fails inside containers).
+
+A browser script vendored into the app image from an npm package: the socket.io client the Socket.IO chat
+page loads. The version and integrity come from tests/node/package-lock.json (the Node clients' pin); the
+tarball is fetched on the host, checked against the integrity, and cached under build/npm/, so a second
+build fetches nothing. And `npm ci` for the seed-node image's packages (images/node/package-lock.json).
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import hashlib
 import io
 import json
 import re
+import shutil
+import subprocess
 import tarfile
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -72,3 +76,18 @@ def client_script(pin: NpmPin, progress: Callable[[str], None]) -> Path:
     partial.write_bytes(data)
     partial.rename(target)
     return target
+
+
+def npm_ci(package_dir: Path, progress: Callable[[str], None]) -> None:
+    """`npm ci` in `package_dir` on the host: exactly the packages its package-lock.json pins, without their
+    install scripts or dev dependencies, into `package_dir`/node_modules."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise ImageError("npm not found on the host: the seed-node image's packages are installed with "
+                         "`npm ci` here; install Node 18+ with npm")
+    progress(f"npm ci in {package_dir} …")
+    done = subprocess.run([npm, "ci", "--omit=dev", "--ignore-scripts", "--no-audit", "--no-fund"],
+                          cwd=package_dir, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = " / ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+        raise ImageError(f"npm ci failed (exit {done.returncode}) in {package_dir}: {tail}")

@@ -1,0 +1,91 @@
+// The seed article's "Socket.IO + Redis Adapter" server, as a lab replica (app seed-node-socketio).
+//
+// Where it differs from the article's text, and only there (each place is marked "lab:" below):
+// - --broker "redis-pubsub" runs it as written, with @socket.io/redis-adapter; "none" runs it with the
+//   adapter off: the lines that create the Redis clients and the adapter are skipped (no Redis runs then),
+//   so rooms live in this process only.
+// - The Server is attached to an HTTP server that also answers GET /healthz (lab.mjs), on the port the
+//   command line gives (the article: 3000); the Redis URL comes from the command line too, and the Redis
+//   clients name themselves after the replica (CLIENT SETNAME), so /healthz can see in CLIENT LIST that
+//   the adapter's subscriptions hold before the lab sends anything.
+// - It waits until Redis accepts connections before connecting (lab.mjs says why).
+// - Every HTTP response names the replica in X-Wslab-Replica (Engine.IO's "headers" event), which nginx's
+//   open-source cookie stickiness turns into the cookie; the join-room handler calls the client's ack, if
+//   it sent one, with {"replica", "room"}, so the lab's clients learn where they are.
+// - An unhandled promise rejection is counted and logged instead of ending the process (lab.mjs says why):
+//   as written, the server exits when Redis drops the adapter's connection while a PUBLISH awaits its
+//   reply (seen here on a Redis restart: all three servers, in one run of two).
+// - It exits cleanly on SIGTERM.
+// The events are the article's: join-room roomId; chat-message roomId, message -> new-message message to
+// the whole room, the sender included.
+import { Server } from 'socket.io';
+import { createAdapter } from '@socket.io/redis-adapter';
+import { createClient } from 'redis';
+import * as lab from './lab.mjs';
+
+const opts = lab.options(['none', 'redis-pubsub']); // lab
+const counters = { connections: 0, joins: 0, received: 0 }; // lab
+lab.countRejections(counters); // lab: the article's code would exit on an unhandled rejection
+let ready = false; // lab
+let pubClient = null; // lab: declared here, created below as in the article
+const httpServer = lab.httpServer(health); // lab
+const io = new Server(httpServer, { // lab: the article's new Server(3000, {...}), on the lab's HTTP server
+  cors: { origin: '*' },
+  transports: ['websocket', 'polling'],
+});
+io.engine.on('headers', (headers) => { headers[lab.REPLICA_HEADER] = opts.name; }); // lab
+httpServer.listen(opts.port); // lab
+lab.exitOnSignal(opts.name, async () => { // lab: a clean exit on SIGTERM
+  io.disconnectSockets(true);
+  await Promise.allSettled(redisClients().map((c) => c.quit()));
+});
+if (opts.broker === 'redis-pubsub') { // lab: the adapter on
+  await lab.waitForRedis(opts.redis); // lab
+  // Redis 어댑터 설정 (자동으로 PubSub 처리)
+  pubClient = createClient({ url: opts.redis, name: opts.name }); // lab: name
+  const subClient = pubClient.duplicate();
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
+// 이제 Room 기능이 다중 서버에서 자동으로 동작
+io.on('connection', (socket) => {
+  counters.connections += 1; // lab
+  socket.on('join-room', (roomId, ack) => { // lab: ack
+    socket.join(roomId);
+    counters.joins += 1; // lab
+    if (typeof ack === 'function') ack({ replica: opts.name, room: roomId }); // lab
+  });
+  socket.on('chat-message', (roomId, message) => {
+    counters.received += 1; // lab
+    // 모든 서버의 해당 Room 클라이언트에게 전달
+    io.to(roomId).emit('new-message', message);
+  });
+});
+ready = true; // lab
+
+// lab: the Redis clients the adapter uses (none with the adapter off)
+function redisClients() {
+  const adapter = io.of('/').adapter;
+  return [adapter.pubClient, adapter.subClient].filter(Boolean);
+}
+
+// lab: the adapter's subscriber as Redis sees it: {sub, psub} of this replica's pubsub connection
+async function subscriptions() {
+  const list = await pubClient.sendCommand(['CLIENT', 'LIST', 'TYPE', 'pubsub']);
+  for (const line of String(list).split('\n')) {
+    const fields = Object.fromEntries(line.trim().split(' ').map((f) => f.split('=')));
+    if (fields.name === opts.name) return { sub: Number(fields.sub), psub: Number(fields.psub) };
+  }
+  return { sub: 0, psub: 0 };
+}
+
+// lab: GET /healthz, ok once the adapter's pattern and channel subscriptions hold
+async function health() {
+  const adapter = pubClient ? '@socket.io/redis-adapter' : 'in-memory';
+  const subs = ready && pubClient ? await subscriptions() : null;
+  const ok = ready && (!pubClient || (subs.psub >= 1 && subs.sub >= 1));
+  return {
+    replica: opts.name, app: 'seed-node-socketio', ok, adapter, subscriptions: subs, ...counters,
+    versions: lab.versions(['socket.io', 'redis', ...(pubClient ? ['@socket.io/redis-adapter'] : [])]),
+  };
+}
