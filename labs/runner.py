@@ -98,10 +98,11 @@ def broker_options(scenario: Scenario) -> dict[str, Any]:
 
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
-    channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), and
-    publishes that reached nobody."""
+    channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), publishes
+    that reached nobody, and (the seed article's Node server) unhandled rejections it survived."""
     out: dict[str, Any] = {"published_to_nobody": sum(r.get("published_to_nobody", 0) for r in replicas.values()),
-                           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values())}
+                           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values()),
+                           "unhandled_rejections": sum(r.get("unhandled_rejections", 0) for r in replicas.values())}
     if scenario.topology.broker is Broker.REDIS_PUBSUB and "redis" in stack.containers:
         out["members"] = {name: sum(1 for n in r.get("rooms", {}).values() if n) for name, r in replicas.items()}
         out["subscriptions"] = inspect.pubsub_subscriptions(stack)
@@ -128,6 +129,7 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
     spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
                      nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
+                     app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
                      **broker_options(s))
     return spec, sticky_note
 
@@ -165,7 +167,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
         values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
-        images={"app": images.app.source, "redis": images.redis.source, "nginx": images.nginx.source},
+        images={"app": protocol.replica_image(images).source, "redis": images.redis.source, "nginx": images.nginx.source},
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
         replicas=replicas, logs=stack.logs, states=states,
     )

@@ -54,6 +54,10 @@ class StackSpec:
     #: python module the replicas run (`python -m <module>`), and extra arguments for it
     app_module: str = "wslab_app"
     app_args: tuple[str, ...] = ()
+    #: the replicas' program when it is not `python -m app_module` in the app image (the seed article's Node
+    #: servers: `node <file>` in the node image); the stack adds the same arguments to it
+    app_command: tuple[str, ...] = ()
+    app_image: str = ""
     #: Redis persistence: with streams, an append-only file fsynced on every write survives a restart
     redis_args: tuple[str, ...] = ("--save", "", "--appendonly", "no")
     #: containers whose socket buffers are kept small (16 KiB), so that a backlog to a frozen replica
@@ -242,8 +246,9 @@ class Stack:
                 self.networks["back"].name))
         for i in range(1, spec.replicas + 1):
             jobs.append(self._pool.submit(
-                self._create_backend, f"app-{i}", spec.images.app.tag,
-                ["/opt/venv/bin/python", "-m", spec.app_module, "--name", f"app-{i}", "--port", str(APP_PORT),
+                self._create_backend, f"app-{i}", spec.app_image or spec.images.app.tag,
+                [*(spec.app_command or ("/opt/venv/bin/python", "-m", spec.app_module)),
+                 "--name", f"app-{i}", "--port", str(APP_PORT),
                  "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
         jobs.append(self._pool.submit(
             self._create, "nginx", spec.images.nginx.tag,

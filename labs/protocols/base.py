@@ -13,6 +13,7 @@ from typing import Any, Protocol as Interface
 
 from ..accounting.checker import Accounting
 from ..accounting.history import History
+from ..infra.images import Image, ImageSet
 from ..scenario import AppKind, Metric, Scenario
 
 
@@ -78,6 +79,14 @@ class ProtocolAdapter(ABC):
 
     def replica_args(self, scenario: Scenario) -> tuple[str, ...]:
         return ()
+
+    def replica_command(self) -> tuple[str, ...]:
+        """The replicas' program; the stack adds --name, --port, --broker, --redis and `replica_args`."""
+        return ("/opt/venv/bin/python", "-m", self.app_module)
+
+    def replica_image(self, images: ImageSet) -> Image:
+        """The image the replicas run."""
+        return images.app
 
     def new_history(self) -> History:
         return History()
