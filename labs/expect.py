@@ -111,6 +111,10 @@ WEBSOCKET_ONLY = frozenset({Metric.TRIMMED, Metric.UNTRIMMED_LOST, Metric.DEAF_R
                             Metric.PUBLISHED_TO_NOBODY})
 #: everything a Socket.IO run can be judged on (the room accounting is the same for every protocol)
 SOCKETIO_METRICS = frozenset(Metric) - WEBSOCKET_ONLY
+#: everything a run of the seed article's Node `ws` server can be judged on: the room accounting, and the
+#: publishes that reached no subscriber (PUBLISH's reply, which it counts); it has no streams and does not
+#: check its own subscription
+SEED_NODE_WS_METRICS = frozenset(Metric) - SOCKETIO_ONLY - (WEBSOCKET_ONLY - {Metric.PUBLISHED_TO_NOBODY})
 
 
 @dataclass(frozen=True)

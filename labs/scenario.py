@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError
-from .expect import SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
+from .expect import SEED_NODE_WS_METRICS, SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
 from .settings import SCENARIOS_DIR
 from .toml_input import parse_toml, read, shown
 
@@ -54,10 +54,19 @@ class Balance(enum.Enum):
 
 
 class AppKind(enum.Enum):
-    """What the replicas run: the plain `websockets` server, or a python-socketio server."""
+    """What the replicas run: the plain `websockets` server, a python-socketio server, or the seed article's
+    own Node servers (images/node/): its `ws` + node-redis server, and its socket.io +
+    @socket.io/redis-adapter server."""
 
     WEBSOCKET = "websocket"
     SOCKETIO = "socketio"
+    SEED_NODE_WS = "seed-node-ws"
+    SEED_NODE_SOCKETIO = "seed-node-socketio"
+
+    @property
+    def socketio(self) -> bool:
+        """Its clients speak Socket.IO."""
+        return self in {AppKind.SOCKETIO, AppKind.SEED_NODE_SOCKETIO}
 
 
 class Transport(enum.Enum):
@@ -199,18 +208,29 @@ def _seconds(value: float) -> str:
     return f"{value:,.3f}".rstrip("0").rstrip(".")
 
 
-#: workload and topology keys only one kind of app uses
-APP_KEYS = {("topology", "cookie_name"): AppKind.SOCKETIO, ("workload", "transport"): AppKind.SOCKETIO,
-            ("workload", "source_subnets"): AppKind.SOCKETIO, ("workload", "events"): AppKind.SOCKETIO,
-            ("workload", "payload"): AppKind.WEBSOCKET}
+_SOCKETIO_APPS = (AppKind.SOCKETIO, AppKind.SEED_NODE_SOCKETIO)
+#: workload and topology keys only some kinds of app use. The seed article's Socket.IO server speaks the
+#: article's events only (workload.events is "article" for it, and not a choice).
+APP_KEYS: dict[tuple[str, str], tuple[AppKind, ...]] = {
+    ("topology", "cookie_name"): _SOCKETIO_APPS, ("workload", "transport"): _SOCKETIO_APPS,
+    ("workload", "source_subnets"): _SOCKETIO_APPS, ("workload", "events"): (AppKind.SOCKETIO,),
+    ("workload", "payload"): (AppKind.WEBSOCKET, AppKind.SEED_NODE_WS),
+}
+#: the brokers each of the seed article's servers can run with, and what each means for it
+NODE_BROKERS = {
+    AppKind.SEED_NODE_WS: {Broker.SEED_GLOB: "the article's subscribe('chat:*')",
+                           Broker.REDIS_PUBSUB: "the fix, pSubscribe('chat:*')"},
+    AppKind.SEED_NODE_SOCKETIO: {Broker.NONE: "adapter off", Broker.REDIS_PUBSUB: "@socket.io/redis-adapter"},
+}
 
 
 def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) -> None:
     """Refuse a key the chosen app, balance or broker would silently ignore."""
-    for (table, key), app in APP_KEYS.items():
-        if key in tables[table] and topology.app is not app:
+    for (table, key), apps in APP_KEYS.items():
+        if key in tables[table] and topology.app not in apps:
+            only = " or ".join(f'"{app.value}"' for app in apps)
             raise ScenarioError(f'{where}: {table}.{key} = {show(tables[table][key])} is ignored by app = '
-                                f'"{topology.app.value}" (only app = "{app.value}" uses it)')
+                                f'"{topology.app.value}" (only app = {only} uses it)')
     top = tables["topology"]
     if "cookie_name" in top and topology.balance is not Balance.COOKIE:
         raise ScenarioError(f'{where}: topology.cookie_name = {show(top["cookie_name"])} is ignored with balance = '
@@ -262,6 +282,10 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
                             f"not {topology.broker.value}")
+    brokers = NODE_BROKERS.get(topology.app, {})
+    if brokers and topology.broker not in brokers:
+        takes = " or ".join(f"{b.value} ({what})" for b, what in brokers.items())
+        raise ScenarioError(f'{where}: app = "{topology.app.value}" takes broker {takes}, not {topology.broker.value}')
 
     wl = raw_wl = _table(data, "workload", where)
     _unknown(wl, set(Workload.__dataclass_fields__) | {"rate"}, f"{where} [workload]")
@@ -288,7 +312,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         transport=_enum(wl, "transport", Workload.transport, where),
         source_subnets=_int(wl, "source_subnets", Workload.source_subnets, 1, 250, where),
         payload=_int(wl, "payload", Workload.payload, 0, 65536, where),
-        events=_enum(wl, "events", Workload.events, where),
+        events=(Events.ARTICLE if topology.app is AppKind.SEED_NODE_SOCKETIO
+                else _enum(wl, "events", Workload.events, where)),
     )
     _ignored({"topology": top, "workload": raw_wl}, topology, where)
     _planned(workload, interval, where)
@@ -304,11 +329,14 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         except ValueError:
             names = ", ".join(m.value for m in Metric)
             raise ScenarioError(f"{where}: unknown expectation {show(key)} (one of: {names})") from None
-        if topology.app is AppKind.SOCKETIO and metric not in SOCKETIO_METRICS:
+        if topology.app.socketio and metric not in SOCKETIO_METRICS:
             names = ", ".join(sorted(m.value for m in SOCKETIO_METRICS))
             raise ScenarioError(f"{where}: expect.{key} is not measured for a socketio app (these are: {names})")
         if topology.app is AppKind.WEBSOCKET and metric in SOCKETIO_ONLY:
             raise ScenarioError(f"{where}: expect.{key} is measured for app = \"socketio\" only")
+        if topology.app is AppKind.SEED_NODE_WS and metric not in SEED_NODE_WS_METRICS:
+            names = ", ".join(sorted(m.value for m in SEED_NODE_WS_METRICS))
+            raise ScenarioError(f'{where}: expect.{key} is not measured for app = "seed-node-ws" (these are: {names})')
         expect[metric] = bound(metric, value, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,

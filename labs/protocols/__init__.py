@@ -1,15 +1,19 @@
-"""Protocol adapters: what differs between a plain WebSocket run and a Socket.IO run."""
+"""Protocol adapters: what differs between a plain WebSocket run, a Socket.IO run, and runs of the seed
+article's own Node servers."""
 
 from __future__ import annotations
 
 from ..scenario import AppKind
 from .base import ProtocolAdapter
+from .seed_node import SeedNodeSocketIOProtocol, SeedNodeWsProtocol
 from .socketio import SocketIOProtocol
 from .websocket import WebSocketProtocol
 
 ADAPTERS: dict[AppKind, type[ProtocolAdapter]] = {
     AppKind.WEBSOCKET: WebSocketProtocol,
     AppKind.SOCKETIO: SocketIOProtocol,
+    AppKind.SEED_NODE_WS: SeedNodeWsProtocol,
+    AppKind.SEED_NODE_SOCKETIO: SeedNodeSocketIOProtocol,
 }
 
 

@@ -68,6 +68,13 @@ def failover_text(a: Accounting) -> str:
             f"others lost {a.lost_undisturbed}")
 
 
+def lost_text(a: Accounting, *, faulted: bool) -> str:
+    """Deliveries lost; under faults, how many of them were sent inside a fault's window and outside."""
+    if not faulted:
+        return str(a.lost)
+    return f"{a.lost} ({a.lost_in_fault} in / {a.lost_outside_fault} outside fault)"
+
+
 class SocketIOProtocol(ProtocolAdapter):
     app = AppKind.SOCKETIO
     app_module = "wslab_app.sio"
@@ -114,6 +121,7 @@ class SocketIOProtocol(ProtocolAdapter):
             "clients per replica": " · ".join(str(n) for n in a.placement.values()),
             "max/min": ratio(a.placement_max_min),
             "cross-server room delivery": pct(a.cross_delivered, a.cross_expected),
+            "lost": lost_text(a, faulted=bool(s.faults)),
             "unacked": str(a.unacked),
             "failover (killed replica)": failover_text(a),
         }
