@@ -10,9 +10,14 @@ FAULTS  := $(sort $(basename $(notdir $(wildcard scenarios/fault-*.toml))))
 STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subnets sticky-hash-subnets \
            sticky-cookie-polling sticky-websocket-round-robin socketio-no-manager socketio-redis-manager \
            socketio-article-events sticky-cookie-failover
+# the seed article's own Node servers: its subscribe('chat:*') bug, the pSubscribe fix, its Socket.IO server
+# without and with @socket.io/redis-adapter, then each fault for the adapter beside python-socketio's manager
+SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-node-socketio \
+           seed-node-socketio-restart-redis seed-node-pysio-restart-redis \
+           seed-node-socketio-kill-replica seed-node-pysio-kill-replica
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -35,6 +40,9 @@ scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, reco
 
 scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
 	$(LAB) run $(STICKY)
+
+scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscribe, Socket.IO adapter off/on, Redis restart and replica kill beside python-socketio — one run
+	$(LAB) run $(SEED_NODE)
 
 demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
 	$(LAB) up $*
