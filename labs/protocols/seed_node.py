@@ -22,7 +22,7 @@ from ..accounting.history import History
 from ..errors import ImageError
 from ..infra.images import Image, ImageSet
 from ..scenario import NODE_BROKERS, AppKind, Scenario
-from .base import Link, LinkDown, Outcome, ProtocolAdapter, Sink
+from .base import Link, LinkDown, Outcome, Sink
 from .socketio import SocketIOProtocol
 from .websocket import WebSocketLink, WebSocketProtocol
 
