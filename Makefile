@@ -10,6 +10,7 @@ FAULTS  := $(sort $(basename $(notdir $(wildcard scenarios/fault-*.toml))))
 STICKY  := sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subnets sticky-hash-subnets \
            sticky-cookie-polling sticky-websocket-round-robin socketio-no-manager socketio-redis-manager \
            socketio-article-events sticky-cookie-failover
+
 # the seed article's own Node servers: its subscribe('chat:*') bug, the pSubscribe fix, its Socket.IO server
 # without and with @socket.io/redis-adapter, then each fault for the adapter beside python-socketio's manager
 SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-node-socketio \
