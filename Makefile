@@ -90,7 +90,7 @@ bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: s
 bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate stepped up with locust to the knee (p99 <= 50 ms, 0 lost) -> results/bench/capacity-*/
 	$(PYTHON) -m labs.bench_capacity --runs $(or $(RUNS),3)
 
-bench-connections: setup images ## N (default 20000) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
+bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
 	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
 
 clean: setup ## remove containers and networks left behind by killed runs

@@ -7,7 +7,8 @@ delta over the connections it holds), the seconds until 95% and 100% of each bro
 loss, and what each kind of process used of its open-file limit, so the result says what bounds it.
 
 `labs.connections.plan_layout` decides how many load processes, published ports (one docker-proxy each),
-nginx workers and replicas carry N under the host's hard `nofile` limit. The load processes
+nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx on
+its front-network address instead (no docker-proxy, nothing more published). The load processes
 (`labs.connections_client`) run in their own process group, killed on every exit path; the containers
 are the lab's `Stack`, removed on every exit path.
 """
