@@ -107,17 +107,9 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
             headroom = {"rate": best["offered"], "processes": [args.processes, args.processes + 1],
                         "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
-                        "unchanged": _unchanged(best, again), "step": again}
+                        "verdict": ladder.headroom(best, again), "step": again}
     return {"pattern": pattern, "replicas": replicas, "runs": runs, "steps": medians, "knee": best,
             "headroom": headroom, "locust": locust}
-
-
-def _unchanged(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Same within run-to-run noise: deliveries within 3 %, p99 within 50 % or 5 ms."""
-    if a["p99_ms"] is None or b["p99_ms"] is None:
-        return False
-    same_rate = abs(a["delivered_per_s"] - b["delivered_per_s"]) <= 0.03 * a["delivered_per_s"]
-    return same_rate and abs(a["p99_ms"] - b["p99_ms"]) <= max(5.0, 0.5 * a["p99_ms"])
 
 
 def _ms(value: float | None) -> str:
@@ -135,7 +127,7 @@ def table(configs: list[dict[str, Any]]) -> str:
             else f"p99 {_ms(last['p99_ms'])}"))
         h = c["headroom"]
         second = "-" if h is None else (f"{h['second']['delivered_per_s']:.0f}/s, p99 {_ms(h['second']['p99_ms'])}: "
-                                        + ("unchanged" if h["unchanged"] else "changed (generator-bound)"))
+                                        f"{h['verdict']}")
         if k is None:
             rows.append(f"| {c['pattern']} | {c['replicas']} | none within 50 ms | - | - | {why} | - |")
             continue

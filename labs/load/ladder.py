@@ -70,7 +70,8 @@ def median_steps(runs: list[list[Step]]) -> list[Step]:
     for rate in sorted(by_rate):
         group = by_rate[rate]
         merged: Step = dict(group[0])
-        for key in ("sent_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "generator_peak"):
+        for key in ("sent_per_s", "delivered_per_s", "p50_ms", "p90_ms", "p99_ms", "max_ms", "generator_peak",
+                    "host_cpu"):
             values = [s[key] for s in group if s.get(key) is not None]
             merged[key] = statistics.median(values) if values else None
         for key in ("lost", "dropped", "duplicated", "unexpected"):
@@ -84,9 +85,27 @@ def median_steps(runs: list[list[Step]]) -> list[Step]:
 
 def bottleneck(step: Step) -> str:
     """Who was busiest: the process (container, docker-proxy, or the generator) using the most CPU, and how
-    much of the machine was in use."""
+    busy the whole machine was (processes, the kernel's networking and everything else)."""
     cpu = step.get("cpu") or {}
     if not cpu:
         return "?"
     name = max(cpu, key=lambda n: cpu[n])
-    return f"{name} {cpu[name]:.2f} cores (all: {sum(cpu.values()):.2f})"
+    text = f"{name} {cpu[name]:.2f} cores (lab processes: {sum(cpu.values()):.2f}"
+    if step.get("host_cpu") is not None:
+        text += f"; machine: {step['host_cpu']:.2f} of {step.get('machine_cores') or '?'} busy"
+    return text + ")"
+
+
+def headroom(first: Step, second: Step) -> str:
+    """What one more generator process did to the knee step: within run-to-run noise (deliveries within 3 %,
+    p99 within 50 % or 5 ms) it had headroom; faster, the generator was a bottleneck; slower, the machine's
+    cores were, and the extra process took CPU from the lab."""
+    a, b = first.get("p99_ms"), second.get("p99_ms")
+    if a is None or b is None:
+        return "no figure to compare"
+    same_rate = abs(first["delivered_per_s"] - second["delivered_per_s"]) <= 0.03 * first["delivered_per_s"]
+    if same_rate and abs(a - b) <= max(5.0, 0.5 * a):
+        return "unchanged: the generator had headroom"
+    if b < a:
+        return "faster: the generator was a bottleneck"
+    return "slower: the cores were the limit, and the extra process took CPU from the lab"

@@ -70,12 +70,14 @@ class StepResult:
     rate: float
     seconds: float
     counts: StepCounts
-    #: wall seconds from the go signal to the last report
+    #: the sending window's wall seconds, over which CPU is read
     window_s: float
     #: CPU cores used over the window: every container, and "generator" (all locust processes)
     cpu: dict[str, float] = field(default_factory=dict)
     #: the busiest locust process's share of one core
     generator_peak: float = 0.0
+    #: cores the whole machine was busy over the window (processes, kernel, anything else)
+    host_cpu: float = 0.0
     locust: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -101,7 +103,8 @@ class StepResult:
                 "duplicated": c.duplicated, "unexpected": c.unexpected, "joined": c.joined, "dropped": c.dropped,
                 "late_sends": c.late_sends, "stale": c.stale, "p50_ms": c.percentile_ms(50),
                 "p90_ms": c.percentile_ms(90), "p99_ms": c.percentile_ms(99), "max_ms": c.max_ms,
-                "window_s": self.window_s, "cpu": self.cpu, "generator_peak": self.generator_peak,
+                "window_s": self.window_s, "cpu": self.cpu, "host_cpu": self.host_cpu,
+                "machine_cores": os.cpu_count(), "generator_peak": self.generator_peak,
                 "generator_bound": self.generator_bound, "locust": self.locust}
 
 
@@ -157,16 +160,19 @@ class Session:
         assert self.proc is not None
         self.steps += 1
         n, joined = self.steps, _count(self.dir / "joined")
-        cpu0, gen0, t0 = self.cpu_probe(), _cpu(self.tree), time.monotonic()
         start = time.monotonic() + 0.2
         go = self.dir / f"go-{n}.json"
         go.with_suffix(".partial").write_text(json.dumps({"start": start, "stop": start + seconds,
                                                           "rate": rate / self.spec.users}))
         go.with_suffix(".partial").rename(go)
+        # CPU is read over the sending window itself, [start, stop]: the offered load and nothing else
+        _until(start)
+        cpu0, gen0, host0, t0 = self.cpu_probe(), _cpu(self.tree), _host_busy(), time.monotonic()
+        _until(start + seconds)
+        cpu1, gen1, host1, t1 = self.cpu_probe(), _cpu(self.tree), _host_busy(), time.monotonic()
         reports = self.dir / "users" / str(n)
-        _await(lambda: _count(reports, ".json") >= joined, self.proc, 0.2 + seconds + self.spec.drain + 10,
+        _await(lambda: _count(reports, ".json") >= joined, self.proc, self.spec.drain + 10,
                f"every user's report of step {n}", self.dir)
-        cpu1, gen1, t1 = self.cpu_probe(), _cpu(self.tree), time.monotonic()
         failed = sorted((self.dir / "users" / "0").glob("*.json")) if (self.dir / "users" / "0").exists() else []
         users = [UserCounts.from_dict(json.loads(p.read_text())) for p in sorted(reports.glob("*.json")) + failed]
         counts = add_up(users, expected_users=self.spec.users, broker=self.broker)
@@ -174,7 +180,9 @@ class Session:
         cpu = {name: (cpu1[name] - cpu0[name]) / window for name in cpu1 if name in cpu0}
         cpu["generator"] = sum(gen1.get(pid, 0.0) - gen0.get(pid, 0.0) for pid in gen1) / window
         peak = max((gen1[pid] - gen0.get(pid, 0.0) for pid in gen1), default=0.0) / window
-        return StepResult(self.spec, rate, seconds, counts, window, cpu, peak)
+        # every core's busy time: these processes, the kernel's networking, and anything else on the machine
+        host = (host1 - host0) / window
+        return StepResult(self.spec, rate, seconds, counts, window, cpu, peak, host_cpu=host)
 
 
 def run_step(port: int, spec: LoadSpec, rate: float, seconds: float, out_dir: Path, *, broker: bool,
@@ -201,6 +209,17 @@ def _count(directory: Path, suffix: str = "") -> int:
         return sum(1 for p in directory.iterdir() if p.name.endswith(suffix))
     except FileNotFoundError:
         return 0
+
+
+def _until(moment: float) -> None:
+    """Wait for a moment on the monotonic clock (a measurement window's edge, not a readiness guess)."""
+    time.sleep(max(0.0, moment - time.monotonic()))
+
+
+def _host_busy() -> float:
+    """CPU seconds all cores spent busy so far (everything but idle and iowait)."""
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
 
 
 def _tree(pid: int) -> list[psutil.Process]:

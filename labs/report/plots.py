@@ -234,6 +234,9 @@ def cpu_png(groups: dict[tuple[str, int], list[dict[str, Any]]], path: Path, *, 
             if any(y is not None for y in ys):
                 ax.plot(xs, [math.nan if y is None else y for y in ys], "-o", ms=2.5, lw=1, color=colours[name])
         ax.plot(xs, sums.get(key, []), "--", lw=1, color="grey")
+        host = [s.get("host_cpu") for s in rows]
+        if any(h is not None for h in host):
+            ax.plot(xs, [math.nan if h is None else h for h in host], ":", lw=1.5, color="black")
         if cores:
             ax.axhline(cores, color="grey", ls=":", lw=1)
         ax.set_ylim(0, top)
@@ -242,6 +245,7 @@ def cpu_png(groups: dict[tuple[str, int], list[dict[str, Any]]], path: Path, *, 
     fig.supylabel("CPU (cores)", fontsize=9)
     handles = [Line2D([], [], color=colours[n], marker="o", ms=2.5, label=n) for n in names]
     handles.append(Line2D([], [], color="grey", ls="--", label="sum"))
+    handles.append(Line2D([], [], color="black", ls=":", lw=1.5, label="machine busy (all)"))
     if cores:
         handles.append(Line2D([], [], color="grey", ls=":", label=f"machine: {cores} cores"))
     fig.legend(handles=handles, loc="outside right upper", fontsize=7)

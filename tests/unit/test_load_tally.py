@@ -117,7 +117,8 @@ def test_rates_must_be_increasing_numbers_in_range(text):
 
 
 def test_the_bottleneck_names_the_busiest_process():
-    assert ladder.bottleneck(step(1, 1, 1.0, cpu={"app-1": 0.9, "generator": 0.4})) == "app-1 0.90 cores (all: 1.30)"
+    s = step(1, 1, 1.0, cpu={"app-1": 0.9, "generator": 0.4}, host_cpu=1.9, machine_cores=2)
+    assert ladder.bottleneck(s) == "app-1 0.90 cores (lab processes: 1.30; machine: 1.90 of 2 busy)"
 
 
 @pytest.mark.parametrize("argv, words", [(["--patterns", "kafka"], "unknown pattern kafka"),
@@ -130,3 +131,9 @@ def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, wor
     assert bench_capacity.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0]
+
+
+@pytest.mark.parametrize("second, words", [(step(100, 1090, 30.0), "unchanged"), (step(100, 1100, 5.0), "faster"),
+                                           (step(100, 1100, 90.0), "slower"), (step(100, 700, 20.0), "slower")])
+def test_one_more_generator_process_says_who_was_the_limit(second, words):
+    assert ladder.headroom(step(100, 1100, 20.0), second).startswith(words)
