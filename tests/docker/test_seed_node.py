@@ -37,7 +37,9 @@ def test_a_seed_node_scenario_matches_its_declared_outcome(name: str, client, im
     if s.topology.app in {AppKind.SEED_NODE_WS, AppKind.SEED_NODE_SOCKETIO}:
         assert images.node is not None and result.images["app"] == images.node.source
         assert result.versions["app node"].startswith("18.")  # Debian bookworm's nodejs
-        assert all(r.get("app") == s.topology.app.value for r in result.replicas.values()), result.replicas
+        # a replica killed and started again may still be starting when the run reads its health
+        answered = [r for r in result.replicas.values() if r.get("status") == 200]
+        assert answered and all(r.get("app") == s.topology.app.value for r in answered), result.replicas
     if name == "seed-node-glob":  # Redis took every message, and no subscriber was on its channel
         assert a.delivered == 0 and a.acked == a.sent > 0
         assert result.history.probes["published_to_nobody"] == a.sent
