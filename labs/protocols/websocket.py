@@ -142,9 +142,9 @@ class WebSocketProtocol(ProtocolAdapter):
         }
 
     def notes(self, outcomes: list[Outcome]) -> list[str]:
-        """Where runs with and without a broker share an offered rate, how their p50s compare: a broker
-        adds a hop, not a queue, as long as the rate is below saturation. Past 2x the note says what else
-        held the CPU (the host's load average), because then the figure is not the pattern's alone."""
+        """Where runs with and without a broker share an offered rate, how their p50s compare: below
+        saturation a broker adds two hops, not a queue. Past 2x the note says what a hop costs here and how
+        busy the host was, so the ratio can be read."""
         return [line for line in (broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1),) if line]
 
 
@@ -164,9 +164,10 @@ def broker_cost(outcomes: list[Outcome], load: float, cores: int) -> str:
             assert a is not None and b is not None
             times = b / a if a > 0 else float("inf")
             line = (f"{other.scenario.name} p50 {b:.1f} ms = {times:.1f}x {base.scenario.name}'s {a:.1f} ms at "
-                    f"{offered(base.scenario):g} msg/s offered")
+                    f"{offered(base.scenario):g} msg/s offered (+{b - a:.1f} ms: the broker's two extra hops, "
+                    f"replica -> Redis -> replica)")
             if times > 2:
-                line += (f"; more than 2x: the host's load average was {load:.1f} on {cores} cores, so other "
-                         f"processes competed with the replicas for the CPU")
+                line += (f"; more than 2x: each hop costs ~{(b - a) / 2:.1f} ms here against {a:.1f} ms for the "
+                         f"whole path without a broker (host load average {load:.1f} on {cores} cores)")
             return line
     return ""
