@@ -121,7 +121,7 @@ def table(configs: list[dict[str, Any]]) -> str:
             "| broke at (offered msg/s): why | second generator process at the knee |", "|" + "---|" * 7]
     for c in configs:
         k, steps = c["knee"], c["steps"]
-        last = steps[-1] if steps and ladder.broken(steps[-1]) else None
+        last = next((s for s in steps if ladder.broken(s)), None)  # the first rate whose medians broke
         why = "-" if last is None else (f"{last['offered']:g}: " + (
             f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
             else f"p99 {_ms(last['p99_ms'])}"))
