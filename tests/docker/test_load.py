@@ -95,7 +95,9 @@ def test_ctrl_c_during_a_load_step_leaves_no_load_process_and_no_container(clien
         [sys.executable, "-m", "labs.bench_capacity", "--patterns", "pubsub", "--replicas", "2",
          "--rates", "50,100", "--runs", "1", "--seconds", "30"],
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "WSLAB_RESULTS": str(tmp_path)})
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        # the run id comes from the progress lines, which CI=true would silence
+        env={**{k: v for k, v in os.environ.items() if k != "CI"}, "WSLAB_RESULTS": str(tmp_path)})
     deadline = time.monotonic() + 120
     locust = []
     while time.monotonic() < deadline and bench.poll() is None:
