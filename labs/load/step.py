@@ -134,6 +134,11 @@ class Session:
             return
         try:
             (self.dir / "end").touch()  # users close their connections at their next poll
+            # each worker's next stats report (every 3 s) carries its last samples to the master
+            _await(lambda: _count(self.dir / "final") >= self.spec.processes, self.proc, 5.0,
+                   "the workers' final stats", self.dir)
+        except LoadError:
+            pass  # locust's own figures may then miss the last samples; the users' tallies do not
         finally:
             _stop(self.proc)  # locust writes its CSV on SIGTERM; what is left gets SIGKILL
             self.locust = _locust_stats(self.dir / "locust_stats.csv")

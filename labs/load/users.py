@@ -49,6 +49,25 @@ def _arguments(parser: Any) -> None:
     parser.add_argument("--lab-drain", type=float, default=5.0, help="longest wait for deliveries after stop")
 
 
+@events.report_to_master.add_listener
+def _final_report(client_id: str, data: dict[str, Any], **kwargs: Any) -> None:
+    """A worker's first stats report after the session ended carries its last samples: say so, so that the
+    session stops locust only once locust's own figures are complete (its master waits only 0.5 s)."""
+    directory = _lab_dir
+    if directory is not None and (directory / "end").exists():
+        (directory / "final").mkdir(exist_ok=True)
+        (directory / "final" / str(os.getpid())).touch()
+
+
+_lab_dir: Path | None = None
+
+
+@events.init.add_listener
+def _remember_dir(environment: Any, **kwargs: Any) -> None:
+    global _lab_dir
+    _lab_dir = Path(environment.parsed_options.lab_dir)
+
+
 class ChatUser(User):
     """What both protocols share: the step's script. A subclass supplies connect/send/close."""
 
