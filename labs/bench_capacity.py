@@ -32,6 +32,7 @@ from .infra import inspect
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.stack import Stack
+from .infra.usage import docker_proxies, process_cpu
 from .load import ladder
 from .load.step import LoadSpec, Session, check_step
 from .report.plots import capacity_pngs
@@ -49,17 +50,9 @@ def capacity_scenario(pattern: str, replicas: int, users: int) -> scenario.Scena
     return dataclasses.replace(base, name=f"capacity-{pattern}-x{replicas}", topology=top, workload=wl)
 
 
-def host_cpu(port: int) -> dict[str, float]:
+def proxy_cpu(port: int) -> dict[str, float]:
     """CPU seconds of the docker-proxy that carries the published port (a host process, not a container)."""
-    for p in psutil.process_iter(["name", "cmdline"]):
-        cmd = p.info.get("cmdline") or []
-        if p.info.get("name") == "docker-proxy" and "-host-port" in cmd and cmd[cmd.index("-host-port") + 1] == str(port):
-            try:
-                t = p.cpu_times()
-                return {"docker-proxy": t.user + t.system}
-            except psutil.NoSuchProcess:
-                return {}
-    return {}
+    return {"docker-proxy": process_cpu(pid) for pid in docker_proxies([port]).values()}
 
 
 def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argparse.Namespace, out: Path,
@@ -73,7 +66,7 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
     locust: list[dict[str, Any]] = []
     with Stack(client, spec, progress=progress) as stack:
         def probe() -> dict[str, float]:
-            return {**inspect.cpu_seconds(stack), **host_cpu(stack.port)}
+            return {**inspect.cpu_seconds(stack), **proxy_cpu(stack.port)}
 
         def session(processes: int, tag: str) -> Session:
             spec = LoadSpec(users=args.users, processes=processes)

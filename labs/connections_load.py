@@ -22,6 +22,7 @@ from typing import IO, Any
 from . import signals
 from .connections import Arrival, summarize
 from .errors import LabError
+from .infra.usage import container_cpu, docker_proxies, host_cpu, process_cpu
 from .settings import ROOT
 
 class LoadError(LabError):
@@ -156,21 +157,8 @@ def _rss(pid: int) -> int | None:
 
 def proxy_figures(host_ports: list[int]) -> dict[str, dict[str, int | None]]:
     """Open files and RSS of the docker-proxy process behind each published port (none: not proxied)."""
-    wanted = {str(p) for p in host_ports}
-    out: dict[str, dict[str, int | None]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if not args or not args[0].endswith(b"docker-proxy") or b"-host-port" not in args:
-            continue
-        port = args[args.index(b"-host-port") + 1].decode()
-        if port in wanted:
-            out[port] = {"pid": int(entry.name), "files": _files(int(entry.name)), "rss_bytes": _rss(int(entry.name))}
-    return out
+    return {port: {"pid": pid, "files": _files(pid), "rss_bytes": _rss(pid)}
+            for port, pid in docker_proxies(host_ports).items()}
 
 
 def host_figures() -> dict[str, Any]:
@@ -189,37 +177,6 @@ def host_figures() -> dict[str, Any]:
             fields = line.split()[1:]
             out["tcp"] = dict(zip(fields[::2], (int(v) for v in fields[1::2])))
     return out
-
-
-def host_cpu() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole host since boot, summed over its cores (/proc/stat)."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    tick = os.sysconf("SC_CLK_TCK")
-    idle = values[3] + values[4]  # idle + iowait
-    return (sum(values) - idle) / tick, sum(values) / tick
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) a process has used; 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def container_cpu(container_id: str) -> float | None:
-    """CPU seconds a container has used, from its cgroup (v1 cpuacct, or v2 cpu.stat); None if unreadable."""
-    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
-                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
-        try:
-            text = Path(path).read_text()
-        except OSError:
-            continue
-        if path.endswith("cpu.stat"):
-            text = dict(line.split() for line in text.splitlines()).get("usage_usec", "0")
-        return int(text) * scale
-    return None
 
 
 def cpu_snapshot(pids: dict[str, list[int]], containers: dict[str, list[str]]) -> dict[str, float]:

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import docker.errors
 from docker.models.containers import Container
 
 from ..errors import StackError
 from .stack import Stack, http_get
+from .usage import container_cpu
 
 #: a replica that does not answer (killed, or nginx cannot reach it)
 UNREACHABLE = (OSError, http.client.HTTPException, ValueError)
@@ -71,16 +70,7 @@ def pubsub_subscriptions(stack: Stack) -> dict[str, int]:
 
 
 def cpu_seconds(stack: Stack) -> dict[str, float]:
-    """CPU seconds each container has used so far (its cgroup's total, from one `docker stats` sample each,
-    in parallel: a sample takes ~0.1 s). Two readings over a window give the cores it used."""
-    def one(item: tuple[str, Container]) -> tuple[str, float | None]:
-        name, container = item
-        try:
-            stats = container.stats(stream=False, one_shot=True)
-            return name, stats["cpu_stats"]["cpu_usage"]["total_usage"] / 1e9
-        except (KeyError, TypeError, docker.errors.APIError):
-            return name, None
-
-    items = list(stack.containers.items())
-    with ThreadPoolExecutor(max_workers=max(1, len(items))) as pool:
-        return {name: used for name, used in pool.map(one, items) if used is not None}
+    """CPU seconds each container has used so far, from its cgroup. Two readings over a window give the
+    cores it used."""
+    used = {name: container_cpu(c.id) for name, c in stack.containers.items()}
+    return {name: seconds for name, seconds in used.items() if seconds is not None}

@@ -4,9 +4,9 @@ counted apart from the users' tallies.
 
 locust runs in a session of its own, started in a critical section, and `Session.__exit__` ends it on
 every exit path (the users leave, SIGTERM to the master, SIGKILL to whatever is left of its process group):
-no load worker outlives the session. The CPU the generator used is read from its processes (psutil), the
-containers' from `cpu_probe` (cumulative CPU seconds per container), over the same window: from the go
-signal until the last user reported.
+no load worker outlives the session. The CPU the generator used is read from its processes (/proc), the
+containers' from `cpu_probe` (cumulative CPU seconds per container), and the machine's, over the same
+window: the step's sending window.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import psutil
 
 from .. import signals
 from ..errors import LabError
+from ..infra.usage import host_cpu, process_cpu
 from .tally import StepCounts, UserCounts, add_up
 
 USERS_FILE = Path(__file__).with_name("users.py")
@@ -172,9 +173,9 @@ class Session:
         go.with_suffix(".partial").rename(go)
         # CPU is read over the sending window itself, [start, stop]: the offered load and nothing else
         _until(start)
-        cpu0, gen0, host0, t0 = self.cpu_probe(), _cpu(self.tree), _host_busy(), time.monotonic()
+        cpu0, gen0, host0, t0 = self.cpu_probe(), _cpu(self.tree), host_cpu()[0], time.monotonic()
         _until(start + seconds)
-        cpu1, gen1, host1, t1 = self.cpu_probe(), _cpu(self.tree), _host_busy(), time.monotonic()
+        cpu1, gen1, host1, t1 = self.cpu_probe(), _cpu(self.tree), host_cpu()[0], time.monotonic()
         reports = self.dir / "users" / str(n)
         _await(lambda: _count(reports, ".json") >= joined, self.proc, self.spec.drain + 10,
                f"every user's report of step {n}", self.dir)
@@ -221,12 +222,6 @@ def _until(moment: float) -> None:
     time.sleep(max(0.0, moment - time.monotonic()))
 
 
-def _host_busy() -> float:
-    """CPU seconds all cores spent busy so far (everything but idle and iowait)."""
-    t = psutil.cpu_times()
-    return sum(t) - t.idle - getattr(t, "iowait", 0.0)
-
-
 def _tree(pid: int) -> list[psutil.Process]:
     try:
         root = psutil.Process(pid)
@@ -236,14 +231,7 @@ def _tree(pid: int) -> list[psutil.Process]:
 
 
 def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
-    out = {}
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            out[p.pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return out
+    return {p.pid: process_cpu(p.pid) for p in processes}
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
