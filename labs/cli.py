@@ -111,7 +111,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
         print("no Docker engine answers: nothing to clean")
         return EXIT_PASS
     with signals.deferred():
-        containers, networks = remove_leftovers(client)
+        # WSLAB_OWNER set: only what that owner's runs left (several test sessions sharing one engine)
+        containers, networks = remove_leftovers(client, owner=os.environ.get("WSLAB_OWNER"))
     client.close()
     print(f"removed {containers} container(s) and {networks} network(s) left by earlier runs")
     return EXIT_PASS

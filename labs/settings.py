@@ -14,3 +14,10 @@ QUIET = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 #: the label every Docker resource of the lab carries; its value is the run id
 LABEL = "wslab.run"
+
+#: a second label on every Docker resource: who started it (WSLAB_OWNER, default "lab"). Test sessions that
+#: share one engine each check and remove only their own resources.
+OWNER_LABEL = "wslab.owner"
+OWNER = os.environ.get("WSLAB_OWNER", "lab")
+if not OWNER.replace("-", "").isalnum() or len(OWNER) > 32:
+    raise SystemExit(f"WSLAB_OWNER={OWNER!r} is not a short name of letters, digits and '-': set it to e.g. 'lab'")

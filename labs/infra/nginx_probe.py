@@ -14,7 +14,7 @@ import docker.errors
 from ..errors import StackError
 from .render import RenderError, parse_nginx_version
 from .stack import UNPRIVILEGED
-from ..settings import BUILD_DIR, LABEL
+from ..settings import BUILD_DIR, LABEL, OWNER, OWNER_LABEL
 
 CACHE_DIR = BUILD_DIR / "nginx-version"
 _memo: dict[str, tuple[int, int, int]] = {}
@@ -48,7 +48,7 @@ def nginx_version(client: docker.DockerClient, image: str, *, timeout: float = 3
 def _ask(client: docker.DockerClient, image: str, timeout: float) -> str:
     run_id = f"probe-{secrets.token_hex(3)}"
     container = client.containers.create(
-        image, ["nginx", "-v"], name=f"wslab-{run_id}-nginx-version", labels={LABEL: run_id, "wslab.role": "probe"},
+        image, ["nginx", "-v"], name=f"wslab-{run_id}-nginx-version", labels={LABEL: run_id, OWNER_LABEL: OWNER, "wslab.role": "probe"},
         network_disabled=True, detach=True, **UNPRIVILEGED)
     try:
         container.start()

@@ -30,7 +30,7 @@ from docker.models.containers import Container
 from .. import signals
 from ..errors import StackError
 from .images import ImageSet
-from ..settings import LABEL
+from ..settings import LABEL, OWNER, OWNER_LABEL
 
 APP_PORT = 8000
 NGINX_PORT = 8080
@@ -91,7 +91,7 @@ class Timings:
 
 
 def labels(run_id: str, role: str) -> dict[str, str]:
-    return {LABEL: run_id, "wslab.role": role}
+    return {LABEL: run_id, OWNER_LABEL: OWNER, "wslab.role": role}
 
 
 def check_port_free(port: int) -> None:
@@ -406,9 +406,13 @@ def _remove_network(network: Any) -> None:
         pass
 
 
-def remove_leftovers(client: docker.DockerClient, run_id: str | None = None) -> tuple[int, int]:
-    """Remove every container and network the lab labelled (one run's, or all runs'). Returns counts."""
-    selector = f"{LABEL}={run_id}" if run_id else LABEL
+def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
+                     owner: str | None = None) -> tuple[int, int]:
+    """Remove every container and network the lab labelled (one run's, or all runs', or one owner's).
+    Returns counts."""
+    selector: str | list[str] = f"{LABEL}={run_id}" if run_id else LABEL
+    if owner:
+        selector = [selector, f"{OWNER_LABEL}={owner}"]
     # sparse: no per-container inspect, which would race with a removal already under way
     containers = client.containers.list(all=True, filters={"label": selector}, sparse=True)
     for c in containers:

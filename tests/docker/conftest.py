@@ -13,7 +13,7 @@ from labs.infra.images import ImageSet, ensure_images
 from labs.infra.stack import remove_leftovers
 from labs.report.result import RunResult
 from labs.runner import execute, plan
-from labs.settings import LABEL
+from labs.settings import LABEL, OWNER, OWNER_LABEL
 
 
 @pytest.fixture(scope="session")
@@ -29,9 +29,11 @@ def images(client: docker.DockerClient) -> ImageSet:
 
 
 def lab_resources(client: docker.DockerClient) -> tuple[list[str], list[str]]:
-    listed = client.containers.list(all=True, filters={"label": LABEL}, sparse=True)
+    """This session's labelled containers and networks (WSLAB_OWNER tells sessions on one engine apart)."""
+    mine = {"label": [LABEL, f"{OWNER_LABEL}={OWNER}"]}
+    listed = client.containers.list(all=True, filters=mine, sparse=True)
     containers = [c.attrs["Names"][0].lstrip("/") for c in listed]
-    networks = [n.name for n in client.networks.list(filters={"label": LABEL})]
+    networks = [n.name for n in client.networks.list(filters=mine)]
     return containers, networks
 
 
@@ -41,7 +43,7 @@ def nothing_left(client: docker.DockerClient) -> Iterator[None]:
     assert lab_resources(client) == ([], []), "leftovers from an earlier test"
     yield
     left = lab_resources(client)
-    remove_leftovers(client)
+    remove_leftovers(client, owner=OWNER)
     assert left == ([], []), f"left behind: {left}"
 
 

@@ -16,7 +16,7 @@ from labs.infra.nginx_probe import nginx_version
 from labs.infra.render import Sticky, for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
 from labs.scenario import Balance, Metric
-from labs.settings import LABEL, ROOT
+from labs.settings import LABEL, OWNER, OWNER_LABEL, ROOT
 from labs.infra import inspect
 
 from .conftest import lab_resources, run_scenario
@@ -145,7 +145,7 @@ def test_every_policy_renders_a_config_nginx_accepts(client, images, nothing_lef
                for b in Balance}
     native = render_nginx(for_replicas(3, balance=Balance.COOKIE, sticky=Sticky.NATIVE))
     hosts = {f"app-{i}": f"192.0.2.{i}" for i in (1, 2, 3)}  # nginx -t resolves upstream names only
-    container = client.containers.create(images.nginx.tag, ["sleep", "60"], labels={LABEL: "nginx-t"},
+    container = client.containers.create(images.nginx.tag, ["sleep", "60"], labels={LABEL: "nginx-t", OWNER_LABEL: OWNER},
                                          extra_hosts=hosts, network_mode="none", detach=True)
     try:
         container.start()
