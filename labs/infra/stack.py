@@ -43,6 +43,26 @@ TRANSIENT = (ConnectionError, http.client.HTTPException, socket.timeout, OSError
 
 
 @dataclass(frozen=True)
+class Backend:
+    """A broker-side container on the back network, which only the replicas reach: Redis, and any other
+    broker or a cluster's nodes the same way. It is ready when `ready_log` appears in its log."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    ready_log: bytes
+
+
+REDIS_READY = b"Ready to accept connections"
+
+
+def redis_backend(image: str, args: tuple[str, ...] = ("--save", "", "--appendonly", "no"),
+                  name: str = "redis") -> Backend:
+    return Backend(name, image, ("redis-server", *args, "--dir", "/tmp", "--protected-mode", "no",
+                                 "--bind", "0.0.0.0"), REDIS_READY)
+
+
+@dataclass(frozen=True)
 class StackSpec:
     run_id: str
     replicas: int
@@ -71,6 +91,10 @@ class StackSpec:
     extra_nginx_ports: tuple[int, ...] = ()
     #: the open-file limit (soft = hard) of every container; None leaves the engine's default
     nofile: int | None = None
+    #: the broker's containers; None: one Redis (with `redis_args`) when the broker is not "none"
+    backends: tuple[Backend, ...] | None = None
+    #: what the replicas are given as their broker's address (`--redis`)
+    broker_url: str = "redis://redis:6379/0"
 
     def __post_init__(self) -> None:
         ports = self.extra_nginx_ports
@@ -80,8 +104,15 @@ class StackSpec:
             raise StackError(f"nofile {self.nofile} must be 1024..1048576 (and at most the host's hard limit)")
 
     @property
-    def needs_redis(self) -> bool:
-        return self.broker != "none"
+    def broker_backends(self) -> tuple[Backend, ...]:
+        if self.backends is not None:
+            return self.backends
+        return () if self.broker == "none" else (redis_backend(self.images.redis.tag, self.redis_args),)
+
+    @property
+    def needs_back(self) -> bool:
+        """The replicas need the back network: the broker has containers."""
+        return bool(self.broker_backends)
 
 
 @dataclass
@@ -219,8 +250,7 @@ class Stack:
         self.ports = {NGINX_PORT: self.port, **{p: self._published_port(nginx, p) for p in spec.extra_nginx_ports}}
         waits = [self._pool.submit(self._wait_nginx, nginx)]
         waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
-        if "redis" in self.containers:
-            waits.append(self._pool.submit(self._wait_redis, self.containers["redis"]))
+        waits += [self._pool.submit(self._wait_backend, b) for b in spec.broker_backends]
         for w in waits:
             while True:  # short waits, so that a signal is handled between them
                 try:
@@ -234,22 +264,19 @@ class Stack:
     def _create_all(self) -> Container:
         """Both networks, then every container (created, not started), in parallel."""
         spec = self.spec
-        roles = ("front", "back") if spec.needs_redis else ("front",)
+        roles = ("front", "back") if spec.needs_back else ("front",)
         _all([self._pool.submit(self._create_network, role) for role in roles])
         self.progress(f"created {len(roles)} network(s)")
         front = self.networks["front"].name
         jobs = []
-        if spec.needs_redis:
-            jobs.append(self._pool.submit(
-                self._create_backend, "redis", spec.images.redis.tag,
-                ["redis-server", *spec.redis_args, "--dir", "/tmp", "--protected-mode", "no", "--bind", "0.0.0.0"],
-                self.networks["back"].name))
+        jobs += [self._pool.submit(self._create_backend, b.name, b.image, list(b.command), self.networks["back"].name)
+                 for b in spec.broker_backends]
         for i in range(1, spec.replicas + 1):
             jobs.append(self._pool.submit(
                 self._create_backend, f"app-{i}", spec.app_image or spec.images.app.tag,
                 [*(spec.app_command or ("/opt/venv/bin/python", "-m", spec.app_module)),
                  "--name", f"app-{i}", "--port", str(APP_PORT),
-                 "--broker", spec.broker, "--redis", "redis://redis:6379/0", *spec.app_args], front))
+                 "--broker", spec.broker, "--redis", spec.broker_url, *spec.app_args], front))
         jobs.append(self._pool.submit(
             self._create, "nginx", spec.images.nginx.tag,
             ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr -c {NGINX_CONF} "
@@ -272,9 +299,9 @@ class Stack:
             labels=labels(self.spec.run_id, f"network-{role}"))
 
     def _create_backend(self, name: str, image: str, command: list[str], network: str) -> None:
-        """Create a backend; a replica joins the Redis network too."""
+        """Create a backend; a replica joins the broker's network too."""
         container = self._create(name, image, command, network, **self._buffers(name))
-        if name.startswith("app-") and self.spec.needs_redis:
+        if name.startswith("app-") and self.spec.needs_back:
             self.networks["back"].connect(container, aliases=[name])
 
     def _buffers(self, name: str) -> dict[str, Any]:
@@ -339,8 +366,9 @@ class Stack:
     def _wait_app(self, name: str) -> None:
         self._poll(name, self.containers[name], lambda: http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
 
-    def _wait_redis(self, redis: Container) -> None:
-        self._poll("redis", redis, lambda: b"Ready to accept connections" in redis.logs())
+    def _wait_backend(self, backend: Backend) -> None:
+        container = self.containers[backend.name]
+        self._poll(backend.name, container, lambda: backend.ready_log in container.logs())
 
     def replica_names(self) -> list[str]:
         return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
