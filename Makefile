@@ -18,7 +18,7 @@ SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-
            seed-node-socketio-kill-replica seed-node-pysio-kill-replica
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -89,6 +89,9 @@ bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: s
 
 bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate stepped up with locust to the knee (p99 <= 50 ms, 0 lost) -> results/bench/capacity-*/
 	$(PYTHON) -m labs.bench_capacity --runs $(or $(RUNS),3)
+
+bench-replicas: setup images node-deps ## the lab's Python replica vs the article's Node server, same topology and Node load driver: knees and their ratio -> results/bench/replicas-*/
+	$(PYTHON) -m labs.bench_replicas --runs $(or $(RUNS),3)
 
 bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
 	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)

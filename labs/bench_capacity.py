@@ -31,7 +31,7 @@ from .errors import LabError
 from .infra import inspect
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
-from .infra.stack import Stack
+from .infra.stack import NGINX_PORT, Stack
 from .infra.usage import docker_proxies, process_cpu
 from .load import ladder
 from .load.step import LoadSpec, Session, check_step
@@ -55,25 +55,39 @@ def proxy_cpu(port: int) -> dict[str, float]:
     return {"docker-proxy": process_cpu(pid) for pid in docker_proxies([port]).values()}
 
 
-def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argparse.Namespace, out: Path,
-               progress: Callable[[str], None]) -> dict[str, Any]:
-    """One stack, one ladder per run, then the headroom check at the knee."""
-    p = plan(capacity_scenario(pattern, replicas, args.users))
+def nginx_address(stack: Stack, via: str) -> tuple[str, int]:
+    """Where the load connects: nginx's published port on 127.0.0.1 ("published", through docker-proxy), or
+    its address on the front network ("bridge": no userland proxy between the generator and nginx)."""
+    if via == "published":
+        return "127.0.0.1", stack.port
+    nginx = stack.containers["nginx"]
+    nginx.reload()
+    return nginx.attrs["NetworkSettings"]["Networks"][stack.networks["front"].name]["IPAddress"], NGINX_PORT
+
+
+def one_config(client: Any, images: Any, sc: scenario.Scenario, tags: dict[str, Any], args: argparse.Namespace,
+               out: Path, progress: Callable[[str], None], *, driver: str = "locust",
+               via: str = "published") -> dict[str, Any]:
+    """One stack for scenario `sc`, one ladder per run, then the headroom check at the knee. `tags` (the
+    pattern and replica count, or the implementation) go into every step and the result."""
+    p = plan(sc)
     spec, note = stack_spec(client, p, images)
     progress(describe(p, spec, note))
-    broker = pattern != "none"
+    broker = sc.topology.broker is not scenario.Broker.NONE
     runs: list[list[dict[str, Any]]] = []
     locust: list[dict[str, Any]] = []
     with Stack(client, spec, progress=progress) as stack:
+        host, port = nginx_address(stack, via)
+
         def probe() -> dict[str, float]:
-            return {**inspect.cpu_seconds(stack), **proxy_cpu(stack.port)}
+            return {**inspect.cpu_seconds(stack), **(proxy_cpu(stack.port) if via == "published" else {})}
 
         def session(processes: int, tag: str) -> Session:
-            spec = LoadSpec(users=args.users, processes=processes)
-            return Session(stack.port, spec, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
+            spec = LoadSpec(users=args.users, processes=processes, driver=driver, host=host)
+            return Session(port, spec, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
 
         def step(load: Session, rate: float, tag: str) -> dict[str, Any]:
-            d = {"pattern": pattern, "replicas": replicas, **load.step(rate, args.seconds).to_dict()}
+            d = {**tags, **load.step(rate, args.seconds).to_dict()}
             d["bottleneck"] = ladder.bottleneck(d)
             progress(f"{p.scenario.name} {tag}: offered {rate:g}/s, delivered {d['delivered_per_s']:.0f}/s, "
                      f"lost {d['lost']}, p50 {_ms(d['p50_ms'])}, p99 {_ms(d['p99_ms'])}; busiest {d['bottleneck']}"
@@ -89,8 +103,9 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
                         break
             runs.append(steps)
             # locust's own count of deliveries over the session, beside the users' tallies
-            locust.append({"run": i + 1, "deliver": load.locust.get("deliver", {}),
-                           "tallied": sum(s["delivered"] + s["duplicated"] + s["unexpected"] for s in steps)})
+            if driver == "locust":
+                locust.append({"run": i + 1, "deliver": load.locust.get("deliver", {}),
+                               "tallied": sum(s["delivered"] + s["duplicated"] + s["unexpected"] for s in steps)})
         medians = ladder.median_steps(runs)
         best = ladder.knee(medians)
         headroom = None
@@ -101,8 +116,7 @@ def one_config(client: Any, images: Any, pattern: str, replicas: int, args: argp
                         "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "verdict": ladder.headroom(best, again), "step": again}
-    return {"pattern": pattern, "replicas": replicas, "runs": runs, "steps": medians, "knee": best,
-            "headroom": headroom, "locust": locust}
+    return {**tags, "runs": runs, "steps": medians, "knee": best, "headroom": headroom, "locust": locust}
 
 
 def _ms(value: float | None) -> str:
@@ -131,8 +145,7 @@ def table(configs: list[dict[str, Any]]) -> str:
 
 def write(out: Path, configs: list[dict[str, Any]], args: argparse.Namespace, engine: str) -> None:
     steps = [s for c in configs for s in c["steps"]]
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-               "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
+    machine = describe_machine(engine)
     (out / "capacity.json").write_text(json.dumps(
         {"benchmark": "capacity", "users": args.users, "seconds": args.seconds, "runs": args.runs,
          "generator_processes": args.processes, "knee_p99_ms": ladder.KNEE_P99_MS,
@@ -144,6 +157,11 @@ def write(out: Path, configs: list[dict[str, Any]], args: argparse.Namespace, en
     (out / "capacity.md").write_text(f"# Capacity ({args.users} users in one room, {args.seconds:g} s a step, "
                                      f"medians of {args.runs} run(s); {machine['cpus']} cores)\n\n{table(configs)}\n")
     capacity_pngs(steps, out)
+
+
+def describe_machine(engine: str) -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -176,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     images = ensure_images(client, progress=progress)
     out = settings.RESULTS_DIR / "bench" / f"capacity-{utc_stamp()}"
     out.mkdir(parents=True)
-    configs = [one_config(client, images, pattern, n, args, out, progress) for pattern in names for n in replicas]
+    configs = [one_config(client, images, capacity_scenario(pattern, n, args.users), {"pattern": pattern, "replicas": n},
+                          args, out, progress) for pattern in names for n in replicas]
     write(out, configs, args, client.version().get("Version", "?"))
     client.close()
     print(table(configs))

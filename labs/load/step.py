@@ -1,10 +1,12 @@
-"""A load session: locust (headless, a master and `processes` worker processes) puts `users` users in one
-room through nginx, then steps the offered rate: `step(rate, seconds)` as often as the caller wants, each
-counted apart from the users' tallies.
+"""A load session: a load driver puts `users` users in one room through nginx, then steps the offered rate:
+`step(rate, seconds)` as often as the caller wants, each counted apart from the users' tallies.
 
-locust runs in a session of its own, started in a critical section, and `Session.__exit__` ends it on
-every exit path (the users leave, SIGTERM to the master, SIGKILL to whatever is left of its process group):
-no load worker outlives the session. The CPU the generator used is read from its processes (/proc), the
+Two drivers speak the same files, frames and tallies: locust (headless, a master and `processes` worker
+processes; users.py) and Node with `ws` (users.mjs: a parent and `processes` workers, ~10x less CPU per
+delivery, for benches where the generator must not be what saturates). The driver runs in a session of its
+own, started in a critical section, and `Session.__exit__` ends it on every exit path (the users leave,
+SIGTERM to its parent, SIGKILL to whatever is left of its process group): no load worker outlives the
+session. The CPU the generator used is read from its processes (/proc), the
 containers' from `cpu_probe` (cumulative CPU seconds per container), and the machine's, over the same
 window: the step's sending window.
 """
@@ -12,6 +14,7 @@ window: the step's sending window.
 from __future__ import annotations
 
 import csv
+import ipaddress
 import json
 import os
 import signal
@@ -30,6 +33,8 @@ from ..infra.usage import host_cpu, process_cpu
 from .tally import StepCounts, UserCounts, add_up
 
 USERS_FILE = Path(__file__).with_name("users.py")
+NODE_USERS_FILE = Path(__file__).with_name("users.mjs")
+DRIVERS = ("locust", "node")
 CpuProbe = Callable[[], dict[str, float]]
 #: a step whose generator used more than this share of one core in any of its processes was bound by it
 GENERATOR_BOUND = 0.85
@@ -41,7 +46,8 @@ class LoadError(LabError):
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """The generator of a session: how many users, in how many locust worker processes."""
+    """The generator of a session: how many users, in how many worker processes of which driver, and the
+    address they connect to (nginx's published port on 127.0.0.1, or its address on the front network)."""
 
     users: int
     processes: int = 1
@@ -49,6 +55,8 @@ class LoadSpec:
     user_class: str = "WebSocketUser"
     join_timeout: float = 30.0
     drain: float = 5.0
+    driver: str = "locust"
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         if not 2 <= self.users <= 5000:
@@ -57,6 +65,15 @@ class LoadSpec:
             raise LoadError(f"processes must be 1..16, got {self.processes}")
         if self.user_class not in {"WebSocketUser", "SocketIOUser"}:
             raise LoadError(f"unknown load user {self.user_class!r} (WebSocketUser or SocketIOUser)")
+        if self.driver not in DRIVERS:
+            raise LoadError(f"unknown load driver {self.driver!r} ({' or '.join(DRIVERS)})")
+        if self.driver == "node" and self.user_class != "WebSocketUser":
+            raise LoadError("the node load driver speaks the lab's WebSocket protocol only (user WebSocketUser)")
+        try:
+            if ipaddress.ip_address(self.host).version != 4:
+                raise ValueError
+        except ValueError:
+            raise LoadError(f"load host {self.host!r} is not an IPv4 address") from None
 
 
 def check_step(rate: float, seconds: float) -> None:
@@ -73,9 +90,9 @@ class StepResult:
     counts: StepCounts
     #: the sending window's wall seconds, over which CPU is read
     window_s: float
-    #: CPU cores used over the window: every container, and "generator" (all locust processes)
+    #: CPU cores used over the window: every container, and "generator" (all the driver's processes)
     cpu: dict[str, float] = field(default_factory=dict)
-    #: the busiest locust process's share of one core
+    #: the driver's busiest process's share of one core
     generator_peak: float = 0.0
     #: cores the whole machine was busy over the window (processes, kernel, anything else)
     host_cpu: float = 0.0
@@ -91,7 +108,7 @@ class StepResult:
 
     @property
     def generator_bound(self) -> bool:
-        """The generator, not the lab, set the pace: a locust process near a full core, or sends that went
+        """The generator, not the lab, set the pace: a driver process near a full core, or sends that went
         out late or short of the offered count."""
         short = self.counts.sent < 0.97 * self.rate * self.seconds
         return self.generator_peak > GENERATOR_BOUND or short or self.counts.late_sends > 0.01 * max(1, self.counts.sent)
@@ -110,8 +127,8 @@ class StepResult:
 
 
 class Session:
-    """locust up with every user in the room; then `step(rate, seconds)` as often as wanted. Use as
-    `with Session(...) as load:`; leaving it ends the users and kills locust's process group."""
+    """The driver up with every user in the room; then `step(rate, seconds)` as often as wanted. Use as
+    `with Session(...) as load:`; leaving it ends the users and kills the driver's process group."""
 
     def __init__(self, port: int, spec: LoadSpec, out_dir: Path, *, broker: bool, room: str = "load",
                  cpu_probe: CpuProbe = dict, max_seconds: float = 3600) -> None:
@@ -119,6 +136,7 @@ class Session:
         self.cpu_probe = cpu_probe
         self.max_seconds = max_seconds
         self.proc: subprocess.Popen[bytes] | None = None
+        self.log = self.dir / f"{spec.driver}.log"
         self.steps = 0
         self.locust: dict[str, Any] = {}
 
@@ -135,30 +153,38 @@ class Session:
             return
         try:
             (self.dir / "end").touch()  # users close their connections at their next poll
-            # each worker's next stats report (every 3 s) carries its last samples to the master
-            _await(lambda: _count(self.dir / "final") >= self.spec.processes, self.proc, 5.0,
-                   "the workers' final stats", self.dir)
+            if self.spec.driver == "locust":
+                # each worker's next stats report (every 3 s) carries its last samples to the master
+                _await(lambda: _count(self.dir / "final") >= self.spec.processes, self.proc, 5.0,
+                       "the workers' final stats", self.log)
         except LoadError:
             pass  # locust's own figures may then miss the last samples; the users' tallies do not
         finally:
             _stop(self.proc)  # locust writes its CSV on SIGTERM; what is left gets SIGKILL
             self.locust = _locust_stats(self.dir / "locust_stats.csv")
 
+    def command(self) -> list[str]:
+        spec = self.spec
+        if spec.driver == "node":
+            return ["node", str(NODE_USERS_FILE), "--dir", str(self.dir), "--host", spec.host, "--port",
+                    str(self.port), "--room", self.room, "--users", str(spec.users), "--processes",
+                    str(spec.processes), "--payload", str(spec.payload), "--drain", str(spec.drain)]
+        return [sys.executable, "-m", "locust", "-f", str(USERS_FILE), "--headless", "--processes",
+                str(spec.processes), "-u", str(spec.users), "-r", str(min(spec.users, 500)),
+                "-t", f"{int(self.max_seconds)}s", "--csv", str(self.dir / "locust"), "--only-summary",
+                "--loglevel", "WARNING", "--exit-code-on-error", "0", "--lab-dir", str(self.dir),
+                "--lab-host", spec.host, "--lab-port", str(self.port), "--lab-room", self.room,
+                "--lab-payload", str(spec.payload), "--lab-drain", str(spec.drain), spec.user_class]
+
     def start(self) -> None:
         spec = self.spec
         self.dir.mkdir(parents=True, exist_ok=False)
-        command = [sys.executable, "-m", "locust", "-f", str(USERS_FILE), "--headless", "--processes",
-                   str(spec.processes), "-u", str(spec.users), "-r", str(min(spec.users, 500)),
-                   "-t", f"{int(self.max_seconds)}s", "--csv", str(self.dir / "locust"), "--only-summary",
-                   "--loglevel", "WARNING", "--exit-code-on-error", "0", "--lab-dir", str(self.dir),
-                   "--lab-port", str(self.port), "--lab-room", self.room, "--lab-payload", str(spec.payload),
-                   "--lab-drain", str(spec.drain), spec.user_class]
         # a critical section: a Ctrl-C waits until the handle is ours, so `__exit__` can kill the session
-        with open(self.dir / "locust.log", "wb") as log, signals.deferred():
-            self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+        with open(self.log, "wb") as log, signals.deferred():
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         _await(lambda: _count(self.dir / "joined") + _count(self.dir / "users" / "0", ".json") >= spec.users,
-               self.proc, spec.join_timeout, f"{spec.users} users to join", self.dir)
+               self.proc, spec.join_timeout, f"{spec.users} users to join", self.log)
         self.tree = _tree(self.proc.pid)
 
     def step(self, rate: float, seconds: float) -> StepResult:
@@ -178,7 +204,7 @@ class Session:
         cpu1, gen1, host1, t1 = self.cpu_probe(), _cpu(self.tree), host_cpu()[0], time.monotonic()
         reports = self.dir / "users" / str(n)
         _await(lambda: _count(reports, ".json") >= joined, self.proc, self.spec.drain + 10,
-               f"every user's report of step {n}", self.dir)
+               f"every user's report of step {n}", self.log)
         failed = sorted((self.dir / "users" / "0").glob("*.json")) if (self.dir / "users" / "0").exists() else []
         users = [UserCounts.from_dict(json.loads(p.read_text())) for p in sorted(reports.glob("*.json")) + failed]
         counts = add_up(users, expected_users=self.spec.users, broker=self.broker)
@@ -200,13 +226,13 @@ def run_step(port: int, spec: LoadSpec, rate: float, seconds: float, out_dir: Pa
     return result
 
 
-def _await(done: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str, out_dir: Path) -> None:
+def _await(done: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout
     while not done():
         if proc.poll() is not None:
-            raise LoadError(f"locust exited with code {proc.returncode} before {what}; see {out_dir / 'locust.log'}")
+            raise LoadError(f"the load driver exited with code {proc.returncode} before {what}; see {log}")
         if time.monotonic() > deadline:
-            raise LoadError(f"no {what} after {timeout:.0f} s; see {out_dir / 'locust.log'}")
+            raise LoadError(f"no {what} after {timeout:.0f} s; see {log}")
         time.sleep(0.02)
 
 
@@ -235,8 +261,8 @@ def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM locust's master alone (it stops its workers, gathers their last figures and writes its CSV),
-    then SIGKILL whatever is left of the session: no load process outlives it."""
+    """SIGTERM the driver's parent alone (locust's master stops its workers, gathers their last figures and
+    writes its CSV), then SIGKILL whatever is left of the session: no load process outlives it."""
     try:
         proc.terminate()
         proc.wait(timeout=10)

@@ -78,6 +78,9 @@ class UserCounts:
         encoded = d.get("latency_us") or ""
         if encoded:
             hist.add(HdrHistogram.decode(base64.b64decode(encoded)))
+        # the Node driver (users.mjs) sends [microseconds, count] pairs, already at three significant digits
+        for value, count in d.get("latency_counts", ()):
+            hist.record_value(min(max(int(value), LOWEST_US), HIGHEST_US), int(count))
         return cls(str(d["name"]), str(d.get("replica", "")), int(d["sent"]), int(d["acked"]),
                    bool(d.get("dropped")), str(d.get("error", "")), int(d.get("late_sends", 0)),
                    int(d.get("stale", 0)), {str(k): int(v) for k, v in d.get("received", {}).items()}, int(d.get("duplicates", 0)), hist)

@@ -43,7 +43,8 @@ _names = itertools.count(1)
 @events.init_command_line_parser.add_listener
 def _arguments(parser: Any) -> None:
     parser.add_argument("--lab-dir", required=True, help="where users write joined/, users/ and read go.json")
-    parser.add_argument("--lab-port", type=int, required=True, help="nginx's port on 127.0.0.1")
+    parser.add_argument("--lab-host", default="127.0.0.1", help="nginx's address")
+    parser.add_argument("--lab-port", type=int, required=True, help="nginx's port at that address")
     parser.add_argument("--lab-room", default="load", help="the room every user joins")
     parser.add_argument("--lab-payload", type=int, default=0, help="body characters per message")
     parser.add_argument("--lab-drain", type=float, default=5.0, help="longest wait for deliveries after stop")
@@ -77,7 +78,7 @@ class ChatUser(User):
         super().__init__(environment)
         opts = environment.parsed_options
         self.dir = Path(opts.lab_dir)
-        self.port, self.room = opts.lab_port, opts.lab_room
+        self.host, self.port, self.room = opts.lab_host, opts.lab_port, opts.lab_room
         self.body, self.drain = "x" * opts.lab_payload, opts.lab_drain
         self.tally = Tally(f"u{os.getpid()}n{next(_names)}")
         self.sent_at: dict[str, float] = {}
@@ -201,7 +202,7 @@ class WebSocketUser(ChatUser):
     """The lab's WebSocket protocol (labs/app/server.py): /ws?room=R&client=C, JSON text frames."""
 
     def connect(self) -> str:
-        url = f"ws://127.0.0.1:{self.port}/ws?room={self.room}&client={self.tally.name}"
+        url = f"ws://{self.host}:{self.port}/ws?room={self.room}&client={self.tally.name}"
         self.ws = Connection(url, timeout=10)
         welcome = json.loads(self.ws.recv_first(timeout=10))
         if welcome.get("type") != "welcome":
@@ -241,7 +242,7 @@ class SocketIOUser(ChatUser):
         self.sio = socketio.Client(reconnection=False, websocket_extra_options={"suppress_origin": True})
         self.sio.on("new-message", lambda frame: self.delivered(frame, 0))
         self.sio.on("disconnect", lambda *reason: self.closed(f"disconnected: {reason}"))
-        self.sio.connect(f"http://127.0.0.1:{self.port}", transports=["websocket"], wait_timeout=10)
+        self.sio.connect(f"http://{self.host}:{self.port}", transports=["websocket"], wait_timeout=10)
         ack = self.sio.call("join-room", {"room": self.room, "client": self.tally.name}, timeout=10)
         if not isinstance(ack, dict) or "replica" not in ack:
             raise ConnectionError(f"join-room refused: {ack!r}"[:200])

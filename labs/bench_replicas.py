@@ -1,0 +1,136 @@
+"""The lab's Python replica against the seed article's Node server: `python -m labs.bench_replicas`
+(`make bench-replicas`).
+
+Both run the same topology (3 replicas behind round-robin nginx, one Redis, Redis PubSub: the article's
+server with its `pSubscribe` fix, scenarios/seed-node-pubsub.toml, beside scenarios/pubsub.toml), in the same
+run, stepped up by the same generator: the Node load driver (labs/load/users.mjs, far cheaper per delivery
+than locust, so that the replicas and not the generator saturate the two cores), connected to nginx's
+address on the front network (no docker-proxy in between). Each is laddered to its knee, the most
+deliveries/s with p99 <= 50 ms and nothing lost (labs/load/ladder.py), and the result is the ratio of the
+knees, Python / Node, with the replicas' CPU per delivery at each step.
+
+Output: results/bench/replicas-<stamp>/ replicas.json and replicas.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import shutil
+import statistics
+import sys
+from typing import Any
+
+from . import scenario, settings, signals
+from .bench_capacity import _ms, describe_machine, one_config
+from .cli import progress_printer
+from .errors import LabError
+from .infra.engine import ensure_engine
+from .infra.images import ensure_images
+from .load import ladder
+from .load.step import LoadSpec, check_step
+from .runner import utc_stamp
+
+#: implementation -> the scenario whose topology it runs
+IMPLEMENTATIONS = {"python": "pubsub", "node": "seed-node-pubsub"}
+RATES = (200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000, 11000, 16000)
+
+
+def replica_scenario(implementation: str, users: int) -> scenario.Scenario:
+    base = scenario.load(IMPLEMENTATIONS[implementation])
+    return dataclasses.replace(base, name=f"replicas-{implementation}",
+                               workload=dataclasses.replace(base.workload, clients=users))
+
+
+def replica_us_per_delivery(step: dict[str, Any]) -> float | None:
+    """CPU microseconds the replicas (all of them) spent per delivery in a step."""
+    cores = sum(v for k, v in (step.get("cpu") or {}).items() if k.startswith("app-"))
+    return cores / step["delivered_per_s"] * 1e6 if step.get("delivered_per_s") else None
+
+
+def ratio(configs: list[dict[str, Any]]) -> float | None:
+    """Python's knee / Node's knee, in deliveries/s; None when either has no knee."""
+    knees = {c["implementation"]: c["knee"] for c in configs}
+    python, node = knees.get("python"), knees.get("node")
+    if not python or not node:
+        return None
+    return python["delivered_per_s"] / node["delivered_per_s"]
+
+
+def table(configs: list[dict[str, Any]]) -> str:
+    rows = ["| implementation | knee: delivered/s (offered msg/s) | p50 / p99 at the knee | replica CPU µs per "
+            "delivery (median over steps) | busiest at the knee | broke at (offered msg/s): why |", "|" + "---|" * 6]
+    for c in configs:
+        k, steps = c["knee"], c["steps"]
+        last = next((s for s in steps if ladder.broken(s)), None)
+        why = "-" if last is None else (f"{last['offered']:g}: " + (
+            f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
+            else f"p99 {_ms(last['p99_ms'])}"))
+        costs = [u for s in steps if (u := replica_us_per_delivery(s)) is not None]
+        cost = f"{statistics.median(costs):.0f}" if costs else "-"
+        if k is None:
+            rows.append(f"| {c['implementation']} | none within 50 ms | - | {cost} | - | {why} |")
+            continue
+        rows.append(f"| {c['implementation']} | {k['delivered_per_s']:.0f} ({k['offered']:g}) | {_ms(k['p50_ms'])} / "
+                    f"{_ms(k['p99_ms'])} | {cost} | {k['bottleneck']} | {why} |")
+    r = ratio(configs)
+    return "\n".join(rows) + ("\n\nPython / Node knee: " + ("-" if r is None else f"{r:.2f}x"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_replicas", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
+    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered messages/s, increasing")
+    parser.add_argument("--users", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--processes", type=int, default=1, help="load driver worker processes")
+    args = parser.parse_args(argv)
+    progress = progress_printer(settings.QUIET)
+    try:
+        names = [n.strip() for n in args.implementations.split(",") if n.strip()]
+        if not names or any(n not in IMPLEMENTATIONS for n in names):
+            raise ladder.LadderError(f"bad implementations {args.implementations!r}; choose from "
+                                     f"{', '.join(IMPLEMENTATIONS)}")
+        args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
+        if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
+            raise ladder.LadderError("runs must be 1..20 and users 2..1000")
+        for processes in (args.processes, args.processes + 1):
+            LoadSpec(users=args.users, processes=processes, driver="node")
+        check_step(args.rates[-1], args.seconds)
+        if shutil.which("node") is None:
+            raise ladder.LadderError("node not found: the load driver is Node (install Node 20, then `make node-deps`)")
+    except LabError as exc:
+        print(f"wslab: {exc}", file=sys.stderr)
+        return 2
+    signals.install()
+    client = ensure_engine(progress=progress)
+    images = ensure_images(client, progress=progress)
+    out = settings.RESULTS_DIR / "bench" / f"replicas-{utc_stamp()}"
+    out.mkdir(parents=True)
+    configs = [one_config(client, images, replica_scenario(name, args.users), {"implementation": name}, args, out,
+                          progress, driver="node", via="bridge") for name in names]
+    machine = describe_machine(client.version().get("Version", "?"))
+    client.close()
+    (out / "replicas.json").write_text(json.dumps(
+        {"benchmark": "replicas", "users": args.users, "seconds": args.seconds, "runs": args.runs,
+         "driver": "node", "via": "bridge", "knee_p99_ms": ladder.KNEE_P99_MS, "machine": machine,
+         "knees": {c["implementation"]: c["knee"] and c["knee"]["delivered_per_s"] for c in configs},
+         "ratio_python_to_node": ratio(configs), "configs": configs}, indent=2, default=str) + "\n")
+    text = table(configs)
+    (out / "replicas.md").write_text(f"# Python replica vs the article's Node server ({args.users} users in one "
+                                     f"room, 3 replicas, Redis PubSub, {args.seconds:g} s a step, medians of "
+                                     f"{args.runs} run(s); {machine['cpus']} cores)\n\n{text}\n")
+    print(text)
+    print(f"\n-> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("wslab: interrupted", file=sys.stderr)
+        sys.exit(130)
