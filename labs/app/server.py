@@ -45,6 +45,7 @@ from websockets.http11 import Request, Response
 
 from . import ID_RE, InvalidMessage, Message, check_message
 from .brokers import NoBroker, PublishFailed, Replay
+from .outbox import Outbox
 from .streams import sid_key
 
 VERSIONS = {"python": sys.version.split()[0], "websockets": websockets.__version__}
@@ -105,6 +106,7 @@ class Replica:
         self.counters = {"connections": 0, "received": 0, "delivered_frames": 0, "skipped_duplicates": 0,
                          "bad_frames": 0}
         self.bad_closes: Counter[str] = Counter()  # close code -> bad frames closed with it
+        self.outbox = Outbox()
 
     def deliver(self, room: str, frame: str) -> None:
         """Fan a frame out to this replica's members of `room`, except its sender."""
@@ -127,8 +129,7 @@ class Replica:
                     continue
                 member.upto = key
             targets.append(member.ws)
-        broadcast(targets, frame)
-        self.counters["delivered_frames"] += len(targets)
+        self.counters["delivered_frames"] += self.outbox.add(targets, frame.encode())
 
     async def resume(self, room: str, client: str, member: Member, after: str, after_seq: int, *,
                      replay: bool) -> None:
@@ -155,8 +156,7 @@ class Replica:
         decoded = json.loads(frame)
         key = sid_key(decoded["sid"])
         if decoded["sender"] != client and key > member.upto:
-            broadcast([member.ws], frame)
-            self.counters["delivered_frames"] += 1
+            self.counters["delivered_frames"] += self.outbox.add([member.ws], frame.encode())
         member.upto = max(member.upto, key)
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -196,11 +196,11 @@ class Replica:
                 frame = {"type": "msg", "id": msg.id, "sender": client, "origin": self.name,
                          "room": room, "ts": msg.ts, "body": msg.body}
                 try:
-                    extra = await broker.publish(room, frame)
+                    reply = {"type": "ack", "id": msg.id, **await broker.publish(room, frame)}
                 except PublishFailed:
-                    await ws.send(json.dumps({"type": "nack", "id": msg.id}))
-                else:
-                    await ws.send(json.dumps({"type": "ack", "id": msg.id, **extra}))
+                    reply = {"type": "nack", "id": msg.id}
+                # through the outbox: with the deliveries bound for this client in one write
+                self.outbox.add([ws], json.dumps(reply).encode())
         except ConnectionClosed:
             pass
         finally:
