@@ -10,16 +10,18 @@ expected like any other, and counted apart (`unacked`).
 Each (message, recipient) pair is delivered (once or more: the extra copies are duplicates) or lost, and
 same-server or cross-server by the replicas the sender and the recipient were on at send time. A loss is
 `trimmed` only when the message's sequence number lies inside a range the server reported trimmed to that
-recipient; it is inside a fault's window only when it was sent inside it.
+recipient; it is inside a fault's window when it was sent inside it, or when it was on its way to a
+connection the fault cut (nothing its sender sent later had reached that connection before the cut).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .history import FaultEvent, History, Session
+from .history import FaultEvent, History, Sent, Session
 
 #: frames in flight when a fault starts or ends still belong to it
 FAULT_MARGIN_S = 0.5
@@ -151,6 +153,17 @@ def fault_windows(history: History, margin: float = FAULT_MARGIN_S) -> list[tupl
     return windows
 
 
+def _in_flight_when_cut(m: Sent, here: Session | None, windows: list[tuple[float, float]],
+                        arrivals: Iterable[tuple[float, float]]) -> bool:
+    """A message sent before a fault, owed to a connection the fault cut, that was still on its way: nothing
+    its sender sent later reached that connection before the cut (one channel keeps a sender's order, so a
+    later arrival means this one was skipped, not delayed). A loaded replica can lag past the window's margin;
+    what it still held when it died is the fault's loss."""
+    if here is None or here.closed is None or not any(lo <= here.closed <= hi for lo, hi in windows):
+        return False
+    return not any(sent > m.at and here.opened <= got <= here.closed for sent, got in arrivals)
+
+
 def _failover(faults: list[FaultEvent], sessions: dict[str, list[Session]], missed: Counter[str]) -> Failover:
     kills = [f for f in faults if f.kind == KILL]
     on_killed = {c for f in kills for c, ss in sessions.items()
@@ -194,6 +207,13 @@ def account(h: History) -> Accounting:
         if r.seq is not None:
             seq_of.setdefault(r.id, r.seq)
     windows = fault_windows(h)
+    # (receiver, sender) -> (sent at, first received at) of every message that arrived
+    sent_at = {m.id: (m.sender, m.at) for m in h.sent}
+    later_from: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for (mid, client), at in first_at.items():
+        if mid in sent_at:
+            sender, when = sent_at[mid]
+            later_from.setdefault((client, sender), []).append((when, at))
     joined_at = {c: ss[0].opened for c, ss in sessions.items()}
     trims: dict[str, list] = {}
     for resume in h.resumes:
@@ -230,7 +250,9 @@ def account(h: History) -> Accounting:
             seq = seq_of.get(m.id)
             if seq is not None and any(r.covers(seq) for r in trims.get(client, [])):
                 n["trimmed"] += 1
-            n["lost_in_fault" if any(lo <= m.at <= hi for lo, hi in windows) else "lost_outside_fault"] += 1
+            in_fault = any(lo <= m.at <= hi for lo, hi in windows) or _in_flight_when_cut(
+                m, here, windows, later_from.get((client, m.sender), ()))
+            n["lost_in_fault" if in_fault else "lost_outside_fault"] += 1
             n["lost_dropped" if client in dropped else "lost_undisturbed"] += 1
 
     sent_by = Counter(m.sender for m in h.sent)

@@ -252,3 +252,24 @@ def test_a_client_that_never_comes_back_fails_the_failover_scenario():
 def test_failover_metrics_are_undefined_without_a_kill():
     values = measures(account(History(sessions=three())))
     assert values[Metric.DROPPED_ELSEWHERE] is None and values[Metric.RECONNECT_MAX_S] is None
+
+
+def test_a_message_in_flight_to_a_connection_the_fault_cut_is_lost_in_the_fault():
+    # b sits on app-2, which is killed at 1.0 (window 0.5..); a-1 was sent at 0.3, before the window, and was
+    # still on its way (app-2 lagged): nothing a sent after it reached b before the cut.
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0, closed=1.0), Session("b", "app-3", 1.3)]
+    h = History(sessions=sessions, sent=[Sent("a-0", "a", 0.1), Sent("a-1", "a", 0.3)],
+                received=[Received("a-0", "b", 0.2)], faults=[FaultEvent("kill-replica", "app-2", 1.0, 1.2)])
+    acc = account(h)
+    assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (1, 1, 0)
+
+
+def test_a_message_skipped_before_a_cut_is_lost_outside_the_fault():
+    # The same, but a-2 (sent after a-1) reached b before the cut: one channel keeps a sender's order, so
+    # a-1 was not in flight but skipped, and the fault does not excuse it.
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0, closed=1.0), Session("b", "app-3", 1.3)]
+    h = History(sessions=sessions, sent=[Sent("a-1", "a", 0.3), Sent("a-2", "a", 0.35)],
+                received=[Received("a-2", "b", 0.4)], faults=[FaultEvent("kill-replica", "app-2", 1.0, 1.2)])
+    acc = account(h)
+    assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (1, 0, 1)
+    assert verdict_of(h, "fault-pubsub-kill-replica") is Validity.FAIL
