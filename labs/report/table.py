@@ -1,5 +1,4 @@
-"""The results table: one renderer for every protocol. Runs of one protocol (and, for WebSocket, with or
-without faults) share a table; each adapter supplies its own columns between the scenario and verdict."""
+"""The results table: one renderer for every protocol, one table for every run of a command."""
 
 from __future__ import annotations
 
@@ -19,21 +18,23 @@ def render(rows: list[dict[str, str]]) -> str:
     return "\n".join(out)
 
 
-def _group(result: RunResult) -> tuple[str, tuple[str, ...]]:
-    """Runs whose rows have the same columns."""
-    return result.scenario.topology.app.value, tuple(result.protocol.columns(result.outcome))
-
-
 def table(results: list[RunResult]) -> str:
-    """One table per kind of run, each followed by the reasons of verdicts and the adapter's notes."""
-    groups: dict[tuple[str, tuple[str, ...]], list[RunResult]] = {}
+    """One table for every run, whatever its protocol: each adapter supplies its own columns between the
+    scenario and the verdict, and a column a run does not have is left blank in its row. Under it, the
+    reasons of verdicts and each adapter's notes on its own runs."""
+    columns: dict[str, None] = {}
+    cells = []
     for r in results:
-        groups.setdefault(_group(r), []).append(r)
-    parts = []
-    for members in groups.values():
-        rows = [{"scenario": r.scenario.name, **r.protocol.columns(r.outcome), "verdict": r.verdict_text} for r in members]
-        out = [render(rows)]
-        out += [f"{r.scenario.name}: {r.verdict.reason}" for r in members if r.verdict.reason]
+        own = r.protocol.columns(r.outcome)
+        columns.update(dict.fromkeys(own))
+        cells.append(own)
+    rows = [{"scenario": r.scenario.name, **{c: own.get(c, "") for c in columns}, "verdict": r.verdict_text}
+            for r, own in zip(results, cells)]
+    out = [render(rows)]
+    out += [f"{r.scenario.name}: {r.verdict.reason}" for r in results if r.verdict.reason]
+    by_protocol: dict[type, list[RunResult]] = {}
+    for r in results:
+        by_protocol.setdefault(type(r.protocol), []).append(r)
+    for members in by_protocol.values():
         out += members[0].protocol.notes([r.outcome for r in members])
-        parts.append("\n".join(out))
-    return "\n\n".join(parts)
+    return "\n".join(out)
