@@ -97,3 +97,22 @@ def test_json_says_infinity_in_words_and_carries_placement_and_failover():
     assert out["failover"]["reconnect_max_s"] == "inf" and out["socketio"]["sticky"].startswith("nginx 1.22.1")
     assert "cookie (open-source)" in table([r]) and "cookie stickiness — nginx 1.22.1" in table([r])
     assert math.isinf(r.accounting.failover.reconnect_max_s)
+
+
+def test_a_websocket_run_and_a_socketio_run_share_one_table_with_each_protocols_columns():
+    from labs.protocols.websocket import WebSocketProtocol
+
+    sio = result("sticky-round-robin-polling", SocketIOHistory(replicas=REPLICAS))
+    s = scenario.load("pubsub")
+    h = SocketIOHistory(replicas=REPLICAS)  # a plain History's fields are all the WebSocket row needs
+    acc = account(h)
+    ws = RunResult(scenario=s, protocol=WebSocketProtocol(), run_id="r", stamp="s", history=h, accounting=acc,
+                   values=measures(acc), verdict=judge(measures(acc), s.expect), nginx_conf="")
+    lines = table([ws, sio]).splitlines()
+    head, rows = lines[0], [line for line in lines[2:] if line.startswith("| ")]
+    assert [line for line in lines if line.startswith("| scenario ")] == [head]  # one header: one table
+    assert "policy" in head and "offered msg/s" in head  # a Socket.IO column and a WebSocket one
+    assert len(rows) == 2 and rows[0].startswith("| pubsub ") and rows[1].startswith("| sticky-round-robin-polling ")
+    heads = [c.strip() for c in head.strip("|").split("|")]
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[heads.index("policy")] == ""  # the WebSocket row has no policy: a blank cell
