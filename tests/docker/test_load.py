@@ -47,6 +47,25 @@ def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client,
     assert load_processes(out) == []
 
 
+@pytest.mark.parametrize("implementation", ["python", "node"])
+def test_the_node_driver_counts_every_delivery_through_the_front_network(implementation, client, images, tmp_path):
+    """The Node load driver (users.mjs), connected to nginx's front-network address, against the lab's
+    replica and against the article's server (which relays each frame to its sender too: not a delivery)."""
+    from labs.bench_capacity import nginx_address
+    from labs.bench_replicas import replica_scenario
+
+    with stack_for(client, images, replica_scenario(implementation, 6)) as stack:
+        host, port = nginx_address(stack, "bridge")
+        out = tmp_path / "step"
+        r = run_step(port, LoadSpec(users=6, processes=2, driver="node", host=host), 120, 2, out, broker=True,
+                     cpu_probe=lambda: inspect.cpu_seconds(stack))
+    c = r.counts
+    assert host != "127.0.0.1" and c.joined == 6 and c.sent == 240
+    assert (c.owed, c.delivered, c.lost, c.duplicated, c.unexpected, c.dropped) == (c.sent * 5, c.sent * 5, 0, 0, 0, 0)
+    assert c.latency_us.get_total_count() == c.delivered and 0 < c.percentile_ms(50) <= c.max_ms
+    assert r.cpu["generator"] > 0 and load_processes(out) == []
+
+
 def test_without_a_broker_only_the_senders_replica_delivers(client, images, tmp_path):
     s = capacity_scenario("none", 2, 6)
     with stack_for(client, images, s) as stack:

@@ -137,3 +137,43 @@ def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, wor
                                            (step(100, 1100, 90.0), "slower"), (step(100, 700, 20.0), "slower")])
 def test_one_more_generator_process_says_who_was_the_limit(second, words):
     assert ladder.headroom(step(100, 1100, 20.0), second).startswith(words)
+
+
+def test_the_node_drivers_latency_pairs_merge_like_a_histogram():
+    # users.mjs reports [microseconds, count] pairs at three significant digits
+    u = UserCounts.from_dict({"name": "a", "replica": "app-1", "sent": 0, "acked": 0,
+                              "received": {"b": 4}, "latency_counts": [[1230, 3], [45600, 1]]})
+    assert u.latency_us.get_total_count() == 4
+    assert u.latency_us.get_value_at_percentile(50) // 10 == 123 and u.latency_us.get_max_value() // 100 == 456
+
+
+def test_the_replica_ratio_is_python_over_node_and_needs_both_knees():
+    from labs.bench_replicas import ratio, replica_us_per_delivery
+
+    knee = lambda d: {"delivered_per_s": d}  # noqa: E731
+    assert ratio([{"implementation": "python", "knee": knee(20_000)}, {"implementation": "node", "knee": knee(40_000)}]) == 0.5
+    assert ratio([{"implementation": "python", "knee": None}, {"implementation": "node", "knee": knee(40_000)}]) is None
+    # 3 replicas at 0.2 cores each for 10,000 deliveries/s: 60 µs of replica CPU per delivery
+    step = {"delivered_per_s": 10_000, "cpu": {"app-1": 0.2, "app-2": 0.2, "app-3": 0.2, "redis": 0.1, "generator": 0.3}}
+    assert round(replica_us_per_delivery(step), 6) == 60.0
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--implementations", "go"], "bad implementations 'go'"),
+    (["--rates", "400,200"], "bad rates"),
+    (["--users", "1"], "users 2..1000"),
+])
+def test_bad_replica_bench_input_is_one_line_and_exit_2(argv, words, capsys):
+    from labs.bench_replicas import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+
+
+def test_a_load_spec_refuses_an_unknown_driver_a_bad_host_and_socketio_on_node():
+    from labs.load.step import LoadError, LoadSpec
+
+    for kwargs in ({"driver": "k6"}, {"host": "nginx; rm -rf /"}, {"driver": "node", "user_class": "SocketIOUser"}):
+        with pytest.raises(LoadError):
+            LoadSpec(users=2, **kwargs)
