@@ -270,8 +270,10 @@ async def serve(*, name: str, port: int, broker: NoBroker) -> None:
         asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
     broker.on_gap = replica.gap
     await broker.start(replica.deliver)
+    # backlog: asyncio's default of 100 pending connections refuses bursts of connects (nginx then answers
+    # 502 and takes the replica out of rotation for 10 s)
     async with ws_serve(replica.handle, "0.0.0.0", port, process_request=replica.process_request,
-                        compression=None):
+                        compression=None, backlog=4096):
         log.info("ready: listening on :%d, broker %s", port, type(broker).__name__)
         try:
             await stop
