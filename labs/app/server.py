@@ -38,14 +38,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
-from websockets.asyncio.server import ServerConnection, broadcast
+from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from . import ID_RE, InvalidMessage, Message, check_message
 from .brokers import NoBroker, PublishFailed, Replay
-from .outbox import Outbox
+from .outbox import Outbox, text_frame
 from .streams import sid_key
 
 VERSIONS = {"python": sys.version.split()[0], "websockets": websockets.__version__}
@@ -129,7 +129,7 @@ class Replica:
                     continue
                 member.upto = key
             targets.append(member.ws)
-        self.counters["delivered_frames"] += self.outbox.add(targets, frame.encode())
+        self.counters["delivered_frames"] += self.outbox.add(targets, text_frame(frame.encode()))
 
     async def resume(self, room: str, client: str, member: Member, after: str, after_seq: int, *,
                      replay: bool) -> None:
@@ -142,6 +142,7 @@ class Replica:
             self.deliver_one(member, client, frame)
         member.held.clear()
         if replay:
+            self.outbox.write_now(member.ws)
             await member.ws.send(json.dumps({"type": "resume", "after": after, "replayed": len(missed.frames),
                                              "trimmed": missed.trimmed_count,
                                              "trimmed_seqs": _seqs(missed.trimmed)}))
@@ -150,13 +151,13 @@ class Replica:
         """Tell the room's local members that entries lo..hi they were owed were trimmed unread."""
         notice = json.dumps({"type": "resume", "after": "", "replayed": 0, "trimmed": hi - lo + 1,
                              "trimmed_seqs": [lo, hi]})
-        broadcast([m.ws for m in self.rooms.get(room, {}).values()], notice)
+        self.outbox.add([m.ws for m in self.rooms.get(room, {}).values()], text_frame(notice.encode()))
 
     def deliver_one(self, member: Member, client: str, frame: str) -> None:
         decoded = json.loads(frame)
         key = sid_key(decoded["sid"])
         if decoded["sender"] != client and key > member.upto:
-            self.counters["delivered_frames"] += self.outbox.add([member.ws], frame.encode())
+            self.counters["delivered_frames"] += self.outbox.add([member.ws], text_frame(frame.encode()))
         member.upto = max(member.upto, key)
 
     async def handle(self, ws: ServerConnection) -> None:
@@ -182,9 +183,11 @@ class Replica:
             if broker.durable:
                 # A new client starts at the history's current end; a returning one where it left off.
                 after, after_seq = (last, int(seq)) if last else await broker.end_id(room)
+                self.outbox.write_now(ws)
                 await ws.send(json.dumps({**welcome, "sid": after, "seq": after_seq}))
                 await self.resume(room, client, member, after, after_seq, replay=bool(last))
             else:
+                self.outbox.write_now(ws)
                 await ws.send(json.dumps(welcome))
             async for raw in ws:
                 try:
@@ -200,7 +203,7 @@ class Replica:
                 except PublishFailed:
                     reply = {"type": "nack", "id": msg.id}
                 # through the outbox: with the deliveries bound for this client in one write
-                self.outbox.add([ws], json.dumps(reply).encode())
+                self.outbox.add([ws], text_frame(json.dumps(reply).encode()))
         except ConnectionClosed:
             pass
         finally:
