@@ -34,7 +34,7 @@ from ..settings import BUILD_DIR, QUIET, ROOT
 FORMAT = 2
 BASE_REPO = "wslab/base"
 APP_REPO = "wslab/app"
-BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server")
+BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server", "nats-server")
 REDIS_OFFICIAL = "redis:7"
 NGINX_OFFICIAL = "nginx:1.27"
 APP_DIR = ROOT / "images" / "app"
