@@ -14,6 +14,9 @@ class Operations:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
 
+    def has(self, name: str) -> bool:
+        return name in self.stack.containers
+
     def kill(self, name: str) -> None:
         self.stack.containers[name].kill()
 

@@ -62,6 +62,24 @@ def redis_backend(image: str, args: tuple[str, ...] = ("--save", "", "--appendon
                                  "--bind", "0.0.0.0"), REDIS_READY)
 
 
+NATS_READY = b"Server is ready"
+NATS_URL = "nats://nats:4222"
+
+
+def nats_backend(image: str, *, jetstream: bool = False, max_pending: int | None = None,
+                 name: str = "nats") -> Backend:
+    """nats-server (Debian's, in the base image), as user nobody: JetStream stores its files under /tmp/js.
+    `max_pending` (bytes the server buffers for one connection before closing it as a slow consumer,
+    64 MB by default) can only be set in a config file: the container writes one to /tmp first (with
+    `max_payload`, which may not exceed it)."""
+    config = ""
+    if max_pending is not None:
+        config = f"max_pending: {max_pending}\\nmax_payload: {min(max_pending, 1 << 20) // 2}\\n"
+    args = "-a 0.0.0.0 -p 4222" + (" -js --store_dir /tmp/js" if jetstream else "")
+    script = f"printf '{config}' > /tmp/nats.conf && exec nats-server -c /tmp/nats.conf {args}"
+    return Backend(name, image, ("sh", "-c", script), NATS_READY)
+
+
 @dataclass(frozen=True)
 class StackSpec:
     run_id: str
@@ -93,7 +111,7 @@ class StackSpec:
     nofile: int | None = None
     #: the broker's containers; None: one Redis (with `redis_args`) when the broker is not "none"
     backends: tuple[Backend, ...] | None = None
-    #: what the replicas are given as their broker's address (`--redis`)
+    #: what the replicas are given as their broker's address (`--redis`, whatever the broker)
     broker_url: str = "redis://redis:6379/0"
 
     def __post_init__(self) -> None:
