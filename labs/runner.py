@@ -35,9 +35,11 @@ from .settings import TEMPLATES_DIR
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
 PLACEHOLDER_NET = "192.0.2.0/24"
 Progress = Callable[[str], None]
-#: nats-server's max_pending for a slow-consumer scenario: what it buffers for a connection before closing
-#: it (Redis's pubsub output-buffer limit in that fault is 32 kB)
-NATS_SLOW_MAX_PENDING = 32 * 1024
+#: nats-server's limit for a slow-consumer scenario: it closes a connection whose write blocked for 1 s (10 s
+#: by default). Not a small max_pending: nats-server 2.9 first stalls the publishers of a consumer past half
+#: of it (up to 1 s each time), so a frozen consumer's backlog only trickles in, and a JetStream consumer
+#: catching up after the fault bursts past it again and again (each time cut off, each time restarted).
+NATS_SLOW = {"write_deadline": 1.0}
 
 
 def new_run_id() -> str:
@@ -94,7 +96,7 @@ def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[s
     """Broker and container options a scenario needs: streams keep an fsynced append-only file (a restart
     loses nothing); NATS runs nats-server instead of Redis (JetStream with its store under /tmp); a slow
     consumer gets small socket buffers (the replica's and the broker's) and, with NATS, a server that
-    closes a connection past 32 KiB of unread data (`max_pending`)."""
+    closes a connection it cannot write to soon (NATS_SLOW)."""
     broker = scenario.topology.broker
     slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
     options: dict[str, Any] = {"small_buffers": slow + (broker.container or "redis",) if slow else ()}
@@ -103,8 +105,8 @@ def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[s
     if broker in {Broker.NATS, Broker.NATS_JETSTREAM}:
         if images is None or images.nats is None:
             raise ImageError("no image with nats-server: run `make images`")
-        options["backends"] = (nats_backend(images.nats.tag, jetstream=broker is Broker.NATS_JETSTREAM,
-                                            max_pending=NATS_SLOW_MAX_PENDING if slow else None),)
+        limits: dict[str, Any] = NATS_SLOW if slow else {}
+        options["backends"] = (nats_backend(images.nats.tag, jetstream=broker is Broker.NATS_JETSTREAM, **limits),)
         options["broker_url"] = NATS_URL
     return options
 

@@ -9,8 +9,9 @@ publish then fails at once and the sender gets a nack. Whatever is published whi
 is down is gone for that replica's clients.
 
 A replica that stops reading (frozen, or too slow) is a slow consumer: the server closes its connection
-when more than its `max_pending` bytes wait for it (the harness starts the server with a small one for
-the slow-consumer fault), and nats-py reconnects when the replica reads again.
+when a write to it blocks longer than its `write_deadline` or more than `max_pending` bytes wait for it
+(the harness starts the server with a 1 s write deadline for the slow-consumer fault), and nats-py reconnects
+when the replica reads again.
 
 Room names are subject tokens as they are: the server and the harness accept [A-Za-z0-9_-] only, which
 has no '.', '*', '>' or whitespace (the characters that would split or widen a subject).

@@ -81,7 +81,7 @@ class KillPubsubClients(Action):
 class SlowConsumer(Action):
     """Freeze the replica while the broker keeps only a small buffer for it. Redis: a tiny pubsub
     output-buffer limit, set now, and Redis drops the replica's subscriber. NATS: the server was started
-    with a small `max_pending` (runner.broker_options), and it closes the replica's connection as a slow
+    with a 1 s write deadline (runner.NATS_SLOW), and it closes the replica's connection as a slow
     consumer."""
 
     LIMIT = "pubsub 32kb 16kb 1"

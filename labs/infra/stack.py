@@ -67,14 +67,19 @@ NATS_URL = "nats://nats:4222"
 
 
 def nats_backend(image: str, *, jetstream: bool = False, max_pending: int | None = None,
-                 name: str = "nats") -> Backend:
+                 write_deadline: float | None = None, name: str = "nats") -> Backend:
     """nats-server (Debian's, in the base image), as user nobody: JetStream stores its files under /tmp/js.
-    `max_pending` (bytes the server buffers for one connection before closing it as a slow consumer,
-    64 MB by default) can only be set in a config file: the container writes one to /tmp first (with
-    `max_payload`, which may not exceed it)."""
-    config = ""
+
+    A connection the server cannot write to is closed as a slow consumer when more than `max_pending` bytes
+    wait for it (64 MB by default) or one write blocks for `write_deadline` seconds (10 s by default). Both
+    can only be set in a config file: the container writes one to /tmp first (with `max_payload`, which may
+    not exceed `max_pending`)."""
+    lines = []
     if max_pending is not None:
-        config = f"max_pending: {max_pending}\\nmax_payload: {min(max_pending, 1 << 20) // 2}\\n"
+        lines += [f"max_pending: {max_pending}", f"max_payload: {min(max_pending, 1 << 20) // 2}"]
+    if write_deadline is not None:
+        lines.append(f'write_deadline: "{write_deadline:g}s"')
+    config = "".join(f"{line}\\n" for line in lines)
     args = "-a 0.0.0.0 -p 4222" + (" -js --store_dir /tmp/js" if jetstream else "")
     script = f"printf '{config}' > /tmp/nats.conf && exec nats-server -c /tmp/nats.conf {args}"
     return Backend(name, image, ("sh", "-c", script), NATS_READY)
