@@ -55,12 +55,15 @@ def frame_of(data: bytes, seq: int) -> str:
 
 
 def ack_sequences(reply: str) -> tuple[int, int]:
-    """(stream sequence, consumer sequence) from a JetStream message's reply subject,
-    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>`."""
+    """(stream sequence, consumer sequence) from a JetStream message's reply subject: v1
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>` (what
+    nats-server 2.9 sends), or v2, which puts `<domain>.<account hash>` after `$JS.ACK` and may end with
+    more tokens."""
     tokens = reply.split(".")
-    if len(tokens) < 9 or tokens[:2] != ["$JS", "ACK"]:
+    if tokens[:2] != ["$JS", "ACK"] or not (len(tokens) == 9 or len(tokens) >= 11):
         raise ValueError(f"not a JetStream reply subject: {reply!r}")
-    return int(tokens[-4]), int(tokens[-3])
+    at = 5 if len(tokens) == 9 else 7
+    return int(tokens[at]), int(tokens[at + 1])
 
 
 @dataclass
