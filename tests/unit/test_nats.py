@@ -250,3 +250,10 @@ def test_a_replaced_readers_messages_are_ignored():
     broker.readers["lobby"] = Reader("lobby")
     asyncio.run(broker._on_message(reader, data("a", 1, 1)))
     assert delivered == [] and broker.positions["lobby"] == 0
+
+
+def test_every_fault_kind_and_broker_has_a_name_in_the_fault_bench_table():
+    from labs.bench_faults import BROKERS, FAULT_TEXT
+
+    assert set(FAULT_TEXT) == {kind.value for kind in FaultKind}
+    assert set(BROKERS) >= {Broker.NATS.value, Broker.NATS_JETSTREAM.value}
