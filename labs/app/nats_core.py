@@ -1,9 +1,14 @@
 """Core NATS broker: one subject per room, `chat.<room>`, at-most-once like Redis PubSub.
 
 A replica subscribes to a room's subject while the room has a local member, and a client is welcomed only
-after the server confirmed the subscription (a PING/PONG round trip after the SUB: the server handles a
-connection's commands in order), so nothing published after the welcome misses this replica. A publish is
-acknowledged once the server has it (the same round trip after the PUB). nats-py reconnects by itself and
+after the server confirmed the subscription, so nothing published after the welcome misses this replica;
+a publish is acknowledged once the server has it. Both wait for one round trip sent behind the SUB or PUB
+on the same connection (the server handles a connection's commands in order): a request to a subject
+nobody serves, which the server answers at once with "no responders" (`sync`). nats-py's `flush()` would
+not do: it writes its PING straight to the socket, ahead of commands still in its buffer, and a PONG that
+arrives after `flush(timeout)` gave up breaks the connection (it resolves the cancelled future).
+
+nats-py reconnects by itself and
 subscribes again to every subject; publishing is not buffered while it reconnects (`pending_size=0`): a
 publish then fails at once and the sender gets a nack. Whatever is published while a replica's connection
 is down is gone for that replica's clients.
