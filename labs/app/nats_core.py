@@ -8,10 +8,9 @@ nobody serves, which the server answers at once with "no responders" (`sync`). n
 not do: it writes its PING straight to the socket, ahead of commands still in its buffer, and a PONG that
 arrives after `flush(timeout)` gave up breaks the connection (it resolves the cancelled future).
 
-nats-py reconnects by itself and
-subscribes again to every subject; publishing is not buffered while it reconnects (`pending_size=0`): a
-publish then fails at once and the sender gets a nack. Whatever is published while a replica's connection
-is down is gone for that replica's clients.
+nats-py reconnects by itself and subscribes again to every subject; publishing is not buffered while it
+reconnects (`pending_size=0`): a publish then fails at once and the sender gets a nack. Whatever is
+published while a replica's connection is down is gone for that replica's clients.
 
 A replica that stops reading (frozen, or too slow) is a slow consumer: the server closes its connection
 when a write to it blocks longer than its `write_deadline` or more than `max_pending` bytes wait for it
