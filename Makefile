@@ -17,8 +17,17 @@ SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-
            seed-node-socketio-restart-redis seed-node-pysio-restart-redis \
            seed-node-socketio-kill-replica seed-node-pysio-kill-replica
 
+# the broker comparison: Redis PubSub, Redis Streams, core NATS, JetStream under the headline workload, then
+# under each fault they share (no slow-consumer row for Streams: it has no subscriber to cut off)
+BROKERS := pubsub streams nats nats-jetstream \
+           fault-pubsub-kill-replica fault-streams-kill-replica fault-nats-kill-replica fault-jetstream-kill-replica \
+           fault-pubsub-partition fault-streams-partition fault-nats-partition fault-jetstream-partition \
+           fault-pubsub-pause-redis fault-streams-pause-redis fault-nats-pause-broker fault-jetstream-pause-broker \
+           fault-pubsub-restart-redis fault-streams-restart-redis fault-nats-restart-broker fault-jetstream-restart-broker \
+           fault-pubsub-slow-consumer fault-nats-slow-consumer fault-jetstream-slow-consumer
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -36,8 +45,11 @@ images: setup ## start a Docker engine if none answers, then find or build the i
 scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, same workload, one table
 	$(LAB) run no-broker pubsub
 
-scenario-faults: setup ## every fault, PubSub vs Streams: lost, duplicated, recovered, max gap — one table
+scenario-faults: setup ## every fault scenario, every broker (PubSub, Streams, NATS, JetStream): lost, duplicated, recovered, max gap — one table
 	$(LAB) run $(FAULTS)
+
+scenario-brokers: setup ## Redis PubSub vs Streams vs NATS vs JetStream: the headline, then each shared fault — one run
+	$(LAB) run $(BROKERS)
 
 scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
 	$(LAB) run $(STICKY)

@@ -23,10 +23,12 @@ from .runner import execute, plan, utc_stamp
 
 FAULT_TEXT = {
     "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
-    "partition-replica": "cut {t} off Redis", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
-    "slow-consumer": "slow consumer {t}",
+    "partition-replica": "cut {t} off {b}", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
+    "slow-consumer": "slow consumer {t}", "pause-broker": "pause {b}", "restart-broker": "restart {b}",
 }
-BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams"}
+BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS", "nats-jetstream": "JetStream"}
+#: the broker's server, by its container, as the fault column names it
+SERVERS = {"redis": "Redis", "nats": "nats-server"}
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
 
 
@@ -64,7 +66,8 @@ def main() -> int:
             "| nacked | recovered after reconnect | trimmed | max gap s |", "|" + "---|" * 11]
     for p in plans:
         s, got = p.scenario, runs[p.scenario.name]
-        fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target) for f in s.faults)
+        server = SERVERS.get(s.topology.broker.container or "", "the broker")
+        fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target, b=server) for f in s.faults)
         cells = [f"`{s.name}`", fault, BROKERS.get(s.topology.broker.value, s.topology.broker.value),
                  f"{sum(g['passed'] for g in got)}/{len(got)} runs"]
         cells += [spread([g[k] for g in got]) for k in COLUMNS]

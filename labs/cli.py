@@ -154,9 +154,10 @@ def add_live_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
     fault = sub.add_parser("fault", help="apply a fault to the running stack (KIND TARGET, as in scenarios)",
                            description="Apply one fault to the stack `up` keeps running: kill-replica, "
                                        "partition-replica, slow-consumer take app-N; restart-redis, pause-redis, "
-                                       "kill-pubsub-clients take redis.")
+                                       "kill-pubsub-clients take redis; restart-broker, pause-broker take the "
+                                       "broker's container (redis or nats).")
     fault.add_argument("kind", metavar="KIND", help="a fault kind, e.g. kill-replica")
-    fault.add_argument("target", metavar="TARGET", help="app-N or redis")
+    fault.add_argument("target", metavar="TARGET", help="app-N, redis or nats")
     fault.add_argument("--name", default="default", help=name_help)
     heal = sub.add_parser("heal", help="undo every fault applied with `fault`",
                           description="Undo the faults applied to the running stack, the last first.")

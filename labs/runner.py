@@ -19,12 +19,13 @@ from . import signals, workload
 from .accounting.checker import Accounting, account
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
+from .errors import ImageError
 from .infra import inspect
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
 from .infra.render import Sticky, for_replicas, render_nginx
-from .infra.stack import Stack, StackSpec
+from .infra.stack import NATS_URL, Stack, StackSpec, nats_backend
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
 from .report.result import RunResult
@@ -34,6 +35,11 @@ from .settings import TEMPLATES_DIR
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
 PLACEHOLDER_NET = "192.0.2.0/24"
 Progress = Callable[[str], None]
+#: nats-server's limit for a slow-consumer scenario: it closes a connection whose write blocked for 1 s (10 s
+#: by default). Not a small max_pending: nats-server 2.9 first stalls the publishers of a consumer past half
+#: of it (up to 1 s each time), so a frozen consumer's backlog only trickles in, and a JetStream consumer
+#: catching up after the fault bursts past it again and again (each time cut off, each time restarted).
+NATS_SLOW = {"write_deadline": 1.0}
 
 
 def new_run_id() -> str:
@@ -86,13 +92,22 @@ def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet
     return sticky, f"nginx {'.'.join(map(str, version))}: {sticky.describe()}"
 
 
-def broker_options(scenario: Scenario) -> dict[str, Any]:
-    """Redis and container options a scenario needs: streams keep an fsynced append-only file (a restart
-    loses nothing); a slow consumer gets small socket buffers."""
+def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[str, Any]:
+    """Broker and container options a scenario needs: streams keep an fsynced append-only file (a restart
+    loses nothing); NATS runs nats-server instead of Redis (JetStream with its store under /tmp); a slow
+    consumer gets small socket buffers (the replica's and the broker's) and, with NATS, a server that
+    closes a connection it cannot write to soon (NATS_SLOW)."""
+    broker = scenario.topology.broker
     slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
-    options: dict[str, Any] = {"small_buffers": slow + ("redis",) if slow else ()}
-    if scenario.topology.broker is Broker.REDIS_STREAMS:
+    options: dict[str, Any] = {"small_buffers": slow + (broker.container or "redis",) if slow else ()}
+    if broker is Broker.REDIS_STREAMS:
         options["redis_args"] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
+    if broker in {Broker.NATS, Broker.NATS_JETSTREAM}:
+        if images is None or images.nats is None:
+            raise ImageError("no image with nats-server: run `make images`")
+        limits: dict[str, Any] = NATS_SLOW if slow else {}
+        options["backends"] = (nats_backend(images.nats.tag, jetstream=broker is Broker.NATS_JETSTREAM, **limits),)
+        options["broker_url"] = NATS_URL
     return options
 
 
@@ -130,8 +145,17 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
                      nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
-                     **broker_options(s))
+                     **broker_options(s, images))
     return spec, sticky_note
+
+
+def image_sources(s: Scenario, app: str, images: ImageSet) -> dict[str, str]:
+    """Where each image of the run came from (the broker's: redis, or nats)."""
+    out = {"app": app, "redis": images.redis.source, "nginx": images.nginx.source}
+    if s.topology.broker.container == "nats" and images.nats is not None:
+        del out["redis"]
+        out["nats"] = images.nats.source
+    return out
 
 
 def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
@@ -167,7 +191,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
         values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
-        images={"app": protocol.replica_image(images).source, "redis": images.redis.source, "nginx": images.nginx.source},
+        images=image_sources(s, protocol.replica_image(images).source, images),
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
         replicas=replicas, logs=stack.logs, states=states,
     )

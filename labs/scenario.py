@@ -21,6 +21,8 @@ from .settings import SCENARIOS_DIR
 from .toml_input import parse_toml, read, shown
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+#: a room is also a NATS subject token (`chat.<room>`): these characters never split one ('.') or widen it
+#: ('*', '>'), and have no whitespace, so every room the lab accepts is a valid subject
 ROOM_RE = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 COOKIE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 MAX_REPLICAS = 32
@@ -40,10 +42,21 @@ class Broker(enum.Enum):
     #: the seed article's code: SUBSCRIBE to the literal channel "chat:*", publish to "chat:<room>"
     SEED_GLOB = "seed-subscribe-glob"
     REDIS_STREAMS = "redis-streams"
+    #: core NATS, one subject per room (at-most-once)
+    NATS = "nats"
+    #: NATS JetStream, one file stream over the room subjects (durable, resumable)
+    NATS_JETSTREAM = "nats-jetstream"
 
     @property
     def needs_redis(self) -> bool:
-        return self is not Broker.NONE
+        return self.container == "redis"
+
+    @property
+    def container(self) -> str | None:
+        """The broker's container, which broker faults target (None: no broker container)."""
+        if self is Broker.NONE:
+            return None
+        return "nats" if self in {Broker.NATS, Broker.NATS_JETSTREAM} else "redis"
 
 
 class Balance(enum.Enum):
@@ -92,10 +105,38 @@ class FaultKind(enum.Enum):
     PARTITION_REPLICA = "partition-replica"
     KILL_PUBSUB_CLIENTS = "kill-pubsub-clients"
     SLOW_CONSUMER = "slow-consumer"
+    #: restart-redis and pause-redis for any broker: they hit the broker's container (redis or nats)
+    RESTART_BROKER = "restart-broker"
+    PAUSE_BROKER = "pause-broker"
 
     @property
     def targets_replica(self) -> bool:
         return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
+
+    def unfit(self, broker: Broker) -> str | None:
+        """Why this fault cannot hit a stack with `broker`, e.g. "restart-redis needs a Redis broker (use
+        restart-broker)" (None when it can)."""
+        if self is FaultKind.SLOW_CONSUMER and broker not in SLOW_CONSUMER_BROKERS:
+            return f"slow-consumer needs broker {' or '.join(b.value for b in SLOW_CONSUMER_BROKERS)}"
+        if self.targets_replica:
+            return None
+        if self in REDIS_ONLY and broker.container != "redis":
+            instead = REDIS_ONLY[self]
+            return (f"{self.value} needs a Redis broker"
+                    + (f" (use {instead.value})" if instead is not None and broker.container else ""))
+        if broker.container is None:
+            return f"{self.value} needs a broker"
+        return None
+
+
+#: faults that talk to Redis itself, and the broker-neutral kind that does the same to any broker (if any)
+REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
+    FaultKind.RESTART_REDIS: FaultKind.RESTART_BROKER, FaultKind.PAUSE_REDIS: FaultKind.PAUSE_BROKER,
+    FaultKind.KILL_PUBSUB_CLIENTS: None,
+}
+#: a replica frozen while the broker holds a small buffer for it: Redis's pubsub output-buffer limit, or
+#: nats-server's max_pending (JetStream's consumers resume after it)
+SLOW_CONSUMER_BROKERS = (Broker.REDIS_PUBSUB, Broker.NATS, Broker.NATS_JETSTREAM)
 
 
 @dataclass(frozen=True)
@@ -358,19 +399,18 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
         if "kind" not in item or "at" not in item:
             raise ScenarioError(f"{here}: needs kind and at")
         kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
-        target = item.get("target", "redis")
+        target = item.get("target", topology.broker.container or "redis")
+        unfit = kind.unfit(topology.broker)
+        if unfit:
+            raise ScenarioError(f"{here}: {unfit}, this topology has {topology.broker.value}")
         if kind.targets_replica:
             names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
             if target not in names:
                 raise ScenarioError(f"{here}: {kind.value} needs target app-1..app-{topology.replicas}, "
                                     f"got {show(target)} (no such replica)")
-            if kind is FaultKind.SLOW_CONSUMER and topology.broker is not Broker.REDIS_PUBSUB:
-                raise ScenarioError(f"{here}: slow-consumer needs broker redis-pubsub")
-        else:
-            if target != "redis":
-                raise ScenarioError(f"{here}: {kind.value} targets redis, got {show(target)}")
-            if not topology.broker.needs_redis:
-                raise ScenarioError(f"{here}: {kind.value} needs a Redis broker, this topology has none")
+        elif target != topology.broker.container:
+            raise ScenarioError(f"{here}: {kind.value} targets {topology.broker.container}, got {show(target)} "
+                                f"(the broker's container)")
         at = _float(item, "at", 0.0, 0.0, 3600.0, here)
         heal_after = _float(item, "heal_after", 0.0, 0.0, 3600.0, here)
         if at + heal_after >= end:

@@ -1,10 +1,14 @@
-"""python -m wslab_app --name app-1 --broker redis-pubsub --redis redis://redis:6379/0"""
+"""python -m wslab_app --name app-1 --broker redis-pubsub --redis redis://redis:6379/0
+
+`--redis` is the broker's address whatever the broker: nats://nats:4222 for the NATS ones."""
 
 import argparse
 from typing import Callable
 
 from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
+from .jetstream import NatsJetStream
+from .nats_core import NatsCore
 from .server import serve
 from .streams import RedisStreams
 
@@ -13,6 +17,8 @@ BROKERS: dict[str, Callable[..., NoBroker]] = {
     "redis-pubsub": RedisPubSub,
     "seed-subscribe-glob": SeedSubscribeGlob,
     "redis-streams": RedisStreams,
+    "nats": NatsCore,
+    "nats-jetstream": NatsJetStream,
 }
 
 
@@ -21,7 +27,7 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="this replica's name, reported to clients")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--broker", choices=sorted(BROKERS), default="none")
-    parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for Redis brokers")
+    parser.add_argument("--redis", default="redis://redis:6379/0", help="the broker's URL (Redis, or nats://...)")
     parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
     args = parser.parse_args()
     broker = BROKERS[args.broker](args.redis, maxlen=args.maxlen, name=args.name)

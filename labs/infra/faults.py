@@ -40,8 +40,9 @@ class KillReplica(Action):
         self.ops.start_again(self.target)
 
 
-class RestartRedis(Action):
-    """Stop Redis (SIGTERM, so it flushes its append-only file), then start it again."""
+class RestartBroker(Action):
+    """Stop the broker (SIGTERM, so Redis flushes its append-only file and nats-server its stream), then
+    start it again."""
 
     def apply(self) -> None:
         self.ops.stop(self.target, timeout=5)
@@ -50,8 +51,8 @@ class RestartRedis(Action):
         self.ops.start_again(self.target)
 
 
-class PauseRedis(Action):
-    """Freeze Redis: connections stay open but nothing is answered until it is unpaused."""
+class PauseBroker(Action):
+    """Freeze the broker: connections stay open but nothing is answered until it is unpaused."""
 
     def apply(self) -> None:
         self.ops.pause(self.target)
@@ -78,26 +79,33 @@ class KillPubsubClients(Action):
 
 
 class SlowConsumer(Action):
-    """Freeze the replica while Redis has a tiny pubsub output-buffer limit: Redis drops its subscriber."""
+    """Freeze the replica while the broker keeps only a small buffer for it. Redis: a tiny pubsub
+    output-buffer limit, set now, and Redis drops the replica's subscriber. NATS: the server was started
+    with a 1 s write deadline (runner.NATS_SLOW), and it closes the replica's connection as a slow
+    consumer."""
 
     LIMIT = "pubsub 32kb 16kb 1"
 
     def apply(self) -> None:
-        self.previous = self.ops.redis_cli("CONFIG", "GET", "client-output-buffer-limit").splitlines()[-1]
-        pubsub = self.previous[self.previous.index("pubsub"):]
-        self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.LIMIT)
-        self.restore = pubsub
+        if self.ops.has("redis"):
+            self.previous = self.ops.redis_cli("CONFIG", "GET", "client-output-buffer-limit").splitlines()[-1]
+            pubsub = self.previous[self.previous.index("pubsub"):]
+            self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.LIMIT)
+            self.restore = pubsub
         self.ops.pause(self.target)
 
     def heal(self) -> None:
         self.ops.unpause(self.target)
-        self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
+        if self.ops.has("redis"):
+            self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
 
 
 ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_REPLICA: KillReplica,
-    FaultKind.RESTART_REDIS: RestartRedis,
-    FaultKind.PAUSE_REDIS: PauseRedis,
+    FaultKind.RESTART_REDIS: RestartBroker,
+    FaultKind.PAUSE_REDIS: PauseBroker,
+    FaultKind.RESTART_BROKER: RestartBroker,
+    FaultKind.PAUSE_BROKER: PauseBroker,
     FaultKind.PARTITION_REPLICA: PartitionReplica,
     FaultKind.KILL_PUBSUB_CLIENTS: KillPubsubClients,
     FaultKind.SLOW_CONSUMER: SlowConsumer,

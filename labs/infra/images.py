@@ -2,7 +2,7 @@
 local store, pulled, or built here.
 
 No registry may be reachable, so everything can be built offline from the host's apt mirror:
-a Debian base (debootstrap) with python3, nginx and redis-server, and the app image on top of it
+a Debian base (debootstrap) with python3, nginx, redis-server and nats-server, and the app image on top of it
 with wheels downloaded by the host's pip, and the node image on it with Debian's nodejs and the npm packages
 `npm ci` installed on the host (images/node/). All are tagged by a hash of their inputs, so a present
 tag means "already built" and nothing is rebuilt.
@@ -34,7 +34,7 @@ from ..settings import BUILD_DIR, QUIET, ROOT
 FORMAT = 2
 BASE_REPO = "wslab/base"
 APP_REPO = "wslab/app"
-BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server")
+BASE_PACKAGES = ("python3", "python3-venv", "nginx", "redis-server", "nats-server")
 REDIS_OFFICIAL = "redis:7"
 NGINX_OFFICIAL = "nginx:1.27"
 APP_DIR = ROOT / "images" / "app"
@@ -72,6 +72,8 @@ class ImageSet:
     #: seed-node scenarios need it, so the others still run)
     node: Image | None = None
     node_error: str = ""
+    #: Debian's nats-server (the base image has it); None in sets made before it was there
+    nats: Image | None = None
 
 
 class Mirror(NamedTuple):
@@ -395,4 +397,5 @@ def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None
     except ImageError as exc:
         node, node_error = None, str(exc)
         progress(f"the node image was not built, so the seed-node scenarios cannot run: {exc}")
-    return ImageSet(app=app, redis=redis, nginx=nginx, node=node, node_error=node_error)
+    nats = Image(base.tag, f"Debian nats-server in {base.tag}")
+    return ImageSet(app=app, redis=redis, nginx=nginx, node=node, node_error=node_error, nats=nats)

@@ -34,6 +34,9 @@ def versions(stack: Stack, replicas: dict[str, dict[str, Any]]) -> dict[str, str
     if "redis" in stack.containers:
         code, text = stack.containers["redis"].exec_run(["redis-server", "--version"])
         out["redis"] = text.decode(errors="replace").split()[2].removeprefix("v=")
+    if "nats" in stack.containers:
+        code, text = stack.containers["nats"].exec_run(["nats-server", "--version"])
+        out["nats-server"] = text.decode(errors="replace").strip().removeprefix("nats-server: v")
     answered = [r.get("versions", {}) for r in replicas.values() if r.get("versions")]
     for key, value in (answered[0] if answered else {}).items():
         out[f"app {key}"] = value

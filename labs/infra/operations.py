@@ -6,6 +6,8 @@ when. Blocking: the fault schedule runs them in threads beside the clients.
 
 from __future__ import annotations
 
+import docker.errors
+
 from .inspect import redis_cli
 from .stack import Stack
 
@@ -13,6 +15,9 @@ from .stack import Stack
 class Operations:
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
+
+    def has(self, name: str) -> bool:
+        return name in self.stack.containers
 
     def kill(self, name: str) -> None:
         self.stack.containers[name].kill()
@@ -23,8 +28,16 @@ class Operations:
     def stop(self, name: str, timeout: int = 5) -> None:
         self.stack.containers[name].stop(timeout=timeout)
 
-    def pause(self, name: str) -> None:
-        self.stack.containers[name].pause()
+    def pause(self, name: str, attempts: int = 3) -> None:
+        """Freeze the container. runc can fail to freeze a busy many-threaded process in time ("unable to
+        freeze", seen with nats-server on a loaded host): that is retried, anything else raised."""
+        for attempt in range(1, attempts + 1):
+            try:
+                self.stack.containers[name].pause()
+                return
+            except docker.errors.APIError as exc:
+                if "unable to freeze" not in str(exc) or attempt == attempts:
+                    raise
 
     def unpause(self, name: str) -> None:
         self.stack.containers[name].unpause()

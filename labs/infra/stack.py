@@ -62,6 +62,29 @@ def redis_backend(image: str, args: tuple[str, ...] = ("--save", "", "--appendon
                                  "--bind", "0.0.0.0"), REDIS_READY)
 
 
+NATS_READY = b"Server is ready"
+NATS_URL = "nats://nats:4222"
+
+
+def nats_backend(image: str, *, jetstream: bool = False, max_pending: int | None = None,
+                 write_deadline: float | None = None, name: str = "nats") -> Backend:
+    """nats-server (Debian's, in the base image), as user nobody: JetStream stores its files under /tmp/js.
+
+    A connection the server cannot write to is closed as a slow consumer when more than `max_pending` bytes
+    wait for it (64 MB by default) or one write blocks for `write_deadline` seconds (10 s by default). Both
+    can only be set in a config file: the container writes one to /tmp first (with `max_payload`, which may
+    not exceed `max_pending`)."""
+    lines = []
+    if max_pending is not None:
+        lines += [f"max_pending: {max_pending}", f"max_payload: {min(max_pending, 1 << 20) // 2}"]
+    if write_deadline is not None:
+        lines.append(f'write_deadline: "{write_deadline:g}s"')
+    config = "".join(f"{line}\\n" for line in lines)
+    args = "-a 0.0.0.0 -p 4222" + (" -js --store_dir /tmp/js" if jetstream else "")
+    script = f"printf '{config}' > /tmp/nats.conf && exec nats-server -c /tmp/nats.conf {args}"
+    return Backend(name, image, ("sh", "-c", script), NATS_READY)
+
+
 @dataclass(frozen=True)
 class StackSpec:
     run_id: str
@@ -93,7 +116,7 @@ class StackSpec:
     nofile: int | None = None
     #: the broker's containers; None: one Redis (with `redis_args`) when the broker is not "none"
     backends: tuple[Backend, ...] | None = None
-    #: what the replicas are given as their broker's address (`--redis`)
+    #: what the replicas are given as their broker's address (`--redis`, whatever the broker)
     broker_url: str = "redis://redis:6379/0"
 
     def __post_init__(self) -> None:

@@ -20,7 +20,7 @@ from ..errors import LabError
 from ..infra.faults import ACTIONS, Action
 from ..infra.operations import Operations
 from ..infra.stack import Stack
-from ..scenario import FaultKind
+from ..scenario import Broker, FaultKind
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
@@ -38,8 +38,10 @@ def check_kind(kind: str) -> FaultKind:
 
 
 def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
-    """The same rules as a scenario's faults: replica kinds hit app-1..app-N, the others Redis (which the
-    stack must have), slow-consumer needs redis-pubsub, and one fault at a time per target."""
+    """The same rules as a scenario's faults: replica kinds hit app-1..app-N, the others the broker's
+    container (which the stack must have; Redis-only kinds need Redis), slow-consumer needs redis-pubsub
+    here (NATS needs a small max_pending from the start, which a scenario declaring it gets), and one
+    fault at a time per target."""
     if kind.targets_replica:
         names = [f"app-{i}" for i in range(1, state.replicas + 1)]
         if target not in names:
@@ -49,10 +51,12 @@ def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
             raise LabError(f"slow-consumer needs broker redis-pubsub; this stack ({state.scenario}) has "
                            f"{state.broker}")
     else:
-        if target != "redis":
-            raise LabError(f"{kind.value} targets redis; got {target!r}")
-        if state.broker == "none":
-            raise LabError(f"{kind.value} needs a Redis broker; this stack ({state.scenario}) has none")
+        broker = Broker(state.broker)
+        unfit = kind.unfit(broker)
+        if unfit:
+            raise LabError(f"{unfit}; this stack ({state.scenario}) has {state.broker}")
+        if target != broker.container:
+            raise LabError(f"{kind.value} targets {broker.container}; got {target!r}")
     for active in state.faults:
         if kind in TALKS_TO_REDIS and active.target == "redis":
             # an exec into a paused Redis freezes with it, and Docker 20.10 then hangs every call on it

@@ -22,7 +22,7 @@ def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images
     assert all(f.healed is not None and f.healed >= f.applied for f in result.history.faults)
     assert set(result.states.values()) == {"running"}, result.states
     assert a.sent == s.workload.clients * s.workload.messages
-    if s.topology.broker is Broker.REDIS_STREAMS:
+    if s.topology.broker in {Broker.REDIS_STREAMS, Broker.NATS_JETSTREAM}:
         assert a.lost == a.trimmed and a.duplicated == 0
     else:
         assert a.lost_outside_fault == 0

@@ -90,11 +90,11 @@ def test_a_node_only_broker_on_the_python_socketio_app_is_refused():
 
 def test_a_bad_node_scenario_on_the_command_line_is_one_line_and_exit_2(tmp_path):
     path = tmp_path / "bad.toml"
-    path.write_text(WS.replace('"seed-subscribe-glob"', '"nats"'))
+    path.write_text(WS.replace('"seed-subscribe-glob"', '"kafka"'))
     r = subprocess.run([sys.executable, "-m", "labs", "run", str(path)], cwd=ROOT, capture_output=True,
                        text=True, timeout=60)
     lines = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(lines) == 1 and "unknown broker 'nats'" in lines[0]
+    assert r.returncode == 2 and len(lines) == 1 and "unknown broker 'kafka'" in lines[0]
 
 
 def test_the_node_adapters_run_node_in_the_node_image_and_say_when_it_is_missing():
