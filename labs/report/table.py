@@ -1,4 +1,5 @@
-"""The results table: one renderer for every protocol, one table for every run of a command."""
+"""The results table: one renderer for every protocol; each adapter supplies its own columns between the
+scenario and the verdict."""
 
 from __future__ import annotations
 
@@ -19,9 +20,18 @@ def render(rows: list[dict[str, str]]) -> str:
 
 
 def table(results: list[RunResult]) -> str:
-    """One table for every run, whatever its protocol: each adapter supplies its own columns between the
-    scenario and the verdict, and a column a run does not have is left blank in its row. Under it, the
-    reasons of verdicts and each adapter's notes on its own runs."""
+    """The runs of one protocol in one table per set of columns (WebSocket runs with faults have their own);
+    a command that mixes protocols (make scenario-seed-node) in one table with every protocol's columns,
+    blank where a row has none. Under each table, the reasons of verdicts and each adapter's notes."""
+    groups: dict[tuple[str, ...], list[RunResult]] = {}
+    mixed = len({type(r.protocol) for r in results}) > 1
+    for r in results:
+        key = () if mixed else tuple(r.protocol.columns(r.outcome))
+        groups.setdefault(key, []).append(r)
+    return "\n\n".join(_one_table(members) for members in groups.values())
+
+
+def _one_table(results: list[RunResult]) -> str:
     columns: dict[str, None] = {}
     cells = []
     for r in results:
