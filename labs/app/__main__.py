@@ -5,6 +5,7 @@ from typing import Callable
 
 from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
+from .cluster import RedisClusterPubSub, RedisClusterSharded
 from .server import serve
 from .streams import RedisStreams
 
@@ -13,6 +14,8 @@ BROKERS: dict[str, Callable[..., NoBroker]] = {
     "redis-pubsub": RedisPubSub,
     "seed-subscribe-glob": SeedSubscribeGlob,
     "redis-streams": RedisStreams,
+    "redis-cluster-pubsub": RedisClusterPubSub,
+    "redis-cluster-sharded": RedisClusterSharded,
 }
 
 

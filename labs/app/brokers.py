@@ -155,6 +155,8 @@ class RedisPubSub(RedisBroker):
 
     HEARTBEAT = 0.25
     DEAF_AFTER = 1.5
+    #: PUBLISH's reply counts every subscriber (one Redis); in a Redis Cluster it counts only the node's own
+    counts_every_subscriber = True
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         super().__init__(redis_url, name=name)
@@ -217,7 +219,7 @@ class RedisPubSub(RedisBroker):
                     log.warning("publish of %s failed twice, giving up: %s", frame["id"], exc)
                     raise PublishFailed(str(exc)) from None
         self.stats["published"] += 1
-        if receivers == 0:
+        if receivers == 0 and self.counts_every_subscriber:
             self.stats["published_to_nobody"] += 1
         self.mark("publisher", True)
         return {}

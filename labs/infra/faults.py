@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
 from ..accounting.history import FaultEvent
+from ..errors import StackError
 from ..scenario import Fault, FaultKind
 from .operations import Operations
 from .stack import Stack
@@ -94,6 +95,24 @@ class SlowConsumer(Action):
         self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
 
 
+class KillClusterMaster(Action):
+    """SIGKILL a Redis Cluster master (it must be one now); its replica is promoted once the others have
+    not heard from it for the node timeout. Healing starts it again: it rejoins as a replica of the
+    promoted node (its nodes.conf survives in the container)."""
+
+    def apply(self) -> None:
+        nodes = self.ops.cluster_cli(self.target, "CLUSTER", "NODES")
+        myself = next((line.split() for line in nodes.splitlines() if "myself" in line), [])
+        flags = myself[2].split(",") if len(myself) > 2 else []
+        if "master" not in flags:
+            raise StackError(f"{self.target} is not a master now ({','.join(flags) or 'unknown'}), so killing it "
+                             f"tests no failover")
+        self.ops.kill(self.target)
+
+    def heal(self) -> None:
+        self.ops.start_again(self.target)
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_REPLICA: KillReplica,
     FaultKind.RESTART_REDIS: RestartRedis,
@@ -101,6 +120,7 @@ ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.PARTITION_REPLICA: PartitionReplica,
     FaultKind.KILL_PUBSUB_CLIENTS: KillPubsubClients,
     FaultKind.SLOW_CONSUMER: SlowConsumer,
+    FaultKind.KILL_CLUSTER_MASTER: KillClusterMaster,
 }
 
 

@@ -99,7 +99,8 @@ def test_an_unknown_fault_kind_lists_the_kinds() -> None:
     with pytest.raises(LabError) as info:
         remote.check_kind("explode")
     assert str(info.value) == ("unknown fault kind 'explode'; choose one of kill-replica, restart-redis, "
-                               "pause-redis, partition-replica, kill-pubsub-clients, slow-consumer")
+                               "pause-redis, partition-replica, kill-pubsub-clients, slow-consumer, "
+                               "kill-cluster-master")
     assert remote.check_kind("pause-redis") is FaultKind.PAUSE_REDIS
 
 
