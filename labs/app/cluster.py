@@ -63,10 +63,15 @@ class Shard:
 
     def __init__(self, broker: "RedisClusterSharded", node: Any) -> None:
         import redis.asyncio as redis
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
 
         self.broker, self.node = broker, node
+        # No retries: redis-py would reconnect this connection by itself and subscribe again on the same
+        # node (which, after a failover, no longer owns the slots), racing our reader for the socket. A
+        # failure here must reach `lost`, which moves the channels to their new owner.
         self.client = redis.Redis(host=node.host, port=node.port, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                  client_name=broker.name or None)
+                                  client_name=broker.name or None, retry=Retry(NoBackoff(), 0))
         self.pubsub = self.client.pubsub()
         self.channels: set[str] = set()
         self.heard = asyncio.get_running_loop().time()
@@ -292,14 +297,16 @@ class RedisClusterSharded(NoBroker):
                     await self.cluster.nodes_manager.initialize()
                 except Exception as exc:  # noqa: BLE001 - no node answered this time
                     log.warning("slot map refresh failed: %r", exc)
-                for channel in sorted(self.orphans):
-                    self.orphans.discard(channel)
+                tried = sorted(self.orphans)
+                self.orphans.clear()
+                for channel in tried:
                     await self._home(channel)
-                waiting = [c for c in self.confirmed if not self.confirmed[c].is_set()]
+                # wait for the confirmations of the subscribes that went out (a failed one is an orphan again)
+                sent = [c for c in tried if c not in self.orphans and c in self.confirmed]
                 try:
-                    await asyncio.wait_for(asyncio.gather(*(self.confirmed[c].wait() for c in waiting)), 1.0)
+                    await asyncio.wait_for(asyncio.gather(*(self.confirmed[c].wait() for c in sent)), 1.0)
                 except TimeoutError:
-                    self.orphans.update(c for c in waiting if c in self.confirmed and not self.confirmed[c].is_set())
+                    self.orphans.update(c for c in sent if c in self.confirmed and not self.confirmed[c].is_set())
                 if self.orphans:
                     await asyncio.sleep(self.RETRY)
             self.stats["rehomed"] += 1

@@ -242,10 +242,13 @@ class Meter:
             if name not in self.before or name not in after:
                 continue
             a, b = self.before[name], after[name]
+            if b.bus < a.bus or b.back < a.back:  # restarted (a killed master): its counters began again
+                a = NodeReading((0, 0), (0, 0), None, {}, a.role)
             cpu = None if a.cpu_s is None or b.cpu_s is None else round(b.cpu_s - a.cpu_s, 3)
             nodes[name] = {
                 "role": b.role, "bus_rx": b.bus[0] - a.bus[0], "bus_tx": b.bus[1] - a.bus[1],
                 "back_rx": b.back[0] - a.back[0], "back_tx": b.back[1] - a.back[1], "cpu_s": cpu,
+                "restarted": not a.stats and bool(b.stats),
                 "bus_messages_sent": {k.removesuffix("_sent"): v - a.stats.get(k, 0) for k, v in b.stats.items()
                                       if k.endswith("_sent") and v - a.stats.get(k, 0)},
             }
