@@ -159,7 +159,9 @@ class RedisClusterSharded(NoBroker):
     """
 
     HEARTBEAT = 0.25
-    DEAF_AFTER = 1.0
+    #: a killed node closes its sockets (the reader fails at once); this catches a node gone silent. Not
+    #: shorter: a PONG queues behind every message still unread, and a busy replica reads late.
+    DEAF_AFTER = 3.0
     RETRY = 0.1
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
