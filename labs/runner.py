@@ -162,14 +162,14 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
     with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
-        during = fault_schedule(stack, s.faults)
         meter = None
         if s.topology.broker.cluster:
             meter = cluster.Meter(stack, cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
-            during = cluster.metered(meter, during)
+            meter.begin()
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
-                                     during=during, progress=progress, cancelling=signals.cancelling)
+                                     during=fault_schedule(stack, s.faults), progress=progress,
+                                     cancelling=signals.cancelling)
         except asyncio.CancelledError:
             signals.check()
             raise

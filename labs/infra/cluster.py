@@ -11,11 +11,10 @@ give clients a name that resolves on the back network, not a bus address they ca
 
 from __future__ import annotations
 
-import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 import docker.errors
 from docker.models.containers import Container
@@ -208,7 +207,11 @@ def read_node(stack: Stack, name: str) -> NodeReading:
 
 @dataclass
 class Meter:
-    """Two readings of every node, at the start of sending and after the drain: what the run cost them."""
+    """Two readings of every node, before the clients join and after the drain: what the run cost them.
+
+    The first reading is taken before the workload starts, not when sending starts: under load a reading
+    (two `docker exec` per node) can take seconds, and one taken beside the senders would miss messages.
+    The window's bus bytes therefore include the gossip of the joining phase too."""
 
     stack: Stack
     names: list[str]
@@ -253,14 +256,3 @@ class Meter:
                                       if k.endswith("_sent") and v - a.stats.get(k, 0)},
             }
         return {"window_s": round(window, 3), "nodes": nodes}
-
-
-def metered(meter: Meter, during: Callable[[float], Awaitable[list[Any]]] | None
-            ) -> Callable[[float], Awaitable[list[Any]]]:
-    """The workload's side task with the meter's first reading at the start of sending, beside the faults."""
-    async def run(started: float) -> list[Any]:
-        faults = during(started) if during is not None else asyncio.sleep(0, [])
-        _, events = await asyncio.gather(asyncio.to_thread(meter.begin), faults)
-        return list(events)
-
-    return run

@@ -109,8 +109,23 @@ class KillClusterMaster(Action):
                              f"tests no failover")
         self.ops.kill(self.target)
 
+    #: how long a restarted master may take to learn it was replaced (while it thinks it still owns its
+    #: slots, what is published on it reaches nobody: the fault is not over)
+    REJOIN_TIMEOUT = 30.0
+
     def heal(self) -> None:
         self.ops.start_again(self.target)
+        deadline = time.monotonic() + self.REJOIN_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                nodes = self.ops.cluster_cli(self.target, "CLUSTER", "NODES")
+            except StackError:  # not answering yet
+                nodes = ""
+            myself = next((line.split() for line in nodes.splitlines() if "myself" in line), [])
+            if len(myself) > 2 and "slave" in myself[2].split(","):
+                return
+            time.sleep(0.05)
+        raise StackError(f"{self.target} did not rejoin as a replica within {self.REJOIN_TIMEOUT:g}s")
 
 
 ACTIONS: dict[FaultKind, type[Action]] = {
