@@ -96,6 +96,10 @@ class NoBroker:
 class RedisBroker(NoBroker):
     """Common to the Redis brokers: a command client with short timeouts that waits for Redis at start."""
 
+    #: with a number: at most that many command connections, and a command waits (up to 5 s) for a free one
+    #: instead of failing with "Too many connections" (redis-py's pool stops at 100)
+    blocking_pool: int | None = None
+
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         super().__init__(redis_url, name=name)
         self.url = redis_url
@@ -107,8 +111,14 @@ class RedisBroker(NoBroker):
         self.deliver = deliver
         # Every connection (the subscriber's too) names this replica in CLIENT LIST: the harness finds a deaf
         # replica by the subscribers it does not see there.
-        self.redis = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                          client_name=self.name or None)
+        options: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0,
+                                   "client_name": self.name or None}
+        if self.blocking_pool is None:
+            self.redis = redis.Redis.from_url(self.url, **options)
+        else:
+            pool = redis.BlockingConnectionPool.from_url(self.url, max_connections=self.blocking_pool, timeout=5.0,
+                                                         **options)
+            self.redis = redis.Redis(connection_pool=pool)
         await self._await_redis()
 
     async def _await_redis(self, timeout: float = 30.0) -> None:

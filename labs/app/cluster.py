@@ -52,6 +52,8 @@ class RedisClusterPubSub(RedisPubSub):
     """Classic PUBLISH/SUBSCRIBE on one master of the cluster (app-N on master (N-1) mod M)."""
 
     counts_every_subscriber = False
+    #: hundreds of clients per replica publish at once in the many-rooms scenarios
+    blocking_pool = 64
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         urls = node_urls(redis_url)
@@ -190,8 +192,10 @@ class RedisClusterSharded(NoBroker):
         nodes = [ClusterNode(urlsplit(u).hostname or "localhost", urlsplit(u).port or 6379) for u in self.urls]
         # Retries with a short backoff (redis-py's default starts at 1 s): a publish to a master that died
         # keeps trying, through MOVED and the slot-map refresh, for about as long as a failover takes.
+        # max_connections is per node (redis-py's default, 100, fails a burst of publishes from hundreds of
+        # clients with "Too many connections")
         return RedisCluster(startup_nodes=nodes, socket_timeout=1.0, socket_connect_timeout=1.0,
-                            client_name=self.name or None,
+                            client_name=self.name or None, max_connections=1000,
                             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 10))
 
     async def _await_cluster(self, timeout: float = 30.0) -> Any:

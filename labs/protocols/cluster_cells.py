@@ -26,6 +26,10 @@ def node_load(nodes: dict[str, Any]) -> str:
     return ", ".join(one(name, n) for name, n in sorted(nodes.items(), key=lambda kv: int(kv[0].split("-")[1])))
 
 
+def rooms(n: int) -> str:
+    return f"{n} room" if n == 1 else f"{n} rooms"
+
+
 def cluster_columns(outcome: Outcome) -> dict[str, str]:
     a, s, h = outcome.accounting, outcome.scenario, outcome.history
     top, wl = s.topology, s.workload
@@ -62,6 +66,6 @@ def bytes_note(outcomes: list[Outcome]) -> str:
             sh = (bus_bytes(sharded.history) or 0) / sharded.accounting.sent
             ratio = f"{sh / c:.2f}x" if c else "n/a"
             return (f"{sharded.scenario.name} bus bytes/msg {sh:,.0f} = {ratio} {classic.scenario.name}'s {c:,.0f} "
-                    f"({classic.scenario.workload.rooms} rooms; bus bytes include the nodes' gossip; host load "
+                    f"({rooms(classic.scenario.workload.rooms)}; bus bytes include the nodes' gossip; host load "
                     f"average {os.getloadavg()[0]:.1f})")
     return ""
