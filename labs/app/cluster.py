@@ -6,19 +6,25 @@ Both take `--redis` as a comma-separated list of the masters' URLs (redis://redi
   uses master (N-1) mod M): a classic PUBLISH on any node reaches the subscribers of every node, because
   every node forwards it to every other node over the cluster bus. PUBLISH's reply counts only the
   receiving node's own subscribers, so a 0 does not mean nobody heard it here.
-- `RedisClusterSharded` publishes with SPUBLISH through redis-py's `RedisCluster` (which routes each
-  channel to the master that owns its slot and follows MOVED and failover), and subscribes with SSUBSCRIBE
-  on the master that owns each room's slot: one subscriber connection per master it needs, each with its
-  own reader task and its own heartbeat.
+- `RedisClusterSharded` keeps its own slot map (`CLUSTER SLOTS`, refreshed on MOVED, CLUSTERDOWN or a
+  lost node), SPUBLISHes each room to the master that owns its slot, and SSUBSCRIBEs there: one
+  subscriber connection per master it needs, each with its own reader task and heartbeat.
 
-Why not redis-py's own `redis.asyncio.cluster.ClusterPubSub` (redis 8.1, which has `ssubscribe` and
-re-homes shard channels after a slots-cache refresh)? It reads the per-node connections in turn with
-`get_sharded_message(timeout=...)`: a timeout of 0 spins a core, and a timeout t makes a message on one
-node wait behind up to t on each of the others; its re-homing runs only when some command of the same
-client hits MOVED or a connection error, and nothing notices a subscriber connection that went silent (a
-killed node sends no FIN). Here each node's connection has a reader that blocks on its socket, a PING
-every HEARTBEAT s that must be answered within DEAF_AFTER s, and a loss moves that node's channels to
-their new owners at once, refreshing the slot map until the cluster names one that answers.
+What redis-py 8.1 offers, and why this does not use it:
+- `redis.asyncio.cluster.ClusterPubSub` has `ssubscribe` and re-homes shard channels after a slots-cache
+  refresh, but it reads its per-node connections in turn with `get_sharded_message(timeout=...)`: a
+  timeout of 0 spins a core, a timeout t makes a message on one node wait behind up to t on each of the
+  others; its re-homing runs only when some command of the same client hits MOVED or a connection error,
+  and nothing notices a subscriber connection that went silent.
+- `RedisCluster.spublish` routes by slot and follows MOVED, but under a killed master (measured here) its
+  retries stack up: each attempt retries inside the node's own connection, then the cluster client retries
+  with backoff and, on CLUSTERDOWN, closes the whole client under the other publishes in flight; a
+  replica's publishes were held for many seconds and some never completed. Here a publish goes to the slot
+  map's owner with no hidden retry, and on failure refreshes the map (one refresh at a time for all
+  publishes) and tries again every RETRY s until PUBLISH_TIMEOUT.
+Each node's subscriber connection has a reader that blocks on its socket and a PING every HEARTBEAT s
+that must be answered within DEAF_AFTER s; a loss moves that node's channels to their new owners at once,
+refreshing the map until the cluster names one that answers.
 """
 
 from __future__ import annotations
@@ -31,6 +37,9 @@ from typing import Any
 
 from .brokers import Deliver, NoBroker, PublishFailed, RedisPubSub, _redis_errors
 
+SLOTS = 16384
+Address = tuple[str, int]
+
 log = logging.getLogger("wslab.cluster")
 
 
@@ -40,6 +49,17 @@ def node_urls(url: str) -> list[str]:
     if not urls:
         raise ValueError(f"no Redis URL in {url!r}")
     return urls
+
+
+def parse_slots(reply: Any) -> list[tuple[int, int, Address]]:
+    """`CLUSTER SLOTS` as (first, last, master address) per range: each entry is [first, last, [host, port,
+    id, ...], replicas...]; the host is the node's announced name (cluster-preferred-endpoint-type hostname)."""
+    out = []
+    for entry in reply:
+        first, last, master = int(entry[0]), int(entry[1]), entry[2]
+        host = master[0].decode() if isinstance(master[0], bytes) else str(master[0])
+        out.append((first, last, (host, int(master[1]))))
+    return out
 
 
 def replica_number(name: str) -> int:
@@ -60,19 +80,120 @@ class RedisClusterPubSub(RedisPubSub):
         super().__init__(urls[(replica_number(name) - 1) % len(urls)], name=name)
 
 
+class SlotMap:
+    """Which master owns each slot, from `CLUSTER SLOTS`, and one command client per master.
+
+    A node that failed a connection is `down` for DOWN_FOR s: nobody connects to it meanwhile (a killed
+    node's address stays in Docker's DNS and a connect to it only times out), so the publishes and
+    subscribes waiting for its slots' new owner cost nothing but a refresh, at most one per MIN_REFRESH s.
+    """
+
+    DOWN_FOR = 1.0
+    MIN_REFRESH = 0.1
+
+    def __init__(self, seeds: list[Address], *, name: str) -> None:
+        self.name = name
+        self.known: list[Address] = list(seeds)
+        self.owner: list[Address | None] = [None] * SLOTS
+        self.clients: dict[Address, Any] = {}
+        self.lock = asyncio.Lock()
+        self.generation = 0
+        self.refreshed = 0.0
+        self.down: dict[Address, float] = {}
+
+    def failed(self, address: Address) -> None:
+        self.down[address] = asyncio.get_running_loop().time()
+
+    def is_down(self, address: Address) -> bool:
+        at = self.down.get(address)
+        return at is not None and asyncio.get_running_loop().time() - at < self.DOWN_FOR
+
+    def client(self, address: Address) -> Any:
+        """A command client for one node: short timeouts, no retry of its own, waits for a free connection."""
+        if address not in self.clients:
+            import redis.asyncio as redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            pool = redis.BlockingConnectionPool(host=address[0], port=address[1], max_connections=64, timeout=5.0,
+                                                socket_timeout=1.0, socket_connect_timeout=1.0,
+                                                client_name=self.name or None, retry=Retry(NoBackoff(), 0))
+            self.clients[address] = redis.Redis(connection_pool=pool)
+        return self.clients[address]
+
+    def covered(self) -> bool:
+        return all(o is not None for o in self.owner)
+
+    def owner_of(self, channel: str) -> Address | None:
+        from redis.crc import key_slot
+
+        return self.owner[key_slot(channel.encode())]
+
+    def moved(self, slot: int, address: Address) -> None:
+        self.owner[slot] = address
+        if address not in self.known:
+            self.known.append(address)
+
+    async def refresh(self) -> None:
+        """Ask every known node that is not down for `CLUSTER SLOTS` at once and take the first full
+        answer; nothing when the last refresh ended less than MIN_REFRESH s ago."""
+        loop = asyncio.get_running_loop()
+        async with self.lock:
+            if loop.time() - self.refreshed < self.MIN_REFRESH:
+                return
+            errors = []
+
+            async def ask(address: Address) -> list[tuple[int, int, Address]]:
+                return parse_slots(await self.client(address).execute_command("CLUSTER", "SLOTS"))
+
+            asking = [a for a in self.known if not self.is_down(a)] or list(self.known)
+            asks = [asyncio.ensure_future(ask(a)) for a in asking]
+            try:
+                for done in asyncio.as_completed(asks):
+                    try:
+                        ranges = await done
+                    except Exception as exc:  # noqa: BLE001 - wait for another node's answer
+                        errors.append(repr(exc))
+                        continue
+                    if not ranges:
+                        errors.append("no slots assigned yet")
+                        continue
+                    self._take(ranges)
+                    return
+            finally:
+                for pending in asks:
+                    pending.cancel()
+                await asyncio.gather(*asks, return_exceptions=True)
+                self.refreshed = loop.time()
+            raise ConnectionError("no node gave the slot map: " + "; ".join(errors))
+
+    def _take(self, ranges: list[tuple[int, int, Address]]) -> None:
+        owner: list[Address | None] = [None] * SLOTS
+        for first, last, master in ranges:
+            owner[first:last + 1] = [master] * (last - first + 1)
+            if master not in self.known:
+                self.known.append(master)
+        self.owner = owner
+        self.generation += 1
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients.values()), return_exceptions=True)
+
+
 class Shard:
     """One subscriber connection to one master: SSUBSCRIBE there, read it, PING it."""
 
-    def __init__(self, broker: "RedisClusterSharded", node: Any) -> None:
+    def __init__(self, broker: "RedisClusterSharded", node: Address) -> None:
         import redis.asyncio as redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
 
         self.broker, self.node = broker, node
+        self.label = f"{node[0]}:{node[1]}"
         # No retries: redis-py would reconnect this connection by itself and subscribe again on the same
         # node (which, after a failover, no longer owns the slots), racing our reader for the socket. A
         # failure here must reach `lost`, which moves the channels to their new owner.
-        self.client = redis.Redis(host=node.host, port=node.port, socket_timeout=1.0, socket_connect_timeout=1.0,
+        self.client = redis.Redis(host=node[0], port=node[1], socket_timeout=1.0, socket_connect_timeout=0.5,
                                   client_name=broker.name or None, retry=Retry(NoBackoff(), 0))
         self.pubsub = self.client.pubsub()
         self.channels: set[str] = set()
@@ -80,17 +201,22 @@ class Shard:
         self.reader: asyncio.Task[None] | None = None
         self.pinger: asyncio.Task[None] | None = None
         self.dead = False
+        #: one command at a time: redis-py's PubSub opens its connection on the first command, and two
+        #: first commands at once would each open one (the reader reads only the last)
+        self.lock = asyncio.Lock()
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
-        await self.pubsub.ssubscribe(channel)
+        async with self.lock:
+            await self.pubsub.ssubscribe(channel)
         if self.reader is None or self.reader.done():  # listen() ends when nothing is subscribed
             self.reader = asyncio.create_task(self._read())
             self.pinger = asyncio.create_task(self._ping())
 
     async def unsubscribe(self, channel: str) -> None:
         self.channels.discard(channel)
-        await self.pubsub.sunsubscribe(channel)
+        async with self.lock:
+            await self.pubsub.sunsubscribe(channel)
 
     async def _read(self) -> None:
         try:
@@ -117,7 +243,7 @@ class Shard:
         elif kind == "sunsubscribe" and channel in self.channels:
             # Redis unsubscribed us itself: the slot left this node (a migration, or it became a replica)
             self.channels.discard(channel)
-            self.broker.orphaned([channel], f"{self.node.name} dropped {channel}")
+            self.broker.orphaned([channel], f"{self.label} dropped {channel}")
 
     async def _ping(self) -> None:
         loop = asyncio.get_running_loop()
@@ -127,7 +253,8 @@ class Shard:
                 self.heard = loop.time()
                 continue
             try:
-                await self.pubsub.ping()
+                async with self.lock:
+                    await self.pubsub.ping()
             except Exception as exc:  # noqa: BLE001
                 self.broker.lost(self, f"ping: {exc!r}")
                 return
@@ -165,61 +292,49 @@ class RedisClusterSharded(NoBroker):
     #: shorter: a PONG queues behind every message still unread, and a busy replica reads late.
     DEAF_AFTER = 3.0
     RETRY = 0.1
+    #: how long a publish keeps trying (a failover here takes ~2-3 s: node timeout 1 s, then the election)
+    PUBLISH_TIMEOUT = 5.0
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
+        from urllib.parse import urlsplit
+
         super().__init__(redis_url, name=name)
-        self.urls = node_urls(redis_url)
+        seeds = [(urlsplit(u).hostname or "localhost", urlsplit(u).port or 6379) for u in node_urls(redis_url)]
+        self.slots = SlotMap(seeds, name=name)
         self.members: Counter[str] = Counter()
         self.confirmed: dict[str, asyncio.Event] = {}
-        #: master name ("host:port") -> its subscriber connection
-        self.shards: dict[str, Shard] = {}
+        #: master address -> its subscriber connection
+        self.shards: dict[Address, Shard] = {}
         self.orphans: set[str] = set()
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Task[None]] = []
 
     async def start(self, deliver: Deliver) -> None:
         self.deliver = deliver
-        self.cluster = await self._await_cluster()
+        await self._await_cluster()
         self.tasks.append(asyncio.create_task(self._rehome()))
 
-    def _new_cluster(self) -> Any:
-        from urllib.parse import urlsplit
-
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-        from redis.asyncio.retry import Retry
-        from redis.backoff import ExponentialWithJitterBackoff
-
-        nodes = [ClusterNode(urlsplit(u).hostname or "localhost", urlsplit(u).port or 6379) for u in self.urls]
-        # Retries with a short backoff (redis-py's default starts at 1 s): a publish to a master that died
-        # keeps trying, through MOVED and the slot-map refresh, for about as long as a failover takes.
-        # max_connections is per node (redis-py's default, 100, fails a burst of publishes from hundreds of
-        # clients with "Too many connections")
-        return RedisCluster(startup_nodes=nodes, socket_timeout=1.0, socket_connect_timeout=1.0,
-                            client_name=self.name or None, max_connections=1000,
-                            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 10))
-
-    async def _await_cluster(self, timeout: float = 30.0) -> Any:
-        """The lab forms the cluster after its nodes start: retry until one covers every slot."""
+    async def _await_cluster(self, timeout: float = 30.0) -> None:
+        """The lab forms the cluster after its nodes start: retry until the slot map covers every slot."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
-            cluster = self._new_cluster()
             try:
-                await cluster.initialize()
-                await cluster.ping()
-                return cluster
-            except Exception:  # noqa: BLE001 - not formed yet (slots not covered, CLUSTERDOWN, no node yet)
-                await cluster.aclose()
-                if loop.time() > deadline:
-                    raise
-                await asyncio.sleep(0.1)
+                await self.slots.refresh()
+                if self.slots.covered():
+                    return
+            except ConnectionError:
+                pass
+            if loop.time() > deadline:
+                raise ConnectionError(f"the cluster did not cover every slot within {timeout:g}s")
+            await asyncio.sleep(0.1)
 
     async def stop(self) -> None:
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await asyncio.gather(*(s.close() for s in list(self.shards.values())), return_exceptions=True)
-        await self.cluster.aclose()
+        await self.slots.close()
 
     def channel(self, room: str) -> str:
         return f"chat:{room}"
@@ -251,13 +366,19 @@ class RedisClusterSharded(NoBroker):
 
     async def _home(self, channel: str) -> None:
         """SSUBSCRIBE `channel` on the master the slot map names; an orphan on failure."""
+        node = self.slots.owner_of(channel)
+        if node is None or self.slots.is_down(node):
+            self.orphaned([channel], f"{node} owns {channel} and is down or unknown")
+            return
+        shard = self.shards.get(node)
+        if shard is None or shard.dead:
+            shard = self.shards[node] = Shard(self, node)
         try:
-            node = self.cluster.get_node_from_key(channel)
-            shard = self.shards.get(node.name)
-            if shard is None or shard.dead:
-                shard = self.shards[node.name] = Shard(self, node)
             await shard.subscribe(channel)
         except Exception as exc:  # noqa: BLE001 - the re-homing task refreshes the map and tries again
+            log.info("subscribe %s on %s failed: %r", channel, shard.label, exc)
+            self.slots.failed(node)
+            self.lost(shard, f"subscribe {channel}: {exc!r}")  # a fresh connection next time
             self.orphaned([channel], f"subscribe {channel}: {exc!r}")
 
     # -- what shards report --------------------------------------------------------------------------
@@ -276,10 +397,11 @@ class RedisClusterSharded(NoBroker):
         if shard.dead:
             return
         shard.dead = True
-        if self.shards.get(shard.node.name) is shard:
-            del self.shards[shard.node.name]
+        if self.shards.get(shard.node) is shard:
+            del self.shards[shard.node]
         self.stats["shards_lost"] += 1
-        log.warning("lost %s (%s): re-homing %d channel(s)", shard.node.name, why, len(shard.channels))
+        self.slots.failed(shard.node)
+        log.warning("lost %s (%s): re-homing %d channel(s)", shard.label, why, len(shard.channels))
         asyncio.get_running_loop().create_task(shard.close())
         self.orphaned(list(shard.channels), why)
 
@@ -300,13 +422,14 @@ class RedisClusterSharded(NoBroker):
             self.wake.clear()
             while self.orphans:
                 try:
-                    await self.cluster.nodes_manager.initialize()
-                except Exception as exc:  # noqa: BLE001 - no node answered this time
-                    log.warning("slot map refresh failed: %r", exc)
+                    await self.slots.refresh()
+                except ConnectionError as exc:
+                    log.warning("slot map refresh failed: %s", exc)
                 tried = sorted(self.orphans)
                 self.orphans.clear()
-                for channel in tried:
-                    await self._home(channel)
+                owners = Counter(str(self.slots.owner_of(c)) for c in tried)
+                log.info("re-homing %d channel(s) (map %d): %s", len(tried), self.slots.generation, dict(owners))
+                await asyncio.gather(*(self._home(c) for c in tried))
                 # wait for the confirmations of the subscribes that went out (a failed one is an orphan again)
                 sent = [c for c in tried if c not in self.orphans and c in self.confirmed]
                 try:
@@ -321,24 +444,52 @@ class RedisClusterSharded(NoBroker):
     # -- publishing ----------------------------------------------------------------------------------
 
     async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(frame)
-        try:
-            await self.cluster.spublish(self.channel(room), payload)
-        except Exception as exc:  # noqa: BLE001 - redis-py has retried already (MOVED, failover, timeouts)
+        """SPUBLISH on the slot's owner; on MOVED go where it says, on any other failure refresh the map;
+        give up after PUBLISH_TIMEOUT s. A timed-out attempt may have been published: a retry can then
+        deliver it twice."""
+        from redis.crc import key_slot
+        from redis.exceptions import ClusterDownError, MovedError, TryAgainError
+
+        channel, payload = self.channel(room), json.dumps(frame)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.PUBLISH_TIMEOUT
+        failure: BaseException | None = None
+        while True:
+            node = self.slots.owner_of(channel)
+            if node is not None and not self.slots.is_down(node):
+                try:
+                    await self.slots.client(node).spublish(channel, payload)
+                    break
+                except MovedError as exc:
+                    self.slots.moved(key_slot(channel.encode()), (exc.host, int(exc.port)))
+                    continue
+                except (ClusterDownError, TryAgainError) as exc:
+                    failure = exc
+                except _redis_errors() + (OSError,) as exc:
+                    failure = exc
+                    self.slots.failed(node)
             self.mark("publisher", False)
-            self.stats["publish_failed"] += 1
-            log.warning("spublish of %s failed, giving up: %r", frame["id"], exc)
-            raise PublishFailed(str(exc)) from None
+            if loop.time() > deadline:
+                self.stats["publish_failed"] += 1
+                log.warning("spublish of %s failed for %.1fs, giving up: %r", frame["id"], self.PUBLISH_TIMEOUT,
+                            failure or f"owner {node} down")
+                raise PublishFailed(str(failure or "owner down")) from None
+            try:
+                await self.slots.refresh()
+            except ConnectionError:
+                pass
+            await asyncio.sleep(self.RETRY)
         self.stats["published"] += 1
         self.mark("publisher", True)
         return {}
 
     async def healthy(self) -> bool:
-        """Some master answers (redis-py's PING goes to every node: one down would fail it)."""
-        for node in self.cluster.get_primaries():
+        """Some master answers a PING within 0.5 s (asked all at once)."""
+        async def ping(address: Address) -> bool:
             try:
-                await asyncio.wait_for(self.cluster.execute_command("PING", target_nodes=node), 1.0)
-                return True
-            except Exception:  # noqa: BLE001 - try the next master
-                continue
-        return False
+                return bool(await asyncio.wait_for(self.slots.client(address).ping(), 0.5))
+            except Exception:  # noqa: BLE001
+                return False
+
+        masters = {o for o in self.slots.owner if o is not None}
+        return any(await asyncio.gather(*(ping(a) for a in masters)))

@@ -188,6 +188,8 @@ class NodeReading:
     cpu_s: float | None
     stats: dict[str, int]
     role: str
+    #: when its container last started: a different value in the second reading means it was restarted
+    started: str = ""
 
 
 def read_node(stack: Stack, name: str) -> NodeReading:
@@ -202,7 +204,7 @@ def read_node(stack: Stack, name: str) -> NodeReading:
              if k.startswith("cluster_stats_messages_") and v.isdigit()}
     role = parse_info(cli(container, "INFO", "replication")).get("role", "?")
     return NodeReading(counters.get(macs[BUS], (0, 0)), counters.get(macs["back"], (0, 0)),
-                       container_cpu(container.id), stats, role)
+                       container_cpu(container.id), stats, role, str(container.attrs["State"]["StartedAt"]))
 
 
 @dataclass
@@ -245,13 +247,14 @@ class Meter:
             if name not in self.before or name not in after:
                 continue
             a, b = self.before[name], after[name]
-            if b.bus < a.bus or b.back < a.back:  # restarted (a killed master): its counters began again
+            restarted = a.started != b.started
+            if restarted:  # a killed master started again: its counters began again, its CPU is unknown
                 a = NodeReading((0, 0), (0, 0), None, {}, a.role)
             cpu = None if a.cpu_s is None or b.cpu_s is None else round(b.cpu_s - a.cpu_s, 3)
             nodes[name] = {
                 "role": b.role, "bus_rx": b.bus[0] - a.bus[0], "bus_tx": b.bus[1] - a.bus[1],
                 "back_rx": b.back[0] - a.back[0], "back_tx": b.back[1] - a.back[1], "cpu_s": cpu,
-                "restarted": not a.stats and bool(b.stats),
+                "restarted": restarted,
                 "bus_messages_sent": {k.removesuffix("_sent"): v - a.stats.get(k, 0) for k, v in b.stats.items()
                                       if k.endswith("_sent") and v - a.stats.get(k, 0)},
             }
