@@ -8,7 +8,7 @@ import pytest
 from labs.accounting.checker import account
 from labs.accounting.cluster import cluster_measures, resubscribe_times
 from labs.accounting.history import BrokerEvent, ClientRecord, History, Received, Sent, Session
-from labs.app.cluster import node_urls, replica_number
+from labs.app.cluster import node_urls, parse_slots, replica_number
 from labs.errors import ScenarioError
 from labs.infra import cluster
 from labs.scenario import Broker, FaultKind, Metric, Workload, parse
@@ -170,6 +170,13 @@ def test_a_replica_uses_its_own_master_for_classic_pubsub():
         urls[0], urls[1], urls[2], urls[0]]
     with pytest.raises(ValueError):
         node_urls(" , ")
+
+
+def test_cluster_slots_give_each_range_its_masters_announced_name():
+    reply = [[0, 5460, [b"redis-4", 6379, b"id4", []], [b"redis-1", 6379, b"id1", []]],
+             [5461, 10922, [b"redis-2", 6379, b"id2", []]]]
+    assert parse_slots(reply) == [(0, 5460, ("redis-4", 6379)), (5461, 10922, ("redis-2", 6379))]
+    assert parse_slots([]) == []
 
 
 # -- what a cluster run measured --------------------------------------------------------------------------
