@@ -99,6 +99,8 @@ class RedisBroker(NoBroker):
     #: with a number: at most that many command connections, and a command waits (up to 5 s) for a free one
     #: instead of failing with "Too many connections" (redis-py's pool stops at 100)
     blocking_pool: int | None = None
+    #: socket and connect timeout of every connection, seconds
+    timeout = 1.0
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         super().__init__(redis_url, name=name)
@@ -111,7 +113,7 @@ class RedisBroker(NoBroker):
         self.deliver = deliver
         # Every connection (the subscriber's too) names this replica in CLIENT LIST: the harness finds a deaf
         # replica by the subscribers it does not see there.
-        options: dict[str, Any] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0,
+        options: dict[str, Any] = {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
                                    "client_name": self.name or None}
         if self.blocking_pool is None:
             self.redis = redis.Redis.from_url(self.url, **options)

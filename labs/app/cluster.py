@@ -74,6 +74,10 @@ class RedisClusterPubSub(RedisPubSub):
     counts_every_subscriber = False
     #: hundreds of clients per replica publish at once in the many-rooms scenarios
     blocking_pool = 64
+    #: a cluster's nodes share the host's cores with the replicas: under load a beat or a connect queues
+    #: longer than behind one Redis, and a false "deaf" rebuild loses messages
+    timeout = 2.0
+    DEAF_AFTER = 3.0
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         urls = node_urls(redis_url)
@@ -116,7 +120,7 @@ class SlotMap:
             from redis.backoff import NoBackoff
 
             pool = redis.BlockingConnectionPool(host=address[0], port=address[1], max_connections=64, timeout=5.0,
-                                                socket_timeout=1.0, socket_connect_timeout=1.0,
+                                                socket_timeout=2.0, socket_connect_timeout=1.0,
                                                 client_name=self.name or None, retry=Retry(NoBackoff(), 0))
             self.clients[address] = redis.Redis(connection_pool=pool)
         return self.clients[address]
@@ -449,6 +453,7 @@ class RedisClusterSharded(NoBroker):
         deliver it twice."""
         from redis.crc import key_slot
         from redis.exceptions import ClusterDownError, MovedError, TryAgainError
+        from redis.exceptions import TimeoutError as RedisTimeout
 
         channel, payload = self.channel(room), json.dumps(frame)
         loop = asyncio.get_running_loop()
@@ -466,8 +471,11 @@ class RedisClusterSharded(NoBroker):
                 except (ClusterDownError, TryAgainError) as exc:
                     failure = exc
                 except _redis_errors() + (OSError,) as exc:
+                    # a timeout is no proof the node is gone (a busy host answers late): only a refused or
+                    # broken connection marks it down; a killed node's subscribers mark it down at once
                     failure = exc
-                    self.slots.failed(node)
+                    if not isinstance(exc, (TimeoutError, RedisTimeout)):
+                        self.slots.failed(node)
             self.mark("publisher", False)
             if loop.time() > deadline:
                 self.stats["publish_failed"] += 1
