@@ -120,7 +120,7 @@ class SlotMap:
             from redis.backoff import NoBackoff
 
             pool = redis.BlockingConnectionPool(host=address[0], port=address[1], max_connections=64, timeout=5.0,
-                                                socket_timeout=2.0, socket_connect_timeout=1.0,
+                                                socket_timeout=2.0, socket_connect_timeout=2.0,
                                                 client_name=self.name or None, retry=Retry(NoBackoff(), 0))
             self.clients[address] = redis.Redis(connection_pool=pool)
         return self.clients[address]
@@ -197,7 +197,7 @@ class Shard:
         # No retries: redis-py would reconnect this connection by itself and subscribe again on the same
         # node (which, after a failover, no longer owns the slots), racing our reader for the socket. A
         # failure here must reach `lost`, which moves the channels to their new owner.
-        self.client = redis.Redis(host=node[0], port=node[1], socket_timeout=1.0, socket_connect_timeout=0.5,
+        self.client = redis.Redis(host=node[0], port=node[1], socket_timeout=2.0, socket_connect_timeout=2.0,
                                   client_name=broker.name or None, retry=Retry(NoBackoff(), 0))
         self.pubsub = self.client.pubsub()
         self.channels: set[str] = set()
@@ -296,8 +296,9 @@ class RedisClusterSharded(NoBroker):
     #: shorter: a PONG queues behind every message still unread, and a busy replica reads late.
     DEAF_AFTER = 3.0
     RETRY = 0.1
-    #: how long a publish keeps trying (a failover here takes ~2-3 s: node timeout 1 s, then the election)
-    PUBLISH_TIMEOUT = 5.0
+    #: how long a publish keeps trying (a failover here takes ~2-3 s: node timeout 1 s, then the election;
+    #: on a busy host a burst of new connections can take seconds too)
+    PUBLISH_TIMEOUT = 8.0
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         from urllib.parse import urlsplit
