@@ -53,9 +53,10 @@ def cluster_columns(outcome: Outcome) -> dict[str, str]:
     }
 
 
-def bytes_note(outcomes: list[Outcome]) -> str:
-    """`sharded bus bytes/msg 120 = 0.03x classic PUBLISH's 4,300 (...)` for the first pair of fault-free
-    cluster runs with the same rooms and clients, one of each broker ("" when there is none)."""
+def bytes_notes(outcomes: list[Outcome]) -> list[str]:
+    """`sharded bus bytes/msg 120 = 0.03x classic PUBLISH's 4,300 (...)` for each pair of fault-free
+    cluster runs with the same rooms and clients, one of each broker."""
+    lines = []
     calm = [o for o in outcomes if not o.scenario.faults and bus_bytes(o.history) is not None and o.accounting.sent]
     for classic in (o for o in calm if o.scenario.topology.broker is Broker.REDIS_CLUSTER_PUBSUB):
         for sharded in (o for o in calm if o.scenario.topology.broker is Broker.REDIS_CLUSTER_SHARDED):
@@ -65,7 +66,8 @@ def bytes_note(outcomes: list[Outcome]) -> str:
             c = (bus_bytes(classic.history) or 0) / classic.accounting.sent
             sh = (bus_bytes(sharded.history) or 0) / sharded.accounting.sent
             ratio = f"{sh / c:.2f}x" if c else "n/a"
-            return (f"{sharded.scenario.name} bus bytes/msg {sh:,.0f} = {ratio} {classic.scenario.name}'s {c:,.0f} "
-                    f"({rooms(classic.scenario.workload.rooms)}; bus bytes include the nodes' gossip; host load "
-                    f"average {os.getloadavg()[0]:.1f})")
-    return ""
+            lines.append(f"{sharded.scenario.name} bus bytes/msg {sh:,.0f} = {ratio} {classic.scenario.name}'s "
+                         f"{c:,.0f} ({rooms(classic.scenario.workload.rooms)}; bus bytes include the nodes' gossip; "
+                         f"host load average {os.getloadavg()[0]:.1f})")
+            break
+    return lines

@@ -22,7 +22,7 @@ from ..accounting.history import History
 from ..scenario import AppKind, Broker, Scenario
 from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink
 from .cells import latency, pct
-from .cluster_cells import bytes_note, cluster_columns
+from .cluster_cells import bytes_notes, cluster_columns
 
 
 class WebSocketLink(Link):
@@ -148,8 +148,8 @@ class WebSocketProtocol(ProtocolAdapter):
         """Where runs with and without a broker share an offered rate, how their p50s compare: below
         saturation a broker adds two hops, not a queue. Past 2x the note says what a hop costs here and how
         busy the host was, so the ratio can be read."""
-        return [line for line in (broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1),
-                                  bytes_note(outcomes)) if line]
+        cost = broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1)
+        return ([cost] if cost else []) + bytes_notes(outcomes)
 
 
 def offered(s: Scenario) -> float:
