@@ -196,3 +196,22 @@ def test_resubscribe_time_runs_from_each_break_to_its_recovery_and_never_is_infi
     healed = events + [BrokerEvent("app-2", 3.0, "subscriber", True)]
     assert cluster_measures(History(broker_events=healed))[Metric.RESUBSCRIBE_MAX_S] == 3.0
     assert cluster_measures(History())[Metric.RESUBSCRIBE_MAX_S] == 0.0
+
+
+def test_the_line_under_the_table_compares_the_bus_bytes_of_each_pair():
+    from labs import scenario
+    from labs.accounting.checker import Accounting
+    from labs.protocols.base import Outcome
+    from labs.protocols.cluster_cells import bytes_notes, cluster_columns
+
+    def outcome(name: str, bus_tx: int) -> Outcome:
+        node = {"role": "master", "bus_tx": bus_tx, "bus_rx": bus_tx, "back_tx": 10, "back_rx": 10, "cpu_s": 0.5}
+        h = History(probes={"cluster": {"window_s": 10.0, "nodes": {"redis-1": node}}})
+        return Outcome(scenario.load(name), h, Accounting(sent=100))
+
+    classic, sharded = outcome("cluster-rooms-pubsub", 600_000), outcome("cluster-rooms-sharded", 30_000)
+    [line] = bytes_notes([classic, sharded])
+    assert line.startswith("cluster-rooms-sharded bus bytes/msg 300 = 0.05x cluster-rooms-pubsub's 6,000 (200 rooms")
+    assert bytes_notes([classic]) == []
+    cells = cluster_columns(sharded)
+    assert cells["bus bytes/msg"] == "300" and cells["node CPU s, bytes"] == "redis-1 0.50s 0.1MB"
