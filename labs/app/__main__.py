@@ -5,7 +5,8 @@ from typing import Callable
 
 from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
-from .cluster import RedisClusterPubSub, RedisClusterSharded
+from .cluster import RedisClusterPubSub
+from .sharded import RedisClusterSharded
 from .server import serve
 from .streams import RedisStreams
 
