@@ -451,11 +451,20 @@ def _remove_quietly(container: Container) -> None:
             raise
 
 
-def _remove_network(network: Any) -> None:
-    try:
-        network.remove()
-    except docker.errors.NotFound:
-        pass
+def _remove_network(network: Any, timeout: float = 10.0) -> None:
+    """Remove a network; while a container removal that was already under way still holds an endpoint on it
+    (a busy engine answers "has active endpoints"), try again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
