@@ -216,3 +216,17 @@ def test_the_line_under_the_table_compares_the_bus_bytes_of_each_pair():
     assert bytes_notes([classic]) == []
     cells = cluster_columns(sharded)
     assert cells["bus bytes/msg"] == "300" and cells["node CPU s, bytes"] == "redis-1 0.50s 0.1MB"
+
+
+def test_a_restarted_node_is_measured_from_its_restart_and_its_cpu_is_unknown():
+    before = {"redis-1": cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0"),
+              "redis-2": cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0")}
+    after = {"redis-1": cluster.NodeReading((40, 60), (1, 2), 0.5, {"ping_sent": 1}, "slave", "t1"),
+             "redis-2": cluster.NodeReading((150, 300), (30, 50), 5.5, {"ping_sent": 5}, "master", "t0")}
+    meter = cluster.Meter(stack=None, names=["redis-1", "redis-2"], before=before)  # type: ignore[arg-type]
+    meter._read_all = lambda: after  # type: ignore[method-assign]
+    nodes = meter.end()["nodes"]
+    assert nodes["redis-1"] == {"role": "slave", "bus_rx": 40, "bus_tx": 60, "back_rx": 1, "back_tx": 2,
+                                "cpu_s": None, "restarted": True, "bus_messages_sent": {"ping": 1}}
+    assert (nodes["redis-2"]["bus_tx"], nodes["redis-2"]["cpu_s"], nodes["redis-2"]["restarted"]) == (100, 0.5, False)
+    assert nodes["redis-2"]["bus_messages_sent"] == {"ping": 2}
