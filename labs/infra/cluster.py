@@ -79,17 +79,13 @@ def parse_info(text: str) -> dict[str, str]:
     return out
 
 
-def parse_nodes(text: str) -> dict[str, dict[str, str]]:
-    """`CLUSTER NODES` as {hostname: {"id", "flags", "master"}} (nodes without a hostname by address)."""
-    out: dict[str, dict[str, str]] = {}
+def myself_flags(text: str) -> list[str]:
+    """The flags of the node that answered `CLUSTER NODES` (its "myself" line): e.g. ["myself", "master"]."""
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) < 8:
-            continue
-        address = parts[1]
-        name = address.split(",", 1)[1] if "," in address else address
-        out[name] = {"id": parts[0], "flags": parts[2], "master": parts[3]}
-    return out
+        if len(parts) > 2 and "myself" in parts[2].split(","):
+            return parts[2].split(",")
+    return []
 
 
 def parse_counters(text: str) -> dict[str, tuple[int, int]]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Coroutine
 from ..accounting.history import FaultEvent
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
+from .cluster import myself_flags
 from .operations import Operations
 from .stack import Stack
 
@@ -101,9 +102,7 @@ class KillClusterMaster(Action):
     promoted node (its nodes.conf survives in the container)."""
 
     def apply(self) -> None:
-        nodes = self.ops.cluster_cli(self.target, "CLUSTER", "NODES")
-        myself = next((line.split() for line in nodes.splitlines() if "myself" in line), [])
-        flags = myself[2].split(",") if len(myself) > 2 else []
+        flags = myself_flags(self.ops.cluster_cli(self.target, "CLUSTER", "NODES"))
         if "master" not in flags:
             raise StackError(f"{self.target} is not a master now ({','.join(flags) or 'unknown'}), so killing it "
                              f"tests no failover")
@@ -118,11 +117,10 @@ class KillClusterMaster(Action):
         deadline = time.monotonic() + self.REJOIN_TIMEOUT
         while time.monotonic() < deadline:
             try:
-                nodes = self.ops.cluster_cli(self.target, "CLUSTER", "NODES")
+                flags = myself_flags(self.ops.cluster_cli(self.target, "CLUSTER", "NODES"))
             except StackError:  # not answering yet
-                nodes = ""
-            myself = next((line.split() for line in nodes.splitlines() if "myself" in line), [])
-            if len(myself) > 2 and "slave" in myself[2].split(","):
+                flags = []
+            if "slave" in flags:
                 return
             time.sleep(0.05)
         raise StackError(f"{self.target} did not rejoin as a replica within {self.REJOIN_TIMEOUT:g}s")

@@ -156,10 +156,10 @@ def test_every_node_is_a_cluster_node_on_the_bus_announcing_its_name():
 def test_cluster_info_nodes_and_interface_counters_are_parsed():
     info = cluster.parse_info("# Cluster\r\ncluster_state:ok\r\ncluster_known_nodes:6\r\n")
     assert info == {"cluster_state": "ok", "cluster_known_nodes": "6"}
-    nodes = cluster.parse_nodes(
-        "e7d1 192.168.0.2:6379@16379,redis-1 myself,master - 0 0 1 connected 0-5460\n"
-        "a1b2 192.168.0.5:6379@16379,redis-4 slave e7d1 0 1700000000000 1 connected\n")
-    assert nodes["redis-1"]["flags"] == "myself,master" and nodes["redis-4"]["master"] == "e7d1"
+    nodes = ("a1b2 192.168.0.5:6379@16379,redis-4 slave e7d1 0 1700000000000 1 connected\n"
+             "e7d1 192.168.0.2:6379@16379,redis-1 myself,master - 0 0 1 connected 0-5460\n")
+    assert cluster.myself_flags(nodes) == ["myself", "master"]
+    assert cluster.myself_flags(nodes.replace("myself,master", "master")) == []
     counters = cluster.parse_counters("02:42:C0:A8:00:02 1000 2000\n00:00:00:00:00:00 5 5\nbad line\n")
     assert counters == {"02:42:c0:a8:00:02": (1000, 2000), "00:00:00:00:00:00": (5, 5)}
 
