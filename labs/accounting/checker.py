@@ -1,11 +1,11 @@
 """Room-delivery accounting over a History, for every protocol. Pure.
 
 "Expected" has one meaning: a message is expected at every other client that was a member of the room
-when it was sent (clients spread over several rooms: the sender's room). A client is a member from the moment it first got into the room until the end of the
-run, across reconnects, and also after a drop it never came back from: what it missed stays lost. A
-message a client was due to send and never generated is counted too (`unsent`): it is expected at every
-other member and reaches none. Acknowledgement does not decide expectation: an unacknowledged message is
-expected like any other, and counted apart (`unacked`).
+(the sender's room, when clients are spread over several) when it was sent. A client is a member from the
+moment it first got into the room until the end of the run, across reconnects, and also after a drop it
+never came back from: what it missed stays lost. A message a client was due to send and never generated
+is counted too (`unsent`): it is expected at every other member and reaches none. Acknowledgement does not
+decide expectation: an unacknowledged message is expected like any other, and counted apart (`unacked`).
 
 Each (message, recipient) pair is delivered (once or more: the extra copies are duplicates) or lost, and
 same-server or cross-server by the replicas the sender and the recipient were on at send time. A loss is
