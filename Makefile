@@ -26,8 +26,12 @@ BROKERS := pubsub streams nats nats-jetstream \
            fault-pubsub-restart-redis fault-streams-restart-redis fault-nats-restart-broker fault-jetstream-restart-broker \
            fault-pubsub-slow-consumer fault-nats-slow-consumer fault-jetstream-slow-consumer
 
+# Redis Cluster: classic PUBLISH vs sharded Pub/Sub in one room, then in 200 rooms (bus bytes per message,
+# load per node), then a master killed under sharded Pub/Sub
+CLUSTER := cluster-pubsub cluster-sharded cluster-rooms-pubsub cluster-rooms-sharded cluster-sharded-kill-master
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -56,6 +60,9 @@ scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; r
 
 scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscribe, Socket.IO adapter off/on, Redis restart and replica kill beside python-socketio — one run
 	$(LAB) run $(SEED_NODE)
+
+scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 and 200 rooms (bus bytes/msg, load per node), a master killed — one table
+	$(LAB) run $(CLUSTER)
 
 demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
 	$(LAB) up $*

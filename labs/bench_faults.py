@@ -25,8 +25,10 @@ FAULT_TEXT = {
     "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
     "partition-replica": "cut {t} off {b}", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
     "slow-consumer": "slow consumer {t}", "pause-broker": "pause {b}", "restart-broker": "restart {b}",
+    "kill-cluster-master": "kill master {t} (SIGKILL), restart",
 }
-BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS", "nats-jetstream": "JetStream"}
+BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS", "nats-jetstream": "JetStream",
+           "redis-cluster-pubsub": "Cluster PUBLISH", "redis-cluster-sharded": "Cluster sharded"}
 #: the broker's server, by its container, as the fault column names it
 SERVERS = {"redis": "Redis", "nats": "nats-server"}
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")

@@ -88,6 +88,12 @@ class Metric(enum.Enum):
     RECONNECTED_RATIO = "reconnected_ratio"
     RECONNECT_MAX_S = "reconnect_max_s"
     LOST_UNDISTURBED = "lost_undisturbed"
+    # measured on a Redis Cluster (redis-cluster-* brokers)
+    #: bytes the cluster nodes moved over their cluster bus (the bus network) per message sent
+    BUS_BYTES_PER_MESSAGE = "bus_bytes_per_message"
+    #: longest time a replica's subscriber went without a shard it needed (a killed master: until it was
+    #: subscribed again on the promoted node)
+    RESUBSCRIBE_MAX_S = "resubscribe_max_s"
 
     @property
     def domain(self) -> Domain:
@@ -101,7 +107,12 @@ _DOMAINS = {
     Metric.MAX_GAP_S: SECONDS,
     Metric.RECONNECT_MAX_S: SECONDS_OR_NEVER,
     Metric.PLACEMENT_MAX_MIN: MAX_OVER_MIN,
+    Metric.BUS_BYTES_PER_MESSAGE: Domain(0.0, text="bytes per message (>= 0, finite)"),
+    Metric.RESUBSCRIBE_MAX_S: SECONDS_OR_NEVER,
 }
+
+#: measured only on a Redis Cluster (a redis-cluster-* broker)
+CLUSTER_ONLY = frozenset({Metric.BUS_BYTES_PER_MESSAGE, Metric.RESUBSCRIBE_MAX_S})
 
 #: measured from Engine.IO's HTTP exchanges: only a Socket.IO run has them
 SOCKETIO_ONLY = frozenset({Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO, Metric.HTTP_ERRORS})
@@ -110,11 +121,12 @@ SOCKETIO_ONLY = frozenset({Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO
 WEBSOCKET_ONLY = frozenset({Metric.TRIMMED, Metric.UNTRIMMED_LOST, Metric.DEAF_REPLICAS,
                             Metric.PUBLISHED_TO_NOBODY})
 #: everything a Socket.IO run can be judged on (the room accounting is the same for every protocol)
-SOCKETIO_METRICS = frozenset(Metric) - WEBSOCKET_ONLY
+SOCKETIO_METRICS = frozenset(Metric) - WEBSOCKET_ONLY - CLUSTER_ONLY
 #: everything a run of the seed article's Node `ws` server can be judged on: the room accounting, and the
 #: publishes that reached no subscriber (PUBLISH's reply, which it counts); it has no streams and does not
 #: check its own subscription
-SEED_NODE_WS_METRICS = frozenset(Metric) - SOCKETIO_ONLY - (WEBSOCKET_ONLY - {Metric.PUBLISHED_TO_NOBODY})
+SEED_NODE_WS_METRICS = (frozenset(Metric) - SOCKETIO_ONLY - CLUSTER_ONLY
+                        - (WEBSOCKET_ONLY - {Metric.PUBLISHED_TO_NOBODY}))
 
 
 @dataclass(frozen=True)

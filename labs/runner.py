@@ -17,10 +17,11 @@ import docker
 
 from . import signals, workload
 from .accounting.checker import Accounting, account
+from .accounting.cluster import cluster_measures
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
 from .errors import ImageError
-from .infra import inspect
+from .infra import cluster, inspect
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
@@ -111,6 +112,16 @@ def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[s
     return options
 
 
+def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
+    """A Redis Cluster broker's nodes, the masters' URLs for the replicas, and the formation step."""
+    top = scenario.topology
+    if not top.broker.cluster:
+        return {}
+    return {"backends": cluster.cluster_backends(images.redis.tag, top.cluster_masters, top.cluster_replicas),
+            "broker_url": cluster.broker_url(top.cluster_masters),
+            "form": cluster.Former(top.cluster_masters, top.cluster_replicas)}
+
+
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
     channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), publishes
@@ -130,6 +141,8 @@ def check(p: Plan, history: History) -> tuple[Accounting, dict[Metric, float | N
     try:
         acc = account(history)
         values = {**measures(acc), **p.protocol.measures(history, acc)}
+        if p.scenario.topology.broker.cluster:
+            values.update(cluster_measures(history))
         return acc, values, judge(values, expect)
     except Exception as exc:  # noqa: BLE001 - never "pass" on a crash
         return Accounting(), {}, unknown(f"checker failed: {exc!r}", expect)
@@ -145,7 +158,7 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
                      nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
-                     **broker_options(s, images))
+                     **broker_options(s, images), **cluster_options(s, images))
     return spec, sticky_note
 
 
@@ -173,6 +186,10 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
     with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
+        meter = None
+        if s.topology.broker.cluster:
+            meter = cluster.Meter(stack, cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
+            meter.begin()
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
                                      during=fault_schedule(stack, s.faults), progress=progress,
@@ -183,6 +200,8 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
         signals.check()
         replicas = {name: inspect.health(stack, name) for name in stack.replica_names()}
         history.probes = probes(stack, s, replicas)
+        if meter is not None:
+            history.probes["cluster"] = meter.end()
         history.broker_events = sorted((BrokerEvent(name, t, part, ok) for name, r in replicas.items()
                                         for t, part, ok in r.get("events", [])), key=lambda e: e.at)
         states = inspect.states(stack)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ScenarioError
-from .expect import SEED_NODE_WS_METRICS, SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
+from .expect import CLUSTER_ONLY, SEED_NODE_WS_METRICS, SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
 from .settings import SCENARIOS_DIR
 from .toml_input import parse_toml, read, shown
 
@@ -36,6 +36,11 @@ MAX_DELIVERIES = 2_000_000
 #: messages x send_interval
 MAX_SEND_DURATION_S = 300.0
 MAX_FAULTS = 16
+MAX_ROOMS = 1000
+#: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
+MIN_MASTERS, MAX_MASTERS = 3, 6
+
+
 class Broker(enum.Enum):
     NONE = "none"
     REDIS_PUBSUB = "redis-pubsub"
@@ -46,6 +51,10 @@ class Broker(enum.Enum):
     NATS = "nats"
     #: NATS JetStream, one file stream over the room subjects (durable, resumable)
     NATS_JETSTREAM = "nats-jetstream"
+    #: a Redis Cluster with classic PUBLISH/SUBSCRIBE: every node forwards every message over the cluster bus
+    REDIS_CLUSTER_PUBSUB = "redis-cluster-pubsub"
+    #: a Redis Cluster with SPUBLISH/SSUBSCRIBE: a room's traffic stays on its slot's shard
+    REDIS_CLUSTER_SHARDED = "redis-cluster-sharded"
 
     @property
     def needs_redis(self) -> bool:
@@ -53,10 +62,15 @@ class Broker(enum.Enum):
 
     @property
     def container(self) -> str | None:
-        """The broker's container, which broker faults target (None: no broker container)."""
-        if self is Broker.NONE:
+        """The broker's container, which broker faults target (None: none, or a cluster's many nodes)."""
+        if self is Broker.NONE or self.cluster:
             return None
         return "nats" if self in {Broker.NATS, Broker.NATS_JETSTREAM} else "redis"
+
+    @property
+    def cluster(self) -> bool:
+        """Its Redis is a cluster of nodes redis-1..N, not one `redis`."""
+        return self in {Broker.REDIS_CLUSTER_PUBSUB, Broker.REDIS_CLUSTER_SHARDED}
 
 
 class Balance(enum.Enum):
@@ -108,10 +122,16 @@ class FaultKind(enum.Enum):
     #: restart-redis and pause-redis for any broker: they hit the broker's container (redis or nats)
     RESTART_BROKER = "restart-broker"
     PAUSE_BROKER = "pause-broker"
+    #: SIGKILL a Redis Cluster master (redis-1..N); with replicas, one of its replicas is promoted
+    KILL_CLUSTER_MASTER = "kill-cluster-master"
 
     @property
     def targets_replica(self) -> bool:
         return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
+
+    @property
+    def targets_cluster_node(self) -> bool:
+        return self is FaultKind.KILL_CLUSTER_MASTER
 
     def unfit(self, broker: Broker) -> str | None:
         """Why this fault cannot hit a stack with `broker`, e.g. "restart-redis needs a Redis broker (use
@@ -120,6 +140,11 @@ class FaultKind(enum.Enum):
             return f"slow-consumer needs broker {' or '.join(b.value for b in SLOW_CONSUMER_BROKERS)}"
         if self.targets_replica:
             return None
+        if self.targets_cluster_node:
+            return None if broker.cluster else f"{self.value} needs a redis-cluster-* broker"
+        if broker.cluster:
+            return (f"{self.value} needs one broker container; a cluster's node is killed with "
+                    f"kind = \"{FaultKind.KILL_CLUSTER_MASTER.value}\"")
         if self in REDIS_ONLY and broker.container != "redis":
             instead = REDIS_ONLY[self]
             return (f"{self.value} needs a Redis broker"
@@ -148,6 +173,13 @@ class Topology:
     #: approximate MAXLEN of each room's stream (redis-streams)
     maxlen: int = 100_000
     cookie_name: str = "wslab_srv"
+    #: Redis Cluster brokers: masters (redis-1..N) and replicas per master (redis-N+1..)
+    cluster_masters: int = 3
+    cluster_replicas: int = 0
+
+    @property
+    def cluster_nodes(self) -> int:
+        return self.cluster_masters * (1 + self.cluster_replicas) if self.broker.cluster else 0
 
 
 @dataclass(frozen=True)
@@ -155,6 +187,8 @@ class Workload:
     clients: int = 12
     messages: int = 20
     room: str = "lobby"
+    #: clients spread over this many rooms (client i joins room i mod rooms, named `<room>-<n>`); 1: `room`
+    rooms: int = 1
     send_interval: float = 0.005
     connect_timeout: float = 10.0
     drain_quiet: float = 1.0
@@ -172,6 +206,14 @@ class Workload:
     @property
     def send_duration(self) -> float:
         return self.messages * self.send_interval
+
+    def room_for(self, index: int) -> str:
+        """The room the `index`-th client (from 0) joins."""
+        return self.room if self.rooms == 1 else f"{self.room}-{index % self.rooms}"
+
+    def room_sizes(self) -> list[int]:
+        """How many clients each room gets."""
+        return [len(range(r, self.clients, self.rooms)) for r in range(self.rooms)]
 
 
 @dataclass(frozen=True)
@@ -249,6 +291,14 @@ def _seconds(value: float) -> str:
     return f"{value:,.3f}".rstrip("0").rstrip(".")
 
 
+def _cluster_masters(top: dict[str, Any], where: str) -> int:
+    value = top.get("cluster_masters", Topology.cluster_masters)
+    if isinstance(value, int) and not isinstance(value, bool) and value < MIN_MASTERS:
+        raise ScenarioError(f"{where}: cluster_masters = {value}: a Redis Cluster needs at least {MIN_MASTERS} "
+                            f"masters (a failover needs a majority of them)")
+    return _int(top, "cluster_masters", Topology.cluster_masters, MIN_MASTERS, MAX_MASTERS, where)
+
+
 _SOCKETIO_APPS = (AppKind.SOCKETIO, AppKind.SEED_NODE_SOCKETIO)
 #: workload and topology keys only some kinds of app use. The seed article's Socket.IO server speaks the
 #: article's events only (workload.events is "article" for it, and not a choice).
@@ -256,6 +306,7 @@ APP_KEYS: dict[tuple[str, str], tuple[AppKind, ...]] = {
     ("topology", "cookie_name"): _SOCKETIO_APPS, ("workload", "transport"): _SOCKETIO_APPS,
     ("workload", "source_subnets"): _SOCKETIO_APPS, ("workload", "events"): (AppKind.SOCKETIO,),
     ("workload", "payload"): (AppKind.WEBSOCKET, AppKind.SEED_NODE_WS),
+    ("workload", "rooms"): (AppKind.WEBSOCKET,),
 }
 #: the brokers each of the seed article's servers can run with, and what each means for it
 NODE_BROKERS = {
@@ -279,6 +330,10 @@ def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) 
     if "maxlen" in top and topology.broker is not Broker.REDIS_STREAMS:
         raise ScenarioError(f'{where}: topology.maxlen = {show(top["maxlen"])} is ignored with broker = '
                             f'"{topology.broker.value}" (only broker = "redis-streams" uses it)')
+    for key in ("cluster_masters", "cluster_replicas"):
+        if key in top and not topology.broker.cluster:
+            raise ScenarioError(f'{where}: topology.{key} = {show(top[key])} is ignored with broker = '
+                                f'"{topology.broker.value}" (only the redis-cluster-* brokers use it)')
 
 
 def _planned(workload: Workload, interval: str, where: str) -> None:
@@ -287,9 +342,13 @@ def _planned(workload: Workload, interval: str, where: str) -> None:
     given = f"clients = {c}, messages = {m}"
     if c * m > MAX_SENDS:
         raise ScenarioError(f"{where}: planned sends {c * m:,} (clients x messages) exceed {MAX_SENDS:,}: {given}")
-    if c * m * (c - 1) > MAX_DELIVERIES:
-        raise ScenarioError(f"{where}: planned deliveries {c * m * (c - 1):,} (clients x messages x (clients-1)) "
-                            f"exceed {MAX_DELIVERIES:,}: {given}")
+    if workload.rooms > c:
+        raise ScenarioError(f"{where}: rooms = {workload.rooms} is more than clients = {c}: a room would be empty")
+    deliveries = m * sum(k * (k - 1) for k in workload.room_sizes())
+    if deliveries > MAX_DELIVERIES:
+        how = ("clients x messages x (clients-1)" if workload.rooms == 1
+               else f"messages x members x (members-1) over {workload.rooms} rooms")
+        raise ScenarioError(f"{where}: planned deliveries {deliveries:,} ({how}) exceed {MAX_DELIVERIES:,}: {given}")
     if workload.send_duration > MAX_SEND_DURATION_S:
         raise ScenarioError(f"{where}: sending duration {_seconds(workload.send_duration)}s (messages x "
                             f"send_interval) exceeds {MAX_SEND_DURATION_S:g}s: messages = {m}, {interval}")
@@ -319,6 +378,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         app=_enum(top, "app", Topology.app, where),
         maxlen=_int(top, "maxlen", Topology.maxlen, 1, 10_000_000, where),
         cookie_name=_str(top, "cookie_name", Topology.cookie_name, COOKIE_RE, where),
+        cluster_masters=_cluster_masters(top, where),
+        cluster_replicas=_int(top, "cluster_replicas", Topology.cluster_replicas, 0, 2, where),
     )
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
@@ -345,6 +406,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         clients=_int(wl, "clients", Workload.clients, 2, 1000, where),
         messages=_int(wl, "messages", Workload.messages, 1, 10_000, where),
         room=_str(wl, "room", Workload.room, ROOM_RE, where),
+        rooms=_int(wl, "rooms", Workload.rooms, 1, MAX_ROOMS, where),
         send_interval=_float(wl, "send_interval", Workload.send_interval, 0.0, 10.0, where),
         connect_timeout=_float(wl, "connect_timeout", Workload.connect_timeout, 0.1, 300.0, where),
         drain_quiet=_float(wl, "drain_quiet", Workload.drain_quiet, 0.05, 60.0, where),
@@ -373,6 +435,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         if topology.app.socketio and metric not in SOCKETIO_METRICS:
             names = ", ".join(sorted(m.value for m in SOCKETIO_METRICS))
             raise ScenarioError(f"{where}: expect.{key} is not measured for a socketio app (these are: {names})")
+        if metric in CLUSTER_ONLY and not topology.broker.cluster:
+            raise ScenarioError(f"{where}: expect.{key} is measured on a Redis Cluster only (a redis-cluster-* broker)")
         if topology.app is AppKind.WEBSOCKET and metric in SOCKETIO_ONLY:
             raise ScenarioError(f"{where}: expect.{key} is measured for app = \"socketio\" only")
         if topology.app is AppKind.SEED_NODE_WS and metric not in SEED_NODE_WS_METRICS:
@@ -403,7 +467,9 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
         unfit = kind.unfit(topology.broker)
         if unfit:
             raise ScenarioError(f"{here}: {unfit}, this topology has {topology.broker.value}")
-        if kind.targets_replica:
+        if kind.targets_cluster_node:
+            _cluster_target(kind, target, topology, here)
+        elif kind.targets_replica:
             names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
             if target not in names:
                 raise ScenarioError(f"{here}: {kind.value} needs target app-1..app-{topology.replicas}, "
@@ -423,6 +489,18 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
                                     f"{other.at + other.heal_after:g}s): one fault at a time per target")
         faults.append(Fault(kind, target, at, heal_after))
     return tuple(faults)
+
+
+def _cluster_target(kind: FaultKind, target: Any, topology: Topology, where: str) -> None:
+    """A cluster fault needs a cluster broker and names one of its masters."""
+    if not topology.broker.cluster:
+        raise ScenarioError(f"{where}: {kind.value} needs a redis-cluster-* broker, not {topology.broker.value}")
+    masters = [f"redis-{i}" for i in range(1, topology.cluster_masters + 1)]
+    if target not in masters:
+        raise ScenarioError(f"{where}: {kind.value} needs target redis-1..redis-{topology.cluster_masters} (a "
+                            f"master), got {show(target)}")
+    if topology.cluster_replicas == 0:
+        raise ScenarioError(f"{where}: {kind.value} needs cluster_replicas >= 1 (no replica could be promoted)")
 
 
 def load(name: str, *, directory: Path = SCENARIOS_DIR) -> Scenario:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable
 
@@ -39,9 +40,10 @@ class Recorder:
 class Client:
     """One scripted client: its link, its membership, what it still owes the room."""
 
-    def __init__(self, name: str, due: int, scenario: Scenario, recorder: Recorder,
+    def __init__(self, name: str, index: int, due: int, scenario: Scenario, recorder: Recorder,
                  link: Callable[["Client"], Link]) -> None:
         self.name, self.due, self.recorder = name, due, recorder
+        self.room = scenario.workload.room_for(index)
         self.workload = scenario.workload
         self.link = link(self)
         self.current: tuple[str, float] | None = None
@@ -153,7 +155,7 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
     recorder = Recorder(history)
     width = len(str(wl.clients))
     names = [f"c{i:0{width}d}" for i in range(1, wl.clients + 1)]
-    clients = [Client(name, wl.messages, scenario, recorder,
+    clients = [Client(name, i, wl.messages, scenario, recorder,
                       partial(protocol.link, name, i, port=port, scenario=scenario, history=history))
                for i, name in enumerate(names)]
     side: asyncio.Future[list[FaultEvent]] | None = None
@@ -161,11 +163,12 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
     try:
         for c in clients:
             joined = await c.join(wl.connect_timeout)
-            history.clients.append(ClientRecord(c.name, joined, c.due, c.link.source, c.error))
+            history.clients.append(ClientRecord(c.name, joined, c.due, c.link.source, c.error, c.room))
             if joined:
                 c.watcher = asyncio.create_task(c.watch())
         ready = [c for c in clients if c.watcher is not None]
-        progress(f"{len(ready)}/{len(clients)} clients in room {wl.room}; each sends {wl.messages} message(s)")
+        where = f"room {wl.room}" if wl.rooms == 1 else f"{wl.rooms} rooms"
+        progress(f"{len(ready)}/{len(clients)} clients in {where}; each sends {wl.messages} message(s)")
         if ready:
             started = time.monotonic()
             if during is not None:
@@ -180,7 +183,10 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
                 history.faults = await side
             if wl.reconnect:
                 await _until(lambda: all(c.settled for c in ready), wl.drain_timeout, recorder)
-            await drain(recorder, members=len(ready), timeout=wl.drain_timeout, quiet=wl.drain_quiet)
+            members = Counter(c.room for c in ready)
+            room_of = {c.name: c.room for c in ready}
+            due = sum(members[room_of[m.sender]] - 1 for m in history.sent)
+            await drain(recorder, members=len(ready), timeout=wl.drain_timeout, quiet=wl.drain_quiet, due=due)
     except asyncio.CancelledError:
         grace = 0.0  # interrupted: close at once
         raise
@@ -209,16 +215,20 @@ async def _until(done: Callable[[], bool], timeout: float, recorder: Recorder) -
         await asyncio.sleep(0.02)
 
 
-async def drain(recorder: Recorder, *, members: int, timeout: float, quiet: float) -> None:
+async def drain(recorder: Recorder, *, members: int, timeout: float, quiet: float, due: int | None = None) -> None:
     """Wait until every sent message is acknowledged (or refused) and has reached every other member, or
     nothing arrived for `quiet` s, or `timeout` s passed. A lost message never arrives, so the quiet
-    period is what ends a lossy run; it is measured from the last frame or ack, not slept blindly."""
+    period is what ends a lossy run; it is measured from the last frame or ack, not slept blindly.
+    `due`: how many (message, recipient) pairs to wait for when clients are spread over rooms (default:
+    every message at every other member)."""
     h = recorder.history
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
 
+    wanted = len(h.sent) * (members - 1) if due is None else due
+
     def complete() -> bool:
-        return len(recorder.resolved) >= len(h.sent) and len(recorder.unique) >= len(h.sent) * (members - 1)
+        return len(recorder.resolved) >= len(h.sent) and len(recorder.unique) >= wanted
 
     while not complete():
         recorder.activity.clear()

@@ -1,11 +1,11 @@
 """Room-delivery accounting over a History, for every protocol. Pure.
 
 "Expected" has one meaning: a message is expected at every other client that was a member of the room
-when it was sent. A client is a member from the moment it first got into the room until the end of the
-run, across reconnects, and also after a drop it never came back from: what it missed stays lost. A
-message a client was due to send and never generated is counted too (`unsent`): it is expected at every
-other member and reaches none. Acknowledgement does not decide expectation: an unacknowledged message is
-expected like any other, and counted apart (`unacked`).
+(the sender's room, when clients are spread over several) when it was sent. A client is a member from the
+moment it first got into the room until the end of the run, across reconnects, and also after a drop it
+never came back from: what it missed stays lost. A message a client was due to send and never generated
+is counted too (`unsent`): it is expected at every other member and reaches none. Acknowledgement does not
+decide expectation: an unacknowledged message is expected like any other, and counted apart (`unacked`).
 
 Each (message, recipient) pair is delivered (once or more: the extra copies are duplicates) or lost, and
 same-server or cross-server by the replicas the sender and the recipient were on at send time. A loss is
@@ -219,6 +219,7 @@ def account(h: History) -> Accounting:
     for resume in h.resumes:
         trims.setdefault(resume.client, []).append(resume)
     dropped = {c for c, ss in sessions.items() if any(s.closed is not None for s in ss)}
+    room_of = {r.name: r.room for r in h.clients}
 
     n = Counter[str]()
     latencies: list[float] = []
@@ -227,7 +228,7 @@ def account(h: History) -> Accounting:
     for m in h.sent:
         origin = session_at(sessions.get(m.sender, []), m.at)
         for client, ss in sessions.items():
-            if client == m.sender or joined_at[client] > m.at:
+            if client == m.sender or joined_at[client] > m.at or room_of.get(client) != room_of.get(m.sender):
                 continue
             here = session_at(ss, m.at)
             key = (m.id, client)
@@ -260,7 +261,7 @@ def account(h: History) -> Accounting:
     for record in h.clients:
         owed = max(0, record.due - sent_by.get(record.name, 0))
         unsent += owed
-        others = sum(1 for c in sessions if c != record.name)
+        others = sum(1 for c in sessions if c != record.name and room_of.get(c) == record.room)
         n["expected"] += owed * others
         n["lost_outside_fault"] += owed * others
         n["lost_undisturbed"] += owed * others

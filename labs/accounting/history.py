@@ -21,6 +21,8 @@ class ClientRecord:
     #: the X-Forwarded-For address it sends ("" = none: nginx sees the host's own connection)
     source: str = ""
     error: str = ""
+    #: the room it joined ("" in runs recorded before rooms: every client in the one room)
+    room: str = ""
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
 from .jetstream import NatsJetStream
 from .nats_core import NatsCore
+from .cluster import RedisClusterPubSub
+from .sharded import RedisClusterSharded
 from .server import serve
 from .streams import RedisStreams
 
@@ -19,6 +21,8 @@ BROKERS: dict[str, Callable[..., NoBroker]] = {
     "redis-streams": RedisStreams,
     "nats": NatsCore,
     "nats-jetstream": NatsJetStream,
+    "redis-cluster-pubsub": RedisClusterPubSub,
+    "redis-cluster-sharded": RedisClusterSharded,
 }
 
 

@@ -96,6 +96,12 @@ class NoBroker:
 class RedisBroker(NoBroker):
     """Common to the Redis brokers: a command client with short timeouts that waits for Redis at start."""
 
+    #: with a number: at most that many command connections, and a command waits (up to 5 s) for a free one
+    #: instead of failing with "Too many connections" (redis-py's pool stops at 100)
+    blocking_pool: int | None = None
+    #: socket and connect timeout of every connection, seconds
+    timeout = 1.0
+
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         super().__init__(redis_url, name=name)
         self.url = redis_url
@@ -107,8 +113,14 @@ class RedisBroker(NoBroker):
         self.deliver = deliver
         # Every connection (the subscriber's too) names this replica in CLIENT LIST: the harness finds a deaf
         # replica by the subscribers it does not see there.
-        self.redis = redis.Redis.from_url(self.url, socket_timeout=1.0, socket_connect_timeout=1.0,
-                                          client_name=self.name or None)
+        options: dict[str, Any] = {"socket_timeout": self.timeout, "socket_connect_timeout": self.timeout,
+                                   "client_name": self.name or None}
+        if self.blocking_pool is None:
+            self.redis = redis.Redis.from_url(self.url, **options)
+        else:
+            pool = redis.BlockingConnectionPool.from_url(self.url, max_connections=self.blocking_pool, timeout=5.0,
+                                                         **options)
+            self.redis = redis.Redis(connection_pool=pool)
         await self._await_redis()
 
     async def _await_redis(self, timeout: float = 30.0) -> None:
@@ -197,6 +209,8 @@ class RedisPubSub(RedisBroker):
 
     HEARTBEAT = 0.25
     DEAF_AFTER = 1.5
+    #: PUBLISH's reply counts every subscriber (one Redis); in a Redis Cluster it counts only the node's own
+    counts_every_subscriber = True
 
     def __init__(self, redis_url: str, *, maxlen: int = 0, name: str = "") -> None:
         super().__init__(redis_url, name=name)
@@ -260,7 +274,7 @@ class RedisPubSub(RedisBroker):
                     log.warning("publish of %s failed twice, giving up: %s", frame["id"], exc)
                     raise PublishFailed(str(exc)) from None
         self.stats["published"] += 1
-        if receivers == 0:
+        if receivers == 0 and self.counts_every_subscriber:
             self.stats["published_to_nobody"] += 1
         self.mark("publisher", True)
         return {}

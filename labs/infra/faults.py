@@ -13,7 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
 from ..accounting.history import FaultEvent
+from ..errors import StackError
 from ..scenario import Fault, FaultKind
+from .cluster import myself_flags
 from .operations import Operations
 from .stack import Stack
 
@@ -100,6 +102,36 @@ class SlowConsumer(Action):
             self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
 
 
+class KillClusterMaster(Action):
+    """SIGKILL a Redis Cluster master (it must be one now); its replica is promoted once the others have
+    not heard from it for the node timeout. Healing starts it again: it rejoins as a replica of the
+    promoted node (its nodes.conf survives in the container)."""
+
+    def apply(self) -> None:
+        flags = myself_flags(self.ops.cluster_cli(self.target, "CLUSTER", "NODES"))
+        if "master" not in flags:
+            raise StackError(f"{self.target} is not a master now ({','.join(flags) or 'unknown'}), so killing it "
+                             f"tests no failover")
+        self.ops.kill(self.target)
+
+    #: how long a restarted master may take to learn it was replaced (while it thinks it still owns its
+    #: slots, what is published on it reaches nobody: the fault is not over)
+    REJOIN_TIMEOUT = 30.0
+
+    def heal(self) -> None:
+        self.ops.start_again(self.target)
+        deadline = time.monotonic() + self.REJOIN_TIMEOUT
+        while time.monotonic() < deadline:
+            try:
+                flags = myself_flags(self.ops.cluster_cli(self.target, "CLUSTER", "NODES"))
+            except StackError:  # not answering yet
+                flags = []
+            if "slave" in flags:
+                return
+            time.sleep(0.05)
+        raise StackError(f"{self.target} did not rejoin as a replica within {self.REJOIN_TIMEOUT:g}s")
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_REPLICA: KillReplica,
     FaultKind.RESTART_REDIS: RestartBroker,
@@ -109,6 +141,7 @@ ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.PARTITION_REPLICA: PartitionReplica,
     FaultKind.KILL_PUBSUB_CLIENTS: KillPubsubClients,
     FaultKind.SLOW_CONSUMER: SlowConsumer,
+    FaultKind.KILL_CLUSTER_MASTER: KillClusterMaster,
 }
 
 

@@ -31,8 +31,9 @@ def versions(stack: Stack, replicas: dict[str, dict[str, Any]]) -> dict[str, str
     out = {"docker engine": stack.client.version().get("Version", "?")}
     code, text = stack.containers["nginx"].exec_run(["nginx", "-v"])
     out["nginx"] = text.decode(errors="replace").strip().removeprefix("nginx version: ")
-    if "redis" in stack.containers:
-        code, text = stack.containers["redis"].exec_run(["redis-server", "--version"])
+    redis = next((n for n in ("redis", "redis-1") if n in stack.containers), None)
+    if redis is not None:
+        code, text = stack.containers[redis].exec_run(["redis-server", "--version"])
         out["redis"] = text.decode(errors="replace").split()[2].removeprefix("v=")
     if "nats" in stack.containers:
         code, text = stack.containers["nats"].exec_run(["nats-server", "--version"])
@@ -52,8 +53,8 @@ def states(stack: Stack) -> dict[str, str]:
     return {name: state(c) for name, c in stack.containers.items()}
 
 
-def redis_cli(stack: Stack, *args: str) -> str:
-    code, out = stack.containers["redis"].exec_run(["redis-cli", *args])
+def redis_cli(stack: Stack, *args: str, node: str = "redis") -> str:
+    code, out = stack.containers[node].exec_run(["redis-cli", *args])
     text = out.decode(errors="replace").strip()
     if code != 0:
         raise StackError(f"redis-cli {' '.join(args)} failed ({code}): {text}")

@@ -50,3 +50,7 @@ class Operations:
 
     def redis_cli(self, *args: str) -> str:
         return redis_cli(self.stack, *args)
+
+    def cluster_cli(self, node: str, *args: str) -> str:
+        """redis-cli in one Redis Cluster node (redis-1..N)."""
+        return redis_cli(self.stack, *args, node=node)

@@ -51,6 +51,8 @@ class Backend:
     image: str
     command: tuple[str, ...]
     ready_log: bytes
+    #: more networks it joins besides back, by role (a Redis Cluster's nodes: "bus", for their cluster bus)
+    networks: tuple[str, ...] = ()
 
 
 REDIS_READY = b"Ready to accept connections"
@@ -118,6 +120,9 @@ class StackSpec:
     backends: tuple[Backend, ...] | None = None
     #: what the replicas are given as their broker's address (`--redis`, whatever the broker)
     broker_url: str = "redis://redis:6379/0"
+    #: run once every backend is ready, before the stack counts as up (a Redis Cluster is formed here); a
+    #: failure tears the stack down like any other start-up failure
+    form: Callable[["Stack"], None] | None = None
 
     def __post_init__(self) -> None:
         ports = self.extra_nginx_ports
@@ -271,9 +276,13 @@ class Stack:
             raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
         self.port = self._published_port(nginx)
         self.ports = {NGINX_PORT: self.port, **{p: self._published_port(nginx, p) for p in spec.extra_nginx_ports}}
-        waits = [self._pool.submit(self._wait_nginx, nginx)]
+        # backends first, then what forms them: the pool runs jobs in order, so forming never waits for a
+        # worker held by a replica that waits for the formed broker
+        waits = [self._pool.submit(self._wait_backend, b) for b in spec.broker_backends]
+        if spec.form is not None:
+            waits.append(self._pool.submit(self._form, list(waits)))
+        waits.append(self._pool.submit(self._wait_nginx, nginx))
         waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
-        waits += [self._pool.submit(self._wait_backend, b) for b in spec.broker_backends]
         for w in waits:
             while True:  # short waits, so that a signal is handled between them
                 try:
@@ -288,11 +297,13 @@ class Stack:
         """Both networks, then every container (created, not started), in parallel."""
         spec = self.spec
         roles = ("front", "back") if spec.needs_back else ("front",)
+        roles += tuple(dict.fromkeys(r for b in spec.broker_backends for r in b.networks))
         _all([self._pool.submit(self._create_network, role) for role in roles])
         self.progress(f"created {len(roles)} network(s)")
         front = self.networks["front"].name
         jobs = []
-        jobs += [self._pool.submit(self._create_backend, b.name, b.image, list(b.command), self.networks["back"].name)
+        jobs += [self._pool.submit(self._create_backend, b.name, b.image, list(b.command), self.networks["back"].name,
+                                   b.networks)
                  for b in spec.broker_backends]
         for i in range(1, spec.replicas + 1):
             jobs.append(self._pool.submit(
@@ -316,16 +327,19 @@ class Stack:
         _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != "nginx"])
 
     def _create_network(self, role: str) -> None:
-        # The Redis side needs no route out of the host (and is faster to create and remove without one).
+        # The Redis side (and a cluster's bus) needs no route out of the host (and is faster without one).
         self.networks[role] = self.client.networks.create(
-            f"wslab-{self.spec.run_id}-{role}", driver="bridge", internal=role == "back",
+            f"wslab-{self.spec.run_id}-{role}", driver="bridge", internal=role != "front",
             labels=labels(self.spec.run_id, f"network-{role}"))
 
-    def _create_backend(self, name: str, image: str, command: list[str], network: str) -> None:
-        """Create a backend; a replica joins the broker's network too."""
+    def _create_backend(self, name: str, image: str, command: list[str], network: str,
+                        more: tuple[str, ...] = ()) -> None:
+        """Create a backend; a replica joins the broker's network too, a broker's container its `more`."""
         container = self._create(name, image, command, network, **self._buffers(name))
         if name.startswith("app-") and self.spec.needs_back:
             self.networks["back"].connect(container, aliases=[name])
+        for role in more:
+            self.networks[role].connect(container, aliases=[name])
 
     def _buffers(self, name: str) -> dict[str, Any]:
         if name not in self.spec.small_buffers:
@@ -393,6 +407,16 @@ class Stack:
         container = self.containers[backend.name]
         self._poll(backend.name, container, lambda: backend.ready_log in container.logs())
 
+    def _form(self, backends: list[Future[Any]]) -> None:
+        _all(backends)
+        assert self.spec.form is not None
+        self.spec.form(self)
+
+    @property
+    def stopping(self) -> bool:
+        """The teardown has begun: anything still waiting on the stack should give up."""
+        return self._stopping.is_set()
+
     def replica_names(self) -> list[str]:
         return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
 
@@ -450,11 +474,20 @@ def _remove_quietly(container: Container) -> None:
             raise
 
 
-def _remove_network(network: Any) -> None:
-    try:
-        network.remove()
-    except docker.errors.NotFound:
-        pass
+def _remove_network(network: Any, timeout: float = 10.0) -> None:
+    """Remove a network; while a container removal that was already under way still holds an endpoint on it
+    (a busy engine answers "has active endpoints"), try again until `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            network.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as exc:
+            if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(0.1)
 
 
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,

@@ -38,11 +38,15 @@ def check_kind(kind: str) -> FaultKind:
 
 
 def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
-    """The same rules as a scenario's faults: replica kinds hit app-1..app-N, the others the broker's
-    container (which the stack must have; Redis-only kinds need Redis), slow-consumer needs redis-pubsub
-    here (NATS needs a small max_pending from the start, which a scenario declaring it gets), and one
-    fault at a time per target."""
-    if kind.targets_replica:
+    """The same rules as a scenario's faults: replica kinds hit app-1..app-N, cluster kinds a node of a Redis
+    Cluster, the others the broker's container (which the stack must have; Redis-only kinds need Redis),
+    slow-consumer needs redis-pubsub here (NATS needs a small max_pending from the start, which a scenario
+    declaring it gets), and one fault at a time per target."""
+    if kind.targets_cluster_node:
+        if not state.broker.startswith("redis-cluster-") or not target.startswith("redis-"):
+            raise LabError(f"{kind.value} needs a node of a Redis Cluster (redis-1..N); this stack "
+                           f"({state.scenario}) has broker {state.broker}, target {target!r}")
+    elif kind.targets_replica:
         names = [f"app-{i}" for i in range(1, state.replicas + 1)]
         if target not in names:
             raise LabError(f"{kind.value} needs a replica of this stack, app-1..app-{state.replicas}; "

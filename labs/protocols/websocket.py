@@ -22,6 +22,7 @@ from ..accounting.history import History
 from ..scenario import AppKind, Broker, Scenario
 from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink
 from .cells import latency, pct
+from .cluster_cells import bytes_notes, cluster_columns
 
 
 class WebSocketLink(Link):
@@ -118,10 +119,12 @@ class WebSocketProtocol(ProtocolAdapter):
 
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
              history: History) -> Link:
-        return WebSocketLink(name, port=port, room=scenario.workload.room, sink=sink)
+        return WebSocketLink(name, port=port, room=scenario.workload.room_for(index), sink=sink)
 
     def columns(self, outcome: Outcome) -> dict[str, str]:
         a, s = outcome.accounting, outcome.scenario
+        if s.topology.broker.cluster:
+            return cluster_columns(outcome)
         if s.faults:
             return {
                 "fault": ", ".join(f"{f.kind.value} {f.target}" for f in s.faults),
@@ -145,7 +148,8 @@ class WebSocketProtocol(ProtocolAdapter):
         """Where runs with and without a broker share an offered rate, how their p50s compare: below
         saturation a broker adds two hops, not a queue. Past 2x the note says what a hop costs here and how
         busy the host was, so the ratio can be read."""
-        return [line for line in (broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1),) if line]
+        cost = broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1)
+        return ([cost] if cost else []) + bytes_notes(outcomes)
 
 
 def offered(s: Scenario) -> float:

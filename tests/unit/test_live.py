@@ -100,7 +100,7 @@ def test_an_unknown_fault_kind_lists_the_kinds() -> None:
         remote.check_kind("explode")
     assert str(info.value) == ("unknown fault kind 'explode'; choose one of kill-replica, restart-redis, "
                                "pause-redis, partition-replica, kill-pubsub-clients, slow-consumer, "
-                               "restart-broker, pause-broker")
+                               "restart-broker, pause-broker, kill-cluster-master")
     assert remote.check_kind("pause-redis") is FaultKind.PAUSE_REDIS
 
 
