@@ -21,7 +21,7 @@ from .accounting.cluster import cluster_measures
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
 from .errors import ImageError
-from .infra import cluster, inspect
+from .infra import inspect, redis_cluster
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
@@ -117,9 +117,9 @@ def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
     top = scenario.topology
     if not top.broker.cluster:
         return {}
-    return {"backends": cluster.cluster_backends(images.redis.tag, top.cluster_masters, top.cluster_replicas),
-            "broker_url": cluster.broker_url(top.cluster_masters),
-            "form": cluster.Former(top.cluster_masters, top.cluster_replicas)}
+    return {"backends": redis_cluster.cluster_backends(images.redis.tag, top.cluster_masters, top.cluster_replicas),
+            "broker_url": redis_cluster.broker_url(top.cluster_masters),
+            "form": redis_cluster.Former(top.cluster_masters, top.cluster_replicas)}
 
 
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +188,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
         meter = None
         if s.topology.broker.cluster:
-            meter = cluster.Meter(stack, cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
+            meter = redis_cluster.Meter(stack, redis_cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
             meter.begin()
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),

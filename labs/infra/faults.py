@@ -15,7 +15,7 @@ from typing import Any, Callable, Coroutine
 from ..accounting.history import FaultEvent
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
-from .cluster import myself_flags
+from .redis_cluster import myself_flags
 from .operations import Operations
 from .stack import Stack
 

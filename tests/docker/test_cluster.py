@@ -10,7 +10,7 @@ import pytest
 
 from labs.accounting.cluster import bus_bytes
 from labs.errors import StackError
-from labs.infra import cluster
+from labs.infra import redis_cluster
 from labs.infra.render import for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
 from labs.settings import LABEL
@@ -63,7 +63,7 @@ def test_a_cluster_that_fails_to_form_is_torn_down(client, images, nothing_left)
     run_id = f"cf{uuid.uuid4().hex[:6]}"
     spec = StackSpec(run_id=run_id, replicas=1, broker="redis-cluster-sharded",
                      nginx_conf=render_nginx(for_replicas(1)), images=images,
-                     backends=cluster.cluster_backends(images.redis.tag, 3, 0), broker_url=cluster.broker_url(3),
+                     backends=redis_cluster.cluster_backends(images.redis.tag, 3, 0), broker_url=redis_cluster.broker_url(3),
                      form=fail, ready_timeout=20.0)
     with pytest.raises(StackError, match="forming failed on purpose"):
         with Stack(client, spec):

@@ -11,7 +11,7 @@ from labs.accounting.history import BrokerEvent, ClientRecord, History, Received
 from labs.app.cluster import node_urls, replica_number
 from labs.app.slots import parse_slots
 from labs.errors import ScenarioError
-from labs.infra import cluster
+from labs.infra import redis_cluster
 from labs.scenario import Broker, FaultKind, Metric, Workload, parse
 
 BASE = """
@@ -129,43 +129,43 @@ def test_an_unsent_message_is_lost_only_in_its_senders_room():
 
 def test_slots_are_split_into_contiguous_ranges_covering_all_16384():
     for masters in (3, 4, 5, 6):
-        ranges = cluster.slot_ranges(masters)
-        assert ranges[0][0] == 0 and ranges[-1][1] == cluster.SLOTS - 1
+        ranges = redis_cluster.slot_ranges(masters)
+        assert ranges[0][0] == 0 and ranges[-1][1] == redis_cluster.SLOTS - 1
         assert all(b[0] == a[1] + 1 for a, b in zip(ranges, ranges[1:]))
         sizes = [hi - lo + 1 for lo, hi in ranges]
         assert max(sizes) - min(sizes) <= 1
 
 
 def test_replicas_follow_the_masters_in_turn():
-    assert cluster.node_names(3, 1) == [f"redis-{i}" for i in range(1, 7)]
-    assert [cluster.master_of(i, 3) for i in range(1, 10)] == [1, 2, 3, 1, 2, 3, 1, 2, 3]
+    assert redis_cluster.node_names(3, 1) == [f"redis-{i}" for i in range(1, 7)]
+    assert [redis_cluster.master_of(i, 3) for i in range(1, 10)] == [1, 2, 3, 1, 2, 3, 1, 2, 3]
 
 
 def test_every_node_is_a_cluster_node_on_the_bus_announcing_its_name():
-    nodes = cluster.cluster_backends("img", 3, 1)
-    assert [n.name for n in nodes] == cluster.node_names(3, 1)
+    nodes = redis_cluster.cluster_backends("img", 3, 1)
+    assert [n.name for n in nodes] == redis_cluster.node_names(3, 1)
     for n in nodes:
         args = " ".join(n.command)
         assert "--cluster-enabled yes" in args and "--cluster-config-file /tmp/nodes.conf" in args
         assert f"--cluster-announce-hostname {n.name}" in args
         assert "--cluster-preferred-endpoint-type hostname" in args
-        assert n.networks == (cluster.BUS,)
-    assert cluster.broker_url(3) == "redis://redis-1:6379/0,redis://redis-2:6379/0,redis://redis-3:6379/0"
+        assert n.networks == (redis_cluster.BUS,)
+    assert redis_cluster.broker_url(3) == "redis://redis-1:6379/0,redis://redis-2:6379/0,redis://redis-3:6379/0"
 
 
 def test_cluster_info_nodes_and_interface_counters_are_parsed():
-    info = cluster.parse_info("# Cluster\r\ncluster_state:ok\r\ncluster_known_nodes:6\r\n")
+    info = redis_cluster.parse_info("# Cluster\r\ncluster_state:ok\r\ncluster_known_nodes:6\r\n")
     assert info == {"cluster_state": "ok", "cluster_known_nodes": "6"}
     nodes = ("a1b2 192.168.0.5:6379@16379,redis-4 slave e7d1 0 1700000000000 1 connected\n"
              "e7d1 192.168.0.2:6379@16379,redis-1 myself,master - 0 0 1 connected 0-5460\n")
-    assert cluster.myself_flags(nodes) == ["myself", "master"]
-    assert cluster.myself_flags(nodes.replace("myself,master", "master")) == []
-    counters = cluster.parse_counters("02:42:C0:A8:00:02 1000 2000\n00:00:00:00:00:00 5 5\nbad line\n")
+    assert redis_cluster.myself_flags(nodes) == ["myself", "master"]
+    assert redis_cluster.myself_flags(nodes.replace("myself,master", "master")) == []
+    counters = redis_cluster.parse_counters("02:42:C0:A8:00:02 1000 2000\n00:00:00:00:00:00 5 5\nbad line\n")
     assert counters == {"02:42:c0:a8:00:02": (1000, 2000), "00:00:00:00:00:00": (5, 5)}
 
 
 def test_a_replica_uses_its_own_master_for_classic_pubsub():
-    urls = node_urls(cluster.broker_url(3))
+    urls = node_urls(redis_cluster.broker_url(3))
     assert len(urls) == 3
     assert [urls[(replica_number(f"app-{n}") - 1) % 3] for n in (1, 2, 3, 4)] == [
         urls[0], urls[1], urls[2], urls[0]]
@@ -219,11 +219,11 @@ def test_the_line_under_the_table_compares_the_bus_bytes_of_each_pair():
 
 
 def test_a_restarted_node_is_measured_from_its_restart_and_its_cpu_is_unknown():
-    before = {"redis-1": cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0"),
-              "redis-2": cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0")}
-    after = {"redis-1": cluster.NodeReading((40, 60), (1, 2), 0.5, {"ping_sent": 1}, "slave", "t1"),
-             "redis-2": cluster.NodeReading((150, 300), (30, 50), 5.5, {"ping_sent": 5}, "master", "t0")}
-    meter = cluster.Meter(stack=None, names=["redis-1", "redis-2"], before=before)  # type: ignore[arg-type]
+    before = {"redis-1": redis_cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0"),
+              "redis-2": redis_cluster.NodeReading((100, 200), (10, 20), 5.0, {"ping_sent": 3}, "master", "t0")}
+    after = {"redis-1": redis_cluster.NodeReading((40, 60), (1, 2), 0.5, {"ping_sent": 1}, "slave", "t1"),
+             "redis-2": redis_cluster.NodeReading((150, 300), (30, 50), 5.5, {"ping_sent": 5}, "master", "t0")}
+    meter = redis_cluster.Meter(stack=None, names=["redis-1", "redis-2"], before=before)  # type: ignore[arg-type]
     meter._read_all = lambda: after  # type: ignore[method-assign]
     nodes = meter.end()["nodes"]
     assert nodes["redis-1"] == {"role": "slave", "bus_rx": 40, "bus_tx": 60, "back_rx": 1, "back_tx": 2,
