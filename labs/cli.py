@@ -1,4 +1,4 @@
-"""python -m labs run|list|clean|images|up|down|fault|heal
+"""python -m labs run|list|clean|images|up|down|fault|heal|cluster
 
 Exit codes: 0 every verdict as declared; 1 an expectation was not met; 2 bad input or a setup problem
 (one line says what and how to fix it); 3 a crash of the lab itself (one line points at the log);
@@ -69,7 +69,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     templates = existing_dir(args.templates, "--templates", "nginx") if args.templates else settings.TEMPLATES_DIR
     results_dir = writable_dir(args.results, "--results")
     # Every scenario is read, validated and rendered before anything starts.
-    plans = [plan(scenario.load(name), templates=templates) for name in args.scenarios]
+    loaded = [scenario.load(name) for name in args.scenarios]
+    if args.engine == "swarm":
+        loaded = [scenario.on_swarm(s) for s in loaded]
+    plans = [plan(s, templates=templates) for s in loaded]
+    swarm_nodes = max((s.swarm.nodes for s in loaded if s.swarm is not None), default=0)
+    if swarm_nodes:
+        from .infra import cluster
+
+        cluster.require(swarm_nodes)
     client, images = _setup(progress)
     for role, image in (("app", images.app), ("redis", images.redis), ("nginx", images.nginx)):
         progress(f"image {role}: {image.tag} — {image.source}")
@@ -106,6 +114,13 @@ def cmd_clean(args: argparse.Namespace) -> int:
     from .infra.engine import connect_existing
     from .infra.stack import remove_leftovers
 
+    from .infra import cluster
+
+    if os.geteuid() == 0:
+        with signals.deferred():
+            found = cluster.down(progress=progress_printer(args.quiet))
+        if found:
+            print(f"removed the local Swarm of {settings.OWNER}: {', '.join(found)}")
     client = connect_existing()
     if client is None:
         print("no Docker engine answers: nothing to clean")
@@ -115,6 +130,30 @@ def cmd_clean(args: argparse.Namespace) -> int:
         containers, networks = remove_leftovers(client, owner=os.environ.get("WSLAB_OWNER"))
     client.close()
     print(f"removed {containers} container(s) and {networks} network(s) left by earlier runs")
+    return EXIT_PASS
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    """cluster up --nodes N / cluster down: the local Swarm (labs.infra.cluster)."""
+    from .infra import cluster
+
+    progress = progress_printer(args.quiet)
+    if args.action == "down":
+        with signals.deferred():
+            found = cluster.down(progress=progress)
+        print(f"removed the local Swarm of {settings.OWNER}" if found else "no local Swarm: nothing to remove")
+        return EXIT_PASS
+    cluster.validate_nodes(args.nodes)
+    client, images = _setup(progress)
+    try:
+        tags = sorted({images.app.tag, images.redis.tag, images.nginx.tag})
+        built = cluster.up(tags, host_client=client, nodes=args.nodes, heartbeat_s=args.heartbeat,
+                           progress=progress)
+    finally:
+        client.close()
+    for node in built.nodes:
+        print(f"{node.name:<8} {node.address:<15} pid {node.pid:<8} {node.socket}")
+    print(f"the host reaches the nodes from {built.host_address}; `python -m labs cluster down` removes it")
     return EXIT_PASS
 
 
@@ -180,6 +219,8 @@ def parser() -> argparse.ArgumentParser:
                      help="host port for nginx on 127.0.0.1 (default: a free one)")
     run.add_argument("--templates", default=None, help="directory holding nginx/ templates (default: ./templates)")
     run.add_argument("--results", default=str(settings.RESULTS_DIR), help="where results go (default: ./results)")
+    run.add_argument("--engine", choices=("docker", "swarm"), default="docker",
+                     help="swarm: run on the local Swarm (`cluster up`); scenarios with a [swarm] table always do")
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("list", help="list scenarios and what each expects",
@@ -192,6 +233,14 @@ def parser() -> argparse.ArgumentParser:
                    description="Start a Docker engine if needed and build or find the three images."
                    ).set_defaults(func=cmd_images)
     add_live_commands(sub)
+    cluster = sub.add_parser("cluster", help="a local Docker Swarm on this machine: cluster up --nodes N | cluster down",
+                             description="up: N extra Docker engines, each in its own network namespace, joined into "
+                                         "one Swarm, with the lab's images loaded (root). down: remove it all.")
+    cluster.add_argument("action", choices=("up", "down"))
+    cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3; 1..9)")
+    cluster.add_argument("--heartbeat", type=float, default=2.0,
+                         help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")
+    cluster.set_defaults(func=cmd_cluster)
     return top
 
 

@@ -141,6 +141,25 @@ def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
             + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
 
 
+def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progress: Progress,
+               on_removed: Callable[[list[str]], None]) -> Stack:
+    """The engine the scenario runs on: one Docker engine, or the local Swarm (its [swarm] table)."""
+    swarm = p.scenario.swarm
+    if swarm is None:
+        return Stack(client, spec, progress=progress, on_removed=on_removed)
+    from .infra import cluster
+    from .infra.swarm_stack import SwarmStack
+
+    local = cluster.require(swarm.nodes)
+    cluster.ensure_images(local, {spec.app_image or spec.images.app.tag, spec.images.redis.tag,
+                                  spec.images.nginx.tag}, client, progress)
+    progress(f"on the local Swarm: {', '.join(f'{n.name} {n.address}' for n in local.nodes)}")
+    manager = cluster.node_client(local.manager)
+    stack = SwarmStack(manager, spec, local, {"nginx": swarm.nginx_node, "redis": swarm.broker_node},
+                       spread=swarm.nodes, progress=progress, on_removed=on_removed)
+    return stack  # type: ignore[return-value]  # the same interface: containers, networks, host, port
+
+
 def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
             progress: Progress = lambda line: None,
             on_removed: Callable[[list[str]], None] = lambda names: None) -> RunResult:
@@ -148,9 +167,9 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     spec, sticky_note = stack_spec(client, p, images, host_port=host_port)
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
-    with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
+    with open_stack(client, p, spec, progress=progress, on_removed=on_removed) as stack:
         try:
-            history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
+            history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(), host=stack.host,
                                      during=fault_schedule(stack, s.faults), progress=progress,
                                      cancelling=signals.cancelling)
         except asyncio.CancelledError:
@@ -163,11 +182,14 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
                                         for t, part, ok in r.get("events", [])), key=lambda e: e.at)
         states = inspect.states(stack)
         versions = inspect.versions(stack, replicas)
+        nodes = stack.node_of()
+    first_send = min((m.at for m in history.sent), default=0.0)
+    swarm_events = [(t - first_send, what) for t, what in getattr(stack, "events", [])]
     acc, values, verdict = check(p, history)
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
         values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
         images={"app": protocol.replica_image(images).source, "redis": images.redis.source, "nginx": images.nginx.source},
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
-        replicas=replicas, logs=stack.logs, states=states,
+        replicas=replicas, logs=stack.logs, states=states, nodes=nodes, swarm_events=swarm_events,
     )

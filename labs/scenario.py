@@ -92,10 +92,33 @@ class FaultKind(enum.Enum):
     PARTITION_REPLICA = "partition-replica"
     KILL_PUBSUB_CLIENTS = "kill-pubsub-clients"
     SLOW_CONSUMER = "slow-consumer"
+    #: a Swarm node's engine SIGKILLed with everything it ran (heal: started again, it rejoins)
+    KILL_NODE = "kill-node"
+    #: a Swarm node's link to the others down (heal: up again)
+    PARTITION_NODE = "partition-node"
+    #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
+    DRAIN_NODE = "drain-node"
 
     @property
     def targets_replica(self) -> bool:
         return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
+
+    @property
+    def targets_node(self) -> bool:
+        return self in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}
+
+
+NODE_RE = re.compile(r"^node-[1-9]$")
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """The scenario runs on a Docker Swarm of at least `nodes` nodes: the replicas round the nodes in turn,
+    the broker and nginx are pinned to their nodes."""
+
+    nodes: int = 3
+    broker_node: str = "node-1"
+    nginx_node: str = "node-1"
 
 
 @dataclass(frozen=True)
@@ -154,6 +177,8 @@ class Scenario:
     path: Path | None = None
     #: the scenario demonstrates a failure: its verdict reads "fails as expected" when the outcome is met
     failure: bool = False
+    #: run on a Docker Swarm ([swarm] table); None: on one engine
+    swarm: Swarm | None = None
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -258,7 +283,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     """Parse and validate one scenario's TOML text; raise ScenarioError naming the file, key and value."""
     where = shown(str(path) if path else name)
     data = parse_toml(text, where)
-    _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure"}, where)
+    _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure", "swarm"}, where)
     failure = data.get("failure", False)
     if not isinstance(failure, bool):
         raise ScenarioError(f"{where}: failure must be true or false, got {show(failure)}")
@@ -317,7 +342,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     )
     _ignored({"topology": top, "workload": raw_wl}, topology, where)
     _planned(workload, interval, where)
-    faults = _faults(data.get("faults", []), topology, workload, where)
+    swarm = _swarm(data["swarm"], where) if "swarm" in data else None
+    faults = _faults(data.get("faults", []), topology, workload, where, swarm)
 
     exp = _table(data, "expect", where)
     if not exp:
@@ -340,10 +366,31 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         expect[metric] = bound(metric, value, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,
-                    expect=expect, faults=faults, path=path, failure=failure)
+                    expect=expect, faults=faults, path=path, failure=failure, swarm=swarm)
 
 
-def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> tuple[Fault, ...]:
+def _swarm(table: Any, where: str) -> Swarm:
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{where}: swarm must be a table ([swarm]), got {show(table)}")
+    here = f"{where} [swarm]"
+    _unknown(table, set(Swarm.__dataclass_fields__), here)
+    nodes = _int(table, "nodes", Swarm.nodes, 1, 9, here)
+    pins = {key: _str(table, key, getattr(Swarm, key), NODE_RE, here) for key in ("broker_node", "nginx_node")}
+    for key, node in pins.items():
+        if int(node.split("-")[1]) > nodes:
+            raise ScenarioError(f"{here}: {key} = {show(node)} but the swarm has node-1..node-{nodes}")
+    return Swarm(nodes=nodes, **pins)
+
+
+def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
+    """The scenario as run with `--engine swarm`: its own [swarm] table, or the defaults."""
+    if scenario.swarm is not None:
+        return scenario
+    return Scenario(**{**scenario.__dict__, "swarm": Swarm(nodes=min(nodes or Swarm.nodes, Swarm.nodes))})
+
+
+def _faults(items: Any, topology: Topology, workload: Workload, where: str,
+            swarm: Swarm | None = None) -> tuple[Fault, ...]:
     if not isinstance(items, list):
         raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]]), got {show(items)}")
     if len(items) > MAX_FAULTS:
@@ -359,7 +406,14 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
             raise ScenarioError(f"{here}: needs kind and at")
         kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
         target = item.get("target", "redis")
-        if kind.targets_replica:
+        if kind.targets_node:
+            if swarm is None:
+                raise ScenarioError(f"{here}: {kind.value} needs a [swarm] table (nodes exist only on a Swarm)")
+            if not (isinstance(target, str) and NODE_RE.fullmatch(target)) or int(target[5:]) > swarm.nodes:
+                raise ScenarioError(f"{here}: {kind.value} needs target node-1..node-{swarm.nodes}, got {show(target)}")
+            if target == "node-1":
+                raise ScenarioError(f"{here}: {kind.value} on node-1, the Swarm's only manager: pick another node")
+        elif kind.targets_replica:
             names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
             if target not in names:
                 raise ScenarioError(f"{here}: {kind.value} needs target app-1..app-{topology.replicas}, "

@@ -94,7 +94,42 @@ class SlowConsumer(Action):
         self.ops.redis_cli("CONFIG", "SET", "client-output-buffer-limit", self.restore)
 
 
+class KillNode(Action):
+    """A Swarm node dies: its engine and everything it ran are SIGKILLed (the clients of its replicas see
+    their sockets close). Heal: the engine starts again, rejoins, and Swarm runs the node's tasks again."""
+
+    def apply(self) -> None:
+        self.ops.kill_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.restart_node(self.target)
+
+
+class PartitionNode(Action):
+    """A Swarm node's link to the others goes down: its tasks keep running, unreachable (clients on its
+    replicas hang until their pings time out). Heal: the link comes back up."""
+
+    def apply(self) -> None:
+        self.ops.cut_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.link_node(self.target)
+
+
+class DrainNode(Action):
+    """A Swarm node set to drain: Swarm stops its tasks (pinned there, they wait). Heal: active again."""
+
+    def apply(self) -> None:
+        self.ops.drain_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.activate_node(self.target)
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
+    FaultKind.KILL_NODE: KillNode,
+    FaultKind.PARTITION_NODE: PartitionNode,
+    FaultKind.DRAIN_NODE: DrainNode,
     FaultKind.KILL_REPLICA: KillReplica,
     FaultKind.RESTART_REDIS: RestartRedis,
     FaultKind.PAUSE_REDIS: PauseRedis,
