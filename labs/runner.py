@@ -185,6 +185,11 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
         nodes = stack.node_of()
     first_send = min((m.at for m in history.sent), default=0.0)
     swarm_events = [(t - first_send, what) for t, what in getattr(stack, "events", [])]
+    if swarm_events:  # the faults on the same clock, to read what Swarm did against them
+        swarm_events += [(f.applied - first_send, f"fault {f.kind} {f.target} applied") for f in history.faults]
+        swarm_events += [(f.healed - first_send, f"fault {f.kind} {f.target} healed") for f in history.faults
+                         if f.healed is not None]
+        swarm_events.sort()
     acc, values, verdict = check(p, history)
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,

@@ -132,7 +132,7 @@ class SwarmStack:
             self._wait_log(b)
         self.nginx_conf = spec.nginx_conf
         if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
+            self.nginx_conf = spec.nginx_conf_for(self._subnet("front"))
         with signals.deferred():
             config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.nginx_conf.encode(),
                                                 labels=labels(spec.run_id, "nginx-config"))
@@ -181,6 +181,20 @@ class SwarmStack:
                 if seen.get(key) != value:
                     self.events.append((stamp, f"{key}: {value}"))
             seen = now
+
+    def _subnet(self, role: str) -> str:
+        """The overlay network's subnet (the manager allocates it, not always by the time create returns)."""
+        network = self.networks[role]
+        found: list[str] = []
+
+        def probe() -> bool:
+            network.reload()
+            config = network.attrs.get("IPAM", {}).get("Config") or []
+            found.extend(c["Subnet"] for c in config if c.get("Subnet"))
+            return bool(found)
+
+        self._poll(f"network {role}", probe)
+        return found[0]
 
     def _app_command(self, name: str) -> list[str]:
         spec = self.spec
