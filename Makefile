@@ -17,8 +17,12 @@ SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-
            seed-node-socketio-restart-redis seed-node-pysio-restart-redis \
            seed-node-socketio-kill-replica seed-node-pysio-kill-replica
 
+# on a Docker Swarm: same-node then cross-node latency, node loss PubSub vs Streams, a cut-off and a drained node
+SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-loss-streams \
+           swarm-partition-node-streams swarm-drain-node-streams
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
+.PHONY: help setup images scenario-swarm cluster-up cluster-down scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -44,6 +48,15 @@ scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; r
 
 scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscribe, Socket.IO adapter off/on, Redis restart and replica kill beside python-socketio — one run
 	$(LAB) run $(SEED_NODE)
+
+scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — one table
+	$(LAB) run --cluster-up 3 $(SWARM)
+
+cluster-up: setup images ## a local 3-node Docker Swarm on this machine (root): extra engines in network namespaces
+	$(LAB) cluster up --nodes $(or $(NODES),3)
+
+cluster-down: setup ## remove the local Docker Swarm (engines, namespaces, links, data)
+	$(LAB) cluster down
 
 demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
 	$(LAB) up $*

@@ -74,15 +74,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = [scenario.on_swarm(s) for s in loaded]
     plans = [plan(s, templates=templates) for s in loaded]
     swarm_nodes = max((s.swarm.nodes for s in loaded if s.swarm is not None), default=0)
+    # --cluster-up N: build a local Swarm when none exists, and remove it afterwards (make scenario-swarm)
+    own_cluster = max(args.cluster_up or 0, swarm_nodes)
     if swarm_nodes:
         from .infra import cluster
 
-        cluster.require(swarm_nodes)
+        if args.cluster_up is not None and cluster.load() is None:
+            cluster.validate_nodes(own_cluster)
+        else:
+            own_cluster = 0
+            cluster.require(swarm_nodes)
     client, images = _setup(progress)
     for role, image in (("app", images.app), ("redis", images.redis), ("nginx", images.nginx)):
         progress(f"image {role}: {image.tag} — {image.source}")
     results = []
     try:
+        if own_cluster:
+            cluster.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}), host_client=client,
+                       nodes=own_cluster, progress=progress)
         for p in plans:
             result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
             path = files.write(result, results_dir, table.table([result]))
@@ -90,6 +99,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             results.append(result)
     finally:
         client.close()
+        if own_cluster:
+            with signals.deferred():
+                cluster.down(progress=progress)
     print(table.table(results))
     return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
 
@@ -143,7 +155,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
             found = cluster.down(progress=progress)
         print(f"removed the local Swarm of {settings.OWNER}" if found else "no local Swarm: nothing to remove")
         return EXIT_PASS
-    cluster.validate_nodes(args.nodes)
+    cluster.validate_nodes(args.nodes, args.heartbeat)
     client, images = _setup(progress)
     try:
         tags = sorted({images.app.tag, images.redis.tag, images.nginx.tag})
@@ -221,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--results", default=str(settings.RESULTS_DIR), help="where results go (default: ./results)")
     run.add_argument("--engine", choices=("docker", "swarm"), default="docker",
                      help="swarm: run on the local Swarm (`cluster up`); scenarios with a [swarm] table always do")
+    run.add_argument("--cluster-up", type=int, default=None, metavar="N",
+                     help="when the run needs a Swarm and none is up: build a local one of N nodes (at least what "
+                          "the scenarios ask), and remove it afterwards")
     run.set_defaults(func=cmd_run)
 
     sub.add_parser("list", help="list scenarios and what each expects",

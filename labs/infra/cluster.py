@@ -120,9 +120,13 @@ def dockerd_command(owner: str, index: int, address: str) -> list[str]:
             f"--swarm-default-advertise-addr {address} --log-level warn"]
 
 
-def validate_nodes(nodes: int) -> None:
+def validate_nodes(nodes: int, heartbeat_s: float = 2.0) -> None:
+    """Refuse, before anything starts, what `up` cannot build."""
     if not 1 <= nodes <= MAX_NODES:
         raise ClusterError(f"--nodes {nodes} must be 1..{MAX_NODES}")
+    if not 0.5 <= heartbeat_s <= 30.0:
+        raise ClusterError(f"--heartbeat {heartbeat_s:g} must be 0.5..30 seconds")
+    _require_root()
 
 
 # -- shell ------------------------------------------------------------------------------------------------
@@ -204,8 +208,7 @@ def start_engine(owner: str, index: int, address: str, *, timeout: float = 60.0)
 def up(images: Iterable[str], *, host_client: docker.DockerClient, nodes: int = 3, heartbeat_s: float = 2.0,
        progress: Progress = lambda line: None) -> Cluster:
     """Build the cluster; on any failure (or Ctrl-C) remove what was built, then raise."""
-    validate_nodes(nodes)
-    _require_root()
+    validate_nodes(nodes, heartbeat_s)
     if load() is not None or segment_ns(OWNER) in _netns():
         raise ClusterError(f"a local cluster of owner {OWNER} exists already; `python -m labs cluster down` first")
     try:
