@@ -313,6 +313,8 @@ def ensure_images(cluster: Cluster, tags: Iterable[str], host_client: docker.Doc
 
 def _load_images(cluster: Cluster, images: list[str], host_client: docker.DockerClient, progress: Progress) -> None:
     """`docker save` the images once into the cluster's directory, then load them into every node at once."""
+    if not images:
+        return
     tar = cluster_dir(cluster.owner) / "images.tar"
     with open(tar, "wb") as out:
         for chunk in host_client.api.get_image(images[0]) if len(images) == 1 else _save_many(host_client, images):
@@ -401,7 +403,7 @@ def _kill(pids: list[int], sig: int) -> None:
             pass
 
 
-def stop_engines(pids: list[int], grace: float = 15.0) -> None:
+def stop_engines(pids: list[int], grace: float = 5.0) -> None:
     """SIGTERM (the engine stops its containers), then SIGKILL whatever still runs after `grace`."""
     _kill(pids, signal.SIGTERM)
     deadline = time.monotonic() + grace
