@@ -382,10 +382,25 @@ def _swarm(table: Any, where: str) -> Swarm:
     return Swarm(nodes=nodes, **pins)
 
 
+#: faults a Swarm cannot take as the one engine does: a stopped Redis comes back as a new task (its
+#: append-only file gone with the old container), and Swarm keeps its tasks on their networks
+NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, without its append-only file",
+                FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network"}
+
+
+def _swarm_fault(kind: FaultKind, where: str) -> None:
+    if kind in NOT_ON_SWARM:
+        raise ScenarioError(f"{where}: {kind.value} does not run on a Swarm ({NOT_ON_SWARM[kind]}); "
+                            "partition-node or kill-node are the Swarm's own")
+
+
 def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
     """The scenario as run with `--engine swarm`: its own [swarm] table, or the defaults."""
     if scenario.swarm is not None:
         return scenario
+    where = shown(str(scenario.path) if scenario.path else scenario.name)
+    for fault in scenario.faults:
+        _swarm_fault(fault.kind, where)
     return Scenario(**{**scenario.__dict__, "swarm": Swarm(nodes=min(nodes or Swarm.nodes, Swarm.nodes))})
 
 
@@ -405,6 +420,8 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str,
         if "kind" not in item or "at" not in item:
             raise ScenarioError(f"{here}: needs kind and at")
         kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
+        if swarm is not None:
+            _swarm_fault(kind, here)
         target = item.get("target", "redis")
         if kind.targets_node:
             if swarm is None:

@@ -1,5 +1,5 @@
-"""What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis;
-on a Swarm, kill, cut off or drain a node.
+"""What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis.
+A Swarm's operations (labs.infra.swarm_operations) add its nodes.
 
 Each call is one Docker operation on a container the stack started; faults (`labs.infra.faults`) decide
 when. Blocking: the fault schedule runs them in threads beside the clients.
@@ -38,23 +38,3 @@ class Operations:
 
     def redis_cli(self, *args: str) -> str:
         return redis_cli(self.stack, *args)
-
-    # -- a Swarm's nodes (labs.infra.swarm_stack.SwarmStack) -------------------------------------------
-
-    def kill_node(self, name: str) -> None:
-        self.stack.kill_node(name)  # type: ignore[attr-defined]
-
-    def restart_node(self, name: str) -> None:
-        self.stack.restart_node(name)  # type: ignore[attr-defined]
-
-    def cut_node(self, name: str) -> None:
-        self.stack.cut_node(name)  # type: ignore[attr-defined]
-
-    def link_node(self, name: str) -> None:
-        self.stack.link_node(name)  # type: ignore[attr-defined]
-
-    def drain_node(self, name: str) -> None:
-        self.stack.set_availability(name, "drain")  # type: ignore[attr-defined]
-
-    def activate_node(self, name: str) -> None:
-        self.stack.set_availability(name, "active")  # type: ignore[attr-defined]

@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import docker
 import docker.errors
@@ -31,6 +31,9 @@ from ..settings import LABEL
 from . import cluster as local
 from .cluster import Cluster, node_client
 from .stack import APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels
+
+if TYPE_CHECKING:
+    from .swarm_operations import SwarmOperations
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
@@ -296,14 +299,23 @@ class SwarmStack:
             self.rejoin(node)
 
     def rejoin(self, node: str, timeout: float = 60.0) -> None:
-        """After a node came back: wait until Swarm runs its tasks again, take the new containers, and have
-        nginx resolve the names again (a new task may have a new address)."""
-        for name in self.on_node(node):
+        """After a node came back: as `refresh`, for every task of that node."""
+        self.refresh(self.on_node(node), timeout)
+
+    def refresh(self, names: list[str], timeout: float = 60.0) -> None:
+        """Wait until Swarm runs these services' tasks again, take the new containers, and have nginx
+        resolve the names again (a new task may have a new address)."""
+        for name in names:
             self._wait_task(name, timeout)
-        for name in self.on_node(node):
+        for name in names:
             if name != "nginx":
-                self._poll(name, lambda n=name: self._resolves(n))
+                self._poll(name, lambda n=name: self._resolves(n), timeout)
         self.reload_nginx()
+
+    def operations(self) -> "SwarmOperations":
+        from .swarm_operations import SwarmOperations
+
+        return SwarmOperations(self)
 
     def _resolves(self, name: str) -> bool:
         """nginx's node resolves `name` to the task's current address."""

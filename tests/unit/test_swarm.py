@@ -112,3 +112,12 @@ def test_each_engine_has_its_own_roots_socket_and_no_iptables():
 def test_a_cluster_that_cannot_be_built_is_refused_first(nodes, heartbeat, message):
     with pytest.raises(cluster.ClusterError, match=message.replace(".", r"\.")):
         cluster.validate_nodes(nodes, heartbeat)
+
+
+def test_faults_a_swarm_cannot_take_are_refused_with_engine_swarm_and_in_swarm_tables():
+    restart = KILL_NODE_3.replace("kill-node", "restart-redis").replace("node-3", "redis")
+    with pytest.raises(ScenarioError, match="restart-redis does not run on a Swarm"):
+        parse(faults=restart)
+    plain = parse(swarm="", faults=restart)
+    with pytest.raises(ScenarioError, match="restart-redis does not run on a Swarm"):
+        scenario.on_swarm(plain)
