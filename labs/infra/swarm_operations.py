@@ -20,11 +20,16 @@ class SwarmOperations(Operations):
         """SIGKILL the task's container, and hold the service at 0 tasks: Swarm would otherwise start a new
         one at once, where the one engine waits for the heal."""
         self.swarm.containers[name].kill()
-        self.swarm.services[name].scale(0)
+        self._scale(name, 0)
 
     def start_again(self, name: str) -> None:
-        self.swarm.services[name].scale(1)
+        self._scale(name, 1)
         self.swarm.refresh([name])
+
+    def _scale(self, name: str, replicas: int) -> None:
+        service = self.swarm.services[name]
+        service.reload()  # an update names the version it changes: the one Swarm holds now
+        service.scale(replicas)
 
     def kill_node(self, name: str) -> None:
         self.swarm.kill_node(name)
