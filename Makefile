@@ -19,7 +19,7 @@ SEED_NODE := seed-node-glob seed-node-pubsub seed-node-socketio-no-adapter seed-
 
 # on a Docker Swarm: same-node then cross-node latency, node loss PubSub vs Streams, a cut-off and a drained node
 SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-loss-streams \
-           swarm-partition-node-streams swarm-drain-node-streams
+           swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
 .PHONY: help setup images scenario-swarm cluster-up cluster-down scenario-pubsub scenario-faults scenario-sticky scenario-seed-node test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity clean
