@@ -31,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, TypeVar
 
 import docker
 import docker.errors
@@ -44,6 +44,7 @@ ROOT_DIR = Path("/run/wslab-cluster")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_NODES = 9
 Progress = Callable[[str], None]
+T = TypeVar("T")
 
 
 class ClusterError(LabError):
@@ -251,8 +252,7 @@ def _up(images: list[str], host_client: docker.DockerClient, nodes: int, heartbe
         d.mkdir(exist_ok=True)
         (d / "daemon.json").write_text("{}\n")
         started.append(Node(f"node-{i}", address, str(d / "docker.sock")))
-    with ThreadPoolExecutor(max_workers=nodes) as pool:
-        pids = list(pool.map(lambda n: start_engine(OWNER, int(n.name.split("-")[1]), n.address), started))
+    pids = _each(lambda n: start_engine(OWNER, node_index(n.name), n.address), started)
     cluster = Cluster(OWNER, f"{net}.254", tuple(Node(n.name, n.address, n.socket, pid)
                                                   for n, pid in zip(started, pids)), heartbeat_s)
     _save(cluster)
@@ -325,9 +325,18 @@ def _load_images(cluster: Cluster, images: list[str], host_client: docker.Docker
         with closing(node_client(node, timeout=600)) as c, open(tar, "rb") as data:
             c.images.load(data)
 
-    with ThreadPoolExecutor(max_workers=len(cluster.nodes)) as pool:
-        list(pool.map(load_into, cluster.nodes))
+    _each(load_into, list(cluster.nodes))
     tar.unlink()
+
+
+def _each(job: Callable[[Node], T], nodes: list[Node]) -> list[T]:
+    """`job` on every node at once. On an error or a signal the caller goes on at once (to the teardown,
+    which stops the engines the other jobs talk to), without waiting for the others."""
+    pool = ThreadPoolExecutor(max_workers=len(nodes))
+    try:
+        return list(pool.map(job, nodes))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def _save_many(client: docker.DockerClient, images: list[str]) -> Iterable[bytes]:

@@ -165,17 +165,25 @@ class SwarmStack:
     def _watch(self, interval: float = 0.2) -> None:
         """What Swarm says, as it changes: each node's state and availability, each task's state and node
         (host monotonic time, the workload's clock)."""
-        ids = {n.id: n.attrs["Description"]["Hostname"] for n in self.client.nodes.list()}
+        manager = node_client(self.cluster.manager)  # its own connection: this runs beside the faults
+        try:
+            self._watch_with(manager, interval)
+        finally:
+            manager.close()
+
+    def _watch_with(self, manager: docker.DockerClient, interval: float) -> None:
+        ids = {n.id: n.attrs["Description"]["Hostname"] for n in manager.nodes.list()}
         seen: dict[str, str] = {}
         while not self._stopping.wait(interval):
             now: dict[str, str] = {}
             try:
-                for n in self.client.nodes.list():
+                for n in manager.nodes.list():
                     name = n.attrs["Description"]["Hostname"]
                     now[name] = f"{n.attrs['Status']['State']}/{n.attrs['Spec']['Availability']}"
-                for name, service in self.services.items():
-                    for t in service.tasks():
-                        key = f"{name} task {t['ID'][:6]}"
+                names = {s.id: name for name, s in list(self.services.items())}
+                for t in manager.api.tasks():
+                    if t["ServiceID"] in names:
+                        key = f"{names[t['ServiceID']]} task {t['ID'][:6]}"
                         now[key] = f"{t['Status']['State']} on {ids.get(t.get('NodeID', ''), '?')}"
             except (docker.errors.APIError, *TRANSIENT):
                 continue
