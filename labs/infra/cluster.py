@@ -343,7 +343,8 @@ def _save_many(client: docker.DockerClient, images: list[str]) -> Iterable[bytes
     """One archive for several images (shared layers once): GET /images/get?names=a&names=b."""
     response = client.api._get(client.api._url("/images/get"), params={"names": images}, stream=True)
     client.api._raise_for_status(response)
-    return response.iter_content(chunk_size=1 << 20)
+    chunks: Iterable[bytes] = response.iter_content(chunk_size=1 << 20)
+    return chunks
 
 
 # -- node faults ----------------------------------------------------------------------------------------

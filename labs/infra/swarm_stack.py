@@ -18,6 +18,7 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Callable
 
 import docker
@@ -153,7 +154,7 @@ class SwarmStack:
         self.ports = {NGINX_PORT: self.port}
         self._poll("nginx", lambda: http_get(self.port, "/_lab/nginx", host=self.host)[0] == 200)
         for name in self.replica_names():
-            self._poll(name, lambda n=name: http_get(self.port, f"/_lab/{n}/healthz", host=self.host)[0] == 200)
+            self._poll(name, partial(self._healthy, name))
         self.timings.up_s = time.monotonic() - t0
         where = ", ".join(f"{n}@{node}" for n, node in self.placement.items())
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on {self.host}:{self.port}; {where}")
@@ -243,9 +244,12 @@ class SwarmStack:
             signals.check()
             time.sleep(0.05)
 
+    def _healthy(self, name: str) -> bool:
+        return http_get(self.port, f"/_lab/{name}/healthz", host=self.host)[0] == 200
+
     def running_task(self, name: str) -> dict[str, Any] | None:
         """The service's task that runs now (None while none does); raises when Swarm gave up on it."""
-        tasks = self.services[name].tasks(filters={"desired-state": "running"})
+        tasks: list[dict[str, Any]] = self.services[name].tasks(filters={"desired-state": "running"})
         for t in tasks:
             if t["Status"]["State"] == "running" and t["Status"].get("ContainerStatus", {}).get("ContainerID"):
                 return t
@@ -317,7 +321,7 @@ class SwarmStack:
             self._wait_task(name, timeout)
         for name in names:
             if name != "nginx":
-                self._poll(name, lambda n=name: self._resolves(n), timeout)
+                self._poll(name, partial(self._resolves, name), timeout)
         self.reload_nginx()
 
     def operations(self) -> "SwarmOperations":
