@@ -13,7 +13,7 @@ any record):
 - a veth from the host namespace into the segment (10.251.<k>.254): the host reaches the nodes, and
   nginx's port published on its node, through it.
 
-The host's own engine is never touched. `down` stops every engine by PID (SIGTERM, then SIGKILL), kills
+The host's own engine is never touched. `down` (with `cluster_host`) stops every engine by PID (SIGTERM, then SIGKILL), kills
 what a SIGKILLed engine left (shims and container processes: by cmdline and by cgroup), unmounts, and
 removes namespaces, links, cgroups and directories.
 """
@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
@@ -37,18 +35,15 @@ import docker
 import docker.errors
 
 from .. import signals
-from ..errors import LabError
+from ..errors import ClusterError
 from ..settings import OWNER
+from . import cluster_host as host
+from .cluster_host import (cgroup_parent, cluster_dir, host_link, ip, netns, node_index, node_ns, segment_ns,
+                           subnet_octet)
 
-ROOT_DIR = Path("/run/wslab-cluster")
-CGROUP_ROOT = Path("/sys/fs/cgroup")
 MAX_NODES = 9
 Progress = Callable[[str], None]
 T = TypeVar("T")
-
-
-class ClusterError(LabError):
-    """The local cluster cannot be built or found."""
 
 
 @dataclass(frozen=True)
@@ -83,32 +78,8 @@ class Cluster:
         raise ClusterError(f"no node {name!r} in the cluster (nodes: {', '.join(n.name for n in self.nodes)})")
 
 
-# -- names, pure ----------------------------------------------------------------------------------------
+# -- names and checks, pure ------------------------------------------------------------------------------
 
-def subnet_octet(owner: str) -> int:
-    """The third octet of the owner's segment 10.251.<k>.0/24 (owners sharing a machine differ)."""
-    return 20 + zlib.crc32(owner.encode()) % 200
-
-
-def segment_ns(owner: str) -> str:
-    return f"wslab-{owner}-seg"
-
-
-def node_ns(owner: str, index: int) -> str:
-    return f"wslab-{owner}-node-{index}"
-
-
-def host_link(owner: str) -> str:
-    """The host end of the segment's veth (interface names hold at most 15 characters)."""
-    return f"wsl{zlib.crc32(owner.encode()) % 10**8:08d}"
-
-
-def cluster_dir(owner: str) -> Path:
-    return ROOT_DIR / owner
-
-
-def cgroup_parent(owner: str, index: int) -> str:
-    return f"wslab-{owner}-node-{index}"
 
 
 def dockerd_command(owner: str, index: int, address: str) -> list[str]:
@@ -132,11 +103,6 @@ def validate_nodes(nodes: int, heartbeat_s: float = 2.0) -> None:
 
 # -- shell ------------------------------------------------------------------------------------------------
 
-def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(["ip", *args], capture_output=True, text=True)
-    if check and done.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
-    return done
 
 
 def _require_root() -> None:
@@ -210,7 +176,7 @@ def up(images: Iterable[str], *, host_client: docker.DockerClient, nodes: int = 
        progress: Progress = lambda line: None) -> Cluster:
     """Build the cluster; on any failure (or Ctrl-C) remove what was built, then raise."""
     validate_nodes(nodes, heartbeat_s)
-    if load() is not None or segment_ns(OWNER) in _netns():
+    if load() is not None or segment_ns(OWNER) in netns():
         raise ClusterError(f"a local cluster of owner {OWNER} exists already; `python -m labs cluster down` first")
     try:
         return _up(list(images), host_client, nodes, heartbeat_s, progress)
@@ -225,29 +191,29 @@ def _up(images: list[str], host_client: docker.DockerClient, nodes: int, heartbe
     t0 = time.monotonic()
     k = subnet_octet(OWNER)
     net = f"10.251.{k}"
-    if f"{net}.0/24" in _ip("route").stdout:
+    if f"{net}.0/24" in ip("route").stdout:
         raise ClusterError(f"{net}.0/24 is routed on this host already; remove that route or use another WSLAB_OWNER")
     base = cluster_dir(OWNER)
     base.mkdir(parents=True, exist_ok=True)
     seg = segment_ns(OWNER)
     with signals.deferred():
-        _ip("netns", "add", seg)
-        _ip("-n", seg, "link", "add", "br0", "type", "bridge")
-        _ip("-n", seg, "link", "set", "br0", "up")
-        _ip("link", "add", host_link(OWNER), "type", "veth", "peer", "name", "host", "netns", seg)
-    _ip("-n", seg, "link", "set", "host", "master", "br0", "up")
-    _ip("addr", "add", f"{net}.254/24", "dev", host_link(OWNER))
-    _ip("link", "set", host_link(OWNER), "up")
+        ip("netns", "add", seg)
+        ip("-n", seg, "link", "add", "br0", "type", "bridge")
+        ip("-n", seg, "link", "set", "br0", "up")
+        ip("link", "add", host_link(OWNER), "type", "veth", "peer", "name", "host", "netns", seg)
+    ip("-n", seg, "link", "set", "host", "master", "br0", "up")
+    ip("addr", "add", f"{net}.254/24", "dev", host_link(OWNER))
+    ip("link", "set", host_link(OWNER), "up")
     started: list[Node] = []
     for i in range(1, nodes + 1):
         ns, address = node_ns(OWNER, i), f"{net}.{i}"
         with signals.deferred():
-            _ip("netns", "add", ns)
-            _ip("-n", seg, "link", "add", f"n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
-        _ip("-n", seg, "link", "set", f"n{i}", "master", "br0", "up")
-        _ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
-        _ip("-n", ns, "link", "set", "eth0", "up")
-        _ip("-n", ns, "link", "set", "lo", "up")
+            ip("netns", "add", ns)
+            ip("-n", seg, "link", "add", f"n{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+        ip("-n", seg, "link", "set", f"n{i}", "master", "br0", "up")
+        ip("-n", ns, "addr", "add", f"{address}/24", "dev", "eth0")
+        ip("-n", ns, "link", "set", "eth0", "up")
+        ip("-n", ns, "link", "set", "lo", "up")
         d = base / f"node-{i}"
         d.mkdir(exist_ok=True)
         (d / "daemon.json").write_text("{}\n")
@@ -349,21 +315,11 @@ def _save_many(client: docker.DockerClient, images: list[str]) -> Iterable[bytes
 
 # -- node faults ----------------------------------------------------------------------------------------
 
-def node_index(name: str) -> int:
-    return int(name.removeprefix("node-"))
-
-
 def kill_node(cluster: Cluster, name: str) -> None:
     """The node dies at once: its engine, containerd, shims and containers, all SIGKILLed (the kernel
     closes their sockets, as a crashed process's; a machine that loses power sends nothing: that is
     `cut_link`)."""
-    index = node_index(name)
-    mark = str(cluster_dir(cluster.owner) / f"node-{index}") + "/"
-    victims = _processes_mentioning(mark) + _cgroup_pids(_cgroup_dirs(cluster.owner, index))
-    _kill(victims, signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while any(_alive(p) for p in victims) and time.monotonic() < deadline:
-        time.sleep(0.02)
+    host.kill_all(host.node_processes(cluster.owner, node_index(name)))
 
 
 def restart_node(cluster: Cluster, name: str) -> Cluster:
@@ -380,126 +336,26 @@ def restart_node(cluster: Cluster, name: str) -> Cluster:
 
 def set_link(cluster: Cluster, name: str, up: bool) -> None:
     """The node's veth on the segment, down (cut off from every node and from the host) or up again."""
-    _ip("-n", segment_ns(cluster.owner), "link", "set", f"n{node_index(name)}", "up" if up else "down")
+    ip("-n", segment_ns(cluster.owner), "link", "set", f"n{node_index(name)}", "up" if up else "down")
 
 
 # -- teardown ---------------------------------------------------------------------------------------------
 
-def _netns() -> list[str]:
-    return [line.split()[0] for line in _ip("netns", "list", check=False).stdout.splitlines() if line.strip()]
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    return [int(p.name) for p in Path("/proc").iterdir()
-            if p.name.isdigit() and int(p.name) != os.getpid() and text in _cmdline(int(p.name))]
-
-
-def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def _kill(pids: list[int], sig: int) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def stop_engines(pids: list[int], grace: float = 5.0) -> None:
-    """SIGTERM (the engine stops its containers), then SIGKILL whatever still runs after `grace`."""
-    _kill(pids, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _kill([p for p in pids if _alive(p)], signal.SIGKILL)
-
-
-def _cgroup_dirs(owner: str, index: int | None = None) -> list[Path]:
-    """The nodes' cgroup parents (cgroup v1: one per controller), of one node or all."""
-    if not CGROUP_ROOT.is_dir():
-        return []
-    pattern = cgroup_parent(owner, index) if index is not None else f"wslab-{owner}-node-*"
-    return sorted((d for ctl in CGROUP_ROOT.iterdir() if ctl.is_dir() and not ctl.is_symlink()
-                   for d in ctl.glob(pattern)), key=str)
-
-
-def _cgroup_pids(dirs: list[Path]) -> list[int]:
-    pids: set[int] = set()
-    for d in dirs:
-        for procs in d.rglob("cgroup.procs"):
-            try:
-                pids.update(int(x) for x in procs.read_text().split())
-            except OSError:
-                pass
-    return sorted(pids)
-
-
-def _remove_cgroups(dirs: list[Path]) -> None:
-    for d in dirs:
-        for sub in sorted((p for p in d.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)) + [d]:
-            try:
-                sub.rmdir()
-            except OSError:
-                pass
-
-
-def _unmount_under(path: Path) -> None:
-    prefix = str(path) + "/"
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f]
-    for point in sorted((p for p in points if p.startswith(prefix)), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
-
-
 def leftovers(owner: str = OWNER) -> list[str]:
-    """What of the owner's local cluster exists: namespaces, the host link, processes, cgroups, the
-    directory. Empty when nothing is left."""
-    found = [ns for ns in _netns() if ns.startswith(f"wslab-{owner}-")]
-    if _ip("link", "show", host_link(owner), check=False).returncode == 0:
-        found.append(f"link {host_link(owner)}")
-    found += [f"pid {p}" for p in _processes_mentioning(str(cluster_dir(owner)) + "/")]
-    found += [str(d) for d in _cgroup_dirs(owner)]
-    if cluster_dir(owner).exists():
-        found.append(str(cluster_dir(owner)))
-    return found
+    """What of the owner's local cluster exists (empty: nothing)."""
+    return host.leftovers(owner)
 
 
 def down(owner: str = OWNER, *, progress: Progress = lambda line: None) -> list[str]:
     """Remove the owner's local cluster, recorded or not (a killed `up` or run): returns what was found."""
-    found = leftovers(owner)
-    if not found:
-        return []
-    t0 = time.monotonic()
     recorded = load(owner)
-    mark = str(cluster_dir(owner)) + "/"
-    engines = [n.pid for n in recorded.nodes if n.pid and mark in _cmdline(n.pid)] if recorded else []
-    engines += [p for p in _processes_mentioning(mark) if "dockerd" in _cmdline(p) and p not in engines]
-    stop_engines(engines)
-    groups = _cgroup_dirs(owner)
-    # what a SIGKILLed engine leaves: containerd, its shims, and the containers' processes
-    _kill(_processes_mentioning(mark) + _cgroup_pids(groups), signal.SIGKILL)
-    deadline = time.monotonic() + 5
-    while (_processes_mentioning(mark) or _cgroup_pids(groups)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    _remove_cgroups(groups)
-    for ns in _netns():
-        if ns.startswith(f"wslab-{owner}-"):
-            _ip("netns", "delete", ns, check=False)
-    _ip("link", "delete", host_link(owner), check=False)
-    d = cluster_dir(owner)
-    if d.exists():
-        _unmount_under(d)
-        subprocess.run(["rm", "-rf", "--one-file-system", str(d)], capture_output=True)
-    progress(f"local cluster of {owner} removed in {time.monotonic() - t0:.1f}s")
-    return found
+    return host.remove(owner, [n.pid for n in recorded.nodes] if recorded else [], progress=progress)
+
+
+
+
+
+
 
 
 if __name__ == "__main__":  # pragma: no cover - a manual check: what is left

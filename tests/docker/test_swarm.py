@@ -75,7 +75,7 @@ def test_cluster_up_forms_one_swarm_and_down_leaves_nothing(no_cluster: None) ->
         with closing(cluster.node_client(built.manager)) as manager:
             nodes = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in manager.nodes.list()}
         assert nodes == {"node-1": "ready", "node-2": "ready"}
-        assert any(ns == cluster.node_ns(built.owner, 2) for ns in cluster._netns())
+        assert any(ns == cluster.node_ns(built.owner, 2) for ns in cluster.netns())
     finally:
         found = cluster.down()
     assert f"pid {built.nodes[0].pid}" in found and cluster.leftovers() == []
