@@ -111,6 +111,24 @@ def test_clean_removes_what_a_sigkilled_run_and_killed_engines_left(no_cluster: 
     assert cluster.leftovers() == []
 
 
+def test_ctrl_c_while_cluster_up_loads_images_removes_what_it_built(no_cluster: None) -> None:
+    proc = lab("cluster", "up", "--nodes", "2")
+    try:
+        tar = cluster.cluster_dir(cluster.OWNER) / "images.tar"
+        deadline = time.monotonic() + 120
+        while not tar.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert tar.exists(), "cluster up never began saving the images"
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        out = proc.communicate(timeout=60)[0].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out[-2000:]
+    assert time.monotonic() - started < 30
+    assert cluster.leftovers() == []
+
+
 @pytest.fixture(scope="module")
 def local_swarm(images) -> Iterator[cluster.Cluster]:  # type: ignore[no-untyped-def]
     assert cluster.leftovers() == [], "a local Swarm of this owner exists: `python -m labs cluster down`"
@@ -141,20 +159,3 @@ def test_a_killed_node_comes_back_and_streams_lose_nothing(
     assert "node-3: down/active" in said and said.index("node-3: down/active") < len(said) - 1
     assert result.states["app-3"] == "running"
 
-
-def test_ctrl_c_while_cluster_up_loads_images_removes_what_it_built(no_cluster: None) -> None:
-    proc = lab("cluster", "up", "--nodes", "2")
-    try:
-        tar = cluster.cluster_dir(cluster.OWNER) / "images.tar"
-        deadline = time.monotonic() + 120
-        while not tar.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert tar.exists(), "cluster up never began saving the images"
-        proc.send_signal(signal.SIGINT)
-        started = time.monotonic()
-        out = proc.communicate(timeout=60)[0].decode()
-    finally:
-        proc.kill()
-    assert proc.returncode == 130, out[-2000:]
-    assert time.monotonic() - started < 30
-    assert cluster.leftovers() == []
