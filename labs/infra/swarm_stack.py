@@ -31,6 +31,7 @@ from ..errors import StackError
 from ..settings import LABEL
 from . import cluster as local
 from .cluster import Cluster, node_client
+from .swarm_events import watch
 from .stack import APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels
 
 if TYPE_CHECKING:
@@ -158,41 +159,11 @@ class SwarmStack:
         self.timings.up_s = time.monotonic() - t0
         where = ", ".join(f"{n}@{node}" for n, node in self.placement.items())
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on {self.host}:{self.port}; {where}")
-        watcher = threading.Thread(target=self._watch, name="swarm-watch", daemon=True)
+        watcher = threading.Thread(target=watch, args=(self.cluster.manager, lambda: self.services, self.events,
+                                                       self._stopping), name="swarm-watch", daemon=True)
         watcher.start()
         self._cleanup.callback(watcher.join, 5)
         self._cleanup.callback(self._stopping.set)
-
-    def _watch(self, interval: float = 0.2) -> None:
-        """What Swarm says, as it changes: each node's state and availability, each task's state and node
-        (host monotonic time, the workload's clock)."""
-        manager = node_client(self.cluster.manager)  # its own connection: this runs beside the faults
-        try:
-            self._watch_with(manager, interval)
-        finally:
-            manager.close()
-
-    def _watch_with(self, manager: docker.DockerClient, interval: float) -> None:
-        ids = {n.id: n.attrs["Description"]["Hostname"] for n in manager.nodes.list()}
-        seen: dict[str, str] = {}
-        while not self._stopping.wait(interval):
-            now: dict[str, str] = {}
-            try:
-                for n in manager.nodes.list():
-                    name = n.attrs["Description"]["Hostname"]
-                    now[name] = f"{n.attrs['Status']['State']}/{n.attrs['Spec']['Availability']}"
-                names = {s.id: name for name, s in list(self.services.items())}
-                for t in manager.api.tasks():
-                    if t["ServiceID"] in names:
-                        key = f"{names[t['ServiceID']]} task {t['ID'][:6]}"
-                        now[key] = f"{t['Status']['State']} on {ids.get(t.get('NodeID', ''), '?')}"
-            except (docker.errors.APIError, *TRANSIENT):
-                continue
-            stamp = time.monotonic()
-            for key, value in now.items():
-                if seen.get(key) != value:
-                    self.events.append((stamp, f"{key}: {value}"))
-            seen = now
 
     def _subnet(self, role: str) -> str:
         """The overlay network's subnet (the manager allocates it, not always by the time create returns)."""
