@@ -146,10 +146,20 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    """cluster up --nodes N / cluster down: the local Swarm (labs.infra.cluster)."""
+    """cluster up --nodes N / cluster use --manager URL / cluster down: the Swarm runs use (labs.infra.cluster)."""
     from .infra import cluster
 
     progress = progress_printer(args.quiet)
+    if args.action == "use":
+        manager = args.manager or settings.DOCKER_HOST
+        if not manager:
+            raise LabError("cluster use needs --manager URL (or DOCKER_HOST): a Swarm manager's engine")
+        found = cluster.use(manager, args.engines)
+        for node in found.nodes:
+            print(f"{node.name:<8} {node.hostname:<20} {node.address:<15} {node.url}")
+        print("runs create only their own services, networks, config and images there; `cluster down` removes "
+              "the lab's services and forgets the cluster")
+        return EXIT_PASS
     if args.action == "down":
         with signals.deferred():
             found = cluster.down(progress=progress)
@@ -248,10 +258,14 @@ def parser() -> argparse.ArgumentParser:
                    description="Start a Docker engine if needed and build or find the three images."
                    ).set_defaults(func=cmd_images)
     add_live_commands(sub)
-    cluster = sub.add_parser("cluster", help="a local Docker Swarm on this machine: cluster up --nodes N | cluster down",
+    cluster = sub.add_parser("cluster", help="the Swarm runs use: cluster up --nodes N (local) | use --manager URL | down",
                              description="up: N extra Docker engines, each in its own network namespace, joined into "
-                                         "one Swarm, with the lab's images loaded (root). down: remove it all.")
-    cluster.add_argument("action", choices=("up", "down"))
+                                         "one Swarm, with the lab's images loaded (root). use: a real Swarm, through its "
+                                         "manager. down: remove it all (a real one: only the lab's services).")
+    cluster.add_argument("action", choices=("up", "use", "down"))
+    cluster.add_argument("--manager", default=None, help="use: a real Swarm manager's engine URL (default: DOCKER_HOST)")
+    cluster.add_argument("--engines", default="ssh://root@{address}",
+                         help="use: each node's engine URL, from its {hostname} and {address} (default: ssh://root@{address})")
     cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3; 1..9)")
     cluster.add_argument("--heartbeat", type=float, default=2.0,
                          help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import docker
 
@@ -29,6 +29,9 @@ from .protocols import for_app
 from .protocols.base import ProtocolAdapter
 from .report.result import RunResult
 from .scenario import Balance, Broker, FaultKind, Metric, Scenario
+
+if TYPE_CHECKING:
+    from .infra.cluster import Cluster
 from .settings import TEMPLATES_DIR
 
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
@@ -142,18 +145,23 @@ def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
 
 
 def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progress: Progress,
-               on_removed: Callable[[list[str]], None]) -> Stack:
-    """The engine the scenario runs on: one Docker engine, or the local Swarm (its [swarm] table)."""
+               on_removed: Callable[[list[str]], None], on: "Cluster | None" = None) -> Stack:
+    """The engine the scenario runs on: one Docker engine, or a Swarm (its [swarm] table): `on`, else the
+    owner's recorded cluster (`cluster up` or `cluster use`)."""
     swarm = p.scenario.swarm
     if swarm is None:
         return Stack(client, spec, progress=progress, on_removed=on_removed)
     from .infra import cluster
     from .infra.swarm_stack import SwarmStack
 
-    local = cluster.require(swarm.nodes)
+    local = on or cluster.require(swarm.nodes)
+    for f in p.scenario.faults:
+        if f.kind in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE}:
+            cluster.local_only(local, f.kind.value)
     cluster.ensure_images(local, {spec.app_image or spec.images.app.tag, spec.images.redis.tag,
                                   spec.images.nginx.tag}, client, progress)
-    progress(f"on the local Swarm: {', '.join(f'{n.name} {n.address}' for n in local.nodes)}")
+    progress(f"on the {'' if local.remote else 'local '}Swarm: "
+             f"{', '.join(f'{n.name} {n.swarm_name} {n.address}' for n in local.nodes)}")
     manager = cluster.node_client(local.manager)
     stack = SwarmStack(manager, spec, local, {"nginx": swarm.nginx_node, "redis": swarm.broker_node},
                        spread=swarm.nodes, progress=progress, on_removed=on_removed)
@@ -162,12 +170,12 @@ def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progres
 
 def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
             progress: Progress = lambda line: None,
-            on_removed: Callable[[list[str]], None] = lambda names: None) -> RunResult:
+            on_removed: Callable[[list[str]], None] = lambda names: None, on: "Cluster | None" = None) -> RunResult:
     s, protocol = p.scenario, p.protocol
     spec, sticky_note = stack_spec(client, p, images, host_port=host_port)
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
-    with open_stack(client, p, spec, progress=progress, on_removed=on_removed) as stack:
+    with open_stack(client, p, spec, progress=progress, on_removed=on_removed, on=on) as stack:
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(), host=stack.host,
                                      during=fault_schedule(stack, s.faults), progress=progress,

@@ -48,14 +48,23 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Node:
+    """A node as scenarios name it (node-1 manages), the address the host reaches it at, and its engine:
+    a local cluster's socket path, or a real node's engine URL (ssh://…, tcp://…)."""
+
     name: str
     address: str
     socket: str
     pid: int = 0
+    #: the node's hostname in the Swarm ("": its name, as on the local cluster)
+    hostname: str = ""
 
     @property
     def url(self) -> str:
-        return f"unix://{self.socket}"
+        return self.socket if "://" in self.socket else f"unix://{self.socket}"
+
+    @property
+    def swarm_name(self) -> str:
+        return self.hostname or self.name
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,9 @@ class Cluster:
     host_address: str
     nodes: tuple[Node, ...]
     heartbeat_s: float = 2.0
+    #: a real Swarm the lab was pointed at (`cluster use`): it only creates its services there, and has no
+    #: engines to kill or links to cut
+    remote: bool = False
 
     @property
     def manager(self) -> Node:
@@ -123,7 +135,8 @@ def load(owner: str = OWNER) -> Cluster | None:
         raw = json.loads(state_path(owner).read_text())
     except (OSError, ValueError):
         return None
-    return Cluster(raw["owner"], raw["host_address"], tuple(Node(**n) for n in raw["nodes"]), raw["heartbeat_s"])
+    return Cluster(raw["owner"], raw["host_address"], tuple(Node(**n) for n in raw["nodes"]), raw["heartbeat_s"],
+                   raw.get("remote", False))
 
 
 def _save(cluster: Cluster) -> None:
@@ -262,6 +275,68 @@ def require(nodes: int, owner: str = OWNER) -> Cluster:
     return found
 
 
+def attach(manager_url: str, engines: str, owner: str = OWNER) -> Cluster:
+    """A real Swarm, through its manager: node-1 is that manager, the other nodes node-2… in hostname order;
+    each node's engine is at `engines` formatted with its hostname and address (`ssh://root@{address}`)."""
+    try:
+        engines.format(hostname="h", address="a")
+    except (KeyError, IndexError, ValueError):
+        raise ClusterError(f"--engines {engines!r}: use {{hostname}} and {{address}} only") from None
+    try:
+        with closing(docker.DockerClient(base_url=manager_url, timeout=30)) as client:
+            swarm = client.info().get("Swarm", {})
+            listed = client.nodes.list() if swarm.get("ControlAvailable") else []
+    except docker.errors.DockerException as exc:
+        raise ClusterError(f"--manager {manager_url}: no engine answers ({str(exc)[:120]})") from None
+    if not listed:
+        raise ClusterError(f"--manager {manager_url} is not a Swarm manager (docker info: "
+                           f"{swarm.get('LocalNodeState', '?')}, no control)")
+    me = swarm["NodeID"]
+    ordered = sorted(listed, key=lambda n: (n.id != me, n.attrs["Description"]["Hostname"]))
+    nodes = []
+    for i, n in enumerate(ordered, 1):
+        hostname, address = n.attrs["Description"]["Hostname"], n.attrs["Status"]["Addr"]
+        url = manager_url if n.id == me else engines.format(hostname=hostname, address=address)
+        nodes.append(Node(f"node-{i}", address, url, hostname=hostname))
+    return Cluster(owner, "", tuple(nodes), remote=True)
+
+
+def use(manager_url: str, engines: str, owner: str = OWNER) -> Cluster:
+    """Record a real Swarm as the owner's cluster (runs find it as they find a local one)."""
+    if load(owner) is not None:
+        raise ClusterError(f"a cluster of owner {owner} is recorded already; `python -m labs cluster down` first")
+    found = attach(manager_url, engines, owner)
+    cluster_dir(owner).mkdir(parents=True, exist_ok=True)
+    _save(found)
+    try:
+        return require(len(found.nodes), owner)
+    except BaseException:
+        state_path(owner).unlink()
+        raise
+
+
+def remove_services(client: docker.DockerClient, owner: str) -> int:
+    """Remove every service, config and network the lab labelled on a Swarm manager (one owner's)."""
+    selector = {"label": ["wslab.run", f"wslab.owner={owner}"]}
+    services = client.services.list(filters=selector)
+    for s in services:
+        s.remove()
+    rest = [*client.configs.list(filters=selector), *client.networks.list(filters=selector)]
+    deadline = time.monotonic() + 30
+    for thing in rest:
+        while True:
+            try:
+                thing.remove()
+                break
+            except docker.errors.NotFound:
+                break
+            except docker.errors.APIError:  # still in use by a task being removed
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+    return len(services) + len(rest)
+
+
 def ensure_images(cluster: Cluster, tags: Iterable[str], host_client: docker.DockerClient,
                   progress: Progress = lambda line: None) -> None:
     """Load into the nodes whichever of `tags` they lack (the host rebuilt an image since `up`)."""
@@ -315,10 +390,16 @@ def _save_many(client: docker.DockerClient, images: list[str]) -> Iterable[bytes
 
 # -- node faults ----------------------------------------------------------------------------------------
 
+def local_only(cluster: Cluster, what: str) -> None:
+    if cluster.remote:
+        raise ClusterError(f"{what} needs the local cluster (`cluster up`): the lab does not run a real node's engine")
+
+
 def kill_node(cluster: Cluster, name: str) -> None:
     """The node dies at once: its engine, containerd, shims and containers, all SIGKILLed (the kernel
     closes their sockets, as a crashed process's; a machine that loses power sends nothing: that is
     `cut_link`)."""
+    local_only(cluster, "kill-node")
     host.kill_all(host.node_processes(cluster.owner, node_index(name)))
 
 
@@ -336,6 +417,7 @@ def restart_node(cluster: Cluster, name: str) -> Cluster:
 
 def set_link(cluster: Cluster, name: str, up: bool) -> None:
     """The node's veth on the segment, down (cut off from every node and from the host) or up again."""
+    local_only(cluster, "partition-node")
     ip("-n", segment_ns(cluster.owner), "link", "set", f"n{node_index(name)}", "up" if up else "down")
 
 
@@ -349,6 +431,10 @@ def leftovers(owner: str = OWNER) -> list[str]:
 def down(owner: str = OWNER, *, progress: Progress = lambda line: None) -> list[str]:
     """Remove the owner's local cluster, recorded or not (a killed `up` or run): returns what was found."""
     recorded = load(owner)
+    if recorded is not None and recorded.remote:  # a real Swarm: only what the lab made there goes
+        with closing(node_client(recorded.manager)) as manager:
+            remove_services(manager, owner)
+        return host.remove(owner, [], progress=progress)
     return host.remove(owner, [n.pid for n in recorded.nodes] if recorded else [], progress=progress)
 
 

@@ -10,16 +10,18 @@ from typing import Any, Callable
 
 import docker.errors
 
-from .cluster import Node, node_client
+from .cluster import Cluster, node_client
 from .stack import TRANSIENT
 
 
-def watch(manager: Node, services: Callable[[], dict[str, Any]], events: list[tuple[float, str]],
+def watch(cluster: Cluster, services: Callable[[], dict[str, Any]], events: list[tuple[float, str]],
           stopping: threading.Event, interval: float = 0.2) -> None:
-    """Append (time, "what: state") to `events` for every change, until `stopping` is set. Runs in its own
-    thread, on its own connection to the manager."""
-    with closing(node_client(manager)) as client:
-        ids = {n.id: n.attrs["Description"]["Hostname"] for n in client.nodes.list()}
+    """Append (time, "what: state") to `events` for every change, until `stopping` is set (nodes by the
+    names scenarios give them). Runs in its own thread, on its own connection to the manager."""
+    names = {n.swarm_name: n.name for n in cluster.nodes}
+    with closing(node_client(cluster.manager)) as client:
+        ids = {n.id: names.get(n.attrs["Description"]["Hostname"], n.attrs["Description"]["Hostname"])
+               for n in client.nodes.list()}
         seen: dict[str, str] = {}
         while not stopping.wait(interval):
             try:
@@ -34,7 +36,7 @@ def watch(manager: Node, services: Callable[[], dict[str, Any]], events: list[tu
 def _states(client: docker.DockerClient, ids: dict[str, str], names: dict[str, str]) -> dict[str, str]:
     now: dict[str, str] = {}
     for n in client.nodes.list():
-        now[n.attrs["Description"]["Hostname"]] = f"{n.attrs['Status']['State']}/{n.attrs['Spec']['Availability']}"
+        now[ids.get(n.id, n.id[:6])] = f"{n.attrs['Status']['State']}/{n.attrs['Spec']['Availability']}"
     for t in client.api.tasks():
         if t["ServiceID"] in names:
             now[f"{names[t['ServiceID']]} task {t['ID'][:6]}"] = \

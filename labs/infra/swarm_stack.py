@@ -159,7 +159,7 @@ class SwarmStack:
         self.timings.up_s = time.monotonic() - t0
         where = ", ".join(f"{n}@{node}" for n, node in self.placement.items())
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on {self.host}:{self.port}; {where}")
-        watcher = threading.Thread(target=watch, args=(self.cluster.manager, lambda: self.services, self.events,
+        watcher = threading.Thread(target=watch, args=(self.cluster, lambda: self.services, self.events,
                                                        self._stopping), name="swarm-watch", daemon=True)
         watcher.start()
         self._cleanup.callback(watcher.join, 5)
@@ -194,7 +194,7 @@ class SwarmStack:
             image, command, name=f"wslab-{run_id}-{name}", hostname=name,
             labels=labels(run_id, name), container_labels=labels(run_id, name),
             networks=[docker.types.NetworkAttachmentConfig(self.networks[r].id, aliases=[name]) for r in roles],
-            constraints=[f"node.hostname=={self.placement[name]}"],
+            constraints=[f"node.hostname=={self.cluster.node(self.placement[name]).swarm_name}"],
             restart_policy=docker.types.RestartPolicy(condition="any", delay=500_000_000),
             **UNPRIVILEGED_SERVICE, **kwargs)
 
@@ -275,7 +275,7 @@ class SwarmStack:
         self.rejoin(node)
 
     def set_availability(self, node: str, availability: str) -> None:
-        swarm_node = self.client.nodes.get(node)
+        swarm_node = self.client.nodes.get(self.cluster.node(node).swarm_name)
         spec = dict(swarm_node.attrs["Spec"], Availability=availability)
         swarm_node.update(spec)
         if availability == "active":
@@ -372,17 +372,3 @@ def _remove_when_free(thing: Any, timeout: float = 10.0) -> None:
                 raise
             time.sleep(0.1)
 
-
-def remove_leftovers(client: docker.DockerClient, owner: str) -> int:
-    """Remove every service, config and network the lab labelled on a Swarm manager (one owner's)."""
-    selector = {"label": [LABEL, f"wslab.owner={owner}"]}
-    things: list[Any] = [*client.services.list(filters=selector)]
-    for s in things:
-        s.remove()
-    rest = [*client.configs.list(filters=selector), *client.networks.list(filters=selector)]
-    for thing in rest:
-        try:
-            _remove_when_free(thing, timeout=30.0)
-        except docker.errors.APIError:
-            pass
-    return len(things) + len(rest)

@@ -159,3 +159,17 @@ def test_a_killed_node_comes_back_and_streams_lose_nothing(
     assert "node-3: down/active" in said and said.index("node-3: down/active") < len(said) - 1
     assert result.states["app-3"] == "running"
 
+
+
+def test_a_swarm_given_by_its_manager_runs_through_each_nodes_engine_url(
+        client: docker.DockerClient, images, local_swarm: cluster.Cluster, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
+    """`cluster use`'s path, on the local Swarm seen as a real one: nodes from the manager, engines by URL."""
+    base = cluster.cluster_dir(local_swarm.owner)
+    real = cluster.attach(local_swarm.manager.url, f"unix://{base}/{{hostname}}/docker.sock")
+    assert real.remote and [n.hostname for n in real.nodes] == ["node-1", "node-2", "node-3"]
+    assert [(n.url, n.address) for n in real.nodes] == [(n.url, n.address) for n in local_swarm.nodes]
+    result = execute(client, plan(scenario.load("swarm-pubsub")), images, on=real)
+    assert result.passed, result.verdict_text
+    assert sorted(set(result.nodes.values())) == ["node-1", "node-2", "node-3"]
+    with pytest.raises(cluster.ClusterError, match="kill-node needs the local cluster"):
+        execute(client, plan(scenario.load("swarm-node-loss-streams")), images, on=real)

@@ -121,3 +121,10 @@ def test_faults_a_swarm_cannot_take_are_refused_with_engine_swarm_and_in_swarm_t
     plain = parse(swarm="", faults=restart)
     with pytest.raises(ScenarioError, match="restart-redis does not run on a Swarm"):
         scenario.on_swarm(plain)
+
+
+def test_a_node_is_reached_at_its_socket_or_its_engine_url():
+    local = cluster.Node("node-2", "10.251.7.2", "/run/wslab-cluster/o/node-2/docker.sock")
+    real = cluster.Node("node-2", "192.0.2.7", "ssh://root@192.0.2.7", hostname="worker-a")
+    assert local.url == "unix:///run/wslab-cluster/o/node-2/docker.sock" and local.swarm_name == "node-2"
+    assert real.url == "ssh://root@192.0.2.7" and real.swarm_name == "worker-a"
