@@ -137,7 +137,7 @@ class SwarmStack:
             self._wait_log(b)
         self.nginx_conf = spec.nginx_conf
         if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self._subnet("front"))
+            self.nginx_conf = spec.nginx_conf_for(self._client_net())
         with signals.deferred():
             config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.nginx_conf.encode(),
                                                 labels=labels(spec.run_id, "nginx-config"))
@@ -164,6 +164,15 @@ class SwarmStack:
         watcher.start()
         self._cleanup.callback(watcher.join, 5)
         self._cleanup.callback(self._stopping.set)
+
+    def _client_net(self) -> str:
+        """Where the host's connections reach nginx from: a port published in host mode goes through the
+        node's docker_gwbridge (made with the node's first task on an overlay network); else the front."""
+        try:
+            bridge = self.nodes[self.placement["nginx"]].networks.get("docker_gwbridge")
+            return str(bridge.attrs["IPAM"]["Config"][0]["Subnet"])
+        except (docker.errors.NotFound, LookupError, TypeError):
+            return self._subnet("front")
 
     def _subnet(self, role: str) -> str:
         """The overlay network's subnet (the manager allocates it, not always by the time create returns)."""
