@@ -25,7 +25,8 @@ FAULT_TEXT = {
     "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
     "partition-replica": "cut {t} off {b}", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
     "slow-consumer": "slow consumer {t}", "pause-broker": "pause {b}", "restart-broker": "restart {b}",
-    "kill-cluster-master": "kill master {t} (SIGKILL), restart",
+    "kill-cluster-master": "kill master {t} (SIGKILL), restart", "kill-node": "kill {t}'s engine",
+    "partition-node": "cut {t} off", "drain-node": "drain {t}",
 }
 BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS", "nats-jetstream": "JetStream",
            "redis-cluster-pubsub": "Cluster PUBLISH", "redis-cluster-sharded": "Cluster sharded"}

@@ -19,3 +19,7 @@ class ImageError(LabError):
 
 class StackError(LabError):
     """A container did not start, did not become ready, or was rejected (e.g. `nginx -t`)."""
+
+
+class ClusterError(LabError):
+    """The local Swarm cannot be built, found or reached."""

@@ -11,7 +11,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import docker
 
@@ -31,6 +31,9 @@ from .protocols import for_app
 from .protocols.base import ProtocolAdapter
 from .report.result import RunResult
 from .scenario import Balance, Broker, FaultKind, Metric, Scenario
+
+if TYPE_CHECKING:
+    from .infra.cluster import Cluster
 from .settings import TEMPLATES_DIR
 
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
@@ -178,20 +181,44 @@ def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
             + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
 
 
+def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progress: Progress,
+               on_removed: Callable[[list[str]], None], on: "Cluster | None" = None) -> Stack:
+    """The engine the scenario runs on: one Docker engine, or a Swarm (its [swarm] table): `on`, else the
+    owner's recorded cluster (`cluster up` or `cluster use`)."""
+    swarm = p.scenario.swarm
+    if swarm is None:
+        return Stack(client, spec, progress=progress, on_removed=on_removed)
+    from .infra import cluster
+    from .infra.swarm_stack import SwarmStack
+
+    local = on or cluster.require(swarm.nodes)
+    for f in p.scenario.faults:
+        if f.kind in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE}:
+            cluster.local_only(local, f.kind.value)
+    cluster.ensure_images(local, {spec.app_image or spec.images.app.tag, spec.images.redis.tag,
+                                  spec.images.nginx.tag}, client, progress)
+    progress(f"on the {'' if local.remote else 'local '}Swarm: "
+             f"{', '.join(f'{n.name} {n.swarm_name} {n.address}' for n in local.nodes)}")
+    manager = cluster.node_client(local.manager)
+    stack = SwarmStack(manager, spec, local, {"nginx": swarm.nginx_node, "redis": swarm.broker_node},
+                       spread=swarm.nodes, progress=progress, on_removed=on_removed)
+    return stack  # type: ignore[return-value]  # the same interface: containers, networks, host, port
+
+
 def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
             progress: Progress = lambda line: None,
-            on_removed: Callable[[list[str]], None] = lambda names: None) -> RunResult:
+            on_removed: Callable[[list[str]], None] = lambda names: None, on: "Cluster | None" = None) -> RunResult:
     s, protocol = p.scenario, p.protocol
     spec, sticky_note = stack_spec(client, p, images, host_port=host_port)
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
-    with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
+    with open_stack(client, p, spec, progress=progress, on_removed=on_removed, on=on) as stack:
         meter = None
         if s.topology.broker.cluster:
             meter = redis_cluster.Meter(stack, redis_cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
             meter.begin()
         try:
-            history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(),
+            history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(), host=stack.host,
                                      during=fault_schedule(stack, s.faults), progress=progress,
                                      cancelling=signals.cancelling)
         except asyncio.CancelledError:
@@ -206,11 +233,19 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
                                         for t, part, ok in r.get("events", [])), key=lambda e: e.at)
         states = inspect.states(stack)
         versions = inspect.versions(stack, replicas)
+        nodes = stack.node_of()
+    first_send = min((m.at for m in history.sent), default=0.0)
+    swarm_events = [(t - first_send, what) for t, what in getattr(stack, "events", [])]
+    if swarm_events:  # the faults on the same clock, to read what Swarm did against them
+        swarm_events += [(f.applied - first_send, f"fault {f.kind} {f.target} applied") for f in history.faults]
+        swarm_events += [(f.healed - first_send, f"fault {f.kind} {f.target} healed") for f in history.faults
+                         if f.healed is not None]
+        swarm_events.sort()
     acc, values, verdict = check(p, history)
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
         values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
         images=image_sources(s, protocol.replica_image(images).source, images),
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
-        replicas=replicas, logs=stack.logs, states=states,
+        replicas=replicas, logs=stack.logs, states=states, nodes=nodes, swarm_events=swarm_events,
     )

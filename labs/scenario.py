@@ -124,6 +124,12 @@ class FaultKind(enum.Enum):
     PAUSE_BROKER = "pause-broker"
     #: SIGKILL a Redis Cluster master (redis-1..N); with replicas, one of its replicas is promoted
     KILL_CLUSTER_MASTER = "kill-cluster-master"
+    #: a Swarm node's engine SIGKILLed with everything it ran (heal: started again, it rejoins)
+    KILL_NODE = "kill-node"
+    #: a Swarm node's link to the others down (heal: up again)
+    PARTITION_NODE = "partition-node"
+    #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
+    DRAIN_NODE = "drain-node"
 
     @property
     def targets_replica(self) -> bool:
@@ -133,12 +139,16 @@ class FaultKind(enum.Enum):
     def targets_cluster_node(self) -> bool:
         return self is FaultKind.KILL_CLUSTER_MASTER
 
+    @property
+    def targets_node(self) -> bool:
+        return self in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}
+
     def unfit(self, broker: Broker) -> str | None:
         """Why this fault cannot hit a stack with `broker`, e.g. "restart-redis needs a Redis broker (use
         restart-broker)" (None when it can)."""
         if self is FaultKind.SLOW_CONSUMER and broker not in SLOW_CONSUMER_BROKERS:
             return f"slow-consumer needs broker {' or '.join(b.value for b in SLOW_CONSUMER_BROKERS)}"
-        if self.targets_replica:
+        if self.targets_replica or self.targets_node:
             return None
         if self.targets_cluster_node:
             return None if broker.cluster else f"{self.value} needs a redis-cluster-* broker"
@@ -162,6 +172,19 @@ REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
 #: a replica frozen while the broker holds a small buffer for it: Redis's pubsub output-buffer limit, or
 #: nats-server's max_pending (JetStream's consumers resume after it)
 SLOW_CONSUMER_BROKERS = (Broker.REDIS_PUBSUB, Broker.NATS, Broker.NATS_JETSTREAM)
+
+
+NODE_RE = re.compile(r"^node-[1-9]$")
+
+
+@dataclass(frozen=True)
+class Swarm:
+    """The scenario runs on a Docker Swarm of at least `nodes` nodes: the replicas round the nodes in turn,
+    the broker and nginx are pinned to their nodes."""
+
+    nodes: int = 3
+    broker_node: str = "node-1"
+    nginx_node: str = "node-1"
 
 
 @dataclass(frozen=True)
@@ -237,6 +260,8 @@ class Scenario:
     path: Path | None = None
     #: the scenario demonstrates a failure: its verdict reads "fails as expected" when the outcome is met
     failure: bool = False
+    #: run on a Docker Swarm ([swarm] table); None: on one engine
+    swarm: Swarm | None = None
 
 
 def _table(data: dict[str, Any], key: str, where: str) -> dict[str, Any]:
@@ -358,7 +383,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     """Parse and validate one scenario's TOML text; raise ScenarioError naming the file, key and value."""
     where = shown(str(path) if path else name)
     data = parse_toml(text, where)
-    _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure"}, where)
+    _unknown(data, {"description", "topology", "workload", "expect", "faults", "failure", "swarm"}, where)
     failure = data.get("failure", False)
     if not isinstance(failure, bool):
         raise ScenarioError(f"{where}: failure must be true or false, got {show(failure)}")
@@ -420,7 +445,10 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     )
     _ignored({"topology": top, "workload": raw_wl}, topology, where)
     _planned(workload, interval, where)
-    faults = _faults(data.get("faults", []), topology, workload, where)
+    swarm = _swarm(data["swarm"], where) if "swarm" in data else None
+    if swarm is not None:
+        _swarm_broker(topology.broker, where)
+    faults = _faults(data.get("faults", []), topology, workload, where, swarm)
 
     exp = _table(data, "expect", where)
     if not exp:
@@ -445,10 +473,55 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         expect[metric] = bound(metric, value, where)
 
     return Scenario(name=name, description=description, topology=topology, workload=workload,
-                    expect=expect, faults=faults, path=path, failure=failure)
+                    expect=expect, faults=faults, path=path, failure=failure, swarm=swarm)
 
 
-def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> tuple[Fault, ...]:
+def _swarm(table: Any, where: str) -> Swarm:
+    if not isinstance(table, dict):
+        raise ScenarioError(f"{where}: swarm must be a table ([swarm]), got {show(table)}")
+    here = f"{where} [swarm]"
+    _unknown(table, set(Swarm.__dataclass_fields__), here)
+    nodes = _int(table, "nodes", Swarm.nodes, 1, 9, here)
+    pins = {key: _str(table, key, getattr(Swarm, key), NODE_RE, here) for key in ("broker_node", "nginx_node")}
+    for key, node in pins.items():
+        if int(node.split("-")[1]) > nodes:
+            raise ScenarioError(f"{here}: {key} = {show(node)} but the swarm has node-1..node-{nodes}")
+    return Swarm(nodes=nodes, **pins)
+
+
+#: faults a Swarm cannot take as the one engine does: a stopped Redis comes back as a new task (its
+#: append-only file gone with the old container), and Swarm keeps its tasks on their networks
+NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, without its append-only file",
+                FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
+                FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
+                FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only"}
+
+
+def _swarm_fault(kind: FaultKind, where: str) -> None:
+    if kind in NOT_ON_SWARM:
+        raise ScenarioError(f"{where}: {kind.value} does not run on a Swarm ({NOT_ON_SWARM[kind]}); "
+                            "partition-node or kill-node are the Swarm's own")
+
+
+def _swarm_broker(broker: Broker, where: str) -> None:
+    if broker.cluster:
+        raise ScenarioError(f"{where}: broker {broker.value} runs on one engine only (its nodes meet on a "
+                            "bus network of their own, which the Swarm engine does not build)")
+
+
+def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
+    """The scenario as run with `--engine swarm`: its own [swarm] table, or the defaults."""
+    if scenario.swarm is not None:
+        return scenario
+    where = shown(str(scenario.path) if scenario.path else scenario.name)
+    _swarm_broker(scenario.topology.broker, where)
+    for fault in scenario.faults:
+        _swarm_fault(fault.kind, where)
+    return Scenario(**{**scenario.__dict__, "swarm": Swarm(nodes=min(nodes or Swarm.nodes, Swarm.nodes))})
+
+
+def _faults(items: Any, topology: Topology, workload: Workload, where: str,
+            swarm: Swarm | None = None) -> tuple[Fault, ...]:
     if not isinstance(items, list):
         raise ScenarioError(f"{where}: faults must be an array of tables ([[faults]]), got {show(items)}")
     if len(items) > MAX_FAULTS:
@@ -463,11 +536,20 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str) -> t
         if "kind" not in item or "at" not in item:
             raise ScenarioError(f"{here}: needs kind and at")
         kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
+        if swarm is not None:
+            _swarm_fault(kind, here)
         target = item.get("target", topology.broker.container or "redis")
         unfit = kind.unfit(topology.broker)
         if unfit:
             raise ScenarioError(f"{here}: {unfit}, this topology has {topology.broker.value}")
-        if kind.targets_cluster_node:
+        if kind.targets_node:
+            if swarm is None:
+                raise ScenarioError(f"{here}: {kind.value} needs a [swarm] table (nodes exist only on a Swarm)")
+            if not (isinstance(target, str) and NODE_RE.fullmatch(target)) or int(target[5:]) > swarm.nodes:
+                raise ScenarioError(f"{here}: {kind.value} needs target node-1..node-{swarm.nodes}, got {show(target)}")
+            if target == "node-1":
+                raise ScenarioError(f"{here}: {kind.value} on node-1, the Swarm's only manager: pick another node")
+        elif kind.targets_cluster_node:
             _cluster_target(kind, target, topology, here)
         elif kind.targets_replica:
             names = [f"app-{i}" for i in range(1, topology.replicas + 1)]

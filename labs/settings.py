@@ -12,6 +12,9 @@ TEMPLATES_DIR = ROOT / "templates"
 #: quiet progress output (CI sets CI=true)
 QUIET = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
+#: a real Swarm's manager, for `cluster use` when --manager is not given
+DOCKER_HOST = os.environ.get("DOCKER_HOST", "")
+
 #: the label every Docker resource of the lab carries; its value is the run id
 LABEL = "wslab.run"
 

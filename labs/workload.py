@@ -144,7 +144,7 @@ class Client:
         return self.current is not None and not self.unacked
 
 
-async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str],
+async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str], host: str = "127.0.0.1",
               during: During | None = None, progress: Progress = lambda line: None) -> History:
     """Join every client (one at a time, so round-robin placement is exact), send from every client that
     got in while `during(started)` runs the faults, settle, drain, close; return the History."""
@@ -156,7 +156,7 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
     width = len(str(wl.clients))
     names = [f"c{i:0{width}d}" for i in range(1, wl.clients + 1)]
     clients = [Client(name, i, wl.messages, scenario, recorder,
-                      partial(protocol.link, name, i, port=port, scenario=scenario, history=history))
+                      partial(protocol.link, name, i, host=host, port=port, scenario=scenario, history=history))
                for i, name in enumerate(names)]
     side: asyncio.Future[list[FaultEvent]] | None = None
     grace = 0.5
@@ -241,7 +241,7 @@ async def drain(recorder: Recorder, *, members: int, timeout: float, quiet: floa
             return
 
 
-def drive(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str],
+def drive(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str], host: str = "127.0.0.1",
           during: During | None = None, progress: Progress = lambda line: None,
           cancelling: Callable[[Callable[[], None]], Any] | None = None) -> History:
     """Run the clients on a fresh event loop. `cancelling(cancel)` is a context manager under which a
@@ -251,11 +251,11 @@ def drive(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas:
         assert task is not None
         loop = asyncio.get_running_loop()
         if cancelling is None:
-            return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
+            return await run(port, scenario, protocol, replicas=replicas, host=host, during=during, progress=progress)
         def cancel() -> None:
             loop.call_soon_threadsafe(task.cancel)
 
         with cancelling(cancel):
-            return await run(port, scenario, protocol, replicas=replicas, during=during, progress=progress)
+            return await run(port, scenario, protocol, replicas=replicas, host=host, during=during, progress=progress)
 
     return asyncio.run(main())

@@ -132,7 +132,48 @@ class KillClusterMaster(Action):
         raise StackError(f"{self.target} did not rejoin as a replica within {self.REJOIN_TIMEOUT:g}s")
 
 
+class KillNode(Action):
+    """A Swarm node dies: its engine and everything it ran are SIGKILLed (the clients of its replicas see
+    their sockets close). Heal: the engine starts again, rejoins, and Swarm runs the node's tasks again."""
+
+    ops: Any
+
+    def apply(self) -> None:
+        self.ops.kill_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.restart_node(self.target)
+
+
+class PartitionNode(Action):
+    """A Swarm node's link to the others goes down: its tasks keep running, unreachable (clients on its
+    replicas hang until their pings time out). Heal: the link comes back up."""
+
+    ops: Any
+
+    def apply(self) -> None:
+        self.ops.cut_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.link_node(self.target)
+
+
+class DrainNode(Action):
+    """A Swarm node set to drain: Swarm stops its tasks (pinned there, they wait). Heal: active again."""
+
+    ops: Any
+
+    def apply(self) -> None:
+        self.ops.drain_node(self.target)
+
+    def heal(self) -> None:
+        self.ops.activate_node(self.target)
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
+    FaultKind.KILL_NODE: KillNode,
+    FaultKind.PARTITION_NODE: PartitionNode,
+    FaultKind.DRAIN_NODE: DrainNode,
     FaultKind.KILL_REPLICA: KillReplica,
     FaultKind.RESTART_REDIS: RestartBroker,
     FaultKind.PAUSE_REDIS: PauseBroker,
@@ -145,9 +186,15 @@ ACTIONS: dict[FaultKind, type[Action]] = {
 }
 
 
+def operations_for(stack: Stack) -> Operations:
+    """The stack's own operations (a Swarm's also know its nodes), else the one engine's."""
+    own = getattr(stack, "operations", None)
+    return own() if own is not None else Operations(stack)
+
+
 async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEvent:
     """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation)."""
-    action = ACTIONS[fault.kind](Operations(stack), fault.target)
+    action = ACTIONS[fault.kind](operations_for(stack), fault.target)
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
     applied = time.monotonic()
     await asyncio.to_thread(action.apply)

@@ -20,7 +20,7 @@ UNREACHABLE = (OSError, http.client.HTTPException, ValueError)
 def health(stack: Stack, name: str) -> dict[str, Any]:
     """The replica's /healthz through nginx: {"status": 200, ...counters}; {"status": None, "error"} if gone."""
     try:
-        status, body = http_get(stack.port, f"/_lab/{name}/healthz")
+        status, body = http_get(stack.port, f"/_lab/{name}/healthz", host=stack.host)
         return {"status": status, **(json.loads(body) if status == 200 else {})}
     except UNREACHABLE as exc:
         return {"status": None, "error": repr(exc)}

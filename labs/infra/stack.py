@@ -162,8 +162,8 @@ def check_port_free(port: int) -> None:
             raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
 
 
-def http_get(port: int, path: str, timeout: float = 1.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+def http_get(port: int, path: str, timeout: float = 1.0, *, host: str = "127.0.0.1") -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request("GET", path)
         response = conn.getresponse()
@@ -208,6 +208,8 @@ class Stack:
     logs: dict[str, str] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     port: int = 0
+    #: the address nginx's port is published on (a Swarm stack: its node's)
+    host: str = "127.0.0.1"
     #: "front" joins nginx and the replicas; "back" joins the replicas and Redis (a partition cuts it)
     networks: dict[str, Any] = field(default_factory=dict)
     #: the nginx config the run used
@@ -419,6 +421,10 @@ class Stack:
 
     def replica_names(self) -> list[str]:
         return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
+
+    def node_of(self) -> dict[str, str]:
+        """Which node ran each container: one engine, this one."""
+        return {name: "local" for name in self.containers}
 
     # -- teardown --------------------------------------------------------------------------------------
 

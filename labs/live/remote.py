@@ -24,7 +24,8 @@ from ..scenario import Broker, FaultKind
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
-KINDS = tuple(k.value for k in FaultKind)
+#: the live stack runs on one engine: node faults are for Swarm scenarios
+KINDS = tuple(k.value for k in FaultKind if not k.targets_node)
 #: faults applied with `redis-cli` inside the Redis container
 TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
 

@@ -96,8 +96,8 @@ class ProtocolAdapter(ABC):
 
     @abstractmethod
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
-             history: History) -> Link:
-        """A link for client `name` (the `index`-th, from 0)."""
+             history: History, host: str = "127.0.0.1") -> Link:
+        """A link for client `name` (the `index`-th, from 0) to nginx at `host`:`port`."""
 
     def measures(self, history: History, acc: Accounting) -> dict[Metric, float | None]:
         """Metrics only this protocol measures, beside the room accounting's."""

@@ -70,8 +70,8 @@ class SeedNodeWsProtocol(WebSocketProtocol):
         return node_image(images)
 
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
-             history: History) -> Link:
-        return SeedNodeWsLink(name, port=port, room=scenario.workload.room, sink=sink)
+             history: History, host: str = "127.0.0.1") -> Link:
+        return SeedNodeWsLink(name, host=host, port=port, room=scenario.workload.room, sink=sink)
 
     def columns(self, outcome: Outcome) -> dict[str, str]:
         cells = super().columns(outcome)

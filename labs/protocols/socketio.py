@@ -87,10 +87,10 @@ class SocketIOProtocol(ProtocolAdapter):
         payload.max_decode_packets = max(payload.max_decode_packets, MAX_DECODE_PACKETS)
 
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
-             history: History) -> Link:
+             history: History, host: str = "127.0.0.1") -> Link:
         assert isinstance(history, SocketIOHistory)
         wl = scenario.workload
-        return SocketIOLink(name, port=port, room=wl.room, transport=wl.transport, events=wl.events,
+        return SocketIOLink(name, host=host, port=port, room=wl.room, transport=wl.transport, events=wl.events,
                             source=source_address(index, wl.source_subnets), sink=sink, http_log=history.http)
 
     def measures(self, history: History, acc: Accounting) -> dict[Metric, float | None]:

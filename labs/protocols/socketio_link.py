@@ -98,10 +98,10 @@ class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
 
 
 class SocketIOLink(Link):
-    def __init__(self, name: str, *, port: int, room: str, transport: Transport, events: Events, source: str,
+    def __init__(self, name: str, *, host: str = "127.0.0.1", port: int, room: str, transport: Transport, events: Events, source: str,
                  sink: Sink, http_log: list[HttpEvent]) -> None:
         self.name, self.room, self.events, self.source, self.sink = name, room, events, source, sink
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{host}:{port}"
         self.transports = TRANSPORTS[transport]
         self.http_log = http_log
         self.recording = True

@@ -26,8 +26,8 @@ from .cluster_cells import bytes_notes, cluster_columns
 
 
 class WebSocketLink(Link):
-    def __init__(self, name: str, *, port: int, room: str, sink: Sink) -> None:
-        self.name, self.port, self.room, self.sink = name, port, room, sink
+    def __init__(self, name: str, *, port: int, room: str, sink: Sink, host: str = "127.0.0.1") -> None:
+        self.name, self.host, self.port, self.room, self.sink = name, host, port, room, sink
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None
         #: where this client is in the room's stream (Streams only): sent back when it reconnects
@@ -35,7 +35,7 @@ class WebSocketLink(Link):
         self.last_seq = 0
 
     async def open(self, timeout: float) -> str:
-        url = f"ws://127.0.0.1:{self.port}/ws?room={self.room}&client={self.name}"
+        url = f"ws://{self.host}:{self.port}/ws?room={self.room}&client={self.name}"
         if self.last_sid:
             url += f"&last={self.last_sid}&seq={self.last_seq}"
         try:
@@ -118,8 +118,8 @@ class WebSocketProtocol(ProtocolAdapter):
         return ()
 
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
-             history: History) -> Link:
-        return WebSocketLink(name, port=port, room=scenario.workload.room_for(index), sink=sink)
+             history: History, host: str = "127.0.0.1") -> Link:
+        return WebSocketLink(name, host=host, port=port, room=scenario.workload.room_for(index), sink=sink)
 
     def columns(self, outcome: Outcome) -> dict[str, str]:
         a, s = outcome.accounting, outcome.scenario

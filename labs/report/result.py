@@ -34,6 +34,10 @@ class RunResult:
     logs: dict[str, str] = field(default_factory=dict)
     #: container states after the workload and its faults (every fault healed: all running)
     states: dict[str, str] = field(default_factory=dict)
+    #: which node ran each container ("local": the one engine)
+    nodes: dict[str, str] = field(default_factory=dict)
+    #: on a Swarm: (seconds since the first send, what Swarm said changed), as the run went
+    swarm_events: list[tuple[float, str]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -92,6 +96,8 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "timings_s": result.timings,
         "replicas": result.replicas,
         "container_states_after_faults": result.states,
+        "nodes": result.nodes,
+        "swarm_events": [{"t_s": round(t, 3), "what": what} for t, what in result.swarm_events],
         "faults": [asdict(f) for f in result.history.faults],
         **result.protocol.to_json(result.outcome),
     }
@@ -115,4 +121,8 @@ def markdown(result: RunResult, table: str) -> str:
     lines += ["", "## Images", ""] + [f"- {k}: {v}" for k, v in result.images.items()]
     lines += ["", "## Versions", ""] + [f"- {k}: {v}" for k, v in result.versions.items()]
     lines += ["", "## Timings", ""] + [f"- {k}: {v:.2f} s" for k, v in result.timings.items()]
+    if any(node != "local" for node in result.nodes.values()):
+        lines += ["", "## Nodes", ""] + [f"- {name}: {node}" for name, node in result.nodes.items()]
+        lines += ["", "## What Swarm said (seconds since the first send)", ""]
+        lines += [f"- {t:+.2f} s {what}" for t, what in result.swarm_events]
     return "\n".join(lines) + "\n"

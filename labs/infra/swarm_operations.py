@@ -1,0 +1,50 @@
+"""What faults do to a stack on a Swarm: the one engine's operations where Swarm lets them be (pause,
+redis-cli), a replica killed and started again through its service, and a node killed, cut off or drained.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from .operations import Operations
+from .stack import Stack
+
+
+class SwarmOperations(Operations):
+    def __init__(self, stack: Any) -> None:
+        """`stack`: a SwarmStack (which builds its operations: it is not imported here)."""
+        super().__init__(cast(Stack, stack))
+        self.swarm = stack
+
+    def kill(self, name: str) -> None:
+        """SIGKILL the task's container, and hold the service at 0 tasks: Swarm would otherwise start a new
+        one at once, where the one engine waits for the heal."""
+        self.swarm.containers[name].kill()
+        self._scale(name, 0)
+
+    def start_again(self, name: str) -> None:
+        self._scale(name, 1)
+        self.swarm.refresh([name])
+
+    def _scale(self, name: str, replicas: int) -> None:
+        service = self.swarm.services[name]
+        service.reload()  # an update names the version it changes: the one Swarm holds now
+        service.scale(replicas)
+
+    def kill_node(self, name: str) -> None:
+        self.swarm.kill_node(name)
+
+    def restart_node(self, name: str) -> None:
+        self.swarm.restart_node(name)
+
+    def cut_node(self, name: str) -> None:
+        self.swarm.cut_node(name)
+
+    def link_node(self, name: str) -> None:
+        self.swarm.link_node(name)
+
+    def drain_node(self, name: str) -> None:
+        self.swarm.set_availability(name, "drain")
+
+    def activate_node(self, name: str) -> None:
+        self.swarm.set_availability(name, "active")

@@ -1,0 +1,383 @@
+"""The same topology as `Stack`, run as Docker Swarm services placed across a cluster's nodes.
+
+One service per container of the single-engine stack (redis, app-N, nginx), each with one task pinned to
+its node by a `node.hostname` constraint (`placement`), on two overlay networks (front, back). This kernel
+has no IPVS, so every service uses `--endpoint-mode dnsrr`: its name (an alias on the network) resolves to
+its task's address, on any node. nginx's port is published in host mode on its node (no routing mesh) and
+reached from the host at that node's address. The runner, workload, faults and inspect see what they see
+of `Stack`: containers by name (handles on the node that runs each), networks, `host` and `port`.
+
+Everything carries the run's labels (services, their containers, networks, the nginx config) and is removed
+on every exit path, from the manager.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable
+
+import docker
+import docker.errors
+import docker.types
+from docker.models.containers import Container
+
+from .. import signals
+from ..errors import StackError
+from ..settings import LABEL
+from . import cluster as local
+from .cluster import Cluster, node_client
+from .swarm_events import watch
+from .stack import APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels
+
+if TYPE_CHECKING:
+    from .swarm_operations import SwarmOperations
+
+#: a task that will not run: Swarm says why in its status
+TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
+#: what the single-engine stack gives every container, as far as Swarm (API 1.41) takes it; the engines
+#: themselves run with --no-new-privileges, which Swarm's API cannot set per service before Docker 27
+UNPRIVILEGED_SERVICE: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"]}
+
+
+def place(names: list[str], nodes: list[str], *, pinned: dict[str, str]) -> dict[str, str]:
+    """Which node runs what: `pinned` names where given, the replicas (app-N) round the nodes in turn."""
+    out: dict[str, str] = {}
+    replicas = [n for n in names if n not in pinned]
+    for i, name in enumerate(replicas):
+        out[name] = nodes[i % len(nodes)]
+    out.update({n: pinned[n] for n in names if n in pinned})
+    return out
+
+
+@dataclass
+class SwarmStack:
+    """A running topology on a Swarm; use as `with SwarmStack(manager, spec, cluster, pinned) as stack:`."""
+
+    client: docker.DockerClient
+    spec: StackSpec
+    cluster: Cluster
+    #: nginx and the broker's containers -> node names (the replicas are spread over every node)
+    pinned: dict[str, str]
+    #: how many of the cluster's nodes the replicas spread over (node-1..node-<spread>; 0: all)
+    spread: int = 0
+    progress: Callable[[str], None] = lambda line: None
+    on_removed: Callable[[list[str]], None] = lambda names: None
+    containers: dict[str, Container] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+    networks: dict[str, Any] = field(default_factory=dict)
+    placement: dict[str, str] = field(default_factory=dict)
+    logs: dict[str, str] = field(default_factory=dict)
+    timings: Timings = field(default_factory=Timings)
+    host: str = ""
+    port: int = 0
+    ports: dict[int, int] = field(default_factory=dict)
+    nginx_conf: str = ""
+    removed: list[str] = field(default_factory=list)
+    #: (host monotonic time, what Swarm said changed): nodes going down and up, tasks stopped and started
+    events: list[tuple[float, str]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._cleanup = ExitStack()
+        self._stopping = threading.Event()
+        self.nodes = {n.name: node_client(n) for n in self.cluster.nodes}
+
+    def __enter__(self) -> "SwarmStack":
+        try:
+            self.start()
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        with signals.deferred():
+            t0 = time.monotonic()
+            self.progress("removing the services")
+            self._stopping.set()
+            try:
+                if signals.pending() is None:
+                    self._collect_logs()
+            finally:
+                try:
+                    self._cleanup.close()
+                finally:
+                    for c in self.nodes.values():
+                        c.close()
+                    self.timings.down_s = time.monotonic() - t0
+                    self.progress(f"removed {len(self.removed)} service(s), config(s) and network(s) in "
+                                  f"{self.timings.down_s:.2f}s")
+
+    # -- start -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        spec = self.spec
+        t0 = time.monotonic()
+        self._cleanup.callback(self._remove_all)
+        names = [b.name for b in spec.broker_backends] + self.replica_names() + ["nginx"]
+        self.placement = place(names, [n.name for n in self.cluster.nodes][:self.spread or None], pinned=self.pinned)
+        with signals.deferred():
+            for role in ("front", "back") if spec.needs_back else ("front",):
+                self.networks[role] = self.client.networks.create(
+                    f"wslab-{spec.run_id}-{role}", driver="overlay", internal=role == "back",
+                    attachable=False, labels=labels(spec.run_id, f"network-{role}"))
+            for b in spec.broker_backends:
+                self._service(b.name, b.image, list(b.command), ["back"])
+            for name in self.replica_names():
+                self._service(name, spec.app_image or spec.images.app.tag, self._app_command(name),
+                              ["front", "back"] if spec.needs_back else ["front"])
+        self.progress(f"created {len(self.services)} service(s) over {len(set(self.placement.values()))} node(s)")
+        for name in list(self.services):
+            self._wait_task(name)
+        for b in spec.broker_backends:
+            self._wait_log(b)
+        self.nginx_conf = spec.nginx_conf
+        if spec.nginx_conf_for is not None:
+            self.nginx_conf = spec.nginx_conf_for(self._client_net())
+        with signals.deferred():
+            config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.nginx_conf.encode(),
+                                                labels=labels(spec.run_id, "nginx-config"))
+            self._configs = [config]
+            self.port = spec.host_port or NGINX_PORT
+            self._service("nginx", spec.images.nginx.tag,
+                          ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr "
+                                       f"-c {NGINX_CONF} -g 'daemon off;'"], ["front"],
+                          configs=[docker.types.ConfigReference(config.id, config.name, filename=NGINX_CONF,
+                                                                uid="65534", gid="65534", mode=0o444)],
+                          endpoint_spec=docker.types.EndpointSpec(
+                              mode="dnsrr", ports={self.port: (NGINX_PORT, "tcp", "host")}))
+        self._wait_task("nginx")
+        self.host = self.cluster.node(self.placement["nginx"]).address
+        self.ports = {NGINX_PORT: self.port}
+        self._poll("nginx", lambda: http_get(self.port, "/_lab/nginx", host=self.host)[0] == 200)
+        for name in self.replica_names():
+            self._poll(name, partial(self._healthy, name))
+        self.timings.up_s = time.monotonic() - t0
+        where = ", ".join(f"{n}@{node}" for n, node in self.placement.items())
+        self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on {self.host}:{self.port}; {where}")
+        watcher = threading.Thread(target=watch, args=(self.cluster, lambda: self.services, self.events,
+                                                       self._stopping), name="swarm-watch", daemon=True)
+        watcher.start()
+        self._cleanup.callback(watcher.join, 5)
+        self._cleanup.callback(self._stopping.set)
+
+    def _client_net(self) -> str:
+        """Where the host's connections reach nginx from: a port published in host mode goes through the
+        node's docker_gwbridge (made with the node's first task on an overlay network); else the front."""
+        try:
+            bridge = self.nodes[self.placement["nginx"]].networks.get("docker_gwbridge")
+            return str(bridge.attrs["IPAM"]["Config"][0]["Subnet"])
+        except (docker.errors.NotFound, LookupError, TypeError):
+            return self._subnet("front")
+
+    def _subnet(self, role: str) -> str:
+        """The overlay network's subnet (the manager allocates it, not always by the time create returns)."""
+        network = self.networks[role]
+        found: list[str] = []
+
+        def probe() -> bool:
+            network.reload()
+            config = network.attrs.get("IPAM", {}).get("Config") or []
+            found.extend(c["Subnet"] for c in config if c.get("Subnet"))
+            return bool(found)
+
+        self._poll(f"network {role}", probe)
+        return found[0]
+
+    def _app_command(self, name: str) -> list[str]:
+        spec = self.spec
+        return [*(spec.app_command or ("/opt/venv/bin/python", "-m", spec.app_module)),
+                "--name", name, "--port", str(APP_PORT), "--broker", spec.broker, "--redis", spec.broker_url,
+                *spec.app_args]
+
+    def _service(self, name: str, image: str, command: list[str], roles: list[str], **kwargs: Any) -> None:
+        run_id = self.spec.run_id
+        if name in self.spec.small_buffers:
+            kwargs["sysctls"] = {"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"}
+        kwargs.setdefault("endpoint_spec", docker.types.EndpointSpec(mode="dnsrr"))
+        self.services[name] = self.client.services.create(
+            image, command, name=f"wslab-{run_id}-{name}", hostname=name,
+            labels=labels(run_id, name), container_labels=labels(run_id, name),
+            networks=[docker.types.NetworkAttachmentConfig(self.networks[r].id, aliases=[name]) for r in roles],
+            constraints=[f"node.hostname=={self.cluster.node(self.placement[name]).swarm_name}"],
+            restart_policy=docker.types.RestartPolicy(condition="any", delay=500_000_000),
+            **UNPRIVILEGED_SERVICE, **kwargs)
+
+    def _poll(self, what: str, probe: Callable[[], bool], timeout: float | None = None) -> None:
+        timeout = timeout or self.spec.ready_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            if self._stopping.is_set():
+                raise StackError(f"{what}: the stack is being removed")
+            try:
+                if probe():
+                    return
+            except TRANSIENT:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"{what} not ready after {timeout:.1f}s "
+                                 f"({self.host}:{self.port} on {self.placement.get(what, '?')})")
+            signals.check()
+            time.sleep(0.05)
+
+    def _healthy(self, name: str) -> bool:
+        return http_get(self.port, f"/_lab/{name}/healthz", host=self.host)[0] == 200
+
+    def running_task(self, name: str) -> dict[str, Any] | None:
+        """The service's task that runs now (None while none does); raises when Swarm gave up on it."""
+        tasks: list[dict[str, Any]] = self.services[name].tasks(filters={"desired-state": "running"})
+        for t in tasks:
+            if t["Status"]["State"] == "running" and t["Status"].get("ContainerStatus", {}).get("ContainerID"):
+                return t
+        failed = [t for t in tasks if t["Status"]["State"] in TASK_FAILED]
+        if failed and len(failed) == len(tasks):
+            raise StackError(f"{name}: Swarm task {failed[-1]['Status']['State']}: "
+                             f"{failed[-1]['Status'].get('Err', '')}")
+        return None
+
+    def _wait_task(self, name: str, timeout: float | None = None) -> None:
+        """Until the service's task runs; then its container, on its node, is `containers[name]`."""
+        found: list[dict[str, Any]] = []
+
+        def probe() -> bool:
+            task = self.running_task(name)
+            if task is not None:
+                found.append(task)
+            return task is not None
+
+        self._poll(name, probe, timeout)
+        node = self.placement[name]
+        self.containers[name] = self.nodes[node].containers.get(found[-1]["Status"]["ContainerStatus"]["ContainerID"])
+
+    def _wait_log(self, backend: Backend) -> None:
+        container = self.containers[backend.name]
+        self._poll(backend.name, lambda: backend.ready_log in container.logs())
+
+    def replica_names(self) -> list[str]:
+        return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
+
+    def node_of(self) -> dict[str, str]:
+        """Which node ran each container."""
+        return dict(self.placement)
+
+    # -- what node faults need -----------------------------------------------------------------------------
+
+    def on_node(self, node: str) -> list[str]:
+        return [name for name, where in self.placement.items() if where == node]
+
+    def kill_node(self, node: str) -> None:
+        local.kill_node(self.cluster, node)
+
+    def restart_node(self, node: str) -> None:
+        self.cluster = local.restart_node(self.cluster, node)
+        self.rejoin(node)
+
+    def cut_node(self, node: str) -> None:
+        local.set_link(self.cluster, node, up=False)
+
+    def link_node(self, node: str) -> None:
+        local.set_link(self.cluster, node, up=True)
+        self.rejoin(node)
+
+    def set_availability(self, node: str, availability: str) -> None:
+        swarm_node = self.client.nodes.get(self.cluster.node(node).swarm_name)
+        spec = dict(swarm_node.attrs["Spec"], Availability=availability)
+        swarm_node.update(spec)
+        if availability == "active":
+            self.rejoin(node)
+
+    def rejoin(self, node: str, timeout: float = 60.0) -> None:
+        """After a node came back: as `refresh`, for every task of that node."""
+        self.refresh(self.on_node(node), timeout)
+
+    def refresh(self, names: list[str], timeout: float = 60.0) -> None:
+        """Wait until Swarm runs these services' tasks again, take the new containers, and have nginx
+        resolve the names again (a new task may have a new address)."""
+        for name in names:
+            self._wait_task(name, timeout)
+        for name in names:
+            if name != "nginx":
+                self._poll(name, partial(self._resolves, name), timeout)
+        self.reload_nginx()
+
+    def operations(self) -> "SwarmOperations":
+        from .swarm_operations import SwarmOperations
+
+        return SwarmOperations(self)
+
+    def _resolves(self, name: str) -> bool:
+        """nginx's node resolves `name` to the task's current address."""
+        code, out = self.containers["nginx"].exec_run(["getent", "hosts", name])
+        address = self.containers[name].attrs["NetworkSettings"]["Networks"]
+        wanted = {n["IPAddress"] for n in address.values() if n.get("IPAddress")}
+        return code == 0 and bool(wanted & set(out.decode().split()))
+
+    def reload_nginx(self) -> None:
+        code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX_CONF, "-s", "reload"])
+        if code != 0:
+            raise StackError(f"nginx reload failed ({code}): {out.decode(errors='replace').strip()}")
+
+    # -- teardown --------------------------------------------------------------------------------------
+
+    def _collect_logs(self) -> None:
+        for name, container in self.containers.items():
+            try:
+                self.logs[name] = container.logs(timestamps=True).decode(errors="replace")
+            except (docker.errors.APIError, *TRANSIENT) as exc:
+                self.logs[name] = f"(logs unavailable: {exc})"
+
+    def _remove_all(self) -> None:
+        """Remove the run's services (Swarm stops their tasks), then, once no task holds them, its networks
+        and config. What the run's label finds goes too."""
+        label = {"label": f"{LABEL}={self.spec.run_id}"}
+        services = {s.id: s for s in self.services.values()}
+        services.update({s.id: s for s in self.client.services.list(filters=label)})
+        for s in services.values():
+            try:
+                s.remove()
+            except docker.errors.NotFound:
+                pass
+        self._wait_tasks_gone()
+        configs = {c.id: c for c in getattr(self, "_configs", [])}
+        configs.update({c.id: c for c in self.client.configs.list(filters=label)})
+        networks = {n.id: n for n in self.networks.values()}
+        networks.update({n.id: n for n in self.client.networks.list(filters=label)})
+        for thing in [*configs.values(), *networks.values()]:
+            _remove_when_free(thing)
+        self.removed = ([s.name for s in services.values()] + [c.name for c in configs.values()]
+                        + [n.name for n in networks.values()])
+        self.on_removed(self.removed)
+
+    def _wait_tasks_gone(self, timeout: float = 30.0) -> None:
+        """Until no node runs a container of this run (a network in use cannot be removed)."""
+        label = {"label": f"{LABEL}={self.spec.run_id}"}
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = []
+            for client in self.nodes.values():
+                try:
+                    left += client.containers.list(all=True, filters=label, sparse=True)
+                except (docker.errors.APIError, *TRANSIENT):
+                    continue  # a node that is down holds nothing the manager waits for
+            if not left:
+                return
+            time.sleep(0.1)
+
+
+def _remove_when_free(thing: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            thing.remove()
+            return
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
