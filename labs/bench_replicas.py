@@ -34,7 +34,7 @@ from .runner import utc_stamp
 
 #: implementation -> the scenario whose topology it runs
 IMPLEMENTATIONS = {"python": "pubsub", "node": "seed-node-pubsub"}
-RATES = (200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600, 8000, 11000, 16000)
+RATES = (200, 400, 700, 1000, 1200, 1400, 1700, 2000, 2400, 2800, 3400, 4000, 5600, 8000, 11000, 16000)
 
 
 def replica_scenario(implementation: str, users: int) -> scenario.Scenario:
