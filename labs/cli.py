@@ -123,10 +123,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
+    from .infra import cluster
     from .infra.engine import connect_existing
     from .infra.stack import remove_leftovers
-
-    from .infra import cluster
 
     if os.geteuid() == 0:
         with signals.deferred():

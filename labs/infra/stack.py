@@ -508,9 +508,13 @@ def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
     for c in containers:
         _remove_quietly(c)
     networks = client.networks.list(filters={"label": selector})
+    stuck = []
     for n in networks:
         try:
-            n.remove()
-        except docker.errors.NotFound:
-            pass
+            _remove_network(n)
+        except docker.errors.APIError as exc:
+            stuck.append(f"{n.name} ({exc.explanation or exc})")
+    if stuck:  # everything else is gone; say what the engine kept, and what clears it
+        raise StackError(f"the engine refused to remove network(s) {', '.join(stuck)}: a network whose endpoint "
+                         "the engine lost is cleared by restarting dockerd")
     return len(containers), len(networks)
