@@ -159,6 +159,17 @@ def write(out: Path, configs: list[dict[str, Any]], args: argparse.Namespace, en
     capacity_pngs(steps, out)
 
 
+def check_ladder(args: argparse.Namespace, driver: str = "locust") -> None:
+    """The ladder's own arguments (rates, runs, users, generator processes, step seconds), checked before
+    anything starts; `args.rates` becomes the list of rates. LabError names what is wrong."""
+    args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
+    if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
+        raise ladder.LadderError("runs must be 1..20 and users 2..1000")
+    for processes in (args.processes, args.processes + 1):  # the ladder's, and the headroom check's
+        LoadSpec(users=args.users, processes=processes, driver=driver)
+    check_step(args.rates[-1], args.seconds)
+
+
 def describe_machine(engine: str) -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
@@ -180,12 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         names = ladder.patterns(args.patterns)
         replicas = [int(n) for n in ladder.numbers(args.replicas, "replica counts", 1, 8)]
-        args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
-        if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
-            raise ladder.LadderError("runs must be 1..20 and users 2..1000")
-        for processes in (args.processes, args.processes + 1):  # the ladder's, and the headroom check's
-            LoadSpec(users=args.users, processes=processes)
-        check_step(args.rates[-1], args.seconds)
+        check_ladder(args)
     except LabError as exc:
         print(f"wslab: {exc}", file=sys.stderr)
         return 2

@@ -23,13 +23,12 @@ import sys
 from typing import Any
 
 from . import scenario, settings, signals
-from .bench_capacity import _ms, describe_machine, one_config
+from .bench_capacity import _ms, check_ladder, describe_machine, one_config
 from .cli import progress_printer
 from .errors import LabError
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .load import ladder
-from .load.step import LoadSpec, check_step
 from .runner import utc_stamp
 
 #: implementation -> the scenario whose topology it runs
@@ -94,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         if not names or any(n not in IMPLEMENTATIONS for n in names):
             raise ladder.LadderError(f"bad implementations {args.implementations!r}; choose from "
                                      f"{', '.join(IMPLEMENTATIONS)}")
-        args.rates = ladder.numbers(args.rates, "rates", 1, 100_000)
-        if not 1 <= args.runs <= 20 or not 2 <= args.users <= 1000:
-            raise ladder.LadderError("runs must be 1..20 and users 2..1000")
-        for processes in (args.processes, args.processes + 1):
-            LoadSpec(users=args.users, processes=processes, driver="node")
-        check_step(args.rates[-1], args.seconds)
+        check_ladder(args, driver="node")
         if shutil.which("node") is None:
             raise ladder.LadderError("node not found: the load driver is Node (install Node 20, then `make node-deps`)")
     except LabError as exc:

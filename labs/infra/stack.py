@@ -197,8 +197,43 @@ def _tail(container: Container, lines: int = LOG_TAIL) -> str:
         return "(no logs)"
 
 
+class Lifecycle:
+    """What every stack (this one, and the Swarm's) shares: `with` starts it, tearing down whatever a failed
+    start made, and leaving tears it down on every exit path. Signals are recorded, not raised, until the
+    teardown is over: a second Ctrl-C cannot cut it short. A stack supplies start, _collect_logs, _release,
+    and _cleanup, _stopping, timings, removed, progress."""
+
+    #: what the teardown's lines name
+    WHOLE, PARTS = "stack", "container(s) and network(s)"
+
+    def __enter__(self) -> Any:
+        try:
+            self.start()  # type: ignore[attr-defined]
+        except BaseException:
+            self.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        me: Any = self
+        with signals.deferred():
+            t0 = time.monotonic()
+            me.progress(f"removing the {self.WHOLE}")
+            me._stopping.set()
+            try:
+                if signals.pending() is None:  # interrupted: leave at once, logs are not worth the wait
+                    me._collect_logs()
+            finally:
+                try:
+                    me._cleanup.close()
+                finally:
+                    me._release()
+                    me.timings.down_s = time.monotonic() - t0
+                    me.progress(f"removed {len(me.removed)} {self.PARTS} in {me.timings.down_s:.2f}s")
+
+
 @dataclass
-class Stack:
+class Stack(Lifecycle):
     """A running topology; use as `with Stack(client, spec) as stack:`."""
 
     client: docker.DockerClient
@@ -226,31 +261,8 @@ class Stack:
         #: set when the teardown begins: readiness probes still polling in the pool give up at once
         self._stopping = threading.Event()
 
-    def __enter__(self) -> "Stack":
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__(*sys.exc_info())
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        # Signals are recorded, not raised, until the teardown is over: a second Ctrl-C cannot cut it short.
-        with signals.deferred():
-            t0 = time.monotonic()
-            self.progress("removing the stack")
-            self._stopping.set()
-            try:
-                if signals.pending() is None:  # interrupted: leave at once, logs are not worth the wait
-                    self._collect_logs()
-            finally:
-                try:
-                    self._cleanup.close()
-                finally:
-                    self._pool.shutdown(wait=False, cancel_futures=True)
-                    self.timings.down_s = time.monotonic() - t0
-                    self.progress(f"removed {len(self.removed)} container(s) and network(s) in "
-                                  f"{self.timings.down_s:.2f}s")
+    def _release(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     # -- start -----------------------------------------------------------------------------------------
 
@@ -480,20 +492,24 @@ def _remove_quietly(container: Container) -> None:
             raise
 
 
-def _remove_network(network: Any, timeout: float = 10.0) -> None:
-    """Remove a network; while a container removal that was already under way still holds an endpoint on it
-    (a busy engine answers "has active endpoints"), try again until `timeout`."""
+def remove_when_free(thing: Any, *, busy: str = "", timeout: float = 10.0) -> None:
+    """Remove a network (or a Swarm config); while the engine still holds it for a removal already under
+    way (an error containing `busy`, e.g. "active endpoints"; "" for any), try again until `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            network.remove()
+            thing.remove()
             return
         except docker.errors.NotFound:
             return
         except docker.errors.APIError as exc:
-            if "active endpoints" not in str(exc) or time.monotonic() > deadline:
+            if busy not in str(exc) or time.monotonic() > deadline:
                 raise
         time.sleep(0.1)
+
+
+def _remove_network(network: Any) -> None:
+    remove_when_free(network, busy="active endpoints")
 
 
 def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,

@@ -13,7 +13,6 @@ on every exit path, from the manager.
 
 from __future__ import annotations
 
-import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -32,7 +31,8 @@ from ..settings import LABEL
 from . import cluster as local
 from .cluster import Cluster, node_client
 from .swarm_events import watch
-from .stack import APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels
+from .stack import (APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels,
+                    Lifecycle, remove_when_free)
 
 if TYPE_CHECKING:
     from .swarm_operations import SwarmOperations
@@ -55,8 +55,10 @@ def place(names: list[str], nodes: list[str], *, pinned: dict[str, str]) -> dict
 
 
 @dataclass
-class SwarmStack:
+class SwarmStack(Lifecycle):
     """A running topology on a Swarm; use as `with SwarmStack(manager, spec, cluster, pinned) as stack:`."""
+
+    WHOLE, PARTS = "services", "service(s), config(s) and network(s)"
 
     client: docker.DockerClient
     spec: StackSpec
@@ -86,31 +88,9 @@ class SwarmStack:
         self._stopping = threading.Event()
         self.nodes = {n.name: node_client(n) for n in self.cluster.nodes}
 
-    def __enter__(self) -> "SwarmStack":
-        try:
-            self.start()
-        except BaseException:
-            self.__exit__(*sys.exc_info())
-            raise
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        with signals.deferred():
-            t0 = time.monotonic()
-            self.progress("removing the services")
-            self._stopping.set()
-            try:
-                if signals.pending() is None:
-                    self._collect_logs()
-            finally:
-                try:
-                    self._cleanup.close()
-                finally:
-                    for c in self.nodes.values():
-                        c.close()
-                    self.timings.down_s = time.monotonic() - t0
-                    self.progress(f"removed {len(self.removed)} service(s), config(s) and network(s) in "
-                                  f"{self.timings.down_s:.2f}s")
+    def _release(self) -> None:
+        for c in self.nodes.values():
+            c.close()
 
     # -- start -----------------------------------------------------------------------------------------
 
@@ -347,7 +327,7 @@ class SwarmStack:
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         for thing in [*configs.values(), *networks.values()]:
-            _remove_when_free(thing)
+            remove_when_free(thing)
         self.removed = ([s.name for s in services.values()] + [c.name for c in configs.values()]
                         + [n.name for n in networks.values()])
         self.on_removed(self.removed)
@@ -365,19 +345,5 @@ class SwarmStack:
                     continue  # a node that is down holds nothing the manager waits for
             if not left:
                 return
-            time.sleep(0.1)
-
-
-def _remove_when_free(thing: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            thing.remove()
-            return
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError:
-            if time.monotonic() > deadline:
-                raise
             time.sleep(0.1)
 
