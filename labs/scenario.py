@@ -78,6 +78,8 @@ class Balance(enum.Enum):
     IP_HASH = "ip-hash"
     HASH = "hash"
     COOKIE = "cookie"
+    #: partitioning by room: the room named in the WebSocket URL (`/ws?room=R`) picks the replica
+    ROOM = "room"
 
 
 class AppKind(enum.Enum):
@@ -409,6 +411,9 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
                             f"not {topology.broker.value}")
+    if topology.balance is Balance.ROOM and topology.app.socketio:
+        raise ScenarioError(f'{where}: balance = "room" hashes the room named in the WebSocket URL; a Socket.IO '
+                            f'client joins its room after connecting, so app = "{topology.app.value}" cannot use it')
     brokers = NODE_BROKERS.get(topology.app, {})
     if brokers and topology.broker not in brokers:
         takes = " or ".join(f"{b.value} ({what})" for b, what in brokers.items())

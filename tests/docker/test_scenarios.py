@@ -37,6 +37,16 @@ def test_with_redis_pubsub_every_message_reaches_every_other_client_once(client,
     assert all(r["ok"] and r["published"] > 0 for r in result.replicas.values())
 
 
+def test_partitioning_by_room_delivers_everything_without_a_broker(client, images, nothing_left):
+    result = run(client, images, "partition-rooms")
+    a = result.accounting
+    assert a.expected > 0 and a.delivered == a.expected and a.lost == 0
+    # every member of a room on one replica: no delivery had to cross, and all three replicas hold rooms
+    assert a.cross_expected == 0 and a.same_delivered == a.expected
+    assert len([n for n in a.placement.values() if n]) == 3
+    assert result.passed, result.verdict.reason
+
+
 def test_the_seed_articles_subscribe_glob_delivers_nothing_at_all(client, images, nothing_left):
     result = run(client, images, "seed-glob")
     assert result.accounting.sent > 0 and result.accounting.delivered == 0

@@ -41,6 +41,8 @@ def test_a_valid_scenario_parses_into_typed_values():
     (lambda t: t.replace("clients = 4", "clients = 4\nclient = 5"), "unknown key 'client'"),
     (lambda t: t.replace("messages = 2", "messages = 2\nroom = 'a b'"), "room must match"),
     (lambda t: t + "\n[[", "not valid TOML"),
+    (lambda t: t.replace("replicas = 3", 'replicas = 3\napp = "socketio"\nbalance = "room"'),
+     'balance = "room" hashes the room named in the WebSocket URL'),
 ])
 def test_malformed_scenarios_are_rejected_with_the_key_and_value(edit, message):
     with pytest.raises(ScenarioError, match=None) as info:
@@ -98,6 +100,10 @@ def test_bad_faults_and_rates_are_refused(edit, message):
     with pytest.raises(ScenarioError) as info:
         parse(edit(FAULTY))
     assert message in str(info.value)
+
+
+def test_balance_room_is_taken_by_websocket_replicas():
+    assert parse(GOOD.replace("replicas = 3", 'replicas = 3\nbalance = "room"')).topology.balance.value == "room"
 
 
 def test_unsent_is_a_count_every_app_can_declare():
