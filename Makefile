@@ -35,7 +35,7 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm cluster-up cluster-down test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm cluster-up cluster-down test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -127,6 +127,9 @@ bench-replicas: setup images node-deps ## the lab's Python replica vs the articl
 
 bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
 	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
+
+bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
+	$(PYTHON) -m labs.bench_partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups $(SETUPS))
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -1,10 +1,16 @@
 """Connection scale (a benchmark, not a test): `python -m labs.bench_connections --connections 20000`.
 
-Opens N mostly idle WebSocket connections through the lab's nginx to Redis-PubSub replicas, all in one
-room, then broadcasts from one of them a few times. Writes results/bench/connections-<stamp>/connections.json
+Opens N mostly idle WebSocket connections through the lab's nginx to the replicas, in one room or spread
+over `--rooms` (connection i joins room i mod R), then broadcasts a few rounds: one message into every room
+at once, from the room's first member. The broker (`--broker`: one Redis with Pub/Sub, a Redis Cluster of
+`--masters` masters with classic or sharded Pub/Sub, or none), nginx's policy (`--balance room` partitions
+the rooms over the replicas) and the replica count (`--replicas`, at least what the layout needs) are the
+setup; `labs.bench_partitioning` compares setups. Writes results/bench/connections-<stamp>/connections.json
 and connections.md: the connect rate, resident memory per connection per replica (the replica's own RSS
-delta over the connections it holds), the seconds until 95% and 100% of each broadcast arrived (medians),
-loss, and what each kind of process used of its open-file limit, so the result says what bounds it.
+delta over the connections it holds), the seconds until 50%, 95% and 100% of a round's deliveries arrived
+(medians), loss, what each replica and broker node did and used of the CPU (its connections, rooms, PUBLISH
+calls and their time inside Redis), and what each kind of process used of its open-file limit, so the
+result says what bounds it.
 
 `labs.connections.plan_layout` decides how many load processes, published ports (one docker-proxy each),
 nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx on
@@ -29,18 +35,24 @@ from typing import Any
 
 from . import scenario, settings, signals
 from .cli import progress_printer
-from .connections import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, nearest_limits, plan_layout
+from .connections import (CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, merge, nearest_limits,
+                          plan_layout)
 from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
-from .connections_report import broadcast_totals, bound, fmt, merge, summary, usage, write
+from .connections_report import broadcast_totals, bound, fmt, summary, usage, write
 from .errors import LabError
-from .infra import inspect
+from .infra import inspect, redis_cluster
 from .infra.render import for_replicas, render_nginx
 from .infra.stack import Stack, StackSpec, http_get
-from .runner import broker_options, new_run_id, plan, utc_stamp
-from .scenario import Broker
+from .runner import broker_options, cluster_options, new_run_id, plan, utc_stamp
+from .scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
 
 ROOM = "lobby"
 DEFAULT_N = 20_000
+#: the brokers this bench sets up: one Redis, a Redis Cluster (classic or sharded Pub/Sub), or none
+BROKERS = (Broker.REDIS_PUBSUB, Broker.REDIS_CLUSTER_PUBSUB, Broker.REDIS_CLUSTER_SHARDED, Broker.NONE)
+#: nginx policies that keep the connections' spread known: even (round-robin) or by room
+BALANCES = (Balance.ROUND_ROBIN, Balance.ROOM)
+MAX_ROOMS = 10_000
 #: nginx's upstream connect timeout: above the first SYN retransmission (1 s), so that a SYN dropped by a
 #: busy replica's backlog is retried instead of failing the client with a 502
 CONNECT_TIMEOUT_MS = 5000
@@ -83,11 +95,61 @@ def wait_for_conntrack(needed: int, *, progress: Any, timeout: float = CONNTRACK
         free = conntrack_free()
 
 
-def nginx_config(layout: Layout) -> str:
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """What a run compares: the broker (a cluster's masters), nginx's policy, and how many rooms."""
+
+    broker: Broker = Broker.REDIS_PUBSUB
+    balance: Balance = Balance.ROUND_ROBIN
+    rooms: int = 1
+    masters: int = 3
+
+    def __post_init__(self) -> None:
+        if self.broker not in BROKERS:
+            raise PlanError(f"broker {self.broker.value!r}: this bench sets up "
+                            f"{', '.join(b.value for b in BROKERS)}")
+        if self.balance not in BALANCES:
+            raise PlanError(f"balance {self.balance.value!r}: give {' or '.join(b.value for b in BALANCES)}")
+        if not 1 <= self.rooms <= MAX_ROOMS:
+            raise PlanError(f"rooms {self.rooms}: give 1..{MAX_ROOMS}")
+        if not MIN_MASTERS <= self.masters <= MAX_MASTERS:
+            raise PlanError(f"masters {self.masters}: a Redis Cluster here has {MIN_MASTERS}..{MAX_MASTERS} "
+                            f"(a failover needs a majority of at least 3)")
+
+    @property
+    def nodes(self) -> list[str]:
+        """The broker's containers: one `redis`, a cluster's masters, or none."""
+        if self.broker.cluster:
+            return redis_cluster.node_names(self.masters, 0)
+        return ["redis"] if self.broker is Broker.REDIS_PUBSUB else []
+
+    def describe(self) -> str:
+        broker = {Broker.REDIS_PUBSUB: "one Redis (Pub/Sub)", Broker.NONE: "no broker",
+                  Broker.REDIS_CLUSTER_PUBSUB: f"a Redis Cluster of {self.masters} masters (classic PUBLISH)",
+                  Broker.REDIS_CLUSTER_SHARDED: f"a Redis Cluster of {self.masters} masters (sharded Pub/Sub)",
+                  }[self.broker]
+        rooms = "one room" if self.rooms == 1 else f"{self.rooms} rooms"
+        return f"{broker}, nginx {self.balance.value}, {rooms}"
+
+
+def parse_setup(broker: str, balance: str, rooms: str, masters: str) -> Setup:
+    """A Setup from command-line words; PlanError (one line) naming what is wrong."""
+    try:
+        b = Broker(broker)
+    except ValueError:
+        raise PlanError(f"--broker {broker!r}: give one of {', '.join(x.value for x in BROKERS)}") from None
+    try:
+        policy = Balance(balance)
+    except ValueError:
+        raise PlanError(f"--balance {balance!r}: give {' or '.join(x.value for x in BALANCES)}") from None
+    return Setup(b, policy, parse_count(rooms), parse_count(masters))
+
+
+def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
     published port, reuseport, no access log."""
     config = dataclasses.replace(
-        for_replicas(layout.replicas), workers=layout.nginx_workers, worker_connections=layout.worker_connections,
+        for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers, worker_connections=layout.worker_connections,
         worker_rlimit_nofile=layout.fd_limit, extra_listen_ports=layout.listen_ports[1:], reuseport=True,
         access_log=False, connect_timeout_ms=CONNECT_TIMEOUT_MS)
     return render_nginx(config)
@@ -129,12 +191,32 @@ def nginx_reasons(log: str) -> dict[str, int]:
 
 
 def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
-    """Each replica's RSS, members of the room and broker counters, from its /healthz."""
+    """Each replica's RSS, members and rooms, and broker counters, from its /healthz."""
     out = {}
     for name in stack.replica_names():
         h = health(stack, name)
-        out[name] = {"rss_bytes": h.get("rss_bytes"), "members": h.get("rooms", {}).get(ROOM, 0),
+        rooms = h.get("rooms", {})
+        out[name] = {"rss_bytes": h.get("rss_bytes"), "members": sum(rooms.values()), "rooms": len(rooms),
                      "status": h.get("status"), **{k: h.get(k, 0) for k in BROKER_COUNTERS}}
+    return out
+
+
+def node_calls(stack: Stack, nodes: list[str]) -> dict[str, dict[str, tuple[int, int]]]:
+    """Each broker node's PUBLISH / SPUBLISH calls so far and the microseconds Redis spent in them."""
+    return {n: redis_cluster.publish_calls(redis_cluster.cli(stack.containers[n], "INFO", "commandstats"))
+            for n in nodes}
+
+
+def node_load(before: dict[str, dict[str, tuple[int, int]]], after: dict[str, dict[str, tuple[int, int]]],
+              cpu: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """Per broker node over the broadcasts: publishes, microseconds per publish inside Redis (the fan-out to
+    its subscribers' buffers included), and the node's share of the host's CPU."""
+    out = {}
+    for node, calls in after.items():
+        n = sum(c for c, _ in calls.values()) - sum(c for c, _ in before.get(node, {}).values())
+        usec = sum(u for _, u in calls.values()) - sum(u for _, u in before.get(node, {}).values())
+        out[node] = {"publishes": n, "usec_per_publish": round(usec / n, 1) if n else None,
+                     "cpu_share": cpu.get(node)}
     return out
 
 
@@ -153,26 +235,29 @@ def nginx_figures(stack: Stack) -> list[dict[str, int]]:
 
 
 def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collect_timeout: float,
-            open_timeout: float, progress: Any) -> dict[str, Any]:
+            open_timeout: float, progress: Any, setup: Setup = Setup()) -> dict[str, Any]:
     s = scenario.load("pubsub")
-    s = dataclasses.replace(s, topology=dataclasses.replace(s.topology, replicas=layout.replicas,
-                                                            broker=Broker.REDIS_PUBSUB))
+    s = dataclasses.replace(s, topology=dataclasses.replace(
+        s.topology, replicas=layout.replicas, broker=setup.broker, balance=setup.balance,
+        cluster_masters=setup.masters))
     p = plan(s)
-    spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=Broker.REDIS_PUBSUB.value,
-                     nginx_conf=nginx_config(layout), images=images, ready_timeout=60.0,
+    spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=setup.broker.value,
+                     nginx_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit,
-                     **broker_options(p.scenario))
+                     **broker_options(p.scenario, images), **cluster_options(p.scenario, images))
     host_before = host_figures()
-    progress(f"run {spec.run_id}: {layout.connections} connections")
+    progress(f"run {spec.run_id}: {layout.connections} connections; {setup.describe()}")
     with Stack(client, spec, progress=progress) as stack:
         before = replica_figures(stack)
         host, ports = entrance(stack, layout)
-        containers = {"replicas": [stack.containers[n].id for n in stack.replica_names()],
-                      "nginx": [stack.containers["nginx"].id], "redis": [stack.containers["redis"].id]}
+        replicas = stack.replica_names()
+        containers = {**{n: [stack.containers[n].id] for n in replicas},
+                      "nginx": [stack.containers["nginx"].id],
+                      **{n: [stack.containers[n].id] for n in setup.nodes}}
         proxies = [int(p["pid"] or 0) for p in proxy_figures(ports).values()]
         with LoadGroup(assign(layout), host=host, ports=ports, room=ROOM, open_timeout=open_timeout,
-                       concurrency=layout.concurrency) as load:
+                       concurrency=layout.concurrency, rooms=setup.rooms) as load:
             progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections to "
                      f"{host} on {layout.ports} port(s) ({layout.via.value})")
             groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
@@ -187,25 +272,33 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             after = replica_figures(stack)
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
+            calls = [node_calls(stack, setup.nodes)]
             cpu.append(cpu_snapshot(groups, containers))
-            rounds = []
+            rounds, began = [], time.monotonic()
             for k in range(1, broadcasts + 1):
-                r = load.broadcast(f"b{k}", expected=ok - 1, timeout=collect_timeout)
+                r = load.broadcast(f"b{k}", timeout=collect_timeout)
                 rounds.append(r)
-                progress(f"broadcast {r['id']}: {r['received']}/{r['expected']} received, 95% in "
-                         f"{fmt(r['t95_s'], '{:.2f} s')}, 100% in {fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
+                progress(f"round {r['id']}: {r['messages']} message(s), {r['received']}/{r['expected']} "
+                         f"received, 50% in {fmt(r['p50_s'], '{:.2f} s')}, 95% in {fmt(r['t95_s'], '{:.2f} s')}, "
+                         f"100% in {fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
+            ended = time.monotonic()
             cpu.append(cpu_snapshot(groups, containers))
+            calls.append(node_calls(stack, setup.nodes))
             counters = replica_figures(stack)
     memory = {}
     for name, a in after.items():
         b, n = before[name]["rss_bytes"], a["members"]
-        memory[name] = {"members": n, "rss_before": b, "rss_after": a["rss_bytes"],
+        memory[name] = {"members": n, "rooms": a["rooms"], "rss_before": b, "rss_after": a["rss_bytes"],
                         "bytes_per_connection": (a["rss_bytes"] - b) / n if n and b and a["rss_bytes"] else None}
+    share = {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])}
     return {"connections": layout.connections, "connected": ok, "failed": layout.connections - ok,
+            "setup": {"broker": setup.broker.value, "balance": setup.balance.value, "rooms": setup.rooms,
+                      "masters": setup.masters if setup.broker.cluster else None, "replicas": layout.replicas},
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
             "connect_errors": merge([c["errors"] for c in connected]),
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
-            "cpu_share": {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])},
+            "cpu_share": share, "broadcast_s": round(ended - began, 3),
+            "nodes": node_load(calls[0], calls[1], share["broadcasts"]),
             "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
             "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
             **broadcast_totals(rounds),
@@ -226,6 +319,13 @@ def parse_via(text: str) -> Via:
         raise PlanError(f"--via {text!r}: give one of {', '.join(v.value for v in Via)}") from None
 
 
+def layout_for(connections: str, via: str, replicas: str = "0") -> Layout:
+    """The layout for N connections given on the command line, on this host's limits."""
+    return plan_layout(parse_count(connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                       ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"),
+                       via=parse_via(via), replicas=parse_count(replicas))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m labs.bench_connections", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -236,6 +336,13 @@ def main(argv: list[str] | None = None) -> int:
                         "the default) or bridge (nginx's front-network address)")
     parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a broadcast may take")
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
+    parser.add_argument("--rooms", default="1", help=f"rooms the connections spread over (default 1; 1..{MAX_ROOMS})")
+    parser.add_argument("--broker", default=Broker.REDIS_PUBSUB.value,
+                        help=f"{' | '.join(b.value for b in BROKERS)} (default redis-pubsub)")
+    parser.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
+    parser.add_argument("--balance", default=Balance.ROUND_ROBIN.value,
+                        help="round-robin (default) or room (nginx hashes the room: partitioning by room)")
+    parser.add_argument("--replicas", default="0", help="at least this many replicas (default: what the layout needs)")
     args = parser.parse_args(argv)
     signals.install()
     progress = progress_printer(settings.QUIET)
@@ -243,9 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
         if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
             raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
-        via = parse_via(args.via)
-        layout = plan_layout(parse_count(args.connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                             ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"), via=via)
+        setup = parse_setup(args.broker, args.balance, args.rooms, args.masters)
+        layout = layout_for(args.connections, args.via, args.replicas)
+        if setup.rooms > layout.connections:
+            raise PlanError(f"rooms {setup.rooms} > N={layout.connections}: every room needs a member")
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2
@@ -260,13 +368,14 @@ def main(argv: list[str] | None = None) -> int:
             # the entries of closed connections (an earlier run's, anyone's) linger for a while
             wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
             runs.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
-                                open_timeout=args.open_timeout, progress=progress))
+                                open_timeout=args.open_timeout, progress=progress, setup=setup))
             progress(f"run {i + 1}/{runs_n} done")
         engine = client.version().get("Version", "?")
     finally:
         client.close()
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
     result: dict[str, Any] = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
+        "setup": {**runs[0]["setup"], "text": setup.describe()},
         "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
         "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,

@@ -26,7 +26,7 @@ import enum
 import math
 import statistics
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from .errors import LabError
 
@@ -103,8 +103,9 @@ def capacity(kind: str, fd_limit: int) -> int:
 
 
 def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232,
-                conntrack_max: int | None = None, via: Via = Via.PUBLISHED) -> Layout:
-    """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`.
+                conntrack_max: int | None = None, via: Via = Via.PUBLISHED, replicas: int = 0) -> Layout:
+    """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`, and at
+    least `replicas` replicas when more are asked for.
 
     Refused (PlanError, one line) when N < 1, or when it needs more nginx workers, listen ports or replicas
     than the lab starts, more connections to one destination than there are ephemeral source ports, or
@@ -119,7 +120,9 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
         caps["proxy"] = int(ephemeral_ports * HEADROOM)
     ports = math.ceil(connections / caps["proxy"])
     workers = max(MIN_WORKERS, math.ceil(connections / caps["nginx"]))
-    replicas = max(MIN_REPLICAS, math.ceil(connections / caps["replica"]))
+    if not 0 <= replicas <= MAX_REPLICAS:
+        raise PlanError(f"replicas {replicas}: give 0 (as many as N needs) .. {MAX_REPLICAS}")
+    replicas = max(MIN_REPLICAS, replicas, math.ceil(connections / caps["replica"]))
     load = max(MIN_LOAD, math.ceil(connections / caps["load"]))
     most = min(MAX_PORTS * caps["proxy"], MAX_WORKERS * caps["nginx"], MAX_REPLICAS * caps["replica"])
     if connections > most:
@@ -155,6 +158,11 @@ def assign(layout: Layout) -> list[tuple[int, int]]:
     return out
 
 
+def room_name(room: str, rooms: int, i: int) -> str:
+    """The room connection i joins: `room` itself when there is one, else `<room>-<i mod rooms>`."""
+    return room if rooms == 1 else f"{room}-{i % rooms}"
+
+
 @dataclass(frozen=True)
 class Arrival:
     """One broadcast: how many should have received it, and when it reached each that did."""
@@ -183,6 +191,31 @@ def summarize(arrival: Arrival) -> dict[str, float | int | None]:
             "p50_s": time_to_fraction(arrival.delays, arrival.expected, 0.5),
             "t95_s": time_to_fraction(arrival.delays, arrival.expected, 0.95),
             "t100_s": time_to_fraction(arrival.delays, arrival.expected, 1.0)}
+
+
+def merge(counts: Sequence[dict[str, int]]) -> dict[str, int]:
+    """Counters by key, added up."""
+    out: dict[str, int] = {}
+    for c in counts:
+        for k, v in c.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+def round_figures(at: dict[str, float], answers: dict[str, str | None],
+                  messages: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
+    """A round's figures from what each load process saw: `at` when each message was sent, `answers` its
+    replica's ack or nack, `messages` per process {id: {"times", "expecting", "duplicates"}}. Times and loss
+    count acknowledged messages only: a nacked one was refused (its sender was told), not lost."""
+    acked = {mid for mid, a in answers.items() if a == "ack"}
+    expected = sum(m["expecting"] for per in messages for mid, m in per.items() if mid in acked)
+    delays = tuple(t - at[mid] for per in messages for mid, m in per.items() if mid in acked for t in m["times"])
+    duplicates = sum(m["duplicates"] for per in messages for m in per.values())
+    figures = summarize(Arrival(expected, delays, duplicates)) if expected else {
+        "expected": 0, "received": 0, "lost": 0, "duplicated": duplicates, "p50_s": None, "t95_s": None,
+        "t100_s": None}
+    return {"messages": len(at), "acked": len(acked), "nacked": sum(a == "nack" for a in answers.values()),
+            "unanswered": sum(a is None for a in answers.values()), **figures}
 
 
 def median_of(values: Sequence[float | None]) -> float | None:

@@ -1,13 +1,19 @@
 """One load process of `bench_connections`: holds its share of the idle WebSocket connections and records
 when each of them receives a broadcast. `python -m labs.connections_client '<json config>'`.
 
+Connection i joins room `room_name(room, rooms, i)`: the one room itself, or `<room>-<i mod rooms>`. A
+broadcast round R sends one message per room, `R-<k>` for room k, from the room's first connection
+(connection k) or, when that one is not open, from another open member.
+
 It talks to the bench in JSON lines: it prints {"event": "connected", ...} once every connection it was
 given is open (or failed), then obeys commands read from stdin:
-  {"cmd": "send", "id": ID}                  send ID from its first open connection, print {"event": "sent"}
-  {"cmd": "collect", "id": ID, "timeout": S} wait until every open connection but the sender has ID, and
-                                             the sender its ack or nack (or S seconds passed), print
-                                             {"event": "arrivals", ..., "answer": "ack" | "nack" | null}
-  {"cmd": "stats"}                           print {"event": "stats", "open": ..., "rss_bytes": ...}
+  {"cmd": "send", "round": R, "rooms": [k, ...]}  send R-<k> into each room k listed (from its first open
+                                                   member here), print {"event": "sent", "at": {id: t}}
+  {"cmd": "collect", "round": R, "timeout": S}     wait until every open connection but the senders has its
+                                                   room's message of round R, and the senders their acks or
+                                                   nacks (or S seconds passed), print {"event": "arrivals",
+                                                   "messages": {id: {"times": [...], "expecting": n}}, ...}
+  {"cmd": "stats"}                                 print {"event": "stats", "open": ..., "rss_bytes": ...}
 End of stdin (the bench is gone) ends the process; so does SIGTERM or SIGKILL of its process group.
 Times are `time.monotonic()`: one clock for every process on the host.
 """
@@ -27,9 +33,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from .app.server import rss_bytes
+from .connections import room_name
 
 #: how often `collect` looks whether a broadcast has reached every connection
 POLL_S = 0.02
+
+
+def message_id(round_: str, k: int) -> str:
+    """Round R's message into room k: `R-k` (a message id is [A-Za-z0-9_-], the replica closes on others)."""
+    return f"{round_}-{k}"
 
 
 @dataclass
@@ -41,19 +53,22 @@ class Load:
     room: str
     concurrency: int
     open_timeout: float
+    rooms: int = 1
     conns: dict[int, ClientConnection] = field(default_factory=dict)
-    #: broadcast id -> receipt times; and per id the connections that had it (to count duplicates)
+    #: message id -> receipt times; and per id the connections that had it (to count duplicates)
     times: dict[str, list[float]] = field(default_factory=dict)
     seen: dict[str, set[int]] = field(default_factory=dict)
     duplicates: Counter[str] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    sender: int | None = None
-    #: broadcast id -> "ack" or "nack", as the sender's replica answered
+    #: message id -> the connection that sent it (from this process)
+    senders: dict[str, int] = field(default_factory=dict)
+    #: message id -> "ack" or "nack", as the sender's replica answered
     acks: dict[str, str] = field(default_factory=dict)
 
     async def open_one(self, i: int, gate: asyncio.Semaphore) -> None:
-        uri = f"ws://{self.host}:{self.ports[i % len(self.ports)]}/ws?room={self.room}&client=c{i}"
+        room = room_name(self.room, self.rooms, i)
+        uri = f"ws://{self.host}:{self.ports[i % len(self.ports)]}/ws?room={room}&client=c{i}"
         async with gate:
             try:
                 ws = await connect(uri, compression=None, ping_interval=None, open_timeout=self.open_timeout,
@@ -95,27 +110,47 @@ class Load:
                 "errors": dict(self.errors.most_common(5)), "started": started, "finished": time.monotonic(),
                 "rss_bytes": rss_bytes()}
 
-    async def send(self, mid: str) -> dict[str, Any]:
-        self.sender = min(self.conns)
-        at = time.monotonic()
-        await self.conns[self.sender].send(json.dumps({"id": mid, "ts": at, "body": "broadcast"}))
-        return {"event": "sent", "id": mid, "at": at, "client": f"c{self.sender}"}
+    def wanted(self, round_: str) -> dict[int, str]:
+        """Each open connection's message of `round_` (its room's), senders left out."""
+        senders = {i for mid, i in self.senders.items() if mid.startswith(round_ + "-")}
+        return {i: message_id(round_, i % self.rooms) for i in self.conns if i not in senders}
 
-    async def collect(self, mid: str, timeout: float) -> dict[str, Any]:
-        """Wait until every open connection (but the sender) has `mid`, or `timeout` s. Polls: waking on
-        every receipt to check thousands of connections would cost more than the receipts themselves."""
+    async def send(self, round_: str, rooms: list[int]) -> dict[str, Any]:
+        at: dict[str, float] = {}
+        for k in rooms:
+            members = [i for i in self.conns if i % self.rooms == k]
+            if not members:
+                continue
+            mid = message_id(round_, k)
+            self.senders[mid] = sender = k if k in self.conns else min(members)
+            at[mid] = time.monotonic()
+            await self.conns[sender].send(json.dumps({"id": mid, "ts": at[mid], "body": "broadcast"}))
+        return {"event": "sent", "round": round_, "at": at}
+
+    async def collect(self, round_: str, timeout: float) -> dict[str, Any]:
+        """Wait until every open connection (but the senders) has its room's message of `round_`, and every
+        message sent from here its answer, or `timeout` s. Polls: waking on every receipt to check thousands
+        of connections would cost more than the receipts themselves."""
         deadline = time.monotonic() + timeout
+        mine = [mid for mid in self.senders if mid.startswith(round_ + "-")]
+        ids = [message_id(round_, k) for k in range(self.rooms)]
         while True:
-            have = self.seen.get(mid, set())
             # cheap test first; the exact one (which connections still wait) only when it may pass
-            waiting = ([i for i in self.conns if i not in have and i != self.sender]
-                       if len(have) >= len(self.conns) - 1 or time.monotonic() >= deadline else [-1])
-            if (not waiting and (self.sender is None or mid in self.acks)) or time.monotonic() >= deadline:
+            have = sum(len(self.seen.get(mid, ())) for mid in ids)
+            late = time.monotonic() >= deadline
+            wanted = self.wanted(round_) if have >= len(self.conns) - len(mine) or late else None
+            waiting = -1 if wanted is None else sum(1 for i, mid in wanted.items() if i not in self.seen.get(mid, ()))
+            if (waiting == 0 and all(mid in self.acks for mid in mine)) or late:
                 break
             await asyncio.sleep(POLL_S)
-        return {"event": "arrivals", "id": mid, "times": self.times.get(mid, []), "duplicates": self.duplicates[mid],
-                "open": len(self.conns), "closed": dict(self.closed), "waiting": len(waiting),
-                "answer": self.acks.get(mid)}
+        assert wanted is not None
+        expecting = Counter(wanted.values())
+        return {"event": "arrivals", "round": round_,
+                "messages": {mid: {"times": self.times.get(mid, []), "expecting": expecting.get(mid, 0),
+                                   "duplicates": self.duplicates[mid]}
+                             for mid in ids if mid in expecting or mid in self.times or mid in mine},
+                "answers": {mid: self.acks.get(mid) for mid in mine},
+                "open": len(self.conns), "closed": dict(self.closed), "waiting": waiting}
 
 
 def emit(event: dict[str, Any]) -> None:
@@ -126,7 +161,7 @@ def emit(event: dict[str, Any]) -> None:
 async def main(config: dict[str, Any]) -> None:
     load = Load(host=config["host"], ports=list(config["ports"]), first=int(config["first"]),
                 count=int(config["count"]), room=config["room"], concurrency=int(config["concurrency"]),
-                open_timeout=float(config["open_timeout"]))
+                open_timeout=float(config["open_timeout"]), rooms=int(config.get("rooms", 1)))
     emit(await load.open_all())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -134,9 +169,9 @@ async def main(config: dict[str, Any]) -> None:
     while line := await reader.readline():
         cmd = json.loads(line)
         if cmd["cmd"] == "send":
-            emit(await load.send(cmd["id"]))
+            emit(await load.send(str(cmd["round"]), [int(k) for k in cmd["rooms"]]))
         elif cmd["cmd"] == "collect":
-            emit(await load.collect(cmd["id"], float(cmd["timeout"])))
+            emit(await load.collect(str(cmd["round"]), float(cmd["timeout"])))
         elif cmd["cmd"] == "stats":
             emit({"event": "stats", "open": len(load.conns), "closed": dict(load.closed), "rss_bytes": rss_bytes()})
 

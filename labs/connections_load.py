@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import signals
-from .connections import Arrival, summarize
+from .connections import merge, round_figures
 from .errors import LabError
 from .infra.usage import container_cpu, docker_proxies, host_cpu, process_cpu
 from .settings import ROOT
@@ -31,8 +31,8 @@ class LoadError(LabError):
 
 class LoadGroup:
     def __init__(self, shares: list[tuple[int, int]], *, host: str, ports: list[int], room: str,
-                 open_timeout: float, concurrency: int) -> None:
-        self.shares, self.host, self.ports, self.room = shares, host, ports, room
+                 open_timeout: float, concurrency: int, rooms: int = 1) -> None:
+        self.shares, self.host, self.ports, self.room, self.rooms = shares, host, ports, room, rooms
         self.open_timeout, self.concurrency = open_timeout, concurrency
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[IO[str]] = []
@@ -42,7 +42,7 @@ class LoadGroup:
         try:
             for k, (first, count) in enumerate(self.shares):
                 config = {"host": self.host, "ports": self.ports, "first": first, "count": count, "room": self.room,
-                          "concurrency": self.concurrency, "open_timeout": self.open_timeout}
+                          "rooms": self.rooms, "concurrency": self.concurrency, "open_timeout": self.open_timeout}
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)
                 with signals.deferred():  # a started process is ours before a signal is acted on
@@ -123,22 +123,23 @@ class LoadGroup:
         return [{**got[k], "pid": self.procs[k].pid, "files": _files(self.procs[k].pid)}
                 for k in range(len(self.procs))]
 
-    def broadcast(self, mid: str, *, expected: int, timeout: float) -> dict[str, Any]:
-        """Send `mid` from load process 0 and gather when every other connection received it."""
-        self._tell(0, {"cmd": "send", "id": mid})
-        sent = self._await("sent", [0], 30)[0]
+    def broadcast(self, round_: str, *, timeout: float) -> dict[str, Any]:
+        """One message into every room at once, each from the room's first connection (connection k for
+        room k, held by the process whose share has it), and when every other member received it."""
+        senders = {k: [r for r in range(self.rooms) if first <= r < first + count]
+                   for k, (first, count) in enumerate(self.shares)}
+        senders = {k: rooms for k, rooms in senders.items() if rooms}
+        for k, rooms in senders.items():
+            self._tell(k, {"cmd": "send", "round": round_, "rooms": rooms})
+        sent = self._await("sent", list(senders), 30)
         everyone = list(range(len(self.procs)))
         for k in everyone:
-            self._tell(k, {"cmd": "collect", "id": mid, "timeout": timeout})
+            self._tell(k, {"cmd": "collect", "round": round_, "timeout": timeout})
         got = self._await("arrivals", everyone, timeout + 30)
-        delays = tuple(t - sent["at"] for g in got.values() for t in g["times"])
-        summary = summarize(Arrival(expected, delays, sum(g["duplicates"] for g in got.values())))
-        closed: dict[str, int] = {}
-        for g in got.values():
-            for code, n in g["closed"].items():
-                closed[code] = closed.get(code, 0) + n
-        return {"id": mid, "sender": sent["client"], "answer": got[0]["answer"], **summary,
-                "closed_connections": closed}
+        at = {mid: t for g in sent.values() for mid, t in g["at"].items()}
+        answers = {mid: a for g in got.values() for mid, a in g["answers"].items()}
+        return {"id": round_, **round_figures(at, answers, [g["messages"] for g in got.values()]),
+                "closed_connections": merge([g["closed"] for g in got.values()])}
 
 
 def _files(pid: int) -> int | None:

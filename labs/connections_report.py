@@ -8,25 +8,19 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .connections import Layout, Via, median_of
+from .connections import Layout, Via, median_of, merge
 
 
 def broadcast_totals(rounds: list[dict[str, Any]]) -> dict[str, Any]:
-    """Loss and times over the broadcasts the sender's replica acknowledged; a nacked one (the replica
-    could not publish it: the client was told) is counted apart, not as loss; so is one never answered."""
-    acked = [r for r in rounds if r["answer"] == "ack"]
-    return {"acked": len(acked), "nacked": sum(r["answer"] == "nack" for r in rounds),
-            "unanswered": sum(r["answer"] is None for r in rounds),
-            "lost": sum(r["lost"] for r in acked), "duplicated": sum(r["duplicated"] for r in rounds),
-            "t95_s": median_of([r["t95_s"] for r in acked]), "t100_s": median_of([r["t100_s"] for r in acked])}
-
-
-def merge(counts: list[dict[str, int]]) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for c in counts:
-        for k, v in c.items():
-            out[k] = out.get(k, 0) + v
-    return out
+    """Loss and times over the messages the senders' replicas acknowledged (each round's figures count
+    those only); a nacked message (the replica could not publish it: the client was told) is counted apart,
+    not as loss; so is one never answered. Times: medians over the rounds with an acknowledged message."""
+    counted = [r for r in rounds if r["acked"]]
+    return {"messages": sum(r["messages"] for r in rounds), "acked": sum(r["acked"] for r in rounds),
+            "nacked": sum(r["nacked"] for r in rounds), "unanswered": sum(r["unanswered"] for r in rounds),
+            "lost": sum(r["lost"] for r in counted), "duplicated": sum(r["duplicated"] for r in rounds),
+            "p50_s": median_of([r["p50_s"] for r in counted]),
+            "t95_s": median_of([r["t95_s"] for r in counted]), "t100_s": median_of([r["t100_s"] for r in counted])}
 
 
 def usage(run: dict[str, Any], layout: Layout) -> dict[str, tuple[float, float]]:
@@ -54,23 +48,31 @@ def write(result: dict[str, Any], out: Path) -> None:
     (out / "connections.json").write_text(json.dumps(result, indent=2) + "\n")
     s, lay = result["summary"], result["layout"]
     kib = s["bytes_per_connection"]
+    nodes = per_node(result["results"])
     lines = [
         f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
-        f"Layout: {lay['load_processes']} load processes, " + (
+        f"Setup: {result['setup']['text']}. Layout: {lay['load_processes']} load processes, " + (
             f"{lay['ports']} nginx ports published on 127.0.0.1 (one docker-proxy each), "
             if lay["via"] == Via.PUBLISHED.value else
             f"{lay['ports']} nginx ports reached on its front-network address (no docker-proxy), ") +
-        f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas on Redis PubSub, one room; "
+        f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas; "
         f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
-        f"{result['broadcasts']} broadcasts each.", "",
-        "| connected | connect rate | RSS per connection per replica | 95% of a broadcast | 100% | lost | duplicated "
-        "| broadcasts acked / nacked / unanswered |",
-        "|---|---|---|---|---|---|---|---|",
+        f"{result['broadcasts']} rounds each (a round: one message into every room at once).", "",
+        "| connected | connect rate | RSS per connection per replica | messages | 50% of a round's deliveries | 95% "
+        "| 100% | lost | duplicated | acked / nacked / unanswered |",
+        "|---|---|---|---|---|---|---|---|---|---|",
         f"| {s['connected']}/{s['connections']} | {fmt(s['connect_rate'], '{:,.0f}/s')} "
-        f"| {fmt(kib and kib / 1024, '{:.1f} KiB')} | {fmt(s['t95_s'], '{:.2f} s')} | {fmt(s['t100_s'], '{:.2f} s')} "
+        f"| {fmt(kib and kib / 1024, '{:.1f} KiB')} | {s['messages']} | {fmt(s['p50_s'], '{:.2f} s')} "
+        f"| {fmt(s['t95_s'], '{:.2f} s')} | {fmt(s['t100_s'], '{:.2f} s')} "
         f"| {s['lost']} | {s['duplicated']} | {s['acked']} / {s['nacked']} / {s['unanswered']} |", "",
-        "Times and loss count the broadcasts the sender's replica acknowledged; a nacked one was refused "
-        "(the replica could not publish it to Redis, and said so).", "",
+        "Times and loss count the messages the sender's replica acknowledged; a nacked one was refused "
+        "(the replica could not publish it, and said so).", "",
+        "Per node (medians over runs; CPU: share of all cores while the rounds ran):", "",
+        "| node | connections | rooms | publishes | µs inside Redis per publish | CPU |",
+        "|---|---|---|---|---|---|",
+        *[f"| {name} | {fmt(n.get('members'), '{:,.0f}')} | {fmt(n.get('rooms'), '{:,.0f}')} "
+          f"| {fmt(n.get('publishes'), '{:,.0f}')} | {fmt(n.get('usec_per_publish'), '{:.1f}')} "
+          f"| {fmt(n.get('cpu_share'), '{:.1%}')} |" for name, n in nodes.items()], "",
         *[f"CPU while {phase} (share of all {result['machine']['cpus']} cores, first run): "
           + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"][key].items()) + "\n"
           for phase, key in (("connecting", "connect"), ("broadcasting", "broadcasts"))],
@@ -91,10 +93,25 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return {"connections": runs[0]["connections"], "connected": min(r["connected"] for r in runs),
             "connect_rate": median_of([r["connect_rate"] for r in runs]),
             "bytes_per_connection": statistics.median(per) if per else None,
+            "messages": sum(r["messages"] for r in runs), "p50_s": median_of([r["p50_s"] for r in runs]),
             "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
             "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs),
             "acked": sum(r["acked"] for r in runs), "nacked": sum(r["nacked"] for r in runs),
             "unanswered": sum(r["unanswered"] for r in runs)}
+
+
+def per_node(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each replica (connections, rooms) and broker node (publishes, µs per publish), with its CPU share
+    while the rounds ran: medians over the runs, by node name."""
+    names = list(runs[0]["replicas"]) + list(runs[0].get("nodes", {}))
+    out: dict[str, dict[str, float | None]] = {}
+    for name in names:
+        rows = [{**r["replicas"].get(name, {}), **r.get("nodes", {}).get(name, {}),
+                 "cpu_share": r["cpu_share"]["broadcasts"].get(name)} for r in runs]
+        keys = ("members", "rooms", "cpu_share") if name in runs[0]["replicas"] else (
+            "publishes", "usec_per_publish", "cpu_share")
+        out[name] = {k: median_of([row.get(k) for row in rows]) for k in keys}
+    return out
 
 
 def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:

@@ -79,6 +79,18 @@ def parse_info(text: str) -> dict[str, str]:
     return out
 
 
+def publish_calls(text: str) -> dict[str, tuple[int, int]]:
+    """From `INFO commandstats`: {"publish" | "spublish": (calls, microseconds inside Redis)} for the
+    commands that were called."""
+    out: dict[str, tuple[int, int]] = {}
+    for key, value in parse_info(text).items():
+        command = key.removeprefix("cmdstat_")
+        if command in ("publish", "spublish"):
+            fields = dict(part.split("=", 1) for part in value.split(",") if "=" in part)
+            out[command] = (int(fields.get("calls", 0)), int(float(fields.get("usec", 0))))
+    return out
+
+
 def myself_flags(text: str) -> list[str]:
     """The flags of the node that answered `CLUSTER NODES` (its "myself" line): e.g. ["myself", "master"]."""
     for line in text.splitlines():

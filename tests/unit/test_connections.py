@@ -2,11 +2,13 @@
 
 import pytest
 
-from labs.bench_connections import nginx_config, nginx_reasons, parse_count, parse_via
-from labs.connections_report import bound, broadcast_totals, summary
+from labs.bench_connections import nginx_config, nginx_reasons, node_load, parse_count, parse_setup, parse_via
+from labs.connections_report import bound, broadcast_totals, per_node, summary
 from labs.connections_load import cpu_share
 from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
-                              Via, per_connection_bytes, plan_layout, summarize, time_to_fraction)
+                              Via, per_connection_bytes, plan_layout, room_name, round_figures, summarize,
+                              time_to_fraction)
+from labs.infra.redis_cluster import publish_calls
 
 
 def test_twenty_thousand_fit_under_a_20k_file_limit_with_room_to_spare():
@@ -125,7 +127,8 @@ def _run(connected, lost, busy, errors=None, nacked=0):
             "broadcasts": [{"closed_connections": {"1011": 2} if lost else {}}],
             "nginx_errors": {"no live upstreams": 5} if connected < 10 else {},
             "replica_counters": {"app-1": {"publish_failed": 2 * nacked, "deaf_detected": 0, "subscriber_rebuilds": 0}},
-            "connect_rate": 100.0, "t95_s": 1.0, "t100_s": 2.0, "connect_errors": errors or {},
+            "connect_rate": 100.0, "messages": 3, "p50_s": 0.5, "t95_s": 1.0, "t100_s": 2.0,
+            "connect_errors": errors or {},
             "replicas": {"app-1": {"bytes_per_connection": 16_000.0}, "app-2": {"bytes_per_connection": None}},
             "cpu_share": {"connect": {"host busy": busy}}}
 
@@ -175,13 +178,95 @@ def test_cpu_shares_are_of_every_core_and_what_the_groups_did_not_use_is_everyth
     assert cpu_share(after, after) == {}
 
 
-def test_a_nacked_broadcast_is_refused_not_lost_and_its_times_are_left_out():
-    rounds = [{"answer": "ack", "lost": 0, "duplicated": 0, "t95_s": 1.0, "t100_s": 1.5},
-              {"answer": "nack", "lost": 9, "duplicated": 0, "t95_s": None, "t100_s": None},
-              {"answer": "ack", "lost": 1, "duplicated": 0, "t95_s": 3.0, "t100_s": None},
-              {"answer": None, "lost": 9, "duplicated": 0, "t95_s": None, "t100_s": None}]
-    assert broadcast_totals(rounds) == {"acked": 2, "nacked": 1, "unanswered": 1, "lost": 1, "duplicated": 0,
-                                        "t95_s": 2.0, "t100_s": 1.5}
+def test_a_round_counts_acknowledged_messages_only_and_times_each_from_its_own_send():
+    at = {"b1-0": 10.0, "b1-1": 10.5, "b1-2": 11.0}
+    answers = {"b1-0": "ack", "b1-1": "ack", "b1-2": "nack"}
+    messages = [  # two load processes' views of the round
+        {"b1-0": {"times": [10.1, 10.3], "expecting": 2, "duplicates": 0},
+         "b1-1": {"times": [10.6], "expecting": 2, "duplicates": 1},
+         "b1-2": {"times": [], "expecting": 2, "duplicates": 0}},
+        {"b1-0": {"times": [10.2], "expecting": 1, "duplicates": 0},
+         "b1-1": {"times": [10.9], "expecting": 1, "duplicates": 0}},
+    ]
+    got = round_figures(at, answers, messages)
+    # b1.2 was refused: its 2 missing receipts are not loss; b1.1 is one short of its 3 members
+    assert got["messages"] == 3 and (got["acked"], got["nacked"], got["unanswered"]) == (2, 1, 0)
+    assert got["expected"] == 6 and got["received"] == 5 and got["lost"] == 1 and got["duplicated"] == 1
+    assert got["p50_s"] == pytest.approx(0.2) and got["t95_s"] is None and got["t100_s"] is None
+
+
+def test_a_round_with_nothing_acknowledged_has_no_times_and_no_loss():
+    got = round_figures({"b1-0": 1.0}, {"b1-0": None}, [{"b1-0": {"times": [], "expecting": 5, "duplicates": 0}}])
+    assert (got["unanswered"], got["expected"], got["lost"], got["t100_s"]) == (1, 0, 0, None)
+
+
+def test_a_nacked_message_is_refused_not_lost_and_rounds_without_an_ack_are_left_out_of_the_times():
+    rounds = [{"messages": 2, "acked": 2, "nacked": 0, "unanswered": 0, "lost": 0, "duplicated": 0,
+               "p50_s": 0.5, "t95_s": 1.0, "t100_s": 1.5},
+              {"messages": 2, "acked": 0, "nacked": 2, "unanswered": 0, "lost": 9, "duplicated": 0,
+               "p50_s": None, "t95_s": None, "t100_s": None},
+              {"messages": 2, "acked": 1, "nacked": 0, "unanswered": 1, "lost": 1, "duplicated": 0,
+               "p50_s": 0.7, "t95_s": 3.0, "t100_s": None}]
+    assert broadcast_totals(rounds) == {"messages": 6, "acked": 3, "nacked": 2, "unanswered": 1, "lost": 1,
+                                        "duplicated": 0, "p50_s": 0.6, "t95_s": 2.0, "t100_s": 1.5}
+
+
+def test_connections_spread_over_rooms_by_index_and_one_room_keeps_its_name():
+    assert [room_name("r", 3, i) for i in range(5)] == ["r-0", "r-1", "r-2", "r-0", "r-1"]
+    assert room_name("lobby", 1, 7) == "lobby"
+
+
+def test_publish_calls_and_their_time_come_from_commandstats():
+    text = ("# Commandstats\r\ncmdstat_spublish:calls=120,usec=960,usec_per_call=8.00,rejected_calls=0,"
+            "failed_calls=0\r\ncmdstat_ping:calls=3,usec=1\r\ncmdstat_publish:calls=2,usec=30\r\n")
+    assert publish_calls(text) == {"spublish": (120, 960), "publish": (2, 30)}
+    assert publish_calls("# Commandstats\r\n") == {}
+
+
+def test_node_load_is_the_difference_of_two_readings():
+    before = {"redis-1": {"spublish": (100, 1000)}, "redis-2": {}}
+    after = {"redis-1": {"spublish": (300, 2600)}, "redis-2": {}}
+    got = node_load(before, after, {"redis-1": 0.02})
+    assert got["redis-1"] == {"publishes": 200, "usec_per_publish": 8.0, "cpu_share": 0.02}
+    assert got["redis-2"] == {"publishes": 0, "usec_per_publish": None, "cpu_share": None}
+
+
+@pytest.mark.parametrize("words, message", [
+    (("kafka", "round-robin", "1", "3"), "--broker 'kafka': give one of redis-pubsub"),
+    (("redis-streams", "round-robin", "1", "3"), "broker 'redis-streams': this bench sets up"),
+    (("redis-pubsub", "cookie", "1", "3"), "balance 'cookie': give round-robin or room"),
+    (("redis-pubsub", "sticky", "1", "3"), "--balance 'sticky'"),
+    (("redis-pubsub", "room", "0", "3"), "rooms 0: give 1..10000"),
+    (("redis-cluster-sharded", "room", "200", "2"), "masters 2: a Redis Cluster here has 3..6"),
+    (("redis-pubsub", "room", "many", "3"), "N='many' is not a whole number"),
+])
+def test_a_bad_setup_is_one_clear_error(words, message):
+    with pytest.raises(PlanError) as info:
+        parse_setup(*words)
+    assert message in str(info.value)
+
+
+def test_a_setup_names_its_broker_nodes():
+    assert parse_setup("redis-cluster-sharded", "room", "200", "3").nodes == ["redis-1", "redis-2", "redis-3"]
+    assert parse_setup("redis-pubsub", "round-robin", "1", "3").nodes == ["redis"]
+    assert parse_setup("none", "room", "20", "3").nodes == []
+
+
+def test_more_replicas_can_be_asked_for_but_not_fewer_than_n_needs():
+    assert plan_layout(20_000, replicas=6).replicas == 6
+    assert plan_layout(100_000, via=Via.BRIDGE, replicas=3).replicas == 7
+    with pytest.raises(PlanError, match="replicas 33"):
+        plan_layout(1000, replicas=33)
+
+
+def test_per_node_takes_medians_over_runs_by_name():
+    def run(cpu, publishes):
+        return {"replicas": {"app-1": {"members": 10, "rooms": 4}},
+                "nodes": {"redis": {"publishes": publishes, "usec_per_publish": 5.0, "cpu_share": cpu}},
+                "cpu_share": {"broadcasts": {"app-1": cpu * 10, "redis": cpu}}}
+    got = per_node([run(0.01, 100), run(0.03, 300), run(0.02, 200)])
+    assert got["app-1"] == {"members": 10, "rooms": 4, "cpu_share": 0.2}
+    assert got["redis"] == {"publishes": 200, "usec_per_publish": 5.0, "cpu_share": 0.02}
 
 
 def test_the_bound_says_why_a_broadcast_was_refused():

@@ -1,0 +1,175 @@
+"""Horizontal partitioning at scale (a benchmark, not a test): `python -m labs.bench_partitioning`.
+
+The article's advice past ~100k connections is a Redis Cluster and horizontal partitioning. This bench holds
+N connections (default 20,000) in R rooms (default 200; connection i joins room i mod R) over more replicas
+(default 4), and runs the connection bench's rounds (one message into every room at once) on each setup:
+
+  redis-pubsub / round-robin           one Redis; every replica has members of every room, so every
+                                       replica subscribes to every room and hears every message
+  redis-pubsub / room                  one Redis; nginx hashes the room (`balance = "room"`): a room's
+                                       members share a replica, which alone subscribes to it
+  redis-cluster-sharded / round-robin  3 masters, sharded Pub/Sub: the rooms spread over the shards
+  redis-cluster-sharded / room         both
+  redis-cluster-pubsub / round-robin   3 masters, classic PUBLISH: every node carries every message
+  none / room                          partitioning alone: no broker at all
+
+For each: how long a round took to reach 50%, 95% and 100% of its receivers, loss, and the load per node
+while the rounds ran (each replica's connections, rooms and CPU; each Redis node's publishes, time inside
+Redis per publish and CPU). Writes results/bench/partitioning-<stamp>/partitioning.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+from typing import Any
+
+from . import settings, signals
+from .bench_connections import (CONNTRACK_PER_CONNECTION, Setup, layout_for, one_run, parse_count, parse_setup,
+                                wait_for_conntrack)
+from .cli import progress_printer
+from .connections import PlanError, median_of
+from .connections_report import broadcast_totals, fmt, per_node
+from .errors import LabError
+from .runner import utc_stamp
+
+SETUPS = ("redis-pubsub:round-robin", "redis-pubsub:room", "redis-cluster-sharded:round-robin",
+          "redis-cluster-sharded:room", "redis-cluster-pubsub:round-robin", "none:room")
+
+
+def parse_setups(text: str, rooms: str, masters: str) -> list[Setup]:
+    """`broker:balance,…` as Setups; PlanError (one line) for a word that is not one."""
+    out = []
+    for item in (part.strip() for part in text.split(",")):
+        broker, sep, balance = item.partition(":")
+        if not sep:
+            raise PlanError(f"--setups {item!r}: give broker:balance, e.g. redis-pubsub:room")
+        out.append(parse_setup(broker, balance, rooms, masters))
+    if len(set(out)) != len(out):
+        raise PlanError(f"--setups {text!r} names a setup twice")
+    return out
+
+
+def row(setup: Setup, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One setup's figures over its runs: medians of the rounds' times, loss totals, load per node."""
+    nodes = per_node(runs)
+    replicas = {n: v for n, v in nodes.items() if n.startswith("app-")}
+    brokers = {n: v for n, v in nodes.items() if n not in replicas}
+    totals = broadcast_totals([r for run in runs for r in run["broadcasts"]])
+    shares = [run["cpu_share"]["broadcasts"] for run in runs]
+    return {"setup": setup.describe(), "broker": setup.broker.value, "balance": setup.balance.value,
+            "connections": runs[0]["connections"], "connected": min(r["connected"] for r in runs),
+            **totals,
+            "rooms_per_replica": median_of([v["rooms"] for v in replicas.values()]),
+            "replica_cpu": sum(v["cpu_share"] or 0 for v in replicas.values()),
+            "broker_cpu": [brokers[n]["cpu_share"] for n in brokers],
+            "publishes": [brokers[n]["publishes"] for n in brokers],
+            "usec_per_publish": [brokers[n]["usec_per_publish"] for n in brokers],
+            "host_busy": median_of([s.get("host busy") for s in shares]),
+            "round_s": median_of([run["broadcast_s"] / max(1, len(run["broadcasts"])) for run in runs]),
+            "nodes": nodes}
+
+
+def _list(values: list[float | None], pattern: str) -> str:
+    return " / ".join(fmt(v, pattern) for v in values) or "—"
+
+
+def markdown(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [f"# {result['connections']:,} connections in {result['rooms']} rooms over {result['replicas']} "
+             f"replicas ({m['cpus']} cores)", "",
+             f"Each setup: {result['runs']} run(s) of {result['broadcasts']} rounds (a round: one message into "
+             f"every room at once, {result['rooms']} messages); times are medians over the rounds, loss totals. "
+             "CPU is the share of all cores while the rounds ran (medians over runs).", "",
+             "| setup | connected | rooms per replica | 50% of a round | 95% | 100% | lost | replicas' CPU "
+             "| broker nodes' CPU | publishes per node | µs inside Redis per publish | host busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(
+            f"| {r['setup']} | {r['connected']:,}/{r['connections']:,} | {fmt(r['rooms_per_replica'], '{:.0f}')} "
+            f"| {fmt(r['p50_s'], '{:.2f} s')} | {fmt(r['t95_s'], '{:.2f} s')} | {fmt(r['t100_s'], '{:.2f} s')} "
+            f"| {r['lost']} | {r['replica_cpu']:.0%} | {_list(r['broker_cpu'], '{:.1%}')} "
+            f"| {_list(r['publishes'], '{:,.0f}')} | {_list(r['usec_per_publish'], '{:.1f}')} "
+            f"| {fmt(r['host_busy'], '{:.0%}')} |")
+    lines += ["", f"Machine: {m['platform']}, Docker {m['docker']}, Python {m['python']}.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m labs.bench_partitioning", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", "-n", default="20000", help="N (default 20000)")
+    parser.add_argument("--rooms", default="200", help="rooms (default 200)")
+    parser.add_argument("--replicas", default="4", help="replicas, at least (default 4)")
+    parser.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
+    parser.add_argument("--runs", default="3", help="runs per setup, each on a fresh stack (default 3)")
+    parser.add_argument("--broadcasts", default="5", help="rounds per run (default 5)")
+    parser.add_argument("--setups", default=",".join(SETUPS), help="broker:balance,… (default: all six)")
+    parser.add_argument("--via", default="bridge", help="bridge (default) or published")
+    parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a round may take")
+    parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
+    args = parser.parse_args(argv)
+    signals.install()
+    progress = progress_printer(settings.QUIET)
+    try:
+        runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
+        if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
+            raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
+        setups = parse_setups(args.setups, args.rooms, args.masters)
+        layout = layout_for(args.connections, args.via, args.replicas)
+        if setups[0].rooms > layout.connections:
+            raise PlanError(f"rooms {setups[0].rooms} > N={layout.connections}: every room needs a member")
+    except LabError as exc:
+        print(f"bench-partitioning: {exc}", file=sys.stderr)
+        return 2
+    from .infra.engine import ensure_engine
+    from .infra.images import ensure_images
+
+    client = ensure_engine(progress=progress)
+    rows, results = [], {}
+    try:
+        images = ensure_images(client, progress=progress)
+        for setup in setups:
+            runs = []
+            for i in range(runs_n):
+                wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
+                runs.append(one_run(client, images, layout, broadcasts=broadcasts,
+                                    collect_timeout=args.collect_timeout, open_timeout=args.open_timeout,
+                                    progress=progress, setup=setup))
+                progress(f"{setup.describe()}: run {i + 1}/{runs_n} done")
+            rows.append(row(setup, runs))
+            results[f"{setup.broker.value}:{setup.balance.value}"] = runs
+        engine = client.version().get("Version", "?")
+    finally:
+        client.close()
+    result = {"benchmark": "partitioning", "connections": layout.connections, "rooms": setups[0].rooms,
+              "replicas": layout.replicas, "masters": setups[0].masters, "runs": runs_n, "broadcasts": broadcasts,
+              "layout": {**dataclasses.asdict(layout), "via": layout.via.value,
+                         "listen_ports": list(layout.listen_ports)},
+              "rows": rows, "results": results,
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
+                          "python": platform.python_version()}}
+    out = settings.RESULTS_DIR / "bench" / f"partitioning-{utc_stamp()}"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "partitioning.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "partitioning.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"-> {out}")
+    held = all(r["connected"] == r["connections"] and r["lost"] == 0 and r["duplicated"] == 0 and r["acked"] > 0
+               for r in rows)
+    return 0 if held else 1
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the load processes and the stack were removed on the way out
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
+    except LabError as exc:
+        print(f"bench-partitioning: {exc}", file=sys.stderr)
+        sys.exit(1)
