@@ -129,7 +129,7 @@ bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-pro
 	$(PYTHON) -m labs.bench_connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
-	$(PYTHON) -m labs.bench_partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups $(SETUPS))
+	$(PYTHON) -m labs.bench_partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean
