@@ -65,11 +65,15 @@ def row(setup: Setup, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "connections": runs[0]["connections"], "connected": min(r["connected"] for r in runs),
             **totals,
             "rooms_per_replica": median_of([v["rooms"] for v in replicas.values()]),
+            "members_per_replica": [min(v["members"] or 0 for v in replicas.values()),
+                                    max(v["members"] or 0 for v in replicas.values())],
             "replica_cpu": sum(v["cpu_share"] or 0 for v in replicas.values()),
             "broker_cpu": [brokers[n]["cpu_share"] for n in brokers],
             "publishes": [brokers[n]["publishes"] for n in brokers],
             "usec_per_publish": [brokers[n]["usec_per_publish"] for n in brokers],
             "host_busy": median_of([s.get("host busy") for s in shares]),
+            "load_cpu": median_of([s.get("load processes") for s in shares]),
+            "nginx_cpu": median_of([s.get("nginx") for s in shares]),
             "round_s": median_of([run["broadcast_s"] / max(1, len(run["broadcasts"])) for run in runs]),
             "nodes": nodes}
 
@@ -85,16 +89,19 @@ def markdown(result: dict[str, Any]) -> str:
              f"Each setup: {result['runs']} run(s) of {result['broadcasts']} rounds (a round: one message into "
              f"every room at once, {result['rooms']} messages); times are medians over the rounds, loss totals. "
              "CPU is the share of all cores while the rounds ran (medians over runs).", "",
-             "| setup | connected | rooms per replica | 50% of a round | 95% | 100% | lost | replicas' CPU "
-             "| broker nodes' CPU | publishes per node | µs inside Redis per publish | host busy |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| setup | connected | connections per replica (least–most) | rooms per replica | 50% of a round "
+             "| 95% | 100% | lost | replicas' CPU | broker nodes' CPU | publishes per node "
+             "| µs inside Redis per publish | nginx's CPU | load processes' CPU | host busy |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(
-            f"| {r['setup']} | {r['connected']:,}/{r['connections']:,} | {fmt(r['rooms_per_replica'], '{:.0f}')} "
+            f"| {r['setup']} | {r['connected']:,}/{r['connections']:,} "
+            f"| {r['members_per_replica'][0]:,.0f}–{r['members_per_replica'][1]:,.0f} "
+            f"| {fmt(r['rooms_per_replica'], '{:.0f}')} "
             f"| {fmt(r['p50_s'], '{:.2f} s')} | {fmt(r['t95_s'], '{:.2f} s')} | {fmt(r['t100_s'], '{:.2f} s')} "
             f"| {r['lost']} | {r['replica_cpu']:.0%} | {_list(r['broker_cpu'], '{:.1%}')} "
             f"| {_list(r['publishes'], '{:,.0f}')} | {_list(r['usec_per_publish'], '{:.1f}')} "
-            f"| {fmt(r['host_busy'], '{:.0%}')} |")
+            f"| {fmt(r['nginx_cpu'], '{:.0%}')} | {fmt(r['load_cpu'], '{:.0%}')} | {fmt(r['host_busy'], '{:.0%}')} |")
     lines += ["", f"Machine: {m['platform']}, Docker {m['docker']}, Python {m['python']}.", ""]
     return "\n".join(lines)
 

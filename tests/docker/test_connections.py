@@ -108,3 +108,34 @@ def test_ctrl_c_while_connecting_removes_the_load_processes_and_the_stack(client
     assert proc.returncode == 130
     assert not [p for p in loads if alive(p)]
     assert run_id and left_of(client, run_id) == []
+
+
+def test_partitioning_setups_hold_every_connection_and_say_what_each_node_did(client, images, tmp_path,
+                                                                             nothing_left):
+    """Small: 600 connections in 20 rooms over 3 replicas, on one Redis (round-robin), a sharded Redis
+    Cluster partitioned by room, and no broker partitioned by room."""
+    proc = subprocess.Popen([sys.executable, "-m", "labs.bench_partitioning", "--connections", "600", "--rooms", "20",
+                             "--replicas", "3", "--runs", "1", "--broadcasts", "2",
+                             "--setups", "redis-pubsub:round-robin,redis-cluster-sharded:room,none:room"],
+                            cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "WSLAB_RESULTS": str(tmp_path)})
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-2000:]
+    [result_dir] = (tmp_path / "bench").glob("partitioning-*")
+    result = json.loads((result_dir / "partitioning.json").read_text())
+    rows = {f"{r['broker']}:{r['balance']}": r for r in result["rows"]}
+    for r in rows.values():  # each round: one message into each of the 20 rooms, 29 other members each
+        assert r["connected"] == 600 and r["lost"] == 0 and r["duplicated"] == 0 and r["acked"] == 40
+    runs = result["results"]
+    one_redis = runs["redis-pubsub:round-robin"][0]
+    # round-robin: every replica has members of every room; by room: each room on one replica
+    assert all(v["rooms"] == 20 for v in one_redis["replicas"].values())
+    sharded = runs["redis-cluster-sharded:room"][0]
+    assert sum(v["rooms"] for v in sharded["replicas"].values()) == 20
+    assert sum(v["members"] for v in sharded["replicas"].values()) == 600
+    # the rooms' publishes spread over the three masters; one Redis took them all
+    assert set(sharded["nodes"]) == {"redis-1", "redis-2", "redis-3"}
+    assert all(n["publishes"] > 0 for n in sharded["nodes"].values())
+    assert one_redis["nodes"]["redis"]["publishes"] >= 40
+    assert runs["none:room"][0]["nodes"] == {}
+    assert (result_dir / "partitioning.md").read_text().startswith("# 600 connections in 20 rooms over 3 replicas")

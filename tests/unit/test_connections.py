@@ -272,3 +272,15 @@ def test_per_node_takes_medians_over_runs_by_name():
 def test_the_bound_says_why_a_broadcast_was_refused():
     text = bound([_run(10, 0, 0.5, nacked=1)], [("host memory", 0.1)])
     assert "1 broadcast(s) nacked and 0 unanswered, replicas report publish_failed 2" in text
+
+
+def test_setups_are_broker_colon_balance_and_each_once():
+    from labs.bench_partitioning import SETUPS, parse_setups
+    assert len(parse_setups(",".join(SETUPS), "200", "3")) == 6
+    got = parse_setups("redis-pubsub:room, none:room", "20", "3")
+    assert [(s.broker.value, s.balance.value, s.rooms) for s in got] == [("redis-pubsub", "room", 20),
+                                                                          ("none", "room", 20)]
+    with pytest.raises(PlanError, match="give broker:balance"):
+        parse_setups("redis-pubsub", "20", "3")
+    with pytest.raises(PlanError, match="names a setup twice"):
+        parse_setups("none:room,none:room", "20", "3")
