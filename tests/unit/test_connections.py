@@ -284,3 +284,26 @@ def test_setups_are_broker_colon_balance_and_each_once():
         parse_setups("redis-pubsub", "20", "3")
     with pytest.raises(PlanError, match="names a setup twice"):
         parse_setups("none:room,none:room", "20", "3")
+
+
+def _partition_run(app_cpu: float, publishes: int) -> dict:
+    return {"connections": 100, "connected": 100,
+            "replicas": {"app-1": {"members": 40, "rooms": 3}, "app-2": {"members": 60, "rooms": 2}},
+            "nodes": {"redis": {"publishes": publishes, "usec_per_publish": 4.0, "cpu_share": 0.004}},
+            "cpu_share": {"broadcasts": {"host busy": 0.9, "load processes": 0.5, "nginx": 0.1, "app-1": app_cpu,
+                                         "app-2": app_cpu, "redis": 0.004}},
+            "broadcast_s": 2.0,
+            "broadcasts": [{"messages": 5, "acked": 5, "nacked": 0, "unanswered": 0, "lost": 0, "duplicated": 0,
+                            "p50_s": 0.1, "t95_s": 0.2, "t100_s": 0.3}]}
+
+
+def test_a_partitioning_row_says_how_the_connections_spread_and_what_each_part_used():
+    from labs.bench_partitioning import markdown, row
+    r = row(parse_setup("redis-pubsub", "room", "5", "3"), [_partition_run(0.1, 50), _partition_run(0.2, 70)])
+    assert r["members_per_replica"] == [40, 60] and r["rooms_per_replica"] == 2.5
+    assert r["replica_cpu"] == pytest.approx(0.3) and r["publishes"] == [60] and r["broker_cpu"] == [0.004]
+    assert (r["messages"], r["acked"], r["lost"], r["t100_s"], r["round_s"]) == (10, 10, 0, 0.3, 2.0)
+    text = markdown({"connections": 100, "rooms": 5, "replicas": 2, "runs": 2, "broadcasts": 1, "rows": [r],
+                     "machine": {"cpus": 2, "platform": "p", "docker": "d", "python": "3"}})
+    assert ("| one Redis (Pub/Sub), nginx room, 5 rooms | 100/100 | 40–60 | 2 | 0.10 s | 0.20 s | 0.30 s | 0 "
+            "| 30% | 0.4% | 60 | 4.0 | 10% | 50% | 90% |") in text
