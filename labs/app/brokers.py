@@ -315,9 +315,11 @@ class RedisPubSub(RedisBroker):
             if channel == self.control:
                 self.mark("subscriber", True)
         elif kind == "message":
-            if channel == self.control:
-                self.heard = asyncio.get_running_loop().time()
-            elif channel.startswith("chat:"):
+            # Any message counts as heard: a subscriber working through a backlog (a replica starved of
+            # CPU reads its beat late, behind the rooms' messages) is behind, not deaf; rebuilding it would
+            # drop what is in flight. A deaf subscriber hears nothing at all.
+            self.heard = asyncio.get_running_loop().time()
+            if channel.startswith("chat:"):
                 self.stats["received"] += 1
                 self.deliver(channel.split(":", 1)[1], message["data"].decode())
 
@@ -325,8 +327,8 @@ class RedisPubSub(RedisBroker):
         """Publish to our own control channel; rebuild the subscriber when it is deaf.
 
         Deaf means Redis works (the publish succeeded) but our subscriber is not there: either Redis says
-        the beat reached nobody, or beats published successfully for DEAF_AFTER seconds were not heard
-        (a half-open connection). While publishes fail, Redis itself is down: nothing to judge.
+        the beat reached nobody, or beats published successfully for DEAF_AFTER seconds while the
+        subscriber heard nothing at all, neither a beat nor a room's message (a half-open connection). While publishes fail, Redis itself is down: nothing to judge.
         """
         loop = asyncio.get_running_loop()
         unheard_since: float | None = None
