@@ -17,13 +17,9 @@ import argparse
 import csv
 import dataclasses
 import json
-import os
-import platform
 import sys
 from pathlib import Path
 from typing import Any, Callable
-
-import psutil
 
 from . import scenario, settings, signals
 from .cli import progress_printer
@@ -32,7 +28,7 @@ from .infra import inspect
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.stack import NGINX_PORT, Stack
-from .infra.usage import docker_proxies, process_cpu
+from .infra.usage import describe_machine, docker_proxies, process_cpu
 from .load import ladder
 from .load.step import LoadSpec, Session, check_step
 from .report.plots import capacity_pngs
@@ -168,11 +164,6 @@ def check_ladder(args: argparse.Namespace, driver: str = "locust") -> None:
     for processes in (args.processes, args.processes + 1):  # the ladder's, and the headroom check's
         LoadSpec(users=args.users, processes=processes, driver=driver)
     check_step(args.rates[-1], args.seconds)
-
-
-def describe_machine(engine: str) -> dict[str, Any]:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,8 +25,6 @@ import argparse
 import dataclasses
 import ipaddress
 import json
-import os
-import platform
 import resource
 import sys
 import time
@@ -43,6 +41,7 @@ from .errors import LabError
 from .infra import inspect, redis_cluster
 from .infra.render import for_replicas, render_nginx
 from .infra.stack import Stack, StackSpec, http_get
+from .infra.usage import describe_machine
 from .runner import broker_options, cluster_options, new_run_id, plan, utc_stamp
 from .scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
 
@@ -149,9 +148,10 @@ def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
     published port, reuseport, no access log."""
     config = dataclasses.replace(
-        for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers, worker_connections=layout.worker_connections,
-        worker_rlimit_nofile=layout.fd_limit, extra_listen_ports=layout.listen_ports[1:], reuseport=True,
-        access_log=False, connect_timeout_ms=CONNECT_TIMEOUT_MS)
+        for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers,
+        worker_connections=layout.worker_connections, worker_rlimit_nofile=layout.fd_limit,
+        extra_listen_ports=layout.listen_ports[1:], reuseport=True, access_log=False,
+        connect_timeout_ms=CONNECT_TIMEOUT_MS)
     return render_nginx(config)
 
 
@@ -319,11 +319,36 @@ def parse_via(text: str) -> Via:
         raise PlanError(f"--via {text!r}: give one of {', '.join(v.value for v in Via)}") from None
 
 
-def layout_for(connections: str, via: str, replicas: str = "0") -> Layout:
-    """The layout for N connections given on the command line, on this host's limits."""
-    return plan_layout(parse_count(connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                       ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"),
-                       via=parse_via(via), replicas=parse_count(replicas))
+def layout_for(connections: str, via: str, replicas: str, rooms: int) -> Layout:
+    """The layout for N connections given on the command line, on this host's limits, with a member for
+    each of `rooms`."""
+    layout = plan_layout(parse_count(connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
+                         ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"),
+                         via=parse_via(via), replicas=parse_count(replicas))
+    if rooms > layout.connections:
+        raise PlanError(f"rooms {rooms} > N={layout.connections}: every room needs a member")
+    return layout
+
+
+def parse_rounds(runs: str, broadcasts: str) -> tuple[int, int]:
+    """Runs (1..20) and rounds per run (1..50) from the command line."""
+    runs_n, rounds = parse_count(runs), parse_count(broadcasts)
+    if not 1 <= runs_n <= 20 or not 1 <= rounds <= 50:
+        raise PlanError(f"runs {runs_n} and broadcasts {rounds} must be 1..20 and 1..50")
+    return runs_n, rounds
+
+
+def run_setup(client: Any, images: Any, layout: Layout, setup: Setup, args: argparse.Namespace, *, runs: int,
+              broadcasts: int, progress: Any) -> list[dict[str, Any]]:
+    """`runs` runs of `setup`, each on a fresh stack once the host's conntrack table has room for it."""
+    out = []
+    for i in range(runs):
+        # the entries of closed connections (an earlier run's, anyone's) linger for a while
+        wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
+        out.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
+                           open_timeout=args.open_timeout, progress=progress, setup=setup))
+        progress(f"{setup.describe()}: run {i + 1}/{runs} done")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -336,24 +361,20 @@ def main(argv: list[str] | None = None) -> int:
                         "the default) or bridge (nginx's front-network address)")
     parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a broadcast may take")
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
-    parser.add_argument("--rooms", default="1", help=f"rooms the connections spread over (default 1; 1..{MAX_ROOMS})")
+    parser.add_argument("--rooms", default="1", help=f"rooms the connections spread over (1..{MAX_ROOMS}, default 1)")
     parser.add_argument("--broker", default=Broker.REDIS_PUBSUB.value,
                         help=f"{' | '.join(b.value for b in BROKERS)} (default redis-pubsub)")
     parser.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
     parser.add_argument("--balance", default=Balance.ROUND_ROBIN.value,
                         help="round-robin (default) or room (nginx hashes the room: partitioning by room)")
-    parser.add_argument("--replicas", default="0", help="at least this many replicas (default: what the layout needs)")
+    parser.add_argument("--replicas", default="0", help="at least this many replicas (default: as N needs)")
     args = parser.parse_args(argv)
     signals.install()
     progress = progress_printer(settings.QUIET)
     try:
-        runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
-        if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
-            raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
+        runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
         setup = parse_setup(args.broker, args.balance, args.rooms, args.masters)
-        layout = layout_for(args.connections, args.via, args.replicas)
-        if setup.rooms > layout.connections:
-            raise PlanError(f"rooms {setup.rooms} > N={layout.connections}: every room needs a member")
+        layout = layout_for(args.connections, args.via, args.replicas, setup.rooms)
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2
@@ -363,13 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     client = ensure_engine(progress=progress)
     try:
         images = ensure_images(client, progress=progress)
-        runs = []
-        for i in range(runs_n):
-            # the entries of closed connections (an earlier run's, anyone's) linger for a while
-            wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
-            runs.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
-                                open_timeout=args.open_timeout, progress=progress, setup=setup))
-            progress(f"run {i + 1}/{runs_n} done")
+        runs = run_setup(client, images, layout, setup, args, runs=runs_n, broadcasts=broadcasts, progress=progress)
         engine = client.version().get("Version", "?")
     finally:
         client.close()
@@ -378,8 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         "setup": {**runs[0]["setup"], "text": setup.describe()},
         "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
         "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
-                    "python": platform.python_version()}}
+        "machine": describe_machine(engine)}
     out = settings.RESULTS_DIR / "bench" / f"connections-{utc_stamp()}"
     write(result, out)
     print((out / "connections.md").read_text())

@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import sys
 from typing import Any
 
 from . import settings, signals
-from .bench_connections import (CONNTRACK_PER_CONNECTION, Setup, layout_for, one_run, parse_count, parse_setup,
-                                wait_for_conntrack)
+from .bench_connections import Setup, layout_for, parse_rounds, parse_setup, run_setup
 from .cli import progress_printer
 from .connections import PlanError, median_of
 from .connections_report import broadcast_totals, fmt, per_node
 from .errors import LabError
+from .infra.usage import describe_machine
 from .runner import utc_stamp
 
 SETUPS = ("redis-pubsub:round-robin", "redis-pubsub:room", "redis-cluster-sharded:round-robin",
@@ -123,13 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()
     progress = progress_printer(settings.QUIET)
     try:
-        runs_n, broadcasts = parse_count(args.runs), parse_count(args.broadcasts)
-        if not 1 <= runs_n <= 20 or not 1 <= broadcasts <= 50:
-            raise PlanError(f"runs {runs_n} and broadcasts {broadcasts} must be 1..20 and 1..50")
+        runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
         setups = parse_setups(args.setups, args.rooms, args.masters)
-        layout = layout_for(args.connections, args.via, args.replicas)
-        if setups[0].rooms > layout.connections:
-            raise PlanError(f"rooms {setups[0].rooms} > N={layout.connections}: every room needs a member")
+        layout = layout_for(args.connections, args.via, args.replicas, setups[0].rooms)
     except LabError as exc:
         print(f"bench-partitioning: {exc}", file=sys.stderr)
         return 2
@@ -141,13 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         images = ensure_images(client, progress=progress)
         for setup in setups:
-            runs = []
-            for i in range(runs_n):
-                wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
-                runs.append(one_run(client, images, layout, broadcasts=broadcasts,
-                                    collect_timeout=args.collect_timeout, open_timeout=args.open_timeout,
-                                    progress=progress, setup=setup))
-                progress(f"{setup.describe()}: run {i + 1}/{runs_n} done")
+            runs = run_setup(client, images, layout, setup, args, runs=runs_n, broadcasts=broadcasts,
+                             progress=progress)
             rows.append(row(setup, runs))
             results[f"{setup.broker.value}:{setup.balance.value}"] = runs
         engine = client.version().get("Version", "?")
@@ -158,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
               "layout": {**dataclasses.asdict(layout), "via": layout.via.value,
                          "listen_ports": list(layout.listen_ports)},
               "rows": rows, "results": results,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "docker": engine,
-                          "python": platform.python_version()}}
+              "machine": describe_machine(engine)}
     out = settings.RESULTS_DIR / "bench" / f"partitioning-{utc_stamp()}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "partitioning.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -23,7 +23,8 @@ import sys
 from typing import Any
 
 from . import scenario, settings, signals
-from .bench_capacity import _ms, check_ladder, describe_machine, one_config
+from .bench_capacity import _ms, check_ladder, one_config
+from .infra.usage import describe_machine
 from .cli import progress_printer
 from .errors import LabError
 from .infra.engine import ensure_engine

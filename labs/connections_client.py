@@ -61,8 +61,8 @@ class Load:
     duplicates: Counter[str] = field(default_factory=Counter)
     closed: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    #: message id -> the connection that sent it (from this process)
-    senders: dict[str, int] = field(default_factory=dict)
+    #: round -> {message id: the connection that sent it from this process}
+    senders: dict[str, dict[str, int]] = field(default_factory=dict)
     #: message id -> "ack" or "nack", as the sender's replica answered
     acks: dict[str, str] = field(default_factory=dict)
 
@@ -112,17 +112,19 @@ class Load:
 
     def wanted(self, round_: str) -> dict[int, str]:
         """Each open connection's message of `round_` (its room's), senders left out."""
-        senders = {i for mid, i in self.senders.items() if mid.startswith(round_ + "-")}
+        senders = set(self.senders.get(round_, {}).values())
         return {i: message_id(round_, i % self.rooms) for i in self.conns if i not in senders}
 
     async def send(self, round_: str, rooms: list[int]) -> dict[str, Any]:
         at: dict[str, float] = {}
+        senders = self.senders.setdefault(round_, {})
         for k in rooms:
-            members = [i for i in self.conns if i % self.rooms == k]
-            if not members:
+            # the room's first connection, or (when it is not open) its first open member here
+            sender = k if k in self.conns else min((i for i in self.conns if i % self.rooms == k), default=None)
+            if sender is None:
                 continue
             mid = message_id(round_, k)
-            self.senders[mid] = sender = k if k in self.conns else min(members)
+            senders[mid] = sender
             at[mid] = time.monotonic()
             await self.conns[sender].send(json.dumps({"id": mid, "ts": at[mid], "body": "broadcast"}))
         return {"event": "sent", "round": round_, "at": at}
@@ -132,7 +134,7 @@ class Load:
         message sent from here its answer, or `timeout` s. Polls: waking on every receipt to check thousands
         of connections would cost more than the receipts themselves."""
         deadline = time.monotonic() + timeout
-        mine = [mid for mid in self.senders if mid.startswith(round_ + "-")]
+        mine = list(self.senders.get(round_, {}))
         ids = [message_id(round_, k) for k in range(self.rooms)]
         while True:
             # cheap test first; the exact one (which connections still wait) only when it may pass

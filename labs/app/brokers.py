@@ -328,7 +328,8 @@ class RedisPubSub(RedisBroker):
 
         Deaf means Redis works (the publish succeeded) but our subscriber is not there: either Redis says
         the beat reached nobody, or beats published successfully for DEAF_AFTER seconds while the
-        subscriber heard nothing at all, neither a beat nor a room's message (a half-open connection). While publishes fail, Redis itself is down: nothing to judge.
+        subscriber heard nothing at all, neither a beat nor a room's message (a half-open connection).
+        While publishes fail, Redis itself is down: nothing to judge.
         """
         loop = asyncio.get_running_loop()
         unheard_since: float | None = None

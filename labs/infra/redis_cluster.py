@@ -171,7 +171,7 @@ class Former:
         """Poll `probe` on every node until it holds on all of them, or fail naming those it does not."""
         while True:
             if stack.stopping:
-                raise StackError(f"forming the cluster: the stack is being removed")
+                raise StackError("forming the cluster: the stack is being removed")
             results = dict(zip(nodes, pool.map(probe, nodes.values())))
             waiting = [n for n, ok in results.items() if not ok]
             if not waiting:

@@ -7,7 +7,11 @@ Two readings over a window give the cores used: (after - before) / seconds.
 from __future__ import annotations
 
 import os
+import platform
 from pathlib import Path
+from typing import Any
+
+import psutil
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -59,3 +63,9 @@ def docker_proxies(host_ports: list[int]) -> dict[str, int]:
         if port in wanted:
             out[port] = int(entry.name)
     return out
+
+
+def describe_machine(engine: str) -> dict[str, Any]:
+    """The machine a benchmark ran on: cores, platform, Python, Docker engine version, memory."""
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "docker": engine, "memory_gib": round(psutil.virtual_memory().total / 2**30, 1)}
