@@ -2,7 +2,8 @@
 A Swarm's operations (labs.infra.swarm_operations) add its nodes.
 
 Each call is one Docker operation on a container the stack started; faults (`labs.infra.faults`) decide
-when. Blocking: the fault schedule runs them in threads beside the clients.
+when. Blocking: the fault schedule runs them in threads beside the clients. One that changes a network's
+members holds the stack's `membership` lock (`labs.infra.stack.Lifecycle.membership`).
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ class Operations:
         return name in self.stack.containers
 
     def kill(self, name: str) -> None:
-        self.stack.containers[name].kill()
+        """SIGKILL; returns once the container has exited (its endpoints go with it: see `membership`)."""
+        container = self.stack.containers[name]
+        with self.stack.membership:
+            container.kill()
+            container.wait(condition="not-running")
 
     def start_again(self, name: str) -> None:
-        self.stack.containers[name].start()
+        with self.stack.membership:
+            self.stack.containers[name].start()
 
     def stop(self, name: str, timeout: int = 5) -> None:
-        self.stack.containers[name].stop(timeout=timeout)
+        with self.stack.membership:
+            self.stack.containers[name].stop(timeout=timeout)
 
     def pause(self, name: str, attempts: int = 3) -> None:
         """Freeze the container. runc can fail to freeze a busy many-threaded process in time ("unable to
@@ -44,10 +51,12 @@ class Operations:
         self.stack.containers[name].unpause()
 
     def cut_from_redis(self, name: str) -> None:
-        self.stack.networks["back"].disconnect(self.stack.containers[name], force=True)
+        with self.stack.membership:
+            self.stack.networks["back"].disconnect(self.stack.containers[name], force=True)
 
     def reconnect_to_redis(self, name: str) -> None:
-        self.stack.networks["back"].connect(self.stack.containers[name], aliases=[name])
+        with self.stack.membership:
+            self.stack.networks["back"].connect(self.stack.containers[name], aliases=[name])
 
     def redis_cli(self, *args: str) -> str:
         return redis_cli(self.stack, *args)

@@ -1,5 +1,5 @@
-"""The lab's containers, their lifecycle: two networks, Redis, N app replicas and nginx, started in
-parallel, awaited, and removed.
+"""The lab's containers, their lifecycle: two networks, Redis, N app replicas and nginx, created in
+parallel, started, awaited, and removed.
 
 Every resource carries the run's label and comes back on every exit path: `Stack` is a context manager
 that tears down in `__exit__`, and in `__enter__` too when start-up fails half-way. Each Docker call that
@@ -205,6 +205,13 @@ class Lifecycle:
 
     #: what the teardown's lines name
     WHOLE, PARTS = "stack", "container(s) and network(s)"
+    #: Held for each change of a network's members: a container started, connected, disconnected, killed,
+    #: stopped or removed. Docker 20.10 (libnetwork) keeps each network's endpoint count by read, add, and a
+    #: compare-and-swap whose retry re-reads a cached object that another change may have moved already:
+    #: two containers joining or leaving one network at the same moment can count one twice, and a network
+    #: counted above its endpoints refuses removal ("has active endpoints") until dockerd restarts (its log
+    #: then says "Fixing inconsistent endpoint_cnt"). A start takes ~0.4 s here: one at a time.
+    membership: threading.Lock
 
     def __enter__(self) -> Any:
         try:
@@ -260,6 +267,7 @@ class Stack(Lifecycle):
         self._pool = ThreadPoolExecutor(max_workers=8)
         #: set when the teardown begins: readiness probes still polling in the pool give up at once
         self._stopping = threading.Event()
+        self.membership = threading.Lock()
 
     def _release(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -285,7 +293,8 @@ class Stack(Lifecycle):
         self.progress(f"started {len(self.containers) - 1} backend container(s); starting nginx")
         try:
             with signals.deferred():
-                nginx.start()
+                with self.membership:
+                    nginx.start()
         except docker.errors.APIError as exc:
             raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
         self.port = self._published_port(nginx)
@@ -336,9 +345,12 @@ class Stack(Lifecycle):
         return self.containers["nginx"]
 
     def _start_backends(self) -> None:
-        """Start Redis and the replicas in parallel (before nginx: it resolves upstream names when it loads
-        its config)."""
-        _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != "nginx"])
+        """Start the broker's containers and the replicas (before nginx: it resolves upstream names when it
+        loads its config), one at a time: see `Lifecycle.membership`."""
+        for name, container in self.containers.items():
+            if name != "nginx":
+                with self.membership:
+                    container.start()
 
     def _create_network(self, role: str) -> None:
         # The Redis side (and a cluster's bus) needs no route out of the host (and is faster without one).
@@ -350,6 +362,7 @@ class Stack(Lifecycle):
                         more: tuple[str, ...] = ()) -> None:
         """Create a backend; a replica joins the broker's network too, a broker's container its `more`."""
         container = self._create(name, image, command, network, **self._buffers(name))
+        # a created container only records these: its endpoints are made when it starts
         if name.startswith("app-") and self.spec.needs_back:
             self.networks["back"].connect(container, aliases=[name])
         for role in more:
@@ -460,7 +473,9 @@ class Stack(Lifecycle):
         known = {c.id: c for c in self.containers.values()}
         known.update({c.id: c for c in self.client.containers.list(all=True, filters=label, sparse=True)})
         names = {c.id: f"wslab-{self.spec.run_id}-{n}" for n, c in self.containers.items()}
-        list(self._pool.map(_remove_quietly, known.values()))
+        for container in known.values():  # one at a time: see `Lifecycle.membership`
+            with self.membership:
+                _remove_quietly(container)
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         list(self._pool.map(_remove_network, networks.values()))

@@ -86,6 +86,7 @@ class SwarmStack(Lifecycle):
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
         self._stopping = threading.Event()
+        self.membership = threading.Lock()
         self.nodes = {n.name: node_client(n) for n in self.cluster.nodes}
 
     def _release(self) -> None:
