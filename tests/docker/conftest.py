@@ -56,42 +56,42 @@ def run_scenario(client: docker.DockerClient, images: ImageSet, name: str) -> Ru
 
 
 @pytest.fixture
-def membership_changes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, float, float]]:
-    """Every Docker call that can change a network's members (start, kill, stop, remove, connect,
-    disconnect) the test makes, as (call, began, ended) on the monotonic clock."""
-    calls: list[tuple[str, float, float]] = []
+def network_leaves(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, frozenset[str], float, float]]:
+    """Every Docker call the test makes by which containers leave networks, as (call, the networks it can
+    empty a member of, began, ended) on the monotonic clock: a disconnect its network; a remove the networks
+    the container is still on when the call is made; a kill or stop any ("*")."""
+    calls: list[tuple[str, frozenset[str], float, float]] = []
 
-    def spy(cls: type, method: str) -> None:
+    def spy(cls: type, method: str, networks) -> None:
         original = getattr(cls, method)
 
         def timed(self, *args, **kwargs):
-            began = time.monotonic()
+            on, began = networks(self), time.monotonic()
             try:
                 return original(self, *args, **kwargs)
             finally:
                 what = getattr(self, "name", None) or self.id[:12]
-                calls.append((f"{cls.__name__}.{method} {what}", began, time.monotonic()))
+                calls.append((f"{cls.__name__}.{method} {what}", on, began, time.monotonic()))
 
         monkeypatch.setattr(cls, method, timed)
 
-    for method in ("start", "kill", "stop", "remove"):
-        spy(Container, method)
-    for method in ("connect", "disconnect"):
-        spy(Network, method)
+    def still_on(container: Container) -> frozenset[str]:
+        try:
+            return frozenset(container.client.api.inspect_container(container.id)["NetworkSettings"]["Networks"])
+        except docker.errors.NotFound:
+            return frozenset()
+
+    spy(Container, "remove", still_on)
+    for method in ("kill", "stop"):
+        spy(Container, method, lambda container: frozenset({"*"}))
+    spy(Network, "disconnect", lambda network: frozenset({network.name}))
     return calls
 
 
-def overlapping(calls: list[tuple[str, float, float]]) -> list[tuple[str, str]]:
-    """Pairs of membership changes that ran at the same time. A connect before the first start is left out:
-    a created container only records its networks (its endpoints are made when it starts)."""
-    starts = [began for call, began, _ in calls if call.startswith("Container.start")]
-    first = min(starts, default=float("inf"))
-    changes = sorted((c for c in calls if not (c[0].startswith("Network.connect") and c[2] < first)),
-                     key=lambda c: c[1])
-    pairs, latest = [], None  # latest: the change seen so far that ends last
-    for change in changes:
-        if latest is not None and change[1] < latest[2]:
-            pairs.append((latest[0], change[0]))
-        if latest is None or change[2] > latest[2]:
-            latest = change
-    return pairs
+def overlapping(calls: list[tuple[str, frozenset[str], float, float]]) -> list[tuple[str, str]]:
+    """Pairs of calls that ran at the same time and could both empty a member of one network."""
+    def share(a: frozenset[str], b: frozenset[str]) -> bool:
+        return bool(a & b) or ("*" in a and bool(b)) or ("*" in b and bool(a))
+
+    return [(a[0], b[0]) for i, a in enumerate(calls) for b in calls[i + 1:]
+            if a[2] < b[3] and b[2] < a[3] and share(a[1], b[1])]

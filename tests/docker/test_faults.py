@@ -13,11 +13,11 @@ FAULT_SCENARIOS = [name for name in scenario.available() if name.startswith("fau
 
 
 @pytest.mark.parametrize("name", FAULT_SCENARIOS)
-def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images, nothing_left, membership_changes):
+def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images, nothing_left, network_leaves):
     s = scenario.load(name)
     result = run_scenario(client, images, name)
     # two at once can leave Docker 20.10 counting an endpoint that is gone (labs.infra.stack.Lifecycle)
-    assert overlapping(membership_changes) == [], overlapping(membership_changes)
+    assert overlapping(network_leaves) == [], overlapping(network_leaves)
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert [f.kind for f in result.history.faults] == [f.kind.value for f in s.faults]
