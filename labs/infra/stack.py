@@ -474,9 +474,11 @@ class Stack(Lifecycle):
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         with self.membership:  # see Lifecycle.membership: the networks in parallel, each one at a time
+            list(self._pool.map(_freeze, known.values()))
             list(self._pool.map(_empty, networks.values()))
-            list(self._pool.map(_remove_quietly, known.values()))
-        list(self._pool.map(_remove_network, networks.values()))
+            # an empty network goes at once, beside the containers that were on it
+            _all([self._pool.submit(_remove_quietly, c) for c in known.values()]
+                 + [self._pool.submit(_remove_network, n) for n in networks.values()])
         self.removed = [names.get(i, i[:12]) for i in known] + [n.name for n in networks.values()]
         self.on_removed(self.removed)
 
@@ -503,6 +505,16 @@ def _remove_quietly(container: Container) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
+
+
+def _freeze(container: Container) -> None:
+    """Pause a running container before it leaves its networks, so that nothing in it acts meanwhile: a
+    replica cut off while it was still connecting to Redis kept asking the engine's resolver, and its
+    removal then took ~4 s instead of 0.2 s. One not running, or paused already, is left as it is."""
+    try:
+        container.pause()
+    except docker.errors.APIError:
+        pass
 
 
 def _empty(network: Any) -> None:
@@ -558,6 +570,7 @@ def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
         except docker.errors.APIError as exc:
             stuck.append(f"{n.name} ({exc.explanation or exc})")
     if stuck:  # everything else is gone; say what the engine kept, and what clears it
-        raise StackError(f"the engine refused to remove network(s) {', '.join(stuck)}: a network whose endpoint "
-                         "the engine lost is cleared by restarting dockerd")
+        raise StackError(f"the engine refused to remove network(s) {', '.join(stuck)}: it counts an endpoint that "
+                         "is gone (see Lifecycle.membership) until dockerd restarts: `systemctl restart docker`, or "
+                         "for the dockerd the lab started, `kill $(cat /var/run/docker.pid)` then `make images clean`")
     return len(containers), len(networks)
