@@ -1,5 +1,5 @@
 """The lab's containers, their lifecycle: two networks, Redis, N app replicas and nginx, started in
-parallel, awaited, and removed (each network emptied one endpoint at a time, then every container at once).
+parallel, awaited, and removed (paused, each network emptied one endpoint at a time, then all at once).
 
 Every resource carries the run's label and comes back on every exit path: `Stack` is a context manager
 that tears down in `__exit__`, and in `__enter__` too when start-up fails half-way. Each Docker call that
