@@ -8,6 +8,7 @@ is kept in the state file between the two commands.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -79,6 +80,8 @@ class Attached:
     client: docker.DockerClient
     containers: dict[str, Container] = field(default_factory=dict)
     networks: dict[str, Any] = field(default_factory=dict)
+    #: one command applies one fault at a time; the lock is there because `Operations` takes it
+    membership: threading.Lock = field(default_factory=threading.Lock)
 
 
 def attach(client: docker.DockerClient, run_id: str) -> Attached:
@@ -99,7 +102,7 @@ def attach(client: docker.DockerClient, run_id: str) -> Attached:
 def _action(stack: Attached, kind: FaultKind, target: str) -> Action:
     if target not in stack.containers:
         raise LabError(f"{target} is not part of the running stack ({', '.join(sorted(stack.containers))})")
-    # Operations reads only `containers` and `networks`, which Attached has under the same names.
+    # Operations reads only `containers`, `networks` and `membership`, which Attached has under the same names.
     return ACTIONS[kind](Operations(cast(Stack, stack)), target)
 
 
