@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 
@@ -18,6 +16,7 @@ from . import scenario, settings
 from .cli import progress_printer
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
+from .infra.usage import describe_machine
 from .infra.stack import Stack, StackSpec
 from .runner import new_run_id, render, utc_stamp
 
@@ -47,8 +46,7 @@ def lifecycle(runs: int) -> dict[str, object]:
         "up_s": {"median": statistics.median(ups), "all": ups},
         "down_s": {"median": statistics.median(downs), "all": downs},
         "floors_s": {"up": 2.0, "down": 1.0},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                    "python": platform.python_version(), "docker": engine},
+        "machine": describe_machine(engine),
     }
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import scenario, settings, signals
-from .cli import progress_printer
+from .cli import progress_printer, run_bench
 from .errors import LabError
 from .infra import inspect
 from .infra.engine import ensure_engine
@@ -201,8 +201,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the stack in use and the load processes are gone by now
-        print("wslab: interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main, "bench-capacity")

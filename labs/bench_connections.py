@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from . import scenario, settings, signals
-from .cli import progress_printer
+from .cli import progress_printer, run_bench
 from .connections import (CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, merge, nearest_limits,
                           plan_layout)
 from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
@@ -404,11 +404,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the load processes and the stack were removed on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except LabError as exc:
-        print(f"bench-connections: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_bench(main, "bench-connections")

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
-import sys
 from typing import Any
 
 from . import scenario, settings, signals
-from .cli import progress_printer
+from .cli import progress_printer, run_bench
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
+from .infra.usage import describe_machine
 from .runner import execute, plan, utc_stamp
 
 FAULT_TEXT = {
@@ -78,7 +76,7 @@ def main() -> int:
     out = settings.RESULTS_DIR / "bench" / f"faults-{utc_stamp()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "faults", "runs": args.runs, "results": runs,
-                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}, indent=2))
+                               "machine": describe_machine(client.version().get("Version", "?"))}, indent=2))
     print("\n".join(rows))
     print(f"\n({args.runs} runs each; {out})")
     client.close()
@@ -86,8 +84,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the run in progress has removed its containers on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main, "bench-faults")

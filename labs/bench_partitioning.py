@@ -28,7 +28,7 @@ from typing import Any
 
 from . import settings, signals
 from .bench_connections import Setup, layout_for, parse_rounds, parse_setup, run_setup
-from .cli import progress_printer
+from .cli import progress_printer, run_bench
 from .connections import PlanError, median_of
 from .connections_report import broadcast_totals, fmt, per_node
 from .errors import LabError
@@ -160,11 +160,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:  # the load processes and the stack were removed on the way out
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
-    except LabError as exc:
-        print(f"bench-partitioning: {exc}", file=sys.stderr)
-        sys.exit(1)
+    run_bench(main, "bench-partitioning")

@@ -25,7 +25,7 @@ from typing import Any
 from . import scenario, settings, signals
 from .bench_capacity import _ms, check_ladder, one_config
 from .infra.usage import describe_machine
-from .cli import progress_printer
+from .cli import progress_printer, run_bench
 from .errors import LabError
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
@@ -124,8 +124,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("wslab: interrupted", file=sys.stderr)
-        sys.exit(130)
+    run_bench(main, "bench-replicas")

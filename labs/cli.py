@@ -13,7 +13,7 @@ import sys
 import traceback
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from . import scenario, settings, signals
 from .errors import LabError
@@ -271,6 +271,19 @@ def parser() -> argparse.ArgumentParser:
                          help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")
     cluster.set_defaults(func=cmd_cluster)
     return top
+
+
+def run_bench(main: Callable[[], int], name: str) -> NoReturn:
+    """A bench's `__main__`: exit with its code; 130 after Ctrl-C or SIGTERM (what it started was removed on
+    the way out); 1, in one line, for a setup problem it did not answer itself."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except LabError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_FAIL)
 
 
 def crash_log(exc: BaseException) -> Path:
