@@ -319,6 +319,7 @@ class RedisPubSub(RedisBroker):
             # CPU reads its beat late, behind the rooms' messages) is behind, not deaf; rebuilding it would
             # drop what is in flight. A deaf subscriber hears nothing at all.
             self.heard = asyncio.get_running_loop().time()
+            self.mark("subscriber", True)
             if channel.startswith("chat:"):
                 self.stats["received"] += 1
                 self.deliver(channel.split(":", 1)[1], message["data"].decode())
@@ -329,7 +330,10 @@ class RedisPubSub(RedisBroker):
         Deaf means Redis works (the publish succeeded) but our subscriber is not there: either Redis says
         the beat reached nobody, or beats published successfully for DEAF_AFTER seconds while the
         subscriber heard nothing at all, neither a beat nor a room's message (a half-open connection).
-        While publishes fail, Redis itself is down: nothing to judge.
+        While publishes fail, Redis is out of reach, and a subscriber hears nothing from a Redis it cannot
+        reach: it counts as broken until it hears again or a rebuild subscribes again. After a partition
+        heals, its old connection may stay silent for seconds (TCP retransmits back off: 0.2, 0.4, 0.8,
+        1.6, 3.2 s...), and what a rebuild then drops is the partition's loss, not a loss of its own.
         """
         loop = asyncio.get_running_loop()
         unheard_since: float | None = None
@@ -337,8 +341,9 @@ class RedisPubSub(RedisBroker):
             await asyncio.sleep(self.HEARTBEAT)
             try:
                 receivers = await self.redis.publish(self.control, "beat")
-            except Exception:  # noqa: BLE001 - Redis unreachable: the publisher side will say so
+            except Exception:  # noqa: BLE001 - Redis unreachable: nothing to judge, nothing heard
                 unheard_since = None
+                self.mark("subscriber", False)
                 continue
             now = loop.time()
             if unheard_since is None or self.heard >= unheard_since:
