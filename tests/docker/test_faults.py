@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from labs import scenario
+from labs.accounting.history import History
 from labs.scenario import Broker, FaultKind
 
 from .conftest import overlapping, run_scenario
@@ -32,7 +33,7 @@ def test_a_fault_scenario_matches_its_declared_outcome(name: str, client, images
         _subscriber_outage_is_reported(result.history, s)
 
 
-def _subscriber_outage_is_reported(history, s) -> None:
+def _subscriber_outage_is_reported(history: History, s: scenario.Scenario) -> None:
     """A replica cut off Redis says its subscriber broke during the cut and worked again after it. Its old
     connection can stay silent for seconds after the heal (TCP backs off) and a rebuild then drops what it
     held: without the report, the window would end with the publisher's recovery and count that as a loss
@@ -44,4 +45,3 @@ def _subscriber_outage_is_reported(history, s) -> None:
                   if e.replica == fault.target and e.part == "subscriber"]
         assert any(not working and f.applied <= at <= f.healed for at, working in events), events
         assert any(working and at >= f.healed for at, working in events), events
-
