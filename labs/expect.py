@@ -88,6 +88,17 @@ class Metric(enum.Enum):
     RECONNECTED_RATIO = "reconnected_ratio"
     RECONNECT_MAX_S = "reconnect_max_s"
     LOST_UNDISTURBED = "lost_undisturbed"
+    #: copies delivered to a client of another room, and to a client that was not a member when sent
+    MISROUTED = "misrouted"
+    NOT_MEMBER = "not_member"
+    #: connections that closed before the run ended (whether or not their client came back), and clients
+    #: that never came back
+    DROPS = "drops"
+    NEVER_BACK = "never_back"
+    #: what a fault cut or broke and did not recover within its allowance (recovery_s after the heal)
+    LATE_RECOVERIES = "late_recoveries"
+    #: the longest time after a heal that something a fault cut or broke took to recover (inf: never)
+    RECOVERY_MAX_S = "recovery_max_s"
     # measured on a Redis Cluster (redis-cluster-* brokers)
     #: bytes the cluster nodes moved over their cluster bus (the bus network) per message sent
     BUS_BYTES_PER_MESSAGE = "bus_bytes_per_message"
@@ -106,6 +117,7 @@ _DOMAINS = {
                           Metric.DROPPED_ON_KILLED_RATIO, Metric.RECONNECTED_RATIO)},
     Metric.MAX_GAP_S: SECONDS,
     Metric.RECONNECT_MAX_S: SECONDS_OR_NEVER,
+    Metric.RECOVERY_MAX_S: SECONDS_OR_NEVER,
     Metric.PLACEMENT_MAX_MIN: MAX_OVER_MIN,
     Metric.BUS_BYTES_PER_MESSAGE: Domain(0.0, text="bytes per message (>= 0, finite)"),
     Metric.RESUBSCRIBE_MAX_S: SECONDS_OR_NEVER,

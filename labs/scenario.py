@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .accounting.history import DEFAULT_RECOVERY_S
 from .errors import ScenarioError
 from .expect import CLUSTER_ONLY, SEED_NODE_WS_METRICS, SOCKETIO_METRICS, SOCKETIO_ONLY, Bound, Metric, bound, show
 from .settings import SCENARIOS_DIR
@@ -36,6 +37,8 @@ MAX_DELIVERIES = 2_000_000
 #: messages x send_interval
 MAX_SEND_DURATION_S = 300.0
 MAX_FAULTS = 16
+#: the longest recovery allowance a fault may declare: a finite bound, never "for ever"
+MAX_RECOVERY_S = 120.0
 MAX_ROOMS = 1000
 #: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
 MIN_MASTERS, MAX_MASTERS = 3, 6
@@ -243,12 +246,15 @@ class Workload:
 
 @dataclass(frozen=True)
 class Fault:
-    """`kind` hits `target` at `at` seconds after sending starts, and is healed `heal_after` seconds later."""
+    """`kind` hits `target` at `at` seconds after sending starts, and is healed `heal_after` seconds later.
+    What it cut or broke must recover within `recovery_s` after the heal: until then (and no longer) a loss
+    on a path it reached is the fault's; a recovery that takes longer is a late recovery."""
 
     kind: FaultKind
     target: str
     at: float
     heal_after: float = 0.0
+    recovery_s: float = DEFAULT_RECOVERY_S
 
 
 @dataclass(frozen=True)
@@ -537,7 +543,7 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str,
         here = f"{where} fault {n}"
         if not isinstance(item, dict):
             raise ScenarioError(f"{here}: must be a table, got {show(item)}")
-        _unknown(item, {"kind", "target", "at", "heal_after"}, here)
+        _unknown(item, {"kind", "target", "at", "heal_after", "recovery_s"}, here)
         if "kind" not in item or "at" not in item:
             raise ScenarioError(f"{here}: needs kind and at")
         kind = _enum(item, "kind", FaultKind.KILL_REPLICA, here)
@@ -566,6 +572,7 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str,
                                 f"(the broker's container)")
         at = _float(item, "at", 0.0, 0.0, 3600.0, here)
         heal_after = _float(item, "heal_after", 0.0, 0.0, 3600.0, here)
+        recovery_s = _float(item, "recovery_s", DEFAULT_RECOVERY_S, 0.0, MAX_RECOVERY_S, here)
         if at + heal_after >= end:
             raise ScenarioError(f"{here}: at {at:g}s + heal_after {heal_after:g}s is past the end of sending "
                                 f"({end:g}s = messages x send_interval)")
@@ -574,7 +581,7 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str,
                 raise ScenarioError(f"{here}: {kind.value} on {show(target)} at {at:g}s until {at + heal_after:g}s "
                                     f"overlaps fault {m} ({other.kind.value}, {other.at:g}s until "
                                     f"{other.at + other.heal_after:g}s): one fault at a time per target")
-        faults.append(Fault(kind, target, at, heal_after))
+        faults.append(Fault(kind, target, at, heal_after, recovery_s))
     return tuple(faults)
 
 

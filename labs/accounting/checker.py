@@ -8,23 +8,27 @@ is counted too (`unsent`): it is expected at every other member and reaches none
 decide expectation: an unacknowledged message is expected like any other, and counted apart (`unacked`).
 
 Each (message, recipient) pair is delivered (once or more: the extra copies are duplicates) or lost, and
-same-server or cross-server by the replicas the sender and the recipient were on at send time. A loss is
-`trimmed` only when the message's sequence number lies inside a range the server reported trimmed to that
-recipient; it is inside a fault's window when it was sent inside it, or when it was on its way to a
-connection the fault cut (nothing its sender sent later had reached that connection before the cut).
+same-server or cross-server by the replicas the sender and the recipient were on at send time (a client
+that was away then: the one it dropped from). Every other copy is judged too: of a client's own or an
+unknown message (`unexpected`), to a client of another room (`misrouted`), to a client of the room that
+was not a member when it was sent (`not_member`).
+
+A loss is in a fault only when its path crossed a part the fault reached, while it was reached
+(labs/accounting/reach.py); every other loss is outside, however close in time. It is `trimmed` only when
+the server told the recipient its sequence number was trimmed and the durable log, asked at the end,
+no longer holds it (`trim_refuted`: the log still starts at or before it); when the log could not be
+asked, `trimmed` is unknown.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .history import FaultEvent, History, Sent, Session
+from .history import FaultEvent, History, Resume, Sent, Session
+from .reach import EVERYWHERE, RECEIVING_PARTS, SENDING_PARTS, Reach, Span, client, reach_of
 
-#: frames in flight when a fault starts or ends still belong to it
-FAULT_MARGIN_S = 0.5
 KILL = "kill-replica"
 
 
@@ -68,8 +72,10 @@ class Accounting:
     duplicated: int = 0
     #: copies of unknown messages, or of a client's own message
     unexpected: int = 0
-    #: copies to a client that joined after the message was sent (not expected, not a fault either)
-    extra: int = 0
+    #: copies to a client in another room than the sender's
+    misrouted: int = 0
+    #: copies to a client of the sender's room that was not a member when the message was sent
+    not_member: int = 0
     same_expected: int = 0
     same_delivered: int = 0
     cross_expected: int = 0
@@ -86,15 +92,29 @@ class Accounting:
     recovered: int = 0
     lost_in_fault: int = 0
     lost_outside_fault: int = 0
-    trimmed: int = 0
+    #: None: the durable log could not be asked whether what the server said was trimmed is gone
+    trimmed: int | None = 0
+    #: losses the server said were trimmed while the log still held them
+    trim_refuted: int = 0
     #: lost deliveries to clients that never dropped, and to clients that did
     lost_undisturbed: int = 0
     lost_dropped: int = 0
-    max_gap_s: float = 0.0
+    #: longest time a dropped client took to be back (None: nobody came back)
+    max_gap_s: float | None = None
     reconnects: int = 0
+    #: connections that closed before the run ended, and clients whose last one did
+    drops: int = 0
+    never_back: int = 0
+    #: recoveries past their fault's allowance (or never), and the longest time after a heal one took
+    late_recoveries: int = 0
+    recovery_max_s: float | None = None
+    #: per fault, the first and last moment it reached anything
     windows: tuple[tuple[float, float], ...] = ()
-    deaf_replicas: tuple[str, ...] = ()
-    published_to_nobody: int = 0
+    #: every part each fault reached, and when
+    reached: tuple[Span, ...] = ()
+    #: None: not measured (a replica did not say where its members are)
+    deaf_replicas: tuple[str, ...] | None = ()
+    published_to_nobody: int | None = 0
     failover: Failover = field(default_factory=Failover)
 
     def percentile_ms(self, q: float) -> float | None:
@@ -124,46 +144,6 @@ def session_at(sessions: list[Session], t: float) -> Session | None:
     return next((s for s in sessions if s.open_at(t)), None)
 
 
-def fault_windows(history: History, margin: float = FAULT_MARGIN_S) -> list[tuple[float, float]]:
-    """Each fault's window: from just before it was applied until it was healed, every client it
-    disconnected was back, and every replica broker connection that broke during it worked again (each
-    recovery paired with its own break, never any later "working" report), `margin` either side."""
-    sessions = by_client(history.sessions)
-    windows = []
-    for f in history.faults:
-        healed = f.healed if f.healed is not None else math.inf
-        start = f.applied - margin
-        end = healed
-        broken: dict[tuple[str, str], float] = {}
-        for e in sorted(history.broker_events, key=lambda e: e.at):
-            key = (e.replica, e.part)
-            if not e.working and start <= e.at <= healed + margin:
-                broken.setdefault(key, e.at)
-            elif e.working and key in broken:
-                end = max(end, e.at)
-                del broken[key]
-        if broken:  # broke during the fault and never reported working again
-            end = math.inf
-        for client_sessions in sessions.values():
-            for i, s in enumerate(client_sessions):
-                if s.closed is not None and start <= s.closed <= healed + margin:
-                    back = client_sessions[i + 1].opened if i + 1 < len(client_sessions) else math.inf
-                    end = max(end, back)
-        windows.append((start, end + margin))
-    return windows
-
-
-def _in_flight_when_cut(m: Sent, here: Session | None, windows: list[tuple[float, float]],
-                        arrivals: Iterable[tuple[float, float]]) -> bool:
-    """A message sent before a fault, owed to a connection the fault cut, that was still on its way: nothing
-    its sender sent later reached that connection before the cut (one channel keeps a sender's order, so a
-    later arrival means this one was skipped, not delayed). A loaded replica can lag past the window's margin;
-    what it still held when it died is the fault's loss."""
-    if here is None or here.closed is None or not any(lo <= here.closed <= hi for lo, hi in windows):
-        return False
-    return not any(sent > m.at and here.opened <= got <= here.closed for sent, got in arrivals)
-
-
 def _failover(faults: list[FaultEvent], sessions: dict[str, list[Session]], missed: Counter[str]) -> Failover:
     kills = [f for f in faults if f.kind == KILL]
     on_killed = {c for f in kills for c, ss in sessions.items()
@@ -187,13 +167,48 @@ def _failover(faults: list[FaultEvent], sessions: dict[str, list[Session]], miss
         missed_while_away=sum(missed.values()))
 
 
-def _deaf(probes: dict[str, object]) -> tuple[str, ...]:
+
+def _deaf(probes: dict[str, object]) -> tuple[str, ...] | None:
     """Replicas with room members whose subscriber, as Redis sees it, lacks a channel (each holds its
-    control channel and one per room)."""
+    control channel and one per room). None when it was not measured: no probe, or a replica that did not
+    say how many rooms it has members in."""
     members, subs = probes.get("members"), probes.get("subscriptions")
-    if not isinstance(members, dict) or not isinstance(subs, dict):
-        return ()
+    if not isinstance(members, dict) or not isinstance(subs, dict) or None in members.values():
+        return None
     return tuple(sorted(r for r, rooms in members.items() if rooms and subs.get(r, 0) < rooms + 1))
+
+
+def _count(value: object) -> int | None:
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def last_session(sessions: list[Session], t: float) -> Session | None:
+    """The connection open at `t`, else the last one opened before it (the one a client dropped from)."""
+    here = session_at(sessions, t)
+    if here is not None:
+        return here
+    before = [s for s in sessions if s.opened <= t]
+    return before[-1] if before else None
+
+
+def _direction(part: str) -> tuple[bool, bool]:
+    """Whether a broken broker connection `part` stops what its replica sends, and what it receives."""
+    if part in SENDING_PARTS:
+        return True, False
+    if part in RECEIVING_PARTS:
+        return False, True
+    return True, True
+
+
+@dataclass(frozen=True)
+class _Pair:
+    """One expected delivery: message `m` owed to `client`; where both ends were at send time."""
+
+    m: Sent
+    client: str
+    origin: Session | None
+    here: Session | None
+    live: Session | None
 
 
 def account(h: History) -> Accounting:
@@ -206,55 +221,66 @@ def account(h: History) -> Accounting:
         first_at[key] = min(r.at, first_at.get(key, r.at))
         if r.seq is not None:
             seq_of.setdefault(r.id, r.seq)
-    windows = fault_windows(h)
-    # (receiver, sender) -> (sent at, first received at) of every message that arrived
-    sent_at = {m.id: (m.sender, m.at) for m in h.sent}
-    later_from: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for (mid, client), at in first_at.items():
-        if mid in sent_at:
-            sender, when = sent_at[mid]
-            later_from.setdefault((client, sender), []).append((when, at))
     joined_at = {c: ss[0].opened for c, ss in sessions.items()}
-    trims: dict[str, list] = {}
+    room_of = {r.name: r.room for r in h.clients}
+    acked = {a.id for a in h.acks}
+    nacked = set(h.nacked)
+
+    pairs: list[_Pair] = []
+    for m in h.sent:
+        origin = last_session(sessions.get(m.sender, []), m.at)
+        for name, ss in sessions.items():
+            if name == m.sender or joined_at[name] > m.at or room_of.get(name) != room_of.get(m.sender):
+                continue
+            pairs.append(_Pair(m, name, origin, last_session(ss, m.at), session_at(ss, m.at)))
+
+    # deliveries that arrived on the connection the recipient had at send time: (sent at, from, to replica)
+    on_time = [(p.m.at, p.origin.replica if p.origin else "", p.live.replica) for p in pairs
+               if p.live is not None and (p.m.id, p.client) in first_at and p.live.open_at(first_at[(p.m.id, p.client)])]
+
+    def stopped(replica: str, part: str, t1: float, t2: float) -> bool:
+        sends, receives = _direction(part)
+        return not any(t1 < at < t2 and ((sends and src == replica) or (receives and dst == replica))
+                       for at, src, dst in on_time)
+
+    reached = reach_of(h, sessions, stopped)
+    # (receiver, sender) -> (sent at, first received at) of every message that arrived
+    later_from: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for p in pairs:
+        if (p.m.id, p.client) in first_at:
+            later_from.setdefault((p.client, p.m.sender), []).append((p.m.at, first_at[(p.m.id, p.client)]))
+    trims: dict[str, list[Resume]] = {}
     for resume in h.resumes:
         trims.setdefault(resume.client, []).append(resume)
+    log_first = h.probes.get("stream_first_seq")
     dropped = {c for c, ss in sessions.items() if any(s.closed is not None for s in ss)}
-    room_of = {r.name: r.room for r in h.clients}
 
     n = Counter[str]()
     latencies: list[float] = []
-    wanted: set[tuple[str, str]] = set()
     missed: Counter[str] = Counter()
-    for m in h.sent:
-        origin = session_at(sessions.get(m.sender, []), m.at)
-        for client, ss in sessions.items():
-            if client == m.sender or joined_at[client] > m.at or room_of.get(client) != room_of.get(m.sender):
-                continue
-            here = session_at(ss, m.at)
-            key = (m.id, client)
-            wanted.add(key)
-            together = origin is not None and here is not None and here.replica == origin.replica
-            side = "same" if together else "cross"
-            n["expected"] += 1
-            n[f"{side}_expected"] += 1
-            copies_here = copies.get(key, 0)
-            if copies_here:
-                n["delivered"] += 1
-                n[f"{side}_delivered"] += 1
-                n["duplicated"] += copies_here - 1
-                latencies.append((first_at[key] - m.at) * 1000.0)
-                if here is None or not here.open_at(first_at[key]):
-                    n["recovered"] += 1
-                continue
-            if here is None:
-                missed[client] += 1
-            seq = seq_of.get(m.id)
-            if seq is not None and any(r.covers(seq) for r in trims.get(client, [])):
-                n["trimmed"] += 1
-            in_fault = any(lo <= m.at <= hi for lo, hi in windows) or _in_flight_when_cut(
-                m, here, windows, later_from.get((client, m.sender), ()))
-            n["lost_in_fault" if in_fault else "lost_outside_fault"] += 1
-            n["lost_dropped" if client in dropped else "lost_undisturbed"] += 1
+    for p in pairs:
+        m, key = p.m, (p.m.id, p.client)
+        together = p.origin is not None and p.here is not None and p.here.replica == p.origin.replica
+        side = "same" if together else "cross"
+        n["expected"] += 1
+        n[f"{side}_expected"] += 1
+        if key in copies:
+            n["delivered"] += 1
+            n[f"{side}_delivered"] += 1
+            n["duplicated"] += copies[key] - 1
+            latencies.append((first_at[key] - m.at) * 1000.0)
+            if p.live is None or not p.live.open_at(first_at[key]):
+                n["recovered"] += 1
+            continue
+        if p.live is None:
+            missed[p.client] += 1
+        seq = seq_of.get(m.id)
+        if seq is not None and any(r.covers(seq) for r in trims.get(p.client, [])):
+            first = log_first.get(room_of.get(m.sender, "")) if isinstance(log_first, dict) else None
+            n["trimmed" if isinstance(first, int) and seq < first else
+              "trim_unchecked" if first is None else "trim_refuted"] += 1
+        n["lost_in_fault" if _in_fault(p, reached, later_from, acked) else "lost_outside_fault"] += 1
+        n["lost_dropped" if p.client in dropped else "lost_undisturbed"] += 1
 
     sent_by = Counter(m.sender for m in h.sent)
     unsent = 0
@@ -266,27 +292,61 @@ def account(h: History) -> Accounting:
         n["lost_outside_fault"] += owed * others
         n["lost_undisturbed"] += owed * others
 
+    wanted = {(p.m.id, p.client) for p in pairs}
     senders = {m.id: m.sender for m in h.sent}
-    unexpected = sum(c for (mid, client), c in copies.items() if senders.get(mid, client) == client)
-    extra = sum(c for key, c in copies.items() if key not in wanted and senders.get(key[0], key[1]) != key[1])
+    for (mid, name), c in copies.items():
+        sender = senders.get(mid)
+        if sender is None or sender == name:
+            n["unexpected"] += c
+        elif (mid, name) not in wanted:
+            n["misrouted" if room_of.get(name) != room_of.get(sender) else "not_member"] += c
     placement = {name: 0 for name in h.replicas}
     for ss in sessions.values():
         placement[ss[0].replica] = placement.get(ss[0].replica, 0) + 1
     gaps = [b.opened - a.closed for ss in sessions.values() for a, b in zip(ss, ss[1:]) if a.closed is not None]
-    acked = {a.id for a in h.acks}
-    nacked = set(h.nacked)
     return Accounting(
         sent=len(h.sent), unsent=unsent, expected=n["expected"], delivered=n["delivered"],
-        lost=n["expected"] - n["delivered"], duplicated=n["duplicated"], unexpected=unexpected, extra=extra,
+        lost=n["expected"] - n["delivered"], duplicated=n["duplicated"], unexpected=n["unexpected"],
+        misrouted=n["misrouted"], not_member=n["not_member"],
         same_expected=n["same_expected"], same_delivered=n["same_delivered"],
         cross_expected=n["cross_expected"], cross_delivered=n["cross_delivered"],
         latencies_ms=tuple(sorted(latencies)), placement=dict(sorted(placement.items())),
         clients=len(h.clients), joined=sum(1 for c in h.clients if c.joined),
         acked=len(acked), unacked=sum(1 for m in h.sent if m.id not in acked and m.id not in nacked),
         nacked=len(nacked), recovered=n["recovered"], lost_in_fault=n["lost_in_fault"],
-        lost_outside_fault=n["lost_outside_fault"], trimmed=n["trimmed"],
+        lost_outside_fault=n["lost_outside_fault"],
+        trimmed=None if n["trim_unchecked"] else n["trimmed"], trim_refuted=n["trim_refuted"],
         lost_undisturbed=n["lost_undisturbed"], lost_dropped=n["lost_dropped"],
-        max_gap_s=max(gaps, default=0.0), reconnects=len(gaps), windows=tuple(windows),
-        deaf_replicas=_deaf(h.probes), published_to_nobody=int(h.probes.get("published_to_nobody", 0)),
+        max_gap_s=max(gaps) if gaps else None, reconnects=len(gaps),
+        drops=sum(1 for s in h.sessions if s.closed is not None),
+        never_back=sum(1 for ss in sessions.values() if ss[-1].closed is not None),
+        late_recoveries=reached.late, recovery_max_s=reached.recovery_max_s,
+        windows=reached.windows(len(h.faults)), reached=reached.spans,
+        deaf_replicas=_deaf(h.probes), published_to_nobody=_count(h.probes.get("published_to_nobody")),
         failover=_failover(h.faults, sessions, missed),
     )
+
+
+def _in_fault(p: _Pair, reached: Reach, later_from: dict[tuple[str, str], list[tuple[float, float]]],
+              acked: set[str]) -> bool:
+    """Whether a lost delivery's path crossed a part a fault reached while it was reached: the sender's
+    connection and replica at send time (or the ones it dropped from), the recipient's, the broker, the
+    load balancer. Also lost in the fault: a message still on its way when a fault cut the connection it
+    was on — the recipient's (nothing its sender sent later had reached it before the cut: one channel
+    keeps a sender's order, so a later arrival means this one was skipped, not delayed), or the sender's,
+    before the server acknowledged it. A loaded replica can lag past the margin; what it still held when a
+    fault cut it is the fault's loss."""
+    m = p.m
+    path = set(EVERYWHERE) | {client(m.sender), client(p.client)}
+    path |= {s.replica for s in (p.origin, p.here) if s is not None}
+    if reached.at(path, m.at):
+        return True
+    live = p.live
+    if live is not None and live.closed is not None and reached.at(
+            set(EVERYWHERE) | {live.replica, client(p.client)}, live.closed):
+        arrivals = later_from.get((p.client, m.sender), ())
+        if not any(sent > m.at and live.opened <= got <= live.closed for sent, got in arrivals):
+            return True
+    origin = p.origin
+    return (origin is not None and origin.open_at(m.at) and origin.closed is not None and m.id not in acked
+            and reached.at(set(EVERYWHERE) | {origin.replica, client(m.sender)}, origin.closed))

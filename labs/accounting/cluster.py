@@ -13,9 +13,10 @@ SUBSCRIBER = "subscriber"
 
 def bus_bytes(history: History) -> int | None:
     """Bytes the nodes sent over the cluster bus during the window (each byte counted once, by its sender);
-    None when the run was not metered."""
-    nodes = history.probes.get("cluster", {}).get("nodes")
-    if not nodes:
+    None when the run was not metered or a node could not be read at either end."""
+    probe = history.probes.get("cluster", {})
+    nodes = probe.get("nodes")
+    if not nodes or probe.get("unread"):
         return None
     return sum(int(n.get("bus_tx", 0)) for n in nodes.values())
 
@@ -40,5 +41,6 @@ def cluster_measures(history: History) -> dict[Metric, float | None]:
     times = resubscribe_times(history)
     return {
         Metric.BUS_BYTES_PER_MESSAGE: total / sent if total is not None and sent else None,
-        Metric.RESUBSCRIBE_MAX_S: max(times, default=0.0),
+        #: no subscriber broke: there was no resubscription to time
+        Metric.RESUBSCRIBE_MAX_S: max(times) if times else None,
     }

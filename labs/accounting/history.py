@@ -67,14 +67,23 @@ class Received:
     seq: int | None = None
 
 
+#: how long after a fault healed what it cut may take to recover, unless the scenario says otherwise
+DEFAULT_RECOVERY_S = 5.0
+
+
 @dataclass(frozen=True)
 class FaultEvent:
-    """A fault as it happened: applied at `applied`, healed at `healed` (None: never healed)."""
+    """A fault as it happened: applied at `applied`, healed at `healed` (None: never healed). `reaches`: the
+    parts it reached (replicas, `client:<name>`, `broker`, `lb`), when the harness named them (a node
+    fault: what ran there); empty: as its kind says (labs/accounting/reach.py). `recovery_s`: the declared
+    allowance after the heal."""
 
     kind: str
     target: str
     applied: float
     healed: float | None = None
+    reaches: tuple[str, ...] = ()
+    recovery_s: float = DEFAULT_RECOVERY_S
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,10 @@ def measures(acc: Accounting) -> dict[Metric, float | None]:
         Metric.LOST_IN_FAULT: acc.lost_in_fault,
         Metric.LOST_OUTSIDE_FAULT: acc.lost_outside_fault,
         Metric.TRIMMED: acc.trimmed,
-        Metric.UNTRIMMED_LOST: acc.lost - acc.trimmed,
+        Metric.UNTRIMMED_LOST: None if acc.trimmed is None else acc.lost - acc.trimmed,
         Metric.MAX_GAP_S: acc.max_gap_s,
         Metric.RECONNECTS: acc.reconnects,
-        Metric.DEAF_REPLICAS: len(acc.deaf_replicas),
+        Metric.DEAF_REPLICAS: None if acc.deaf_replicas is None else len(acc.deaf_replicas),
         Metric.PUBLISHED_TO_NOBODY: acc.published_to_nobody,
         Metric.NACKED: acc.nacked,
         Metric.DISTURBED: acc.lost + acc.duplicated + acc.nacked,
@@ -79,6 +79,12 @@ def measures(acc: Accounting) -> dict[Metric, float | None]:
         Metric.RECONNECTED_RATIO: _ratio(f.reconnected, f.dropped),
         Metric.RECONNECT_MAX_S: f.reconnect_max_s,
         Metric.LOST_UNDISTURBED: acc.lost_undisturbed,
+        Metric.MISROUTED: acc.misrouted,
+        Metric.NOT_MEMBER: acc.not_member,
+        Metric.DROPS: acc.drops,
+        Metric.NEVER_BACK: acc.never_back,
+        Metric.LATE_RECOVERIES: acc.late_recoveries,
+        Metric.RECOVERY_MAX_S: acc.recovery_max_s,
     }
 
 
@@ -92,7 +98,8 @@ def judge(values: Mapping[Metric, float | None], expect: Mapping[Metric, Bound])
         return Verdict(Validity.FAIL, checks, "; ".join(failed))
     undefined = [c.metric.value for c in checks if c.value is None]
     if undefined:
-        return Verdict(Validity.UNKNOWN, checks, f"undefined: {', '.join(undefined)} (nothing to measure)")
+        return Verdict(Validity.UNKNOWN, checks, f"not measured: {', '.join(undefined)} (undefined for this run, "
+                                                 f"or the part that reports it did not answer)")
     return Verdict(Validity.PASS, checks)
 
 

@@ -8,11 +8,13 @@ every applied fault even when the run is cancelled.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
 from ..accounting.history import FaultEvent
+from ..accounting.reach import BROKER, LB
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
 from .redis_cluster import myself_flags
@@ -192,18 +194,37 @@ def operations_for(stack: Stack) -> Operations:
     return own() if own is not None else Operations(stack)
 
 
+def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
+    """What the fault reaches, for the checker (labs/accounting/reach.py): a node fault, every replica that
+    ran on the node, the broker and the load balancer when they did; a replica fault its replica; any other
+    fault the broker."""
+    if fault.kind.targets_node:
+        here = sorted(name for name, node in node_of.items() if node == fault.target)
+        parts = [name for name in here if name.startswith("app-")]
+        parts += [BROKER for name in here if name in {"redis", "nats"} or name.startswith("redis-")][:1]
+        return tuple(parts + ([LB] if "nginx" in here else []))
+    return (fault.target,) if fault.kind.targets_replica else (BROKER,)
+
+
 async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEvent:
-    """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation)."""
+    """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation). A fault
+    whose apply raised is healed too (it may have half happened) before the error goes on."""
     action = ACTIONS[fault.kind](operations_for(stack), fault.target)
+    parts = reaches(fault, stack.node_of())
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
     applied = time.monotonic()
-    await asyncio.to_thread(action.apply)
+    try:
+        await asyncio.to_thread(action.apply)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the apply's error is the one to report
+            await asyncio.shield(asyncio.to_thread(action.heal))
+        raise
     try:
         await asyncio.sleep(fault.heal_after)
     finally:
         # Heal even when cancelled: shield the Docker call so it runs to the end.
         await asyncio.shield(asyncio.to_thread(action.heal))
-    return FaultEvent(fault.kind.value, fault.target, applied, time.monotonic())
+    return FaultEvent(fault.kind.value, fault.target, applied, time.monotonic(), parts, fault.recovery_s)
 
 
 def fault_schedule(stack: Stack, faults: tuple[Fault, ...]

@@ -207,6 +207,8 @@ def read_node(stack: Stack, name: str) -> NodeReading:
     macs = {role: nets[stack.networks[role].name]["MacAddress"].lower() for role in (BUS, "back")}
     code, out = container.exec_run(["sh", "-c", COUNTERS])
     counters = parse_counters(out.decode(errors="replace"))
+    if code != 0 or macs[BUS] not in counters or macs["back"] not in counters:
+        raise StackError(f"{name}: no interface counters (exit {code}): its bus bytes were not measured")
     info = parse_info(cli(container, "CLUSTER", "INFO"))
     stats = {k.removeprefix("cluster_stats_messages_"): int(v) for k, v in info.items()
              if k.startswith("cluster_stats_messages_") and v.isdigit()}
@@ -251,8 +253,9 @@ class Meter:
         window = time.monotonic() - self.started
         after = self._read_all()
         nodes: dict[str, Any] = {}
+        unread = [name for name in self.names if name not in self.before or name not in after]
         for name in self.names:
-            if name not in self.before or name not in after:
+            if name in unread:
                 continue
             a, b = self.before[name], after[name]
             restarted = a.started != b.started
@@ -266,4 +269,4 @@ class Meter:
                 "bus_messages_sent": {k.removesuffix("_sent"): v - a.stats.get(k, 0) for k, v in b.stats.items()
                                       if k.endswith("_sent") and v - a.stats.get(k, 0)},
             }
-        return {"window_s": round(window, 3), "nodes": nodes}
+        return {"window_s": round(window, 3), "nodes": nodes, "unread": unread}

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from labs import scenario
-from labs.accounting.checker import account, fault_windows, percentile
+from labs.accounting.checker import account, percentile
 from labs.accounting.history import (Ack, BrokerEvent, ClientRecord, FaultEvent, History, Received, Resume, Sent,
                                      Session)
 from labs.accounting.verdict import Validity, judge, measures
@@ -67,12 +67,12 @@ def test_a_second_copy_is_a_duplicate_not_a_delivery():
     assert round(acc.latencies_ms[0], 6) == 100.0
 
 
-def test_copies_to_the_sender_or_of_unknown_ids_are_unexpected_and_late_joiners_are_extra():
+def test_copies_to_the_sender_or_of_unknown_ids_are_unexpected_and_to_late_joiners_not_member():
     sessions = three() + [Session("d", "app-2", 1.5)]
     h = History(sessions=sessions, sent=[Sent("a-1", "a", 1.0)],
                 received=[Received("a-1", "a", 1.1), Received("zz-9", "b", 1.1), Received("a-1", "d", 1.6)])
     acc = account(h)
-    assert acc.unexpected == 2 and acc.extra == 1
+    assert acc.unexpected == 2 and acc.not_member == 1
     assert acc.expected == 2  # b and c; d joined after the send
 
 
@@ -165,12 +165,31 @@ def test_a_loss_before_any_fault_is_not_excused_by_a_later_trim_notice():
     assert verdict_of(h, "fault-streams-trimmed") is Validity.FAIL
 
 
-def test_a_loss_inside_the_reported_trim_range_is_trimmed():
+def trimmed_history(log_first: int | None) -> History:
+    """b misses a-1 (entry 42); the server tells b entries 40..45 were trimmed; the log, asked at the end,
+    starts at entry `log_first` (None: it could not be asked)."""
     sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0)]
-    h = History(sessions=sessions, sent=[Sent("a-1", "a", 2.1)], acks=[Ack("a-1", 2.11, seq=42)],
-                resumes=[Resume("b", 2.5, 0, 40, 45)], faults=[FaultEvent("partition-replica", "app-2", 2.0, 2.4)])
-    acc = account(h)
-    assert (acc.lost, acc.trimmed) == (1, 1) and measures(acc)[Metric.UNTRIMMED_LOST] == 0
+    return History(sessions=sessions, sent=[Sent("a-1", "a", 2.1)], acks=[Ack("a-1", 2.11, seq=42)],
+                   resumes=[Resume("b", 2.5, 0, 40, 45)], faults=[FaultEvent("partition-replica", "app-2", 2.0, 2.4)],
+                   probes={} if log_first is None else {"stream_first_seq": {"": log_first}})
+
+
+def test_a_loss_inside_the_reported_trim_range_is_trimmed_when_the_log_no_longer_holds_it():
+    acc = account(trimmed_history(46))
+    assert (acc.lost, acc.trimmed, acc.trim_refuted) == (1, 1, 0) and measures(acc)[Metric.UNTRIMMED_LOST] == 0
+
+
+def test_a_trim_the_log_contradicts_is_not_trimmed():
+    # the log still starts at entry 40: entry 42 was there to read, the server's notice does not excuse it
+    acc = account(trimmed_history(40))
+    assert (acc.lost, acc.trimmed, acc.trim_refuted) == (1, 0, 1) and measures(acc)[Metric.UNTRIMMED_LOST] == 1
+
+
+def test_a_trim_nobody_could_check_is_unknown_not_zero():
+    acc = account(trimmed_history(None))
+    assert acc.trimmed is None and measures(acc)[Metric.UNTRIMMED_LOST] is None
+    expect = scenario.load("fault-streams-trimmed").expect
+    assert judge(measures(acc), expect).validity is not Validity.PASS
 
 
 def test_the_window_lasts_until_each_replica_that_broke_during_the_fault_works_again():
@@ -178,7 +197,7 @@ def test_the_window_lasts_until_each_replica_that_broke_during_the_fault_works_a
     h = History(faults=[FaultEvent("restart-redis", "redis", 1.0, 2.0)],
                 broker_events=[BrokerEvent("app-2", 1.1, "subscriber", False),
                                BrokerEvent("app-2", 3.2, "subscriber", True)])
-    assert fault_windows(h) == [(0.5, 3.7)]
+    assert account(h).windows == ((0.5, 3.7),)
 
 
 def test_a_working_report_with_no_break_in_the_fault_does_not_stretch_its_window():

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from labs.accounting.checker import account, fault_windows
+from labs.accounting.checker import account
 from labs.accounting.history import FaultEvent, History, Received, Sent, Session
 from labs.report import plots, series
 
@@ -58,16 +58,17 @@ def test_a_run_gets_the_smallest_bucket_that_keeps_it_to_60_buckets():
 
 def test_nothing_sent_means_no_rates_and_no_fault_spans():
     h = History(replicas=["app-1"], faults=[FaultEvent("kill-replica", "app-1", 1.0, 2.0)])
-    assert series.rates(h) == series.Rates(1.0) and series.fault_spans(h, fault_windows(h)) == []
+    assert series.rates(h) == series.Rates(1.0) and series.fault_spans(h, account(h).windows) == []
 
 
 def test_fault_spans_are_relative_to_the_first_send_with_the_accountings_window():
     h = chat()
-    # c's drop at 10.20 falls inside the fault (10.12-0.5 .. 10.18+0.5) and it never came back: window open
-    (span,) = series.fault_spans(h, fault_windows(h))
+    # c's drop at 10.20 falls inside the fault (10.12-0.5 .. 10.18+0.5) and it never came back: the window
+    # closes at the fault's allowance, 5 s after the heal (+0.5), 15.68 s = 5.68 s after the first send
+    (span,) = series.fault_spans(h, account(h).windows)
     assert span.label == "pause-redis redis"
     assert (span.applied, span.healed) == pytest.approx((0.12, 0.18))
-    assert span.window[0] == pytest.approx(-0.38) and span.window[1] == math.inf
+    assert span.window == pytest.approx((-0.38, 5.68))
     unhealed = History(sent=[Sent("x", "a", 5.0)], faults=[FaultEvent("restart-redis", "redis", 6.0)])
     assert series.fault_spans(unhealed, [(5.5, 7.0)]) == [
         series.FaultSpan("restart-redis redis", 1.0, math.inf, (0.5, 2.0))]
@@ -92,7 +93,7 @@ def test_placement_at_the_end_counts_last_connections_still_open():
 
 def test_the_run_pictures_are_pngs_of_the_size_asked(tmp_path):
     h = chat()
-    timeline = plots.timeline_png(h, fault_windows(h), tmp_path / "t.png", title="chat")
+    timeline = plots.timeline_png(h, account(h).windows, tmp_path / "t.png", title="chat")
     placement = plots.placement_png(account(h).placement, series.placement_at_end(h), tmp_path / "p.png")
     assert png_size(timeline) == (800, 320) and timeline.stat().st_size > 10_000
     assert png_size(placement) == (680, 300) and placement.stat().st_size > 5_000
