@@ -64,9 +64,7 @@ def table(configs: list[dict[str, Any]]) -> str:
     for c in configs:
         k, steps = c["knee"], c["steps"]
         last = next((s for s in steps if ladder.broken(s)), None)
-        why = "-" if last is None else (f"{last['offered']:g}: " + (
-            f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
-            else f"p99 {_ms(last['p99_ms'])}"))
+        why = "-" if last is None else ladder.why_broken(last)
         costs = [u for s in steps if (u := replica_us_per_delivery(s)) is not None]
         cost = f"{statistics.median(costs):.0f}" if costs else "-"
         if k is None:
@@ -112,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "replicas.json").write_text(json.dumps(
         {"benchmark": "replicas", "users": args.users, "seconds": args.seconds, "runs": args.runs,
          "driver": "node", "via": "bridge", "knee_p99_ms": ladder.KNEE_P99_MS, "machine": machine,
-         "knees": {c["implementation"]: c["knee"] and c["knee"]["delivered_per_s"] for c in configs},
+         "knees": {c["implementation"]: c["knee"] and {k: c["knee"][k] for k in ("delivered_per_s", "runs", "of")}
+                   for c in configs},
          "ratio_python_to_node": ratio(configs), "configs": configs}, indent=2, default=str) + "\n")
     text = table(configs)
     (out / "replicas.md").write_text(f"# Python replica vs the article's Node server ({args.users} users in one "
