@@ -7,13 +7,12 @@ collected, every container and the network removed), as medians over several run
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import sys
 
 from . import scenario, settings
-from .cli import progress_printer
+from .cli import BenchParser, progress_printer
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.usage import describe_machine
@@ -50,12 +49,10 @@ def lifecycle(runs: int) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchParser("python -m labs.bench", __doc__, runs=5)
     parser.add_argument("name", choices=["lifecycle"])
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     result = lifecycle(args.runs)
     out = settings.RESULTS_DIR / "bench" / f"lifecycle-{utc_stamp()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

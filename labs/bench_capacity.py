@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import scenario, settings, signals
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .errors import LabError
 from .infra import inspect
 from .infra.engine import ensure_engine
@@ -165,15 +165,14 @@ def check_ladder(args: argparse.Namespace, driver: str = "locust") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_capacity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = BenchParser("python -m labs.bench_capacity", __doc__, runs=3,
+                         runs_help="ladders per configuration (default 3)")
     parser.add_argument("--patterns", default="none,pubsub,streams", help="comma-separated: none, pubsub, streams")
     parser.add_argument("--replicas", default="1,2,3,4", help="comma-separated replica counts (1..8)")
     parser.add_argument("--rates", default=",".join(map(str, ladder.DEFAULT_RATES)),
                         help="offered messages/s, increasing")
     parser.add_argument("--users", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
     args = parser.parse_args(argv)
     progress = progress_printer(settings.QUIET)

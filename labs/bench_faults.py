@@ -7,13 +7,12 @@ run; a verdict that is not as declared in any run shows in the "verdict as decla
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 from typing import Any
 
 from . import scenario, settings, signals
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.usage import describe_machine
@@ -43,12 +42,11 @@ def spread(values: list[float]) -> str:
     return f"{text} ({number(min(values))}-{number(max(values))})" if min(values) != max(values) else text
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_faults", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10)
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchParser("python -m labs.bench_faults", __doc__, runs=10,
+                         runs_help="runs of each scenario (default 10)")
     parser.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     signals.install()
     progress = progress_printer(settings.QUIET)
     names = args.scenarios or [n for n in scenario.available() if n.startswith("fault-")]

@@ -14,7 +14,6 @@ Output: results/bench/replicas-<stamp>/ replicas.json and replicas.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 from . import scenario, settings, signals
 from .bench_capacity import _ms, check_ladder, one_config
 from .infra.usage import describe_machine
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .errors import LabError
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
@@ -77,13 +76,12 @@ def table(configs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_replicas", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = BenchParser("python -m labs.bench_replicas", __doc__, runs=3,
+                         runs_help="ladders per implementation (default 3)")
     parser.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
     parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered messages/s, increasing")
     parser.add_argument("--users", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="load driver worker processes")
     args = parser.parse_args(argv)
     progress = progress_printer(settings.QUIET)

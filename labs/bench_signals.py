@@ -9,7 +9,6 @@ Results go to results/bench/signals-<stamp>.json. tests/docker/test_signals.py r
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from . import settings
+from .cli import BenchParser
 from .settings import ROOT
 
 TARGET_S = 2.0
@@ -87,11 +87,9 @@ def moments(whole_s: float, count: int) -> list[float]:
     return [round(0.9 * whole_s * k / (count + 1), 2) for k in range(1, count + 1)]
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_signals", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=12, help="moments per signal")
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchParser("python -m labs.bench_signals", __doc__, runs=12, runs_help="moments per signal (default 12)")
+    args = parser.parse_args(argv)
     from .infra.engine import connect_existing
 
     client = connect_existing()

@@ -273,6 +273,30 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
+def runs_count(text: str) -> int:
+    """A bench's --runs: a whole number, at least 1 (no run measures nothing; a median of nothing crashes)."""
+    try:
+        runs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if runs < 1:
+        raise argparse.ArgumentTypeError(f"{runs} runs measure nothing; give 1 or more")
+    return runs
+
+
+class BenchParser(argparse.ArgumentParser):
+    """A bench's command line: its docstring as the description, and `--runs` (`runs_count`) when given a
+    default. A mistake is one line and exit 2, before anything starts."""
+
+    def __init__(self, prog: str, doc: str | None, *, runs: int | None = None, runs_help: str | None = None) -> None:
+        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if runs is not None:
+            self.add_argument("--runs", type=runs_count, default=runs, help=runs_help or f"runs (default {runs})")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
+
+
 def run_bench(main: Callable[[], int], name: str) -> NoReturn:
     """A bench's `__main__`: exit with its code; 130 after Ctrl-C or SIGTERM (what it started was removed on
     the way out); 1, in one line, for a setup problem it did not answer itself."""
