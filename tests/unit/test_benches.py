@@ -48,3 +48,27 @@ def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(module, 
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs" in err[0], err
+
+
+def test_a_signal_that_landed_in_no_run_has_no_figures_and_says_so():
+    from labs.bench_signals import passed, summary, summary_line
+
+    rows = [{"delay_s": 0.5, "exit": None, "stop_s": 0.0, "left": 0},
+            {"delay_s": 1.0, "exit": None, "stop_s": 0.0, "left": 0}]
+    s = summary(rows)
+    assert (s["interrupted"], s["of"], s["median_s"], s["max_s"]) == (0, 2, None, None)
+    assert summary_line("SIGINT", s) == ("SIGINT: 0 of 2 runs interrupted, exit 130 in 0, left behind 0, signal to "
+                                         "exit median - max - over 0 run(s) (target 2.0s)")
+    assert not passed([s])
+
+
+def test_the_signal_figures_rest_on_the_runs_the_signal_interrupted():
+    from labs.bench_signals import passed, summary, summary_line
+
+    rows = [{"delay_s": 0.5, "exit": 130, "stop_s": 0.4, "left": 0},
+            {"delay_s": 1.0, "exit": 130, "stop_s": 0.6, "left": 1},
+            {"delay_s": 9.0, "exit": None, "stop_s": 0.0, "left": 0}]
+    s = summary(rows)
+    assert (s["interrupted"], s["of"], s["exit_130"], s["left"], s["median_s"], s["max_s"]) == (2, 3, 2, 1, 0.5, 0.6)
+    assert summary_line("SIGTERM", s).endswith("median 0.50s max 0.60s over 2 run(s) (target 2.0s)")
+    assert passed([s]) and not passed([s, summary(rows[2:])])
