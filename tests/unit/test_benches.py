@@ -72,3 +72,28 @@ def test_the_signal_figures_rest_on_the_runs_the_signal_interrupted():
     assert (s["interrupted"], s["of"], s["exit_130"], s["left"], s["median_s"], s["max_s"]) == (2, 3, 2, 1, 0.5, 0.6)
     assert summary_line("SIGTERM", s).endswith("median 0.50s max 0.60s over 2 run(s) (target 2.0s)")
     assert passed([s]) and not passed([s, summary(rows[2:])])
+
+
+def test_bench_lifecycle_answers_sigterm_like_every_bench_exit_130_with_its_engine_closed(monkeypatch, capsys):
+    import os
+    import runpy
+    from types import SimpleNamespace
+
+    from labs import signals
+    from labs.infra import images
+
+    closed = []
+    monkeypatch.setattr(engine, "ensure_engine", lambda **kw: SimpleNamespace(close=lambda: closed.append(True)))
+
+    def sigterm_while_looking_up_images(client, **kw):
+        assert signal.getsignal(signal.SIGTERM) is signals._handler, "bench-lifecycle installed no signal handler"
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the bench")
+
+    monkeypatch.setattr(images, "ensure_images", sigterm_while_looking_up_images)
+    monkeypatch.setattr(sys, "argv", ["labs.bench", "lifecycle", "--runs", "1"])
+    monkeypatch.delitem(sys.modules, "labs.bench", raising=False)
+    with pytest.raises(SystemExit) as exit:
+        runpy.run_module("labs.bench", run_name="__main__")
+    assert exit.value.code == 130 and closed == [True]
+    assert capsys.readouterr().err.strip() == "bench-lifecycle: interrupted"
