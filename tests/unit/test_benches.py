@@ -97,3 +97,36 @@ def test_bench_lifecycle_answers_sigterm_like_every_bench_exit_130_with_its_engi
         runpy.run_module("labs.bench", run_name="__main__")
     assert exit.value.code == 130 and closed == [True]
     assert capsys.readouterr().err.strip() == "bench-lifecycle: interrupted"
+
+
+def fault_run(accounting, reason=""):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(accounting=accounting, verdict=SimpleNamespace(reason=reason), passed=not reason)
+
+
+def test_a_fault_run_whose_checker_crashed_adds_nothing_to_any_median():
+    from labs import scenario
+    from labs.accounting.checker import Accounting
+    from labs.bench_faults import medians, record, row
+
+    crash = "checker failed: KeyError('a-1')"
+    got = [record(r) for r in (fault_run(Accounting(sent=1080, expected=8640, lost=30, max_gap_s=0.07)),
+                               fault_run(Accounting(), crash),  # today's checker: a zero accounting
+                               fault_run(Accounting(sent=1080, expected=8640, lost=20, max_gap_s=0.05)),
+                               fault_run(None, crash))]  # the checker to come: no accounting at all
+    assert got[1]["lost"] is None and got[3]["sent"] is None and got[3]["checker_failed"]
+    m = medians(got)
+    assert m["lost"] == {"median": 25, "min": 20, "max": 30, "runs": 2, "left_out": 2}
+    text = row(scenario.load("fault-pubsub-kill-replica"), got)
+    assert "| 2/4 runs, 2 checker failed |" in text and "| 25 (20-30) on 2 runs, 2 left out |" in text
+
+
+def test_a_figure_one_run_did_not_measure_is_left_out_of_that_median_only():
+    from labs.bench_faults import cell, medians
+
+    got = [{"lost": 3, "max_gap_s": None}, {"lost": 5, "max_gap_s": 0.25}, {"lost": 4, "max_gap_s": None}]
+    m = medians(got, ("lost", "max_gap_s"))
+    assert m["lost"]["runs"] == 3 and cell(m["lost"]) == "4 (3-5)"
+    assert cell(m["max_gap_s"]) == "0.250 on 1 run, 2 left out"
+    assert cell(medians([{"lost": None}], ("lost",))["lost"]) == "- on 0 runs, 1 left out"
