@@ -100,7 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
             except LabError as exc:  # during a run, not before: the run failed (its stack is already gone)
                 not_run = ", ".join(q.scenario.name for q in plans[i + 1:])
-                failed = f"{p.scenario.name} failed during its run: {exc}" + (f"; not run: {not_run}" if not_run else "")
+                failed = f"{p.scenario.name} failed during its run: {exc}"
+                failed += f"; not run: {not_run}" if not_run else ""
                 break
             path = files.write(result, results_dir, table.table([result]))
             progress(f"{p.scenario.name}: {result.verdict_text}; results in {path}")
