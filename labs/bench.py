@@ -7,13 +7,11 @@ collected, every container and the network removed), as medians over several run
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-import sys
 
-from . import scenario, settings
-from .cli import progress_printer
+from . import scenario, settings, signals
+from .cli import BenchParser, progress_printer, run_bench
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.usage import describe_machine
@@ -24,21 +22,23 @@ from .runner import new_run_id, render, utc_stamp
 def lifecycle(runs: int) -> dict[str, object]:
     progress = progress_printer(settings.QUIET)
     client = ensure_engine(progress=progress)
-    images = ensure_images(client, progress=progress)
-    s = scenario.load("pubsub")
-    conf = render(s)
-    ups, downs = [], []
-    for i in range(runs):
-        spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                         nginx_conf=conf, images=images)
-        stack = Stack(client, spec)
-        with stack:
-            pass
-        ups.append(stack.timings.up_s)
-        downs.append(stack.timings.down_s)
-        progress(f"run {i + 1}/{runs}: up {stack.timings.up_s:.3f}s, down {stack.timings.down_s:.3f}s")
-    engine = client.version().get("Version", "?")
-    client.close()
+    try:
+        images = ensure_images(client, progress=progress)
+        s = scenario.load("pubsub")
+        conf = render(s)
+        ups, downs = [], []
+        for i in range(runs):
+            spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
+                             nginx_conf=conf, images=images)
+            stack = Stack(client, spec)
+            with stack:  # a signal tears the stack down, then stops the bench (exit 130)
+                pass
+            ups.append(stack.timings.up_s)
+            downs.append(stack.timings.down_s)
+            progress(f"run {i + 1}/{runs}: up {stack.timings.up_s:.3f}s, down {stack.timings.down_s:.3f}s")
+        engine = client.version().get("Version", "?")
+    finally:
+        client.close()
     return {
         "benchmark": "lifecycle",
         "topology": "redis + 3 app replicas + nginx, warm images",
@@ -50,12 +50,11 @@ def lifecycle(runs: int) -> dict[str, object]:
     }
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchParser("python -m labs.bench", __doc__, runs=5)
     parser.add_argument("name", choices=["lifecycle"])
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    signals.install()
     result = lifecycle(args.runs)
     out = settings.RESULTS_DIR / "bench" / f"lifecycle-{utc_stamp()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -67,4 +66,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_bench(main, "bench-lifecycle")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import scenario, settings, signals
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .errors import LabError
 from .infra import inspect
 from .infra.engine import ensure_engine
@@ -35,7 +35,7 @@ from .report.plots import capacity_pngs
 from .runner import describe, plan, stack_spec, utc_stamp
 
 CSV_FIELDS = ("pattern", "replicas", "offered", "sent_per_s", "delivered_per_s", "lost", "dropped", "p50_ms",
-              "p90_ms", "p99_ms", "max_ms", "generator_bound", "bottleneck")
+              "p90_ms", "p99_ms", "max_ms", "generator_bound", "bottleneck", "runs", "held", "of")
 
 
 def capacity_scenario(pattern: str, replicas: int, users: int) -> scenario.Scenario:
@@ -109,7 +109,7 @@ def one_config(client: Any, images: Any, sc: scenario.Scenario, tags: dict[str, 
             with session(args.processes + 1, "headroom") as load:
                 again = step(load, best["offered"], f"{args.processes + 1} generator processes")
             headroom = {"rate": best["offered"], "processes": [args.processes, args.processes + 1],
-                        "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
+                        "first": {k: best[k] for k in ("delivered_per_s", "p50_ms", "p99_ms", "runs", "of")},
                         "second": {k: again[k] for k in ("delivered_per_s", "p50_ms", "p99_ms")},
                         "verdict": ladder.headroom(best, again), "step": again}
     return {**tags, "runs": runs, "steps": medians, "knee": best, "headroom": headroom, "locust": locust}
@@ -124,10 +124,8 @@ def table(configs: list[dict[str, Any]]) -> str:
             "| broke at (offered msg/s): why | second generator process at the knee |", "|" + "---|" * 7]
     for c in configs:
         k, steps = c["knee"], c["steps"]
-        last = next((s for s in steps if ladder.broken(s)), None)  # the first rate whose medians broke
-        why = "-" if last is None else (f"{last['offered']:g}: " + (
-            f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
-            else f"p99 {_ms(last['p99_ms'])}"))
+        last = next((s for s in steps if ladder.broken(s)), None)  # the first rate where a run had broken
+        why = "-" if last is None else ladder.why_broken(last)
         h = c["headroom"]
         second = "-" if h is None else (f"{h['second']['delivered_per_s']:.0f}/s, p99 {_ms(h['second']['p99_ms'])}: "
                                         f"{h['verdict']}")
@@ -167,15 +165,14 @@ def check_ladder(args: argparse.Namespace, driver: str = "locust") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_capacity", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = BenchParser("python -m labs.bench_capacity", __doc__, runs=3,
+                         runs_help="ladders per configuration (default 3)")
     parser.add_argument("--patterns", default="none,pubsub,streams", help="comma-separated: none, pubsub, streams")
     parser.add_argument("--replicas", default="1,2,3,4", help="comma-separated replica counts (1..8)")
     parser.add_argument("--rates", default=",".join(map(str, ladder.DEFAULT_RATES)),
                         help="offered messages/s, increasing")
     parser.add_argument("--users", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="locust worker processes")
     args = parser.parse_args(argv)
     progress = progress_printer(settings.QUIET)

@@ -2,18 +2,19 @@
 
 Runs every `fault-*` scenario `runs` times through the pipeline and writes the medians (and ranges) of its
 counts to results/bench/faults-<stamp>.json, and the README's table to stdout. The counts move from run to
-run; a verdict that is not as declared in any run shows in the "verdict as declared" column.
+run; a verdict that is not as declared in any run shows in the "verdict as declared" column. A run whose
+checker crashed measured nothing: it adds to no median; a figure a run did not measure (None) is left out
+of that figure's median, and the cell says on how many runs the median rests and how many were left out.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
-from typing import Any
+from typing import Any, Sequence
 
 from . import scenario, settings, signals
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
 from .infra.usage import describe_machine
@@ -31,24 +32,60 @@ BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS",
 #: the broker's server, by its container, as the fault column names it
 SERVERS = {"redis": "Redis", "nats": "nats-server"}
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
+FIGURES = COLUMNS + ("sent", "expected")
+
+
+def record(result: Any) -> dict[str, Any]:
+    """One run's figures and verdict. A checker that crashed (no accounting, or the zero one that comes with
+    a "checker failed" verdict) measured nothing: every figure is None."""
+    failed = result.accounting is None or result.verdict.reason.startswith("checker failed")
+    figures = {k: None if failed else getattr(result.accounting, k) for k in FIGURES}
+    return {**figures, "passed": result.passed, "checker_failed": failed}
+
+
+def summarize(values: list[float | None]) -> dict[str, Any]:
+    """Median and range over the runs that measured the figure; how many they were, how many were left out."""
+    got = [v for v in values if v is not None]
+    return {"median": statistics.median(got) if got else None, "min": min(got, default=None),
+            "max": max(got, default=None), "runs": len(got), "left_out": len(values) - len(got)}
+
+
+def medians(got: list[dict[str, Any]], keys: Sequence[str] = FIGURES) -> dict[str, dict[str, Any]]:
+    return {k: summarize([g[k] for g in got]) for k in keys}
 
 
 def number(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.3f}"
 
 
-def spread(values: list[float]) -> str:
-    """The median, and the range when the runs differ: `185 (180-200)`."""
-    text = number(statistics.median(values))
-    return f"{text} ({number(min(values))}-{number(max(values))})" if min(values) != max(values) else text
+def cell(m: dict[str, Any]) -> str:
+    """The median, the range when the runs differ, and the runs behind it when some were left out:
+    `185 (180-200)`, `27 on 2 runs, 1 left out`, `- on 0 runs, 3 left out`."""
+    text = "-" if m["median"] is None else number(m["median"])
+    if m["median"] is not None and m["min"] != m["max"]:
+        text += f" ({number(m['min'])}-{number(m['max'])})"
+    if m["left_out"]:
+        text += f" on {m['runs']} run{'' if m['runs'] == 1 else 's'}, {m['left_out']} left out"
+    return text
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_faults", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=10)
+def row(s: scenario.Scenario, got: list[dict[str, Any]]) -> str:
+    """The README table's row for one fault scenario over its runs."""
+    server = SERVERS.get(s.topology.broker.container or "", "the broker")
+    fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target, b=server) for f in s.faults)
+    crashed = sum(g["checker_failed"] for g in got)
+    cells = [f"`{s.name}`", fault, BROKERS.get(s.topology.broker.value, s.topology.broker.value),
+             f"{sum(g['passed'] for g in got)}/{len(got)} runs" + (f", {crashed} checker failed" if crashed else "")]
+    m = medians(got, COLUMNS)
+    cells += [cell(m[k]) for k in COLUMNS]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = BenchParser("python -m labs.bench_faults", __doc__, runs=10,
+                         runs_help="runs of each scenario (default 10)")
     parser.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     signals.install()
     progress = progress_printer(settings.QUIET)
     names = args.scenarios or [n for n in scenario.available() if n.startswith("fault-")]
@@ -59,26 +96,20 @@ def main() -> int:
     for i in range(args.runs):
         for p in plans:
             r = execute(client, p, images, progress=progress)
-            counts = {k: getattr(r.accounting, k) for k in COLUMNS}
-            runs[p.scenario.name].append({**counts, "passed": r.passed, "sent": r.accounting.sent,
-                                          "expected": r.accounting.expected})
+            got = record(r)
+            runs[p.scenario.name].append(got)
+            counts = {k: got[k] for k in COLUMNS}
             progress(f"run {i + 1}/{args.runs} {p.scenario.name}: {r.verdict_text} {counts}")
     rows = ["| scenario | fault | broker | verdict as declared | lost | lost outside the fault window | duplicated "
             "| nacked | recovered after reconnect | trimmed | max gap s |", "|" + "---|" * 11]
-    for p in plans:
-        s, got = p.scenario, runs[p.scenario.name]
-        server = SERVERS.get(s.topology.broker.container or "", "the broker")
-        fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target, b=server) for f in s.faults)
-        cells = [f"`{s.name}`", fault, BROKERS.get(s.topology.broker.value, s.topology.broker.value),
-                 f"{sum(g['passed'] for g in got)}/{len(got)} runs"]
-        cells += [spread([g[k] for g in got]) for k in COLUMNS]
-        rows.append("| " + " | ".join(cells) + " |")
+    rows += [row(p.scenario, runs[p.scenario.name]) for p in plans]
     out = settings.RESULTS_DIR / "bench" / f"faults-{utc_stamp()}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "faults", "runs": args.runs, "results": runs,
+                               "medians": {name: medians(got) for name, got in runs.items()},
                                "machine": describe_machine(client.version().get("Version", "?"))}, indent=2))
     print("\n".join(rows))
-    print(f"\n({args.runs} runs each; {out})")
+    print(f"\n(medians over {args.runs} runs each, unless a cell says on how many; {out})")
     client.close()
     return 0 if all(g["passed"] for got in runs.values() for g in got) else 1
 

@@ -14,7 +14,6 @@ Output: results/bench/replicas-<stamp>/ replicas.json and replicas.md.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -25,7 +24,7 @@ from typing import Any
 from . import scenario, settings, signals
 from .bench_capacity import _ms, check_ladder, one_config
 from .infra.usage import describe_machine
-from .cli import progress_printer, run_bench
+from .cli import BenchParser, progress_printer, run_bench
 from .errors import LabError
 from .infra.engine import ensure_engine
 from .infra.images import ensure_images
@@ -64,9 +63,7 @@ def table(configs: list[dict[str, Any]]) -> str:
     for c in configs:
         k, steps = c["knee"], c["steps"]
         last = next((s for s in steps if ladder.broken(s)), None)
-        why = "-" if last is None else (f"{last['offered']:g}: " + (
-            f"lost {last['lost']}" if last["lost"] else f"dropped {last['dropped']}" if last["dropped"]
-            else f"p99 {_ms(last['p99_ms'])}"))
+        why = "-" if last is None else ladder.why_broken(last)
         costs = [u for s in steps if (u := replica_us_per_delivery(s)) is not None]
         cost = f"{statistics.median(costs):.0f}" if costs else "-"
         if k is None:
@@ -79,13 +76,12 @@ def table(configs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_replicas", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = BenchParser("python -m labs.bench_replicas", __doc__, runs=3,
+                         runs_help="ladders per implementation (default 3)")
     parser.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
     parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered messages/s, increasing")
     parser.add_argument("--users", type=int, default=12)
     parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--processes", type=int, default=1, help="load driver worker processes")
     args = parser.parse_args(argv)
     progress = progress_printer(settings.QUIET)
@@ -112,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     (out / "replicas.json").write_text(json.dumps(
         {"benchmark": "replicas", "users": args.users, "seconds": args.seconds, "runs": args.runs,
          "driver": "node", "via": "bridge", "knee_p99_ms": ladder.KNEE_P99_MS, "machine": machine,
-         "knees": {c["implementation"]: c["knee"] and c["knee"]["delivered_per_s"] for c in configs},
+         "knees": {c["implementation"]: c["knee"] and {k: c["knee"][k] for k in ("delivered_per_s", "runs", "of")}
+                   for c in configs},
          "ratio_python_to_node": ratio(configs), "configs": configs}, indent=2, default=str) + "\n")
     text = table(configs)
     (out / "replicas.md").write_text(f"# Python replica vs the article's Node server ({args.users} users in one "

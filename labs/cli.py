@@ -1,7 +1,9 @@
 """python -m labs run|list|clean|images|up|down|fault|heal|cluster
 
-Exit codes: 0 every verdict as declared; 1 an expectation was not met; 2 bad input or a setup problem
-(one line says what and how to fix it); 3 a crash of the lab itself (one line points at the log);
+Exit codes: 0 every verdict as declared; 1 an expectation was not met, or a scenario failed during its run
+(the table of the runs that completed, then one line naming it); 2 bad input or a setup problem found
+before anything started (one line says what and how to fix it); 3 a crash of the lab itself (one line
+points at the log);
 130 interrupted by Ctrl-C or SIGTERM (everything the run started is removed first).
 """
 
@@ -88,12 +90,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     for role, image in (("app", images.app), ("redis", images.redis), ("nginx", images.nginx)):
         progress(f"image {role}: {image.tag} — {image.source}")
     results = []
+    failed = ""
     try:
         if own_cluster:
             cluster.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}), host_client=client,
                        nodes=own_cluster, progress=progress)
-        for p in plans:
-            result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
+        for i, p in enumerate(plans):
+            try:
+                result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
+            except LabError as exc:  # during a run, not before: the run failed (its stack is already gone)
+                not_run = ", ".join(q.scenario.name for q in plans[i + 1:])
+                failed = f"{p.scenario.name} failed during its run: {exc}"
+                failed += f"; not run: {not_run}" if not_run else ""
+                break
             path = files.write(result, results_dir, table.table([result]))
             progress(f"{p.scenario.name}: {result.verdict_text}; results in {path}")
             results.append(result)
@@ -102,7 +111,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         if own_cluster:
             with signals.deferred():
                 cluster.down(progress=progress)
-    print(table.table(results))
+    if results:
+        print(table.table(results))
+    if failed:
+        print(f"wslab: {failed}", file=sys.stderr)
+        return EXIT_FAIL
     return EXIT_PASS if all(r.passed for r in results) else EXIT_FAIL
 
 
@@ -271,6 +284,30 @@ def parser() -> argparse.ArgumentParser:
                          help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")
     cluster.set_defaults(func=cmd_cluster)
     return top
+
+
+def runs_count(text: str) -> int:
+    """A bench's --runs: a whole number, at least 1 (no run measures nothing; a median of nothing crashes)."""
+    try:
+        runs = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if runs < 1:
+        raise argparse.ArgumentTypeError(f"{runs} runs measure nothing; give 1 or more")
+    return runs
+
+
+class BenchParser(argparse.ArgumentParser):
+    """A bench's command line: its docstring as the description, and `--runs` (`runs_count`) when given a
+    default. A mistake is one line and exit 2, before anything starts."""
+
+    def __init__(self, prog: str, doc: str | None, *, runs: int | None = None, runs_help: str | None = None) -> None:
+        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+        if runs is not None:
+            self.add_argument("--runs", type=runs_count, default=runs, help=runs_help or f"runs (default {runs})")
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
 
 
 def run_bench(main: Callable[[], int], name: str) -> NoReturn:

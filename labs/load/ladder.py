@@ -2,7 +2,8 @@
 
 A ladder steps the offered rate up until a step breaks (p99 over `BREAK_P99_MS`, or anything lost or
 dropped); the knee is the step with the most deliveries/s whose p99 is within `KNEE_P99_MS` and that lost
-nothing. Several runs of a ladder combine into medians, step by step.
+nothing. Several runs of a ladder combine into medians, step by step; a rate counts toward the knee only
+if every run reached it without breaking (a run that broke below a rate is broken at that rate).
 """
 
 from __future__ import annotations
@@ -42,15 +43,38 @@ def numbers(text: str, what: str, lo: float, hi: float) -> list[float]:
     return values
 
 
+def every_run_held(step: Step) -> bool:
+    """Every run behind a merged step reached its rate without breaking (one run's own step: True)."""
+    return bool(step.get("held", 1) == step.get("of", 1))
+
+
 def broken(step: Step) -> bool:
-    """The step where the ladder stops: p99 over the limit, nothing delivered, or anything lost or dropped."""
+    """The step where the ladder stops: p99 over the limit, nothing delivered, anything lost or dropped, or
+    (merged steps) a run that broke at or below this rate."""
     p99 = step.get("p99_ms")
-    return p99 is None or p99 > BREAK_P99_MS or step["lost"] > 0 or step["dropped"] > 0
+    return (p99 is None or p99 > BREAK_P99_MS or step["lost"] > 0 or step["dropped"] > 0
+            or not every_run_held(step))
 
 
 def within_knee(step: Step) -> bool:
     p99 = step.get("p99_ms")
-    return p99 is not None and p99 <= KNEE_P99_MS and step["lost"] == 0 and step["dropped"] == 0
+    return (p99 is not None and p99 <= KNEE_P99_MS and step["lost"] == 0 and step["dropped"] == 0
+            and every_run_held(step))
+
+
+def why_broken(step: Step) -> str:
+    """`<offered>: <why>` for a broken step: the loss, the drops, the p99, and how many runs had broken by then."""
+    p99 = step.get("p99_ms")
+    parts = [f"lost {step['lost']}"] if step["lost"] else []
+    if step["dropped"]:
+        parts.append(f"dropped {step['dropped']}")
+    if p99 is None:
+        parts.append("nothing delivered")
+    elif p99 > BREAK_P99_MS:
+        parts.append(f"p99 {p99:.1f} ms")
+    if not every_run_held(step):
+        parts.append(f"{step['of'] - step['held']} of {step['of']} runs broken")
+    return f"{step['offered']:g}: " + ", ".join(parts)
 
 
 def knee(steps: list[Step]) -> Step | None:
@@ -61,7 +85,9 @@ def knee(steps: list[Step]) -> Step | None:
 
 def median_steps(runs: list[list[Step]]) -> list[Step]:
     """Per offered rate, the median of each figure over the runs that reached that rate. `lost` and
-    `dropped` are the most any run saw (one run's loss is a loss); `runs` says how many runs are behind it."""
+    `dropped` are the most any run saw (one run's loss is a loss). Behind each merged step: `runs` reached
+    the rate, `held` of them did not break there, of `of` runs in all; a run that broke below the rate
+    counts as broken at it, so the step is `broken` and never `within_knee` unless `held == of`."""
     by_rate: dict[float, list[Step]] = {}
     for run in runs:
         for step in run:
@@ -79,6 +105,8 @@ def median_steps(runs: list[list[Step]]) -> list[Step]:
         merged["generator_bound"] = any(s["generator_bound"] for s in group)
         merged["cpu"] = {name: statistics.median(s["cpu"].get(name, 0.0) for s in group) for name in group[0]["cpu"]}
         merged["runs"] = len(group)
+        merged["held"] = sum(1 for s in group if not broken(s))
+        merged["of"] = len(runs)
         out.append(merged)
     return out
 

@@ -1,4 +1,5 @@
-"""Bad input is refused before anything starts: one line on stderr, exit 2."""
+"""Bad input is refused before anything starts: one line on stderr, exit 2. A failure during a run is
+exit 1, after the table of the runs that completed."""
 
 import os
 import subprocess
@@ -81,3 +82,77 @@ def test_a_template_that_does_not_render_is_refused_before_anything_starts(tmp_p
     (tmp_path / "nginx" / "nginx.conf.j2").write_text("{{ no_such_value }}\n")
     r = lab("run", "pubsub", "--templates", str(tmp_path), env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock"})
     assert r.returncode == 2 and "nginx template error" in one_line(r.stderr)
+
+
+
+def main_keeping_signals(argv):
+    """`cli.main` in this process, with pytest's signal handlers put back afterwards."""
+    import signal
+
+    from labs import cli
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return cli.main(argv)
+    finally:
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def scenario_files(tmp_path, *names):
+    """Scenario files that expect nothing lost."""
+    for name in names:
+        (tmp_path / f"{name}.toml").write_text("[topology]\n[workload]\n[expect]\nlost = 0\n")
+    return [str(tmp_path / f"{name}.toml") for name in names]
+
+
+def passing_result(p):
+    from labs.accounting.checker import account
+    from labs.accounting.history import History
+    from labs.accounting.verdict import judge, measures
+    from labs.report.result import RunResult
+
+    h = History(replicas=["app-1"])
+    acc = account(h)
+    values = measures(acc)
+    return RunResult(scenario=p.scenario, protocol=p.protocol, run_id="r", stamp="s", history=h, accounting=acc,
+                     values=values, verdict=judge(values, p.scenario.expect), nginx_conf="")
+
+
+def test_a_stack_error_during_the_second_run_prints_the_first_runs_table_names_the_failure_and_exits_1(
+        monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from labs import cli, runner
+    from labs.errors import StackError
+    from labs.report import files
+
+    def execute(client, p, images, **kw):
+        if p.scenario.name == "second":
+            raise StackError("app-2 did not come back after the heal of kill-replica")
+        return passing_result(p)
+
+    closed = []
+    image = SimpleNamespace(tag="t", source="s")
+    images = SimpleNamespace(app=image, redis=image, nginx=image)
+    monkeypatch.setattr(cli, "_setup", lambda progress: (SimpleNamespace(close=lambda: closed.append(1)), images))
+    monkeypatch.setattr(runner, "execute", execute)
+    monkeypatch.setattr(files, "write", lambda result, results_dir, text: tmp_path)
+    argv = ["--quiet", "run", *scenario_files(tmp_path, "first", "second", "third"), "--results", str(tmp_path)]
+    assert main_keeping_signals(argv) == 1 and closed == [1]
+    out, err = capsys.readouterr()
+    assert "| first " in out and "| second " not in out
+    assert one_line(err) == ("wslab: second failed during its run: app-2 did not come back after the heal of "
+                             "kill-replica; not run: third")
+
+
+def test_a_setup_problem_before_any_run_is_still_exit_2(monkeypatch, tmp_path, capsys):
+    from labs import cli
+    from labs.errors import EngineError
+
+    def no_engine(progress):
+        raise EngineError("no Docker engine answers")
+
+    monkeypatch.setattr(cli, "_setup", no_engine)
+    assert main_keeping_signals(["--quiet", "run", *scenario_files(tmp_path, "s"), "--results", str(tmp_path)]) == 2
+    assert one_line(capsys.readouterr().err) == "wslab: no Docker engine answers"

@@ -100,8 +100,38 @@ def test_medians_per_rate_keep_the_worst_loss():
             [step(100, 1100, 5.0), step(200, 2100, 20.0, lost=3)],
             [step(100, 1200, 4.0)]]
     merged = ladder.median_steps(runs)
-    assert [(m["offered"], m["delivered_per_s"], m["p99_ms"], m["lost"], m["runs"]) for m in merged] == [
-        (100, 1100, 4.0, 0, 3), (200, 2050, 15.0, 3, 2)]
+    assert [(m["offered"], m["delivered_per_s"], m["p99_ms"], m["lost"], m["runs"], m["of"]) for m in merged] == [
+        (100, 1100, 4.0, 0, 3, 3), (200, 2050, 15.0, 3, 2, 3)]
+
+
+def test_a_rate_two_of_three_runs_broke_below_is_not_the_knee():
+    runs = [[step(700, 7000, 20.0), step(1000, 9000, 120.0)],
+            [step(700, 7100, 22.0), step(1000, 9100, 10.0, lost=2)],
+            [step(700, 7200, 21.0), step(1000, 10000, 30.0), step(1400, 14000, 40.0), step(2000, 15000, 130.0)]]
+    merged = ladder.median_steps(runs)
+    assert [(m["offered"], m["runs"], m["held"], m["of"]) for m in merged] == [
+        (700, 3, 3, 3), (1000, 3, 1, 3), (1400, 1, 1, 3), (2000, 1, 0, 3)]
+    assert [ladder.broken(m) for m in merged] == [False, True, True, True]
+    assert not ladder.within_knee(merged[2])
+    assert ladder.knee(merged)["offered"] == 700
+
+
+def test_a_rate_one_run_broke_at_is_not_the_knee_even_when_the_median_p99_is_within_50_ms():
+    runs = [[step(100, 1000, 10.0), step(200, 2000, 20.0)],
+            [step(100, 1000, 10.0), step(200, 2000, 30.0)],
+            [step(100, 1000, 10.0), step(200, 2000, 120.0)]]
+    merged = ladder.median_steps(runs)
+    assert merged[1]["p99_ms"] == 30.0 and merged[1]["held"] == 2
+    assert ladder.broken(merged[1]) and ladder.knee(merged)["offered"] == 100
+    assert ladder.why_broken(merged[1]) == "200: 1 of 3 runs broken"
+
+
+def test_why_a_merged_step_broke_names_the_loss_and_the_runs_broken_by_then():
+    runs = [[step(100, 1000, 10.0, lost=4)], [step(100, 1000, 10.0), step(200, 2000, 150.0)]]
+    merged = ladder.median_steps(runs)
+    assert ladder.why_broken(merged[0]) == "100: lost 4, 1 of 2 runs broken"
+    assert ladder.why_broken(merged[1]) == "200: p99 150.0 ms, 2 of 2 runs broken"
+    assert ladder.why_broken(step(400, 0, None)) == "400: nothing delivered"
 
 
 @pytest.mark.parametrize("text", ["", "pubsub,kafka", "nats"])
