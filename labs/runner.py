@@ -128,18 +128,30 @@ def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
     channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), publishes
-    that reached nobody, and (the seed article's Node server) unhandled rejections it survived."""
-    out: dict[str, Any] = {"published_to_nobody": sum(r.get("published_to_nobody", 0) for r in replicas.values()),
-                           "deaf_detected": sum(r.get("deaf_detected", 0) for r in replicas.values()),
-                           "unhandled_rejections": sum(r.get("unhandled_rejections", 0) for r in replicas.values())}
-    if scenario.topology.broker is Broker.REDIS_PUBSUB and "redis" in stack.containers:
-        out["members"] = {name: sum(1 for n in r.get("rooms", {}).values() if n) for name, r in replicas.items()}
+    that reached nobody, (the seed article's Node server) unhandled rejections it survived, and (Redis
+    Streams) the first entry each room's stream still holds. A replica that did not answer leaves its
+    figures unmeasured (None), never 0."""
+    answered = {name: r for name, r in replicas.items() if r.get("status") == 200}
+    every = len(answered) == len(replicas)
+
+    def total(key: str) -> int | None:
+        return sum(r.get(key, 0) for r in answered.values()) if every else None
+
+    out: dict[str, Any] = {key: total(key) for key in ("published_to_nobody", "deaf_detected", "unhandled_rejections")}
+    broker = scenario.topology.broker
+    if broker is Broker.REDIS_PUBSUB and "redis" in stack.containers:
+        out["members"] = {name: sum(1 for n in r.get("rooms", {}).values() if n) if name in answered else None
+                          for name, r in replicas.items()}
         out["subscriptions"] = inspect.pubsub_subscriptions(stack)
+    if broker is Broker.REDIS_STREAMS and "redis" in stack.containers:
+        rooms = sorted({scenario.workload.room_for(i) for i in range(scenario.workload.clients)})
+        out["stream_first_seq"] = inspect.stream_first_seq(stack, rooms)
     return out
 
 
-def check(p: Plan, history: History) -> tuple[Accounting, dict[Metric, float | None], Verdict]:
-    """The accounting, every measured value, and the verdict; a checker that crashes reports unknown."""
+def check(p: Plan, history: History) -> tuple[Accounting | None, dict[Metric, float | None], Verdict]:
+    """The accounting, every measured value, and the verdict; a checker that crashes reports unknown, and
+    no accounting and no value (nothing it half computed is a figure)."""
     expect = p.scenario.expect
     try:
         acc = account(history)
@@ -148,7 +160,7 @@ def check(p: Plan, history: History) -> tuple[Accounting, dict[Metric, float | N
             values.update(cluster_measures(history))
         return acc, values, judge(values, expect)
     except Exception as exc:  # noqa: BLE001 - never "pass" on a crash
-        return Accounting(), {}, unknown(f"checker failed: {exc!r}", expect)
+        return None, {}, unknown(f"checker failed: {exc!r}", expect)
 
 
 def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,

@@ -73,6 +73,27 @@ def pubsub_subscriptions(stack: Stack) -> dict[str, int]:
     return out
 
 
+#: the sequence number of a room's first entry still in its stream (the seq counter + 1 when it is empty)
+FIRST_SEQ = """local e = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', 1)
+if #e == 0 then return tonumber(redis.call('GET', KEYS[2]) or '0') + 1 end
+local f = e[1][2]
+for i = 1, #f, 2 do if f[i] == 'n' then return tonumber(f[i + 1]) end end
+return -1"""
+
+
+def stream_first_seq(stack: Stack, rooms: list[str]) -> dict[str, int | None]:
+    """Per room, the sequence number of the first entry its stream still holds: what a replica says was
+    trimmed must lie below it. None for a room Redis did not answer for."""
+    out: dict[str, int | None] = {}
+    for room in rooms:
+        try:
+            value = int(redis_cli(stack, "EVAL", FIRST_SEQ, "2", f"stream:{room}", f"seq:{room}"))
+        except (StackError, ValueError):
+            value = -1
+        out[room] = value if value >= 0 else None
+    return out
+
+
 def cpu_seconds(stack: Stack) -> dict[str, float]:
     """CPU seconds each container has used so far, from its cgroup. Two readings over a window give the
     cores it used."""

@@ -131,8 +131,8 @@ class WebSocketProtocol(ProtocolAdapter):
                 "broker": s.topology.broker.value, "sent": str(a.sent), "expected deliveries": str(a.expected),
                 "delivered": str(a.delivered), "lost": str(a.lost),
                 "lost in / outside fault": f"{a.lost_in_fault} / {a.lost_outside_fault}",
-                "trimmed": str(a.trimmed), "duplicated": str(a.duplicated), "nacked": str(a.nacked),
-                "recovered after reconnect": str(a.recovered), "max gap s": f"{a.max_gap_s:.2f}",
+                "trimmed": dash(a.trimmed), "duplicated": str(a.duplicated), "nacked": str(a.nacked),
+                "recovered after reconnect": str(a.recovered), "max gap s": dash(a.max_gap_s, "{:.2f}"),
             }
         return {
             "broker": s.topology.broker.value, "replicas": str(s.topology.replicas),
@@ -150,6 +150,11 @@ class WebSocketProtocol(ProtocolAdapter):
         busy the host was, so the ratio can be read."""
         cost = broker_cost(outcomes, os.getloadavg()[0], os.cpu_count() or 1)
         return ([cost] if cost else []) + bytes_notes(outcomes)
+
+
+def dash(value: float | None, form: str = "{}") -> str:
+    """A figure as text; one that was not measured is "-", never 0."""
+    return "-" if value is None else form.format(value)
 
 
 def offered(s: Scenario) -> float:

@@ -101,7 +101,7 @@ def page(result: RunResult) -> str:
 <p>Green: arrived; red: lost; shaded: a fault, from applied to healed.</p>
 {timeline_svg(result.history)}
 <h2>Clients per replica</h2>
-{placement_svg(result.accounting.placement)}
+{placement_svg(result.outcome.accounting.placement)}
 <h2>nginx.conf</h2>
 <pre>{esc(result.nginx_conf)}</pre>
 <h2>Images and versions</h2>

@@ -111,9 +111,10 @@ def run_pngs(result: RunResult, out_dir: Path) -> list[Path]:
     """timeline.png and placement.png for one run, into `out_dir` (the run's results directory)."""
     h, name = result.history, result.scenario.name
     end = series.placement_at_end(h) if series.reconnected(h) else None
-    return [timeline_png(h, result.accounting.windows, out_dir / TIMELINE_PNG,
+    acc = result.outcome.accounting
+    return [timeline_png(h, acc.windows, out_dir / TIMELINE_PNG,
                          title=f"{name}: messages sent and deliveries per second"),
-            placement_png(result.accounting.placement, end, out_dir / PLACEMENT_PNG,
+            placement_png(acc.placement, end, out_dir / PLACEMENT_PNG,
                           title=f"{name}: clients per replica")]
 
 

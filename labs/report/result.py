@@ -20,7 +20,8 @@ class RunResult:
     run_id: str
     stamp: str
     history: History
-    accounting: Accounting
+    #: None: the checker crashed, and the run contributes no figure
+    accounting: Accounting | None
     #: every metric measured for this run (None: undefined)
     values: dict[Metric, float | None]
     verdict: Verdict
@@ -45,7 +46,7 @@ class RunResult:
 
     @property
     def outcome(self) -> Outcome:
-        return Outcome(self.scenario, self.history, self.accounting, self.sticky)
+        return Outcome(self.scenario, self.history, self.accounting or Accounting(), self.sticky)
 
     @property
     def verdict_text(self) -> str:
@@ -70,7 +71,8 @@ def to_json(result: RunResult) -> dict[str, Any]:
 
 def _summary(result: RunResult) -> dict[str, Any]:
     a, s = result.accounting, result.scenario
-    counts = {k: v for k, v in asdict(a).items() if k not in {"latencies_ms", "placement", "failover"}}
+    counts = None if a is None else {k: v for k, v in asdict(a).items()
+                                     if k not in {"latencies_ms", "placement", "failover", "reached"}}
     return {
         "scenario": s.name,
         "description": s.description,
@@ -81,10 +83,11 @@ def _summary(result: RunResult) -> dict[str, Any]:
                      "balance": s.topology.balance.value},
         "workload": asdict(s.workload),
         "counts": counts,
-        "latency_ms": {"p50": a.percentile_ms(0.5), "p99": a.percentile_ms(0.99),
-                       "max": a.percentile_ms(1.0)},
-        "placement": a.placement,
-        "failover": asdict(a.failover),
+        "latency_ms": None if a is None else {"p50": a.percentile_ms(0.5), "p99": a.percentile_ms(0.99),
+                                              "max": a.percentile_ms(1.0)},
+        "placement": None if a is None else a.placement,
+        "failover": None if a is None else asdict(a.failover),
+        "reached": [] if a is None else [asdict(span) for span in a.reached],
         "metrics": {m.value: v for m, v in result.values.items()},
         "expect": [{"metric": c.metric.value, "declared": str(c.bound), "value": c.value,
                     "holds": c.holds} for c in result.verdict.checks],
@@ -114,7 +117,7 @@ def markdown(result: RunResult, table: str) -> str:
              "Messages sent and deliveries per second since the first send; each fault shaded.", "",
              f"![deliveries per second]({TIMELINE_PNG})", "",
              "## Placement (clients per replica)", "", f"![clients per replica]({PLACEMENT_PNG})", ""]
-    lines += [f"- {name}: {n}" for name, n in result.accounting.placement.items()]
+    lines += [f"- {name}: {n}" for name, n in (result.accounting.placement if result.accounting else {}).items()]
     lines += ["", "## Declared expectation", ""]
     lines += [f"- {c.metric.value} {c.bound}: measured {c.value if c.value is not None else 'undefined'}"
               f" — {'holds' if c.holds else 'does not hold'}" for c in result.verdict.checks]

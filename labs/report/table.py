@@ -36,6 +36,8 @@ def _one_table(results: list[RunResult]) -> str:
     cells = []
     for r in results:
         own = r.protocol.columns(r.outcome)
+        if r.accounting is None:  # the checker crashed: no figure stands
+            own = dict.fromkeys(own, "-")
         columns.update(dict.fromkeys(own))
         cells.append(own)
     rows = [{"scenario": r.scenario.name, **{c: own.get(c, "") for c in columns}, "verdict": r.verdict_text}
