@@ -238,10 +238,10 @@ def account(h: History) -> Accounting:
     on_time = [(p.m.at, p.origin.replica if p.origin else "", p.live.replica) for p in pairs
                if p.live is not None and (p.m.id, p.client) in first_at and p.live.open_at(first_at[(p.m.id, p.client)])]
 
-    def stopped(replica: str, part: str, t1: float, t2: float) -> bool:
+    def stopped(replica: str, part: str, t1: float, t2: float, reached: frozenset[str]) -> bool:
         sends, receives = _direction(part)
         return not any(t1 < at < t2 and ((sends and src == replica) or (receives and dst == replica))
-                       for at, src, dst in on_time)
+                       and src not in reached and dst not in reached for at, src, dst in on_time)
 
     reached = reach_of(h, sessions, stopped)
     # (receiver, sender) -> (sent at, first received at) of every message that arrived

@@ -41,8 +41,10 @@ SENDING_PARTS = frozenset({"publisher"})
 RECEIVING_PARTS = frozenset({"subscriber", "reader"})
 
 #: does the harness see deliveries through `replica`, in the direction of broker part `part`, stop between
-#: the two times (nothing sent then through it arrived on a live connection)?
-Stopped = Callable[[str, str, float, float], bool]
+#: the two times (nothing sent then through it arrived on a live connection)? Deliveries that also went
+#: through a part of the last argument (what the fault itself reached) are no evidence either way: their
+#: own timing is the fault's (a frozen sender's replica publishes what it holds only after the heal).
+Stopped = Callable[[str, str, float, float, frozenset[str]], bool]
 
 
 def client(name: str) -> str:
@@ -163,7 +165,7 @@ def reach_of(h: History, sessions: dict[str, list[Session]], stopped: Stopped,
             if everything or e.replica in parts:
                 for part in ({e.replica} & parts) or parts & EVERYWHERE:
                     waits(part, working, what)
-            elif stopped(e.replica, e.part, e.at, min(working, deadline)):
+            elif stopped(e.replica, e.part, e.at, min(working, deadline), parts):
                 # the harness saw it too: that replica is reached for as long as it said, within the allowance
                 spans.append(Span(e.replica, e.at - margin, min(working, deadline) + margin, i))
                 after = max(0.0, working - healed)

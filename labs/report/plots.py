@@ -76,7 +76,7 @@ def timeline_png(h: History, windows: Sequence[tuple[float, float]], path: Path,
     handles = ax.get_legend_handles_labels()[0] + sent_ax.get_legend_handles_labels()[0]
     if spans:
         handles += [Patch(color=FAULT, alpha=0.5, label="fault: applied to healed"),
-                    Patch(color=WINDOW, alpha=0.5, label="fault window (reconnects, ±0.5 s)")]
+                    Patch(color=WINDOW, alpha=0.5, label="what the fault reached, until recovered (±0.5 s)")]
     fig.legend(handles=handles, fontsize=8, loc="outside lower center", ncols=len(handles))
     return _save(fig, path)
 
