@@ -507,11 +507,31 @@ def _remove_quietly(container: Container) -> None:
             raise
 
 
+#: how long a teardown waits for an exec in a container to end before it kills the container instead
+EXEC_WAIT_S = 5.0
+
+
+def _exec_running(container: Container) -> bool:
+    container.reload()
+    return any(container.client.api.exec_inspect(e).get("Running")
+               for e in container.attrs.get("ExecIDs") or [])
+
+
 def _freeze(container: Container) -> None:
     """Pause a running container before it leaves its networks, so that nothing in it acts meanwhile: a
     replica cut off while it was still connecting to Redis kept asking the engine's resolver, and its
-    removal then took ~4 s instead of 0.2 s. One not running, or paused already, is left as it is."""
+    removal then took ~4 s instead of 0.2 s. One not running, or paused already, is left as it is.
+
+    Never while an exec runs in it (an interrupted probe's `redis-cli`, a fault's heal still under way):
+    Docker 20.10 wedges a container paused with an exec in flight, and every later call on it hangs. The
+    teardown waits for the exec to end; one still running after EXEC_WAIT_S gets its container killed."""
     try:
+        deadline = time.monotonic() + EXEC_WAIT_S
+        while _exec_running(container):
+            if time.monotonic() > deadline:
+                container.kill()
+                return
+            time.sleep(0.05)
         container.pause()
     except docker.errors.APIError:
         pass

@@ -107,3 +107,24 @@ def test_a_readiness_failure_tears_down_what_started(client, images, nothing_lef
     with pytest.raises(StackError, match="nginx"):
         with Stack(client, spec):
             pass
+
+
+def test_a_teardown_waits_for_an_exec_in_flight_instead_of_pausing_under_it(client, images, nothing_left):
+    """Docker 20.10 wedges a container paused with an exec in flight (an interrupted probe's redis-cli):
+    the teardown lets the exec end before it pauses, so the exec finishes whole and nothing is left."""
+    import threading
+
+    spec = StackSpec(run_id="execwait", replicas=1, broker="redis-pubsub",
+                     nginx_conf=render(scenario.parse(
+                         "[topology]\nreplicas = 1\nbroker = \"redis-pubsub\"\n[workload]\n[expect]\nlost = 0\n",
+                         name="one")), images=images)
+    result: list[tuple[int, bytes]] = []
+    with Stack(client, spec) as stack:
+        redis = stack.containers["redis"]
+        probe = threading.Thread(target=lambda: result.append(redis.exec_run(["sh", "-c", "sleep 1; echo done"])))
+        probe.start()
+        deadline = time.monotonic() + 10
+        while not redis.client.api.inspect_container(redis.id).get("ExecIDs") and time.monotonic() < deadline:
+            time.sleep(0.01)
+    probe.join(timeout=30)
+    assert result == [(0, b"done\n")]
