@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM at any moment of a run: exit 130, nothing left behind, and a line that says what
 was removed. The lab runs as a terminal runs it: in its own process group, SIGINT at its default, the
 signal sent to the whole group. How fast it stops is a benchmark (`make bench-signals`, target 2 s); here
-a run that takes more than HANG_S to stop is a hang."""
+a run that takes more than HANG_S to stop is a hang. The test samples MOMENTS moments per signal; the sweep
+over more of them is `make bench-signals`' job."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from labs.bench_signals import interrupt, moments, start, whole_run
 
 from .conftest import lab_resources
 
-MOMENTS = 12
+MOMENTS = 5
 HANG_S = 10.0
 
 
@@ -35,9 +36,9 @@ def test_a_signal_at_any_moment_exits_130_and_leaves_nothing(sig, client, images
     interrupted = [o for o in outcomes if o[1] is not None]
     print(f"{signal.Signals(sig).name}: whole run {took_whole:.2f}s; (delay s, exit, signal-to-exit s, "
           f"removed named) {outcomes}")
-    assert len(interrupted) >= 10, outcomes
+    assert len(interrupted) >= MOMENTS - 1, outcomes
     # signals that landed once containers existed: the line names the containers and networks removed
-    assert sum(1 for o in interrupted if o[3]) >= 5, outcomes
+    assert sum(1 for o in interrupted if o[3]) >= 2, outcomes
 
 
 def test_a_second_ctrl_c_does_not_cut_the_teardown_short(client, images, tmp_path, nothing_left):
