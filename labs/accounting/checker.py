@@ -151,15 +151,15 @@ def _failover(faults: list[FaultEvent], sessions: dict[str, list[Session]], miss
     gaps: list[float] = []
     dropped: set[str] = set()
     never_back: set[str] = set()
-    for client, ss in sessions.items():
+    for name, ss in sessions.items():
         for i, s in enumerate(ss):
             if s.closed is None:
                 continue
-            dropped.add(client)
+            dropped.add(name)
             back = ss[i + 1].opened if i + 1 < len(ss) else math.inf
             gaps.append(back - s.closed)
             if back == math.inf:
-                never_back.add(client)
+                never_back.add(name)
     return Failover(
         killed=tuple(f.target for f in kills), on_killed=len(on_killed), dropped=len(dropped),
         dropped_on_killed=len(dropped & on_killed), dropped_elsewhere=len(dropped - on_killed),
