@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from . import scenario, settings, signals
-from .errors import LabError
+from .errors import LabError, RunFailed
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -98,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         for i, p in enumerate(plans):
             try:
                 result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
-            except LabError as exc:  # during a run, not before: the run failed (its stack is already gone)
+            except RunFailed as exc:  # during a run, not before: the run failed (its stack is already gone)
                 not_run = ", ".join(q.scenario.name for q in plans[i + 1:])
                 failed = f"{p.scenario.name} failed during its run: {exc}"
                 failed += f"; not run: {not_run}" if not_run else ""

@@ -21,5 +21,10 @@ class StackError(LabError):
     """A container did not start, did not become ready, or was rejected (e.g. `nginx -t`)."""
 
 
+class RunFailed(LabError):
+    """Something broke after a run's stack was up and its workload had started (a fault that would not heal):
+    that run failed (exit 1), unlike a setup problem found before anything ran (exit 2)."""
+
+
 class ClusterError(LabError):
     """The local Swarm cannot be built, found or reached."""

@@ -20,7 +20,7 @@ from .accounting.checker import Accounting, account
 from .accounting.cluster import cluster_measures
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
-from .errors import ImageError
+from .errors import ImageError, LabError, RunFailed
 from .infra import inspect, redis_cluster
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
@@ -236,6 +236,10 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
         except asyncio.CancelledError:
             signals.check()
             raise
+        except RunFailed:
+            raise
+        except LabError as exc:  # the stack was up and the clients running: the run failed, not its setup
+            raise RunFailed(str(exc)) from exc
         signals.check()
         replicas = {name: inspect.health(stack, name) for name in stack.replica_names()}
         history.probes = probes(stack, s, replicas)

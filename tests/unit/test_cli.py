@@ -124,12 +124,12 @@ def test_a_stack_error_during_the_second_run_prints_the_first_runs_table_names_t
     from types import SimpleNamespace
 
     from labs import cli, runner
-    from labs.errors import StackError
+    from labs.errors import RunFailed
     from labs.report import files
 
     def execute(client, p, images, **kw):
         if p.scenario.name == "second":
-            raise StackError("app-2 did not come back after the heal of kill-replica")
+            raise RunFailed("app-2 did not come back after the heal of kill-replica")
         return passing_result(p)
 
     closed = []
@@ -156,3 +156,21 @@ def test_a_setup_problem_before_any_run_is_still_exit_2(monkeypatch, tmp_path, c
     monkeypatch.setattr(cli, "_setup", no_engine)
     assert main_keeping_signals(["--quiet", "run", *scenario_files(tmp_path, "s"), "--results", str(tmp_path)]) == 2
     assert one_line(capsys.readouterr().err) == "wslab: no Docker engine answers"
+
+
+def test_a_stack_that_would_not_start_is_a_setup_problem_exit_2(monkeypatch, tmp_path, capsys):
+    """nginx rejecting its config or a taken port surface while the stack starts: exit 2, one line."""
+    from types import SimpleNamespace
+
+    from labs import cli, runner
+    from labs.errors import StackError
+
+    def execute(client, p, images, **kw):
+        raise StackError("port 127.0.0.1:8080 is taken; pass another --port or leave it out")
+
+    image = SimpleNamespace(tag="t", source="s")
+    images = SimpleNamespace(app=image, redis=image, nginx=image)
+    monkeypatch.setattr(cli, "_setup", lambda progress: (SimpleNamespace(close=lambda: None), images))
+    monkeypatch.setattr(runner, "execute", execute)
+    assert main_keeping_signals(["--quiet", "run", *scenario_files(tmp_path, "s"), "--results", str(tmp_path)]) == 2
+    assert one_line(capsys.readouterr().err) == "wslab: port 127.0.0.1:8080 is taken; pass another --port or leave it out"
