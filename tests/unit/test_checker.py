@@ -292,3 +292,128 @@ def test_a_message_skipped_before_a_cut_is_lost_outside_the_fault():
     acc = account(h)
     assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (1, 0, 1)
     assert verdict_of(h, "fault-pubsub-kill-replica") is Validity.FAIL
+
+
+# -- broken histories the property tests (test_checker_properties.py) found or were built to catch -------
+
+def test_a_working_report_before_the_break_leaves_the_break_unrecovered():
+    """A broker connection that reports working, then broken, never recovered: a late recovery."""
+    h = History(faults=[FaultEvent("kill-pubsub-clients", "redis", 2.0, 2.0)],
+                broker_events=[BrokerEvent("app-3", 2.1, "subscriber", True),
+                               BrokerEvent("app-3", 2.2, "subscriber", False)])
+    acc = account(h)
+    assert (acc.late_recoveries, acc.recovery_max_s) == (1, math.inf)
+    assert verdict_of(h, "fault-pubsub-kill-pubsub-clients") is Validity.FAIL
+
+
+def test_a_trim_notice_the_log_only_partly_confirms_is_judged_entry_by_entry():
+    """b is told entries 40..45 were trimmed and misses 41 and 44; the log starts at 43: 41 is trimmed, 44 refuted."""
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0)]
+    h = History(sessions=sessions, sent=[Sent("a-1", "a", 2.1), Sent("a-2", "a", 2.2)],
+                acks=[Ack("a-1", 2.11, seq=41), Ack("a-2", 2.21, seq=44)], resumes=[Resume("b", 2.5, 0, 40, 45)],
+                faults=[FaultEvent("partition-replica", "app-2", 2.0, 2.4)], probes={"stream_first_seq": {"": 43}})
+    acc = account(h)
+    assert (acc.lost, acc.trimmed, acc.trim_refuted) == (2, 1, 1) and measures(acc)[Metric.UNTRIMMED_LOST] == 1
+
+
+def killed_app2(*, c_gets_a1: bool, b_back: float | None) -> History:
+    """a on app-1, c on app-3, b on app-2, which is killed 2.0 -> 4.0: b drops at 2.05 (back on app-3 at
+    `b_back`, or never). a-0 (2.2) reaches c, not b; a-1 (14.0, ten seconds after the heal) reaches b if it
+    is back, and c if `c_gets_a1`."""
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-2", 0.0, closed=2.05), Session("c", "app-3", 0.0)]
+    sessions += [Session("b", "app-3", b_back)] if b_back is not None else []
+    received = [Received("a-0", "c", 2.21)] + [Received("a-1", "b", 14.01)] * (b_back is not None)
+    received += [Received("a-1", "c", 14.01)] * c_gets_a1
+    return History(sessions=sessions, sent=[Sent("a-0", "a", 2.2), Sent("a-1", "a", 14.0)], received=received,
+                   acks=[Ack("a-0", 2.21), Ack("a-1", 14.01)],
+                   faults=[FaultEvent("kill-replica", "app-2", 2.0, 4.0, ("app-2",))])
+
+
+def test_a_client_that_never_returns_does_not_excuse_a_later_loss_between_two_other_replicas():
+    """b never returns: its window stops at the allowance, and a-1 lost from app-1 to app-3 at 14.0 is outside."""
+    assert verdict_of(killed_app2(c_gets_a1=True, b_back=2.5), "fault-pubsub-kill-replica") is Validity.PASS
+    acc = account(killed_app2(c_gets_a1=False, b_back=None))
+    assert (acc.lost_in_fault, acc.lost_outside_fault, acc.late_recoveries) == (1, 2, 1)
+    assert account(killed_app2(c_gets_a1=True, b_back=None)).lost_outside_fault == 1
+    assert verdict_of(killed_app2(c_gets_a1=False, b_back=None), "fault-pubsub-kill-replica") is Validity.FAIL
+
+
+def test_a_loss_between_two_replicas_the_kill_did_not_reach_is_outside_the_fault_even_while_it_is_on():
+    """a-0 is lost from app-1 to app-3 at 2.2, while app-2 is killed: its path crosses nothing the fault reached."""
+    h = killed_app2(c_gets_a1=True, b_back=2.5)
+    h.received = [r for r in h.received if (r.id, r.client) != ("a-0", "c")]
+    acc = account(h)
+    assert (acc.lost_in_fault, acc.lost_outside_fault) == (1, 1)
+    assert verdict_of(h, "fault-pubsub-kill-replica") is Validity.FAIL
+
+
+def rooms_history(*, extra: list[Received] = (), b_closes: float | None = None) -> History:
+    """Three rooms, two clients each, each room on its own replica; each client sends one message at 1.0,
+    which its room-mate gets."""
+    names = [(f"{c}{r}", f"room-{r}", f"app-{r + 1}") for r in range(3) for c in "ab"]
+    sessions = [Session(n, app, 0.0, b_closes if n == "b0" else None) for n, _, app in names]
+    pairs = [(n, m) for n, room, _ in names for m, other, _ in names if room == other and n != m]
+    return History(replicas=["app-1", "app-2", "app-3"], sessions=sessions,
+                   clients=[ClientRecord(n, True, 1, room=room) for n, room, _ in names],
+                   sent=[Sent(f"{n}-1", n, 1.0) for n, _, _ in names], acks=[Ack(f"{n}-1", 1.01) for n, _, _ in names],
+                   received=[Received(f"{n}-1", m, 1.02) for n, m in pairs] + list(extra))
+
+
+def test_three_wrong_room_copies_are_three_misrouted_and_fail_partition_rooms():
+    """a0's message reaches a1 twice and b2 once, clients of other rooms."""
+    assert verdict_of(rooms_history(), "partition-rooms") is Validity.PASS
+    h = rooms_history(extra=[Received("a0-1", "a1", 1.02), Received("a0-1", "a1", 1.5), Received("a0-1", "b2", 1.02)])
+    acc = account(h)
+    assert (acc.misrouted, acc.duplicated, acc.not_member) == (3, 0, 0)
+    assert verdict_of(h, "partition-rooms") is Validity.FAIL
+
+
+def test_reconnects_cannot_hide_a_drop_from_partition_rooms():
+    """b0 drops after it got everything and never returns: nothing lost, no reconnect, but drops = 1."""
+    h = rooms_history(b_closes=2.0)
+    acc = account(h)
+    assert (acc.lost, acc.reconnects, acc.drops, acc.never_back) == (0, 0, 1, 1)
+    assert verdict_of(h, "partition-rooms") is Validity.FAIL
+
+
+def partitioned_app2(*, c_gets_a1: bool) -> History:
+    """app-2 (d) is cut from the broker 2.0 -> 4.0; app-3 (b, c) reports its subscriber broken 2.5 -> 3.5
+    while a-1 (2.6) and a-2 (3.0) from a on app-1 still reach b, and a-2 reaches c. d gets neither."""
+    sessions = [Session("a", "app-1", 0.0), Session("b", "app-3", 0.0), Session("c", "app-3", 0.0),
+                Session("d", "app-2", 0.0)]
+    received = [Received("a-1", "b", 2.61), Received("a-2", "b", 3.01), Received("a-2", "c", 3.01)]
+    received += [Received("a-1", "c", 2.61)] * c_gets_a1
+    return History(sessions=sessions, sent=[Sent("a-1", "a", 2.6), Sent("a-2", "a", 3.0)], received=received,
+                   acks=[Ack("a-1", 2.61), Ack("a-2", 3.01)],
+                   faults=[FaultEvent("partition-replica", "app-2", 2.0, 4.0, ("app-2",))],
+                   broker_events=[BrokerEvent("app-3", 2.5, "subscriber", False),
+                                  BrokerEvent("app-3", 3.5, "subscriber", True)])
+
+
+def test_a_broker_break_a_replica_reports_while_deliveries_through_it_go_on_does_not_excuse_a_loss():
+    """app-3's report is not believed (a-1 and a-2 still reached b through it): c's loss of a-1 is outside."""
+    assert verdict_of(partitioned_app2(c_gets_a1=True), "fault-pubsub-partition") is Validity.PASS
+    acc = account(partitioned_app2(c_gets_a1=False))
+    assert (acc.lost_in_fault, acc.lost_outside_fault, acc.late_recoveries) == (2, 1, 0)
+    assert verdict_of(partitioned_app2(c_gets_a1=False), "fault-pubsub-partition") is Validity.FAIL
+
+
+@pytest.mark.xfail(strict=True, reason="the checker judges a replica's reported break by send times, so the frozen "
+                                       "target's backlog, published through app-1 only after the heal, reads as "
+                                       "deliveries that went on during app-1's break")
+def test_a_break_on_an_unreached_replica_counts_when_only_the_frozen_targets_backlog_came_through_it():
+    """Nothing reached a through app-1 during its break but d-1 from frozen app-2, after the heal: a's losses are in."""
+    # app-2 frozen 2.0 -> 4.0; app-1's subscriber broken 2.5 -> 3.5: a misses c-1 and c-2, sent then; d-1, sent on
+    # app-2 at 2.7, goes out when app-2 wakes and reaches a at 4.11, after app-1 works again
+    h = History(sessions=[Session("a", "app-1", 0.0), Session("c", "app-3", 0.0), Session("d", "app-2", 0.0)],
+                sent=[Sent("c-1", "c", 2.6), Sent("d-1", "d", 2.7), Sent("c-2", "c", 3.0)],
+                acks=[Ack("c-1", 2.61), Ack("d-1", 4.1), Ack("c-2", 3.01)],
+                received=[Received("d-1", "a", 4.11), Received("d-1", "c", 4.11)],
+                faults=[FaultEvent("slow-consumer", "app-2", 2.0, 4.0, ("app-2",))],
+                broker_events=[BrokerEvent("app-1", 2.5, "subscriber", False),
+                               BrokerEvent("app-1", 3.5, "subscriber", True)],
+                probes={"members": {"app-1": 1, "app-2": 1, "app-3": 1},
+                        "subscriptions": {"app-1": 2, "app-2": 2, "app-3": 2}})
+    acc = account(h)
+    assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (4, 4, 0)
+    assert verdict_of(h, "fault-pubsub-slow-consumer") is Validity.PASS
