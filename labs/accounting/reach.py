@@ -32,8 +32,7 @@ FAULT_MARGIN_S = 0.5
 BROKER, LB = "broker", "lb"
 #: parts every path goes through
 EVERYWHERE = frozenset({BROKER, LB})
-#: fault kinds that reach their target replica, and kinds that reach the broker
-REPLICA_FAULTS = frozenset({"kill-replica", "partition-replica", "slow-consumer"})
+#: fault kinds that reach the broker (any other kind reaches its target)
 BROKER_FAULTS = frozenset({"restart-redis", "pause-redis", "restart-broker", "pause-broker",
                            "kill-pubsub-clients", "kill-cluster-master"})
 #: a replica's broker connections by the direction they carry: what it publishes, what it receives

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Coroutine
 
 from ..accounting.history import FaultEvent
-from ..accounting.reach import BROKER, LB
+from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
 from .redis_cluster import myself_flags
@@ -195,15 +195,14 @@ def operations_for(stack: Stack) -> Operations:
 
 
 def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
-    """What the fault reaches, for the checker (labs/accounting/reach.py): a node fault, every replica that
-    ran on the node, the broker and the load balancer when they did; a replica fault its replica; any other
-    fault the broker."""
+    """What the fault reaches, for the checker: a node fault, every replica that ran on the node, the broker
+    and the load balancer when they did; any other kind what labs/accounting/reach.py says of it."""
     if fault.kind.targets_node:
         here = sorted(name for name, node in node_of.items() if node == fault.target)
         parts = [name for name in here if name.startswith("app-")]
         parts += [BROKER for name in here if name in {"redis", "nats"} or name.startswith("redis-")][:1]
         return tuple(parts + ([LB] if "nginx" in here else []))
-    return (fault.target,) if fault.kind.targets_replica else (BROKER,)
+    return tuple(sorted(reach(FaultEvent(fault.kind.value, fault.target, 0.0))))
 
 
 async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEvent:
