@@ -63,7 +63,8 @@ def existing_dir(value: str, flag: str, needs: str) -> Path:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .report import files, table
-    from .runner import execute, plan
+    from .runner import execute
+    from .spec import plan
 
     progress = progress_printer(args.quiet)
     if args.port is not None and not 1024 <= args.port <= 65535:
@@ -79,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # --cluster-up N: build a local Swarm when none exists, and remove it afterwards (make scenario-swarm)
     own_cluster = max(args.cluster_up or 0, swarm_nodes)
     if swarm_nodes:
-        from .infra import cluster
+        from .infra.swarm import nodes as cluster
 
         if args.cluster_up is not None and cluster.load() is None:
             cluster.validate_nodes(own_cluster)
@@ -136,9 +137,9 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    from .infra import cluster
     from .infra.engine import connect_existing
     from .infra.stack import remove_leftovers
+    from .infra.swarm import nodes as cluster
 
     if os.geteuid() == 0:
         with signals.deferred():
@@ -158,8 +159,8 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    """cluster up --nodes N / cluster use --manager URL / cluster down: the Swarm runs use (labs.infra.cluster)."""
-    from .infra import cluster
+    """cluster up --nodes N / cluster use --manager URL / cluster down: the Swarm runs use (labs.infra.swarm.nodes)."""
+    from .infra.swarm import nodes as cluster
 
     progress = progress_printer(args.quiet)
     if args.action == "use":

@@ -1,16 +1,11 @@
-"""One run, top to bottom, for every protocol: render -> up -> drive || faults -> check -> report.
+"""One run, top to bottom, for every protocol: up -> drive || faults -> check -> report.
 
-`plan` does everything that can fail without Docker (the nginx config renders, the protocol is known),
-so bad input stops a run before anything starts. `execute` then runs it; data flows one way.
+The plan and the stack it runs on come from `spec`; data flows one way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 import docker
@@ -20,109 +15,19 @@ from .accounting.checker import Accounting, account
 from .accounting.cluster import cluster_measures
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
-from .errors import ImageError, LabError, RunFailed
+from .errors import LabError, RunFailed
 from .infra import inspect, redis_cluster
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
-from .infra.nginx_probe import nginx_version
-from .infra.render import Sticky, for_replicas, render_nginx
-from .infra.stack import NATS_URL, Stack, StackSpec, nats_backend
-from .protocols import for_app
-from .protocols.base import ProtocolAdapter
+from .infra.stack import Stack, StackSpec
 from .report.result import RunResult
-from .scenario import Balance, Broker, FaultKind, Metric, Scenario
+from .scenario import Broker, FaultKind, Metric, Scenario
+from .spec import Plan, describe, image_sources, stack_spec, utc_stamp
 
 if TYPE_CHECKING:
-    from .infra.cluster import Cluster
-from .settings import TEMPLATES_DIR
+    from .infra.swarm.nodes import Cluster
 
-#: an address range for the pre-start render check only (TEST-NET-1, never contacted)
-PLACEHOLDER_NET = "192.0.2.0/24"
 Progress = Callable[[str], None]
-#: nats-server's limit for a slow-consumer scenario: it closes a connection whose write blocked for 1 s (10 s
-#: by default). Not a small max_pending: nats-server 2.9 first stalls the publishers of a consumer past half
-#: of it (up to 1 s each time), so a frozen consumer's backlog only trickles in, and a JetStream consumer
-#: catching up after the fault bursts past it again and again (each time cut off, each time restarted).
-NATS_SLOW = {"write_deadline": 1.0}
-
-
-def new_run_id() -> str:
-    return secrets.token_hex(4)
-
-
-def utc_stamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-
-
-@dataclass(frozen=True)
-class Plan:
-    scenario: Scenario
-    protocol: ProtocolAdapter
-    templates: Path
-
-
-def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> Plan:
-    """Check, without Docker, that the scenario can run: its nginx config renders from `templates`."""
-    renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
-    if scenario.topology.balance is Balance.COOKIE:
-        renderer(scenario, Sticky.NATIVE, templates=templates)(PLACEHOLDER_NET)
-    return Plan(scenario, for_app(scenario.topology.app), templates)
-
-
-def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
-    """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
-    stand for several /24s; that network exists only once the stack made it)."""
-    top, wl = scenario.topology, scenario.workload
-
-    def render(client_net: str) -> str:
-        config = for_replicas(top.replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
-                              realip_from=client_net if wl.source_subnets > 1 else None)
-        return render_nginx(config, templates=templates)
-
-    return render
-
-
-def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
-    """The scenario's nginx config (for a stack whose clients need no realip)."""
-    return renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
-
-
-def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet) -> tuple[Sticky, str]:
-    """How cookie stickiness is rendered for this nginx image, and a line saying so ("" when not cookie)."""
-    if scenario.topology.balance is not Balance.COOKIE:
-        return Sticky.MAP, ""
-    version = nginx_version(client, images.nginx.tag)
-    sticky = Sticky.for_version(version)
-    return sticky, f"nginx {'.'.join(map(str, version))}: {sticky.describe()}"
-
-
-def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[str, Any]:
-    """Broker and container options a scenario needs: streams keep an fsynced append-only file (a restart
-    loses nothing); NATS runs nats-server instead of Redis (JetStream with its store under /tmp); a slow
-    consumer gets small socket buffers (the replica's and the broker's) and, with NATS, a server that
-    closes a connection it cannot write to soon (NATS_SLOW)."""
-    broker = scenario.topology.broker
-    slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
-    options: dict[str, Any] = {"small_buffers": slow + (broker.container or "redis",) if slow else ()}
-    if broker is Broker.REDIS_STREAMS:
-        options["redis_args"] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
-    if broker in {Broker.NATS, Broker.NATS_JETSTREAM}:
-        if images is None or images.nats is None:
-            raise ImageError("no image with nats-server: run `make images`")
-        limits: dict[str, Any] = NATS_SLOW if slow else {}
-        options["backends"] = (nats_backend(images.nats.tag, jetstream=broker is Broker.NATS_JETSTREAM, **limits),)
-        options["broker_url"] = NATS_URL
-    return options
-
-
-def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
-    """A Redis Cluster broker's nodes, the masters' URLs for the replicas, and the formation step."""
-    top = scenario.topology
-    if not top.broker.cluster:
-        return {}
-    return {"backends": redis_cluster.cluster_backends(images.redis.tag, top.cluster_masters, top.cluster_replicas),
-            "broker_url": redis_cluster.broker_url(top.cluster_masters),
-            "form": redis_cluster.Former(top.cluster_masters, top.cluster_replicas)}
 
 
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
@@ -163,36 +68,6 @@ def check(p: Plan, history: History) -> tuple[Accounting | None, dict[Metric, fl
         return None, {}, unknown(f"checker failed: {exc!r}", expect)
 
 
-def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
-               host_port: int | None = None) -> tuple[StackSpec, str]:
-    """The stack a plan runs on (every way of running a scenario builds it here), and the line saying how
-    cookie stickiness is built ("" when not cookie)."""
-    s, protocol = p.scenario, p.protocol
-    sticky, sticky_note = sticky_for(client, s, images)
-    spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                     nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
-                     host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
-                     app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
-                     **broker_options(s, images), **cluster_options(s, images))
-    return spec, sticky_note
-
-
-def image_sources(s: Scenario, app: str, images: ImageSet) -> dict[str, str]:
-    """Where each image of the run came from (the broker's: redis, or nats)."""
-    out = {"app": app, "redis": images.redis.source, "nginx": images.nginx.source}
-    if s.topology.broker.container == "nats" and images.nats is not None:
-        del out["redis"]
-        out["nats"] = images.nats.source
-    return out
-
-
-def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
-    top = p.scenario.topology
-    return (f"{p.scenario.name}: run {spec.run_id}, {top.replicas} {p.protocol.app.value} replica(s), "
-            f"broker {top.broker.value}, balance {top.balance.value}"
-            + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
-
-
 def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progress: Progress,
                on_removed: Callable[[list[str]], None], on: "Cluster | None" = None) -> Stack:
     """The engine the scenario runs on: one Docker engine, or a Swarm (its [swarm] table): `on`, else the
@@ -200,8 +75,8 @@ def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progres
     swarm = p.scenario.swarm
     if swarm is None:
         return Stack(client, spec, progress=progress, on_removed=on_removed)
-    from .infra import cluster
-    from .infra.swarm_stack import SwarmStack
+    from .infra.swarm import nodes as cluster
+    from .infra.swarm.stack import SwarmStack
 
     local = on or cluster.require(swarm.nodes)
     for f in p.scenario.faults:

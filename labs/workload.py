@@ -16,7 +16,16 @@ from collections import Counter
 from functools import partial
 from typing import Any, Awaitable, Callable
 
-from .accounting.history import Ack, ClientRecord, FaultEvent, History, Received, Resume, Sent, Session
+from .accounting.history import (
+    Ack,
+    ClientRecord,
+    FaultEvent,
+    History,
+    Received,
+    Resume,
+    Sent,
+    Session,
+)
 from .protocols.base import JoinFailed, Link, LinkDown, ProtocolAdapter
 from .scenario import Scenario
 

@@ -27,7 +27,15 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from .history import FaultEvent, History, Resume, Sent, Session
-from .reach import EVERYWHERE, RECEIVING_PARTS, SENDING_PARTS, Reach, Span, client, reach_of
+from .reach import (
+    EVERYWHERE,
+    RECEIVING_PARTS,
+    SENDING_PARTS,
+    Reach,
+    Span,
+    client,
+    reach_of,
+)
 
 KILL = "kill-replica"
 

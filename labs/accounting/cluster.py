@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..expect import Metric
+from ..scenario.expect import Metric
 from .history import History
 
 SUBSCRIBER = "subscriber"

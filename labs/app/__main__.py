@@ -7,11 +7,11 @@ from typing import Callable
 
 from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
+from .cluster import RedisClusterPubSub
 from .jetstream import NatsJetStream
 from .nats_core import NatsCore
-from .cluster import RedisClusterPubSub
-from .sharded import RedisClusterSharded
 from .server import serve
+from .sharded import RedisClusterSharded
 from .streams import RedisStreams
 
 BROKERS: dict[str, Callable[..., NoBroker]] = {

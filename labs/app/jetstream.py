@@ -30,7 +30,7 @@ from functools import partial
 from typing import Any, Awaitable, Callable
 
 from .brokers import Deliver, PublishFailed, Replay
-from .nats_core import NatsBroker, START_TIMEOUT, subject
+from .nats_core import START_TIMEOUT, NatsBroker, subject
 
 log = logging.getLogger("wslab.jetstream")
 

@@ -17,8 +17,8 @@ from ..accounting.history import FaultEvent
 from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
-from .redis_cluster import myself_flags
 from .operations import Operations
+from .redis_cluster import myself_flags
 from .stack import Stack
 
 
@@ -85,7 +85,7 @@ class KillPubsubClients(Action):
 class SlowConsumer(Action):
     """Freeze the replica while the broker keeps only a small buffer for it. Redis: a tiny pubsub
     output-buffer limit, set now, and Redis drops the replica's subscriber. NATS: the server was started
-    with a 1 s write deadline (runner.NATS_SLOW), and it closes the replica's connection as a slow
+    with a 1 s write deadline (spec.NATS_SLOW), and it closes the replica's connection as a slow
     consumer."""
 
     LIMIT = "pubsub 32kb 16kb 1"

@@ -25,10 +25,10 @@ from typing import NamedTuple
 import docker
 import requests
 
-from .engine import apt_install, debian_root, read_os_release
-from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_ci, npm_pin
 from ..errors import ImageError
 from ..settings import BUILD_DIR, QUIET, ROOT
+from .engine import apt_install, debian_root, read_os_release
+from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_ci, npm_pin
 
 #: bump when the way images are made changes, so old tags are not reused
 FORMAT = 2

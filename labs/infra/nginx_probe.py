@@ -12,9 +12,9 @@ import docker
 import docker.errors
 
 from ..errors import StackError
+from ..settings import BUILD_DIR, LABEL, OWNER, OWNER_LABEL
 from .render import RenderError, parse_nginx_version
 from .stack import UNPRIVILEGED
-from ..settings import BUILD_DIR, LABEL, OWNER, OWNER_LABEL
 
 CACHE_DIR = BUILD_DIR / "nginx-version"
 _memo: dict[str, tuple[int, int, int]] = {}

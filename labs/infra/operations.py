@@ -1,5 +1,5 @@
 """What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis.
-A Swarm's operations (labs.infra.swarm_operations) add its nodes.
+A Swarm's operations (labs.infra.swarm.operations) add its nodes.
 
 Each call is one Docker operation on a container the stack started; faults (`labs.infra.faults`) decide
 when. Blocking: the fault schedule runs them in threads beside the clients. One that changes a network's

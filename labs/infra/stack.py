@@ -29,8 +29,8 @@ from docker.models.containers import Container
 
 from .. import signals
 from ..errors import StackError
-from .images import ImageSet
 from ..settings import LABEL, OWNER, OWNER_LABEL
+from .images import ImageSet
 
 APP_PORT = 8000
 NGINX_PORT = 8080

@@ -1,6 +1,6 @@
 """`up`, `down`, `fault`, `heal`: a scenario's stack kept running for a live demonstration.
 
-`up` builds the stack exactly as `run` does (runner.plan, runner.stack_spec, the Stack context manager),
+`up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, the Stack context manager),
 prints the URLs and shows the live view until Ctrl-C or SIGTERM; the Stack removes everything on every
 exit path, a crash of the view included. `down` asks that process to stop (SIGTERM), waits for it, then
 removes whatever still carries the run's label. `fault` and `heal` act on the containers by label.
@@ -36,7 +36,7 @@ Progress = Callable[[str], None]
 def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: Progress,
        on_removed: Callable[[list[str]], None]) -> int:
     """Start the scenario's stack, print its URLs, show the live view until Ctrl-C, SIGTERM or `down`."""
-    from ..runner import describe, plan, stack_spec
+    from ..spec import describe, plan, stack_spec
 
     name = state.check_name(args.name)
     if args.port is not None and not 1024 <= args.port <= 65535:

@@ -15,8 +15,9 @@ from labs.infra.engine import ensure_engine
 from labs.infra.images import ImageSet, ensure_images
 from labs.infra.stack import remove_leftovers
 from labs.report.result import RunResult
-from labs.runner import execute, plan
+from labs.runner import execute
 from labs.settings import LABEL, OWNER, OWNER_LABEL
+from labs.spec import plan
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ import pytest
 
 from labs import scenario
 from labs.infra.stack import Stack, http_get
-from labs.runner import plan, stack_spec
 from labs.settings import LABEL
+from labs.spec import plan, stack_spec
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is in the dev extras: make setup")
 from playwright.sync_api import BrowserContext, Page, expect  # noqa: E402

@@ -14,9 +14,9 @@ import pytest
 
 from labs import scenario
 from labs.errors import StackError
-from labs.runner import render
-from labs.settings import ROOT
 from labs.infra.stack import Stack, StackSpec
+from labs.settings import ROOT
+from labs.spec import render
 
 from .conftest import lab_resources
 

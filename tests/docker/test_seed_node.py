@@ -9,9 +9,9 @@ from labs import scenario
 from labs.infra.render import for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
 from labs.protocols import for_app
-from labs.runner import new_run_id
 from labs.scenario import AppKind
 from labs.settings import LABEL
+from labs.spec import new_run_id
 
 from .conftest import run_scenario
 

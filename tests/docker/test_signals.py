@@ -10,7 +10,7 @@ import signal
 
 import pytest
 
-from labs.bench_signals import interrupt, moments, start, whole_run
+from labs.bench.signals import interrupt, moments, start, whole_run
 
 from .conftest import lab_resources
 

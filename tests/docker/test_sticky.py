@@ -12,12 +12,12 @@ from pathlib import Path
 import docker.errors
 
 from labs import scenario
+from labs.infra import inspect
 from labs.infra.nginx_probe import nginx_version
 from labs.infra.render import Sticky, for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
 from labs.scenario import Balance, Metric
 from labs.settings import LABEL, OWNER, OWNER_LABEL, ROOT
-from labs.infra import inspect
 
 from .conftest import lab_resources, run_scenario
 

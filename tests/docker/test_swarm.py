@@ -18,9 +18,10 @@ import docker
 import pytest
 
 from labs import scenario
-from labs.infra import cluster
-from labs.runner import execute, plan
+from labs.infra.swarm import nodes as cluster
+from labs.runner import execute
 from labs.settings import ROOT
+from labs.spec import plan
 
 pytestmark = [pytest.mark.docker,
               pytest.mark.skipif(os.geteuid() != 0, reason="the local Swarm needs root")]

@@ -18,7 +18,7 @@ def nothing_starts(monkeypatch):
 
     monkeypatch.setattr(engine, "ensure_engine", refuse)
     monkeypatch.setattr(engine, "connect_existing", refuse)
-    for name in ("labs.bench", "labs.bench_faults", "labs.bench_capacity", "labs.bench_replicas"):
+    for name in ("labs.bench.lifecycle", "labs.bench.faults", "labs.bench.capacity", "labs.bench.replicas"):
         monkeypatch.setattr(importlib.import_module(name), "ensure_engine", refuse)
 
 
@@ -30,9 +30,9 @@ def handlers():
         signal.signal(s, h)
 
 
-BENCHES = [("labs.bench", ["lifecycle"]), ("labs.bench_faults", []), ("labs.bench_signals", []),
-           ("labs.bench_capacity", []), ("labs.bench_replicas", []), ("labs.bench_connections", []),
-           ("labs.bench_partitioning", [])]
+BENCHES = [("labs.bench.lifecycle", ["lifecycle"]), ("labs.bench.faults", []), ("labs.bench.signals", []),
+           ("labs.bench.capacity", []), ("labs.bench.replicas", []), ("labs.bench.connections.run", []),
+           ("labs.bench.partitioning", [])]
 
 
 @pytest.mark.parametrize("runs", ["0", "-1"])
@@ -51,7 +51,7 @@ def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(module, 
 
 
 def test_a_signal_that_landed_in_no_run_has_no_figures_and_says_so():
-    from labs.bench_signals import passed, summary, summary_line
+    from labs.bench.signals import passed, summary, summary_line
 
     rows = [{"delay_s": 0.5, "exit": None, "stop_s": 0.0, "left": 0},
             {"delay_s": 1.0, "exit": None, "stop_s": 0.0, "left": 0}]
@@ -63,7 +63,7 @@ def test_a_signal_that_landed_in_no_run_has_no_figures_and_says_so():
 
 
 def test_the_signal_figures_rest_on_the_runs_the_signal_interrupted():
-    from labs.bench_signals import passed, summary, summary_line
+    from labs.bench.signals import passed, summary, summary_line
 
     rows = [{"delay_s": 0.5, "exit": 130, "stop_s": 0.4, "left": 0},
             {"delay_s": 1.0, "exit": 130, "stop_s": 0.6, "left": 1},
@@ -91,10 +91,10 @@ def test_bench_lifecycle_answers_sigterm_like_every_bench_exit_130_with_its_engi
         raise AssertionError("SIGTERM did not stop the bench")
 
     monkeypatch.setattr(images, "ensure_images", sigterm_while_looking_up_images)
-    monkeypatch.setattr(sys, "argv", ["labs.bench", "lifecycle", "--runs", "1"])
-    monkeypatch.delitem(sys.modules, "labs.bench", raising=False)
+    monkeypatch.setattr(sys, "argv", ["labs.bench.lifecycle", "lifecycle", "--runs", "1"])
+    monkeypatch.delitem(sys.modules, "labs.bench.lifecycle", raising=False)
     with pytest.raises(SystemExit) as exit:
-        runpy.run_module("labs.bench", run_name="__main__")
+        runpy.run_module("labs.bench.lifecycle", run_name="__main__")
     assert exit.value.code == 130 and closed == [True]
     assert capsys.readouterr().err.strip() == "bench-lifecycle: interrupted"
 
@@ -108,7 +108,7 @@ def fault_run(accounting, reason=""):
 def test_a_fault_run_whose_checker_crashed_adds_nothing_to_any_median():
     from labs import scenario
     from labs.accounting.checker import Accounting
-    from labs.bench_faults import medians, record, row
+    from labs.bench.faults import medians, record, row
 
     crash = "checker failed: KeyError('a-1')"
     got = [record(r) for r in (fault_run(Accounting(sent=1080, expected=8640, lost=30, max_gap_s=0.07)),
@@ -123,7 +123,7 @@ def test_a_fault_run_whose_checker_crashed_adds_nothing_to_any_median():
 
 
 def test_a_figure_one_run_did_not_measure_is_left_out_of_that_median_only():
-    from labs.bench_faults import cell, medians
+    from labs.bench.faults import cell, medians
 
     got = [{"lost": 3, "max_gap_s": None}, {"lost": 5, "max_gap_s": 0.25}, {"lost": 4, "max_gap_s": None}]
     m = medians(got, ("lost", "max_gap_s"))

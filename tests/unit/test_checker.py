@@ -8,8 +8,17 @@ import pytest
 
 from labs import scenario
 from labs.accounting.checker import account, percentile
-from labs.accounting.history import (Ack, BrokerEvent, ClientRecord, FaultEvent, History, Received, Resume, Sent,
-                                     Session)
+from labs.accounting.history import (
+    Ack,
+    BrokerEvent,
+    ClientRecord,
+    FaultEvent,
+    History,
+    Received,
+    Resume,
+    Sent,
+    Session,
+)
 from labs.accounting.verdict import Validity, judge, measures
 from labs.protocols import for_app
 from labs.scenario import Bound, Metric

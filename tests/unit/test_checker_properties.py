@@ -16,13 +16,23 @@ from dataclasses import dataclass
 from typing import Callable, TypeVar
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from labs import scenario
 from labs.accounting.checker import account
 from labs.accounting.cluster import cluster_measures
-from labs.accounting.history import (Ack, BrokerEvent, ClientRecord, FaultEvent, History, Received, Resume, Sent,
-                                     Session)
+from labs.accounting.history import (
+    Ack,
+    BrokerEvent,
+    ClientRecord,
+    FaultEvent,
+    History,
+    Received,
+    Resume,
+    Sent,
+    Session,
+)
 from labs.accounting.reach import BROKER, FAULT_MARGIN_S
 from labs.accounting.verdict import Validity, Verdict, judge, measures
 from labs.infra.faults import reaches

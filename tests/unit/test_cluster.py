@@ -7,7 +7,14 @@ import pytest
 
 from labs.accounting.checker import account
 from labs.accounting.cluster import cluster_measures, resubscribe_times
-from labs.accounting.history import BrokerEvent, ClientRecord, History, Received, Sent, Session
+from labs.accounting.history import (
+    BrokerEvent,
+    ClientRecord,
+    History,
+    Received,
+    Sent,
+    Session,
+)
 from labs.app.cluster import node_urls, replica_number
 from labs.app.slots import parse_slots
 from labs.errors import ScenarioError

@@ -2,12 +2,32 @@
 
 import pytest
 
-from labs.bench_connections import nginx_config, nginx_reasons, node_load, parse_count, parse_setup, parse_via
-from labs.connections_report import bound, broadcast_totals, per_node, summary
-from labs.connections_load import cpu_share
-from labs.connections import (Arrival, Layout, PlanError, assign, capacity, median_of, nearest_limits,
-                              Via, per_connection_bytes, plan_layout, room_name, round_figures, summarize,
-                              time_to_fraction)
+from labs.bench.connections.load import cpu_share
+from labs.bench.connections.plan import (
+    Arrival,
+    Layout,
+    PlanError,
+    Via,
+    assign,
+    capacity,
+    median_of,
+    nearest_limits,
+    per_connection_bytes,
+    plan_layout,
+    room_name,
+    round_figures,
+    summarize,
+    time_to_fraction,
+)
+from labs.bench.connections.report import bound, broadcast_totals, per_node, summary
+from labs.bench.connections.run import (
+    nginx_config,
+    nginx_reasons,
+    node_load,
+    parse_count,
+    parse_setup,
+    parse_via,
+)
 from labs.infra.redis_cluster import publish_calls
 
 
@@ -275,7 +295,7 @@ def test_the_bound_says_why_a_broadcast_was_refused():
 
 
 def test_setups_are_broker_colon_balance_and_each_once():
-    from labs.bench_partitioning import SETUPS, parse_setups
+    from labs.bench.partitioning import SETUPS, parse_setups
     assert len(parse_setups(",".join(SETUPS), "200", "3")) == 6
     got = parse_setups("redis-pubsub:room, none:room", "20", "3")
     assert [(s.broker.value, s.balance.value, s.rooms) for s in got] == [("redis-pubsub", "room", 20),
@@ -298,7 +318,7 @@ def _partition_run(app_cpu: float, publishes: int) -> dict:
 
 
 def test_a_partitioning_row_says_how_the_connections_spread_and_what_each_part_used():
-    from labs.bench_partitioning import markdown, row
+    from labs.bench.partitioning import markdown, row
     r = row(parse_setup("redis-pubsub", "room", "5", "3"), [_partition_run(0.1, 50), _partition_run(0.2, 70)])
     assert r["members_per_replica"] == [40, 60] and r["rooms_per_replica"] == 2.5
     assert r["replica_cpu"] == pytest.approx(0.3) and r["publishes"] == [60] and r["broker_cpu"] == [0.004]

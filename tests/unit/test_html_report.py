@@ -8,8 +8,8 @@ from labs.accounting.history import FaultEvent, History, Received, Sent, Session
 from labs.accounting.verdict import judge, measures
 from labs.protocols.websocket import WebSocketProtocol
 from labs.report.html import page
-from labs.report.series import timeline
 from labs.report.result import RunResult
+from labs.report.series import timeline
 
 
 def run(description: str = "a <script>alert(1)</script> & more") -> RunResult:

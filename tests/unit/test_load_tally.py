@@ -156,7 +156,7 @@ def test_the_bottleneck_names_the_busiest_process():
                                           (["--rates", "400,200"], "bad rates"),
                                           (["--processes", "0"], "processes must be")])
 def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, words, capsys):
-    from labs import bench_capacity
+    from labs.bench import capacity as bench_capacity
 
     assert bench_capacity.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -178,7 +178,7 @@ def test_the_node_drivers_latency_pairs_merge_like_a_histogram():
 
 
 def test_the_replica_ratio_is_python_over_node_and_needs_both_knees():
-    from labs.bench_replicas import ratio, replica_us_per_delivery
+    from labs.bench.replicas import ratio, replica_us_per_delivery
 
     knee = lambda d: {"delivered_per_s": d}  # noqa: E731
     assert ratio([{"implementation": "python", "knee": knee(20_000)}, {"implementation": "node", "knee": knee(40_000)}]) == 0.5
@@ -194,7 +194,7 @@ def test_the_replica_ratio_is_python_over_node_and_needs_both_knees():
     (["--users", "1"], "users 2..1000"),
 ])
 def test_bad_replica_bench_input_is_one_line_and_exit_2(argv, words, capsys):
-    from labs.bench_replicas import main
+    from labs.bench.replicas import main
 
     assert main(argv) == 2
     err = capsys.readouterr().err

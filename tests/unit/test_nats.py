@@ -20,9 +20,10 @@ from labs.app.streams import sid_key
 from labs.errors import ImageError, ScenarioError
 from labs.infra.images import Image, ImageSet
 from labs.infra.stack import NATS_URL, nats_backend
-from labs.runner import broker_options
-from labs.scenario import ROOM_RE, Broker, FaultKind, load, parse
+from labs.scenario import Broker, FaultKind, load, parse
+from labs.scenario.model import ROOM_RE
 from labs.settings import ROOT
+from labs.spec import broker_options
 
 #: what a NATS subject token may not contain: the separator, the wildcards, whitespace
 NOT_IN_A_TOKEN = set(".*>") | set(string.whitespace)
@@ -253,7 +254,7 @@ def test_a_replaced_readers_messages_are_ignored():
 
 
 def test_every_fault_kind_and_broker_has_a_name_in_the_fault_bench_table():
-    from labs.bench_faults import BROKERS, FAULT_TEXT
+    from labs.bench.faults import BROKERS, FAULT_TEXT
 
     assert set(FAULT_TEXT) == {kind.value for kind in FaultKind}
     assert set(BROKERS) >= {Broker.NATS.value, Broker.NATS_JETSTREAM.value}

@@ -1,6 +1,14 @@
 import pytest
 
-from labs.infra.render import NginxConfig, RenderError, Sticky, Upstream, for_replicas, parse_nginx_version, render_nginx
+from labs.infra.render import (
+    NginxConfig,
+    RenderError,
+    Sticky,
+    Upstream,
+    for_replicas,
+    parse_nginx_version,
+    render_nginx,
+)
 from labs.scenario import Balance
 
 

@@ -8,9 +8,9 @@ from yarl import URL
 
 from labs import scenario
 from labs.errors import ScenarioError
+from labs.protocols.socketio_link import request_kind, source_address
 from labs.scenario import AppKind, Balance, Events, Metric, Transport
 from labs.settings import ROOT
-from labs.protocols.socketio_link import request_kind, source_address
 
 STICKY = ["sticky-round-robin-polling", "sticky-ip-hash-polling", "sticky-ip-hash-subnets", "sticky-hash-subnets",
           "sticky-cookie-polling", "sticky-websocket-round-robin", "socketio-no-manager", "socketio-redis-manager",

@@ -5,8 +5,8 @@ import pytest
 
 from labs import scenario
 from labs.errors import ScenarioError
-from labs.infra import cluster
-from labs.infra.swarm_stack import place
+from labs.infra.swarm import nodes as cluster
+from labs.infra.swarm.stack import place
 from labs.scenario import FaultKind, Swarm
 
 BASE = """

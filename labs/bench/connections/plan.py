@@ -28,7 +28,7 @@ import statistics
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from .errors import LabError
+from ...errors import LabError
 
 #: the fraction of the open-file limit a process is planned to use (the rest: spread, listeners, logs)
 HEADROOM = 0.75

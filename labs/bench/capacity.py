@@ -1,4 +1,4 @@
-"""Where each pattern saturates: `python -m labs.bench_capacity` (`make bench-capacity`).
+"""Where each pattern saturates: `python -m labs.bench.capacity` (`make bench-capacity`).
 
 For each pattern (no broker, Redis PubSub, Redis Streams) and replica count, one stack comes up through the
 lab's pipeline (plan, stack spec, nginx, replicas, broker) and locust steps the offered rate up, `users`
@@ -21,18 +21,18 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-from . import scenario, settings, signals
-from .cli import BenchParser, progress_printer, run_bench
-from .errors import LabError
-from .infra import inspect
-from .infra.engine import ensure_engine
-from .infra.images import ensure_images
-from .infra.stack import NGINX_PORT, Stack
-from .infra.usage import describe_machine, docker_proxies, process_cpu
-from .load import ladder
-from .load.step import LoadSpec, Session, check_step
-from .report.plots import capacity_pngs
-from .runner import describe, plan, stack_spec, utc_stamp
+from .. import scenario, settings, signals
+from ..cli import BenchParser, progress_printer, run_bench
+from ..errors import LabError
+from ..infra import inspect
+from ..infra.engine import ensure_engine
+from ..infra.images import ensure_images
+from ..infra.stack import NGINX_PORT, Stack
+from ..infra.usage import describe_machine, docker_proxies, process_cpu
+from ..load import ladder
+from ..load.step import LoadSpec, Session, check_step
+from ..report.plots import capacity_pngs
+from ..spec import describe, plan, stack_spec, utc_stamp
 
 CSV_FIELDS = ("pattern", "replicas", "offered", "sent_per_s", "delivered_per_s", "lost", "dropped", "p50_ms",
               "p90_ms", "p99_ms", "max_ms", "generator_bound", "bottleneck", "runs", "held", "of")
@@ -165,7 +165,7 @@ def check_ladder(args: argparse.Namespace, driver: str = "locust") -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench_capacity", __doc__, runs=3,
+    parser = BenchParser("python -m labs.bench.capacity", __doc__, runs=3,
                          runs_help="ladders per configuration (default 3)")
     parser.add_argument("--patterns", default="none,pubsub,streams", help="comma-separated: none, pubsub, streams")
     parser.add_argument("--replicas", default="1,2,3,4", help="comma-separated replica counts (1..8)")

@@ -1,4 +1,4 @@
-"""Horizontal partitioning at scale (a benchmark, not a test): `python -m labs.bench_partitioning`.
+"""Horizontal partitioning at scale (a benchmark, not a test): `python -m labs.bench.partitioning`.
 
 The article's advice past ~100k connections is a Redis Cluster and horizontal partitioning. This bench holds
 N connections (default 20,000) in R rooms (default 200; connection i joins room i mod R) over more replicas
@@ -26,14 +26,14 @@ import json
 import sys
 from typing import Any
 
-from . import settings, signals
-from .bench_connections import Setup, layout_for, parse_rounds, parse_setup, run_setup
-from .cli import progress_printer, run_bench
-from .connections import PlanError, median_of
-from .connections_report import broadcast_totals, fmt, per_node
-from .errors import LabError
-from .infra.usage import describe_machine
-from .runner import utc_stamp
+from .. import settings, signals
+from ..cli import progress_printer, run_bench
+from ..errors import LabError
+from ..infra.usage import describe_machine
+from ..spec import utc_stamp
+from .connections.plan import PlanError, median_of
+from .connections.report import broadcast_totals, fmt, per_node
+from .connections.run import Setup, layout_for, parse_rounds, parse_setup, run_setup
 
 SETUPS = ("redis-pubsub:round-robin", "redis-pubsub:room", "redis-cluster-sharded:round-robin",
           "redis-cluster-sharded:room", "redis-cluster-pubsub:round-robin", "none:room")
@@ -105,7 +105,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_partitioning", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m labs.bench.partitioning", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", "-n", default="20000", help="N (default 20000)")
     parser.add_argument("--rooms", default="200", help="rooms (default 200)")
@@ -127,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"bench-partitioning: {exc}", file=sys.stderr)
         return 2
-    from .infra.engine import ensure_engine
-    from .infra.images import ensure_images
+    from ..infra.engine import ensure_engine
+    from ..infra.images import ensure_images
 
     client = ensure_engine(progress=progress)
     rows, results = [], {}

@@ -14,7 +14,7 @@ import reprlib
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ScenarioError
+from ..errors import ScenarioError
 
 _repr = reprlib.Repr()
 _repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 2, 40, 40, 40

@@ -1,5 +1,5 @@
 """One load process of `bench_connections`: holds its share of the idle WebSocket connections and records
-when each of them receives a broadcast. `python -m labs.connections_client '<json config>'`.
+when each of them receives a broadcast. `python -m labs.bench.connections.client '<json config>'`.
 
 Connection i joins room `room_name(room, rooms, i)`: the one room itself, or `<room>-<i mod rooms>`. A
 broadcast round R sends one message per room, `R-<k>` for room k, from the room's first connection
@@ -32,8 +32,8 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from .app.server import rss_bytes
-from .connections import room_name
+from ...app.server import rss_bytes
+from .plan import room_name
 
 #: how often `collect` looks whether a broadcast has reached every connection
 POLL_S = 0.02

@@ -1,6 +1,6 @@
 """The load processes of `bench_connections` and what the host says about the processes on the path.
 
-`LoadGroup` starts one `labs.connections_client` per share of the connections, each in its own process
+`LoadGroup` starts one `labs.bench.connections.client` per share of the connections, each in its own process
 group, and kills every group when it exits, on every path (an exception, Ctrl-C, SIGTERM). A load process
 also ends by itself when its stdin closes, so even a bench killed with SIGKILL leaves none behind for long.
 """
@@ -19,11 +19,12 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from . import signals
-from .connections import merge, round_figures
-from .errors import LabError
-from .infra.usage import container_cpu, docker_proxies, host_cpu, process_cpu
-from .settings import ROOT
+from ... import signals
+from ...errors import LabError
+from ...infra.usage import container_cpu, docker_proxies, host_cpu, process_cpu
+from ...settings import ROOT
+from .plan import merge, round_figures
+
 
 class LoadError(LabError):
     """A load process died or did not answer in time."""
@@ -46,7 +47,7 @@ class LoadGroup:
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)
                 with signals.deferred():  # a started process is ours before a signal is acted on
-                    proc = subprocess.Popen([sys.executable, "-m", "labs.connections_client", json.dumps(config)],
+                    proc = subprocess.Popen([sys.executable, "-m", "labs.bench.connections.client", json.dumps(config)],
                                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             text=True, start_new_session=True)
                     self.procs.append(proc)

@@ -1,4 +1,4 @@
-"""The lab's Python replica against the seed article's Node server: `python -m labs.bench_replicas`
+"""The lab's Python replica against the seed article's Node server: `python -m labs.bench.replicas`
 (`make bench-replicas`).
 
 Both run the same topology (3 replicas behind round-robin nginx, one Redis, Redis PubSub: the article's
@@ -21,15 +21,15 @@ import statistics
 import sys
 from typing import Any
 
-from . import scenario, settings, signals
-from .bench_capacity import _ms, check_ladder, one_config
-from .infra.usage import describe_machine
-from .cli import BenchParser, progress_printer, run_bench
-from .errors import LabError
-from .infra.engine import ensure_engine
-from .infra.images import ensure_images
-from .load import ladder
-from .runner import utc_stamp
+from .. import scenario, settings, signals
+from ..cli import BenchParser, progress_printer, run_bench
+from ..errors import LabError
+from ..infra.engine import ensure_engine
+from ..infra.images import ensure_images
+from ..infra.usage import describe_machine
+from ..load import ladder
+from ..spec import utc_stamp
+from .capacity import _ms, check_ladder, one_config
 
 #: implementation -> the scenario whose topology it runs
 IMPLEMENTATIONS = {"python": "pubsub", "node": "seed-node-pubsub"}
@@ -76,7 +76,7 @@ def table(configs: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench_replicas", __doc__, runs=3,
+    parser = BenchParser("python -m labs.bench.replicas", __doc__, runs=3,
                          runs_help="ladders per implementation (default 3)")
     parser.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
     parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered messages/s, increasing")

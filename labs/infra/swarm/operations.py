@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from .operations import Operations
-from .stack import Stack
+from ..operations import Operations
+from ..stack import Stack
 
 
 class SwarmOperations(Operations):

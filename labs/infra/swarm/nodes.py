@@ -34,12 +34,21 @@ from typing import Callable, Iterable, TypeVar
 import docker
 import docker.errors
 
-from .. import signals
-from ..errors import ClusterError
-from ..settings import OWNER
-from . import cluster_host as host
-from .cluster_host import (cgroup_parent, cluster_dir, host_link, ip, netns, node_index, node_ns, segment_ns,
-                           subnet_octet)
+from ... import signals
+from ...errors import ClusterError
+from ...settings import OWNER
+from . import host
+from .host import (
+    cgroup_parent,
+    cluster_dir,
+    host_link,
+    ip,
+    netns,
+    node_index,
+    node_ns,
+    segment_ns,
+    subnet_octet,
+)
 
 MAX_NODES = 9
 Progress = Callable[[str], None]

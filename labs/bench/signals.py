@@ -1,4 +1,4 @@
-"""How fast a signal stops a run: `python -m labs.bench_signals --runs 12`.
+"""How fast a signal stops a run: `python -m labs.bench.signals --runs 12`.
 
 Times one whole `labs run pubsub`, then sends SIGINT and SIGTERM to a fresh run at `runs` moments spread
 evenly over it (engine check, image lookup, creates, starts, readiness, workload, drain, teardown), the
@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import settings
-from .cli import BenchParser
-from .settings import ROOT
+from .. import settings
+from ..cli import BenchParser
+from ..settings import ROOT
 
 TARGET_S = 2.0
 #: an exit 0 this soon after the signal means the run had already ended when the signal was sent
@@ -112,9 +112,9 @@ def passed(summaries: list[dict[str, Any]]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench_signals", __doc__, runs=12, runs_help="moments per signal (default 12)")
+    parser = BenchParser("python -m labs.bench.signals", __doc__, runs=12, runs_help="moments per signal (default 12)")
     args = parser.parse_args(argv)
-    from .infra.engine import connect_existing
+    from ..infra.engine import connect_existing
 
     client = connect_existing()
     if client is None:

@@ -13,7 +13,7 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ClusterError
+from ...errors import ClusterError
 
 ROOT_DIR = Path("/run/wslab-cluster")
 CGROUP_ROOT = Path("/sys/fs/cgroup")

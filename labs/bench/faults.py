@@ -1,4 +1,4 @@
-"""What each broker guarantees under faults, over several runs: `python -m labs.bench_faults --runs 10`.
+"""What each broker guarantees under faults, over several runs: `python -m labs.bench.faults --runs 10`.
 
 Runs every `fault-*` scenario `runs` times through the pipeline and writes the medians (and ranges) of its
 counts to results/bench/faults-<stamp>.json, and the README's table to stdout. The counts move from run to
@@ -13,12 +13,13 @@ import json
 import statistics
 from typing import Any, Sequence
 
-from . import scenario, settings, signals
-from .cli import BenchParser, progress_printer, run_bench
-from .infra.engine import ensure_engine
-from .infra.images import ensure_images
-from .infra.usage import describe_machine
-from .runner import execute, plan, utc_stamp
+from .. import scenario, settings, signals
+from ..cli import BenchParser, progress_printer, run_bench
+from ..infra.engine import ensure_engine
+from ..infra.images import ensure_images
+from ..infra.usage import describe_machine
+from ..runner import execute
+from ..spec import plan, utc_stamp
 
 FAULT_TEXT = {
     "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
@@ -82,7 +83,7 @@ def row(s: scenario.Scenario, got: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench_faults", __doc__, runs=10,
+    parser = BenchParser("python -m labs.bench.faults", __doc__, runs=10,
                          runs_help="runs of each scenario (default 10)")
     parser.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
     args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .connections import Layout, Via, median_of, merge
+from .plan import Layout, Via, median_of, merge
 
 
 def broadcast_totals(rounds: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Benchmarks (not tests): `python -m labs.bench lifecycle --runs 5` -> results/bench/lifecycle-<stamp>.json
+"""Benchmarks (not tests): `python -m labs.bench.lifecycle lifecycle --runs 5` -> results/bench/lifecycle-<stamp>.json
 
 lifecycle: with warm images, the time from nothing to redis + 3 replicas + nginx all ready (network
 create, container create and start, every readiness probe answering), and the teardown time (logs
@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import statistics
 
-from . import scenario, settings, signals
-from .cli import BenchParser, progress_printer, run_bench
-from .infra.engine import ensure_engine
-from .infra.images import ensure_images
-from .infra.usage import describe_machine
-from .infra.stack import Stack, StackSpec
-from .runner import new_run_id, render, utc_stamp
+from .. import scenario, settings, signals
+from ..cli import BenchParser, progress_printer, run_bench
+from ..infra.engine import ensure_engine
+from ..infra.images import ensure_images
+from ..infra.stack import Stack, StackSpec
+from ..infra.usage import describe_machine
+from ..spec import new_run_id, render, utc_stamp
 
 
 def lifecycle(runs: int) -> dict[str, object]:
@@ -51,7 +51,7 @@ def lifecycle(runs: int) -> dict[str, object]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench", __doc__, runs=5)
+    parser = BenchParser("python -m labs.bench.lifecycle", __doc__, runs=5)
     parser.add_argument("name", choices=["lifecycle"])
     args = parser.parse_args(argv)
     signals.install()

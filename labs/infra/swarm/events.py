@@ -10,8 +10,8 @@ from typing import Any, Callable
 
 import docker.errors
 
-from .cluster import Cluster, node_client
-from .stack import TRANSIENT
+from ..stack import TRANSIENT
+from .nodes import Cluster, node_client
 
 
 def watch(cluster: Cluster, services: Callable[[], dict[str, Any]], events: list[tuple[float, str]],

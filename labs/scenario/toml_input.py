@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import ScenarioError
+from ..errors import ScenarioError
 from .expect import show
 
 MAX_FILE_BYTES = 1 << 20

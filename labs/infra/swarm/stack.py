@@ -25,17 +25,28 @@ import docker.errors
 import docker.types
 from docker.models.containers import Container
 
-from .. import signals
-from ..errors import StackError
-from ..settings import LABEL
-from . import cluster as local
-from .cluster import Cluster, node_client
-from .swarm_events import watch
-from .stack import (APP_PORT, NGINX_CONF, NGINX_PORT, TRANSIENT, Backend, StackSpec, Timings, http_get, labels,
-                    Lifecycle, remove_when_free)
+from ... import signals
+from ...errors import StackError
+from ...settings import LABEL
+from ..stack import (
+    APP_PORT,
+    NGINX_CONF,
+    NGINX_PORT,
+    TRANSIENT,
+    Backend,
+    Lifecycle,
+    StackSpec,
+    Timings,
+    http_get,
+    labels,
+    remove_when_free,
+)
+from . import nodes as local
+from .events import watch
+from .nodes import Cluster, node_client
 
 if TYPE_CHECKING:
-    from .swarm_operations import SwarmOperations
+    from .operations import SwarmOperations
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
@@ -286,7 +297,7 @@ class SwarmStack(Lifecycle):
         self.reload_nginx()
 
     def operations(self) -> "SwarmOperations":
-        from .swarm_operations import SwarmOperations
+        from .operations import SwarmOperations
 
         return SwarmOperations(self)
 

@@ -1,21 +1,21 @@
-"""Connection scale (a benchmark, not a test): `python -m labs.bench_connections --connections 20000`.
+"""Connection scale (a benchmark, not a test): `python -m labs.bench.connections.run --connections 20000`.
 
 Opens N mostly idle WebSocket connections through the lab's nginx to the replicas, in one room or spread
 over `--rooms` (connection i joins room i mod R), then broadcasts a few rounds: one message into every room
 at once, from the room's first member. The broker (`--broker`: one Redis with Pub/Sub, a Redis Cluster of
 `--masters` masters with classic or sharded Pub/Sub, or none), nginx's policy (`--balance room` partitions
 the rooms over the replicas) and the replica count (`--replicas`, at least what the layout needs) are the
-setup; `labs.bench_partitioning` compares setups. Writes results/bench/connections-<stamp>/connections.json
+setup; `labs.bench.partitioning` compares setups. Writes results/bench/connections-<stamp>/connections.json
 and connections.md: the connect rate, resident memory per connection per replica (the replica's own RSS
 delta over the connections it holds), the seconds until 50%, 95% and 100% of a round's deliveries arrived
 (medians), loss, what each replica and broker node did and used of the CPU (its connections, rooms, PUBLISH
 calls and their time inside Redis), and what each kind of process used of its open-file limit, so the
 result says what bounds it.
 
-`labs.connections.plan_layout` decides how many load processes, published ports (one docker-proxy each),
+`labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy each),
 nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx on
 its front-network address instead (no docker-proxy, nothing more published). The load processes
-(`labs.connections_client`) run in their own process group, killed on every exit path; the containers
+(`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
 are the lab's `Stack`, removed on every exit path.
 """
 
@@ -31,19 +31,27 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import scenario, settings, signals
-from .cli import progress_printer, run_bench
-from .connections import (CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign, merge, nearest_limits,
-                          plan_layout)
-from .connections_load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
-from .connections_report import broadcast_totals, bound, fmt, summary, usage, write
-from .errors import LabError
-from .infra import inspect, redis_cluster
-from .infra.render import for_replicas, render_nginx
-from .infra.stack import Stack, StackSpec, http_get
-from .infra.usage import describe_machine
-from .runner import broker_options, cluster_options, new_run_id, plan, utc_stamp
-from .scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
+from ... import scenario, settings, signals
+from ...cli import progress_printer, run_bench
+from ...errors import LabError
+from ...infra import inspect, redis_cluster
+from ...infra.render import for_replicas, render_nginx
+from ...infra.stack import Stack, StackSpec, http_get
+from ...infra.usage import describe_machine
+from ...scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
+from ...spec import broker_options, cluster_options, new_run_id, plan, utc_stamp
+from .load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
+from .plan import (
+    CONNTRACK_PER_CONNECTION,
+    Layout,
+    PlanError,
+    Via,
+    assign,
+    merge,
+    nearest_limits,
+    plan_layout,
+)
+from .report import bound, broadcast_totals, fmt, summary, usage, write
 
 ROOM = "lobby"
 DEFAULT_N = 20_000
@@ -352,7 +360,7 @@ def run_setup(client: Any, images: Any, layout: Layout, setup: Setup, args: argp
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench_connections", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m labs.bench.connections.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N (default {DEFAULT_N})")
     parser.add_argument("--runs", default="1", help="whole runs, each on a fresh stack (default 1)")
@@ -378,8 +386,8 @@ def main(argv: list[str] | None = None) -> int:
     except LabError as exc:
         print(f"bench-connections: {exc}", file=sys.stderr)
         return 2
-    from .infra.engine import ensure_engine
-    from .infra.images import ensure_images
+    from ...infra.engine import ensure_engine
+    from ...infra.images import ensure_images
 
     client = ensure_engine(progress=progress)
     try:
