@@ -35,7 +35,7 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm cluster-up cluster-down test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm cluster-up cluster-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -85,6 +85,10 @@ scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-g
 
 test: setup images node-deps browser ## all tests: unit tests, then the scenarios on real containers
 	$(PYTHON) -m pytest
+
+lint: setup ## ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade) and mypy over labs/ and tests/
+	$(PYTHON) -m ruff check labs tests
+	$(PYTHON) -m mypy
 
 test-unit: setup ## only the pure tests (no Docker)
 	$(PYTHON) -m pytest -m "not docker"
