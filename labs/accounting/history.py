@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..scenario.model import DEFAULT_RECOVERY_S
+
 
 @dataclass(frozen=True)
 class ClientRecord:
@@ -66,9 +68,6 @@ class Received:
     origin: str = ""
     seq: int | None = None
 
-
-#: how long after a fault healed what it cut may take to recover, unless the scenario says otherwise
-DEFAULT_RECOVERY_S = 5.0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..accounting.history import DEFAULT_RECOVERY_S
 from .expect import Bound, Metric
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
@@ -31,6 +30,8 @@ MAX_SEND_DURATION_S = 300.0
 MAX_FAULTS = 16
 #: the longest recovery allowance a fault may declare: a finite bound, never "for ever"
 MAX_RECOVERY_S = 120.0
+#: how long after a fault healed what it cut may take to recover, unless the scenario says otherwise
+DEFAULT_RECOVERY_S = 5.0
 MAX_ROOMS = 1000
 #: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
 MIN_MASTERS, MAX_MASTERS = 3, 6
