@@ -55,7 +55,7 @@ VERSIONS = {"python": sys.version.split()[0], "python-socketio": metadata.versio
 log = logging.getLogger("wslab.sio")
 
 
-class ConfirmedRedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+class ConfirmedRedisManager(socketio.AsyncRedisManager):
     """AsyncRedisManager that knows when its subscription works.
 
     The stock manager subscribes in a background task and says nothing when it is done; an emit published

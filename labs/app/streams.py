@@ -145,9 +145,9 @@ class RedisStreams(RedisBroker):
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            streams = {self.key(room): sid for room, sid in self.positions.items()}
+            streams: dict[Any, Any] = {self.key(room): sid for room, sid in self.positions.items()}
             try:
-                batches = await self.redis.xread(streams, block=self.BLOCK_MS, count=500)
+                batches: Any = await self.redis.xread(streams, block=self.BLOCK_MS, count=500)
             except _redis_errors() + (OSError,) as exc:
                 self.mark("reader", False)
                 if not failed:

@@ -14,8 +14,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from websockets.client import ClientProtocol
-from websockets.frames import Opcode
-from websockets.http11 import Response
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
@@ -79,10 +78,10 @@ class Connection:
 
     def _take(self, on_text: Callable[[str], None]) -> None:
         for event in self.protocol.events_received():
-            if isinstance(event, Response):
+            if not isinstance(event, Frame):
                 continue
             if event.opcode is Opcode.TEXT and event.fin:
-                on_text(event.data.decode())
+                on_text(bytes(event.data).decode())
 
     def send(self, text: str) -> None:
         with self.lock:
