@@ -7,12 +7,14 @@ import math
 
 from ..accounting.checker import Accounting
 from ..protocols.cells import latency, pct
-from ..scenario import Bound, Metric, Scenario
+from ..scenario import CLUSTER_ONLY, SOCKETIO_ONLY, WEBSOCKET_ONLY, Bound, Metric, Scenario
 from ..scenario.expect import RATIO, SECONDS_OR_NEVER
 from .result import RunResult
 
 #: what the summary shows in columns of its own
 SHOWN = frozenset({Metric.DELIVERED_RATIO, Metric.LOST, Metric.LOST_OUTSIDE_FAULT, Metric.DUPLICATED})
+#: what only some protocols or brokers measure, beyond the room accounting every run has
+OWN = CLUSTER_ONLY | SOCKETIO_ONLY | WEBSOCKET_ONLY
 #: the guards nearly every scenario declares, whatever it is about: nothing misrouted or unexpected, every
 #: fault's damage recovered, every message sent and acknowledged, every handshake answered
 GUARDS = frozenset({Metric.MISROUTED, Metric.NOT_MEMBER, Metric.UNEXPECTED, Metric.LATE_RECOVERIES,
@@ -37,13 +39,14 @@ def _rank(metric: Metric, bound: Bound) -> int:
 def key_metric(scenario: Scenario) -> Metric | None:
     """The metric the scenario is about, from its [expect]: the first it declares beyond the summary's own
     figures and the common guards; a range before an exact value, an exact value before "all of it" (a
-    ratio of 1), that before "none of it" (a count of 0). Failing those, the first of the summary's figures
-    it declares, then the first guard; None for an empty [expect]."""
+    ratio of 1), that before "none of it" (a count of 0), and among equals one that only its protocol or
+    broker measures before the room accounting's. Failing those, the first of the summary's figures it
+    declares, then the first guard; None for an empty [expect]."""
     declared = list(scenario.expect.items())
     if not declared:
         return None
-    ranks = [_rank(metric, bound) for metric, bound in declared]
-    return declared[ranks.index(min(ranks))][0]
+    order = [(_rank(metric, bound), metric not in OWN, i) for i, (metric, bound) in enumerate(declared)]
+    return declared[min(order)[2]][0]
 
 
 def figure(metric: Metric, value: float | None) -> str:

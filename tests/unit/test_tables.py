@@ -149,6 +149,8 @@ def expect(lines: str):
     ("published_to_nobody = 0\ncross_server_ratio = 1.0", Metric.CROSS_SERVER_RATIO),
     ("unexpected = 0\npublished_to_nobody = 0", Metric.PUBLISHED_TO_NOBODY),
     ("cross_server_ratio = 0.0\nsame_server_ratio = 1.0", Metric.CROSS_SERVER_RATIO),
+    # among equals, what only the protocol or broker measures before the room accounting
+    ("same_server_ratio = 0.0\npublished_to_nobody = 240", Metric.PUBLISHED_TO_NOBODY),
     # only the summary's figures and guards: the first summary figure, then the first guard
     ("misrouted = 0\nduplicated = 0\ndelivered_ratio = 1.0", Metric.DUPLICATED),
     ("misrouted = 0\nunexpected = 0", Metric.MISROUTED),
@@ -161,7 +163,7 @@ def test_the_key_figure_is_chosen_from_what_the_scenario_declares(declared, key)
     ("no-broker", Metric.CROSS_SERVER_RATIO), ("pubsub", Metric.DELIVERED_RATIO),
     ("fault-pubsub-kill-replica", Metric.LOST_IN_FAULT), ("fault-streams-kill-replica", Metric.RECOVERED),
     ("fault-streams-trimmed", Metric.TRIMMED), ("fault-pubsub-pause-redis", Metric.DISTURBED),
-    ("fault-jetstream-partition", Metric.LOST), ("seed-node-glob", Metric.SAME_SERVER_RATIO),
+    ("fault-jetstream-partition", Metric.LOST), ("seed-node-glob", Metric.PUBLISHED_TO_NOBODY),
     ("seed-node-pubsub", Metric.PUBLISHED_TO_NOBODY),
     ("cluster-rooms-sharded", Metric.BUS_BYTES_PER_MESSAGE), ("cluster-sharded-kill-master", Metric.RESUBSCRIBE_MAX_S),
     ("sticky-round-robin-polling", Metric.SESSION_UNKNOWN), ("sticky-cookie-polling", Metric.PLACEMENT_MAX_MIN),
