@@ -1,7 +1,7 @@
 """python -m labs run|list|clean|images|up|down|fault|heal|cluster
 
 Exit codes: 0 every verdict as declared; 1 an expectation was not met, or a scenario failed during its run
-(the table of the runs that completed, then one line naming it); 2 bad input or a setup problem found
+(the tables of the runs that completed, then one line naming it); 2 bad input or a setup problem found
 before anything started (one line says what and how to fix it); 3 a crash of the lab itself (one line
 points at the log);
 130 interrupted by Ctrl-C or SIGTERM (everything the run started is removed first).
@@ -247,9 +247,10 @@ def parser() -> argparse.ArgumentParser:
                      help="no progress lines (default when CI=true)")
     sub = top.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run scenarios on real containers and print the table",
+    run = sub.add_parser("run", help="run scenarios on real containers and print the results tables",
                          description="Run each scenario in turn (its own containers, removed afterwards), "
-                                     "write results/<scenario>/<stamp>/ and print one table.")
+                                     "write results/<scenario>/<stamp>/ and print a summary of every run, then "
+                                     "one table per kind of run (its protocol, broker, engine).")
     run.add_argument("scenarios", nargs="+", metavar="SCENARIO", help="names from `python -m labs list`")
     run.add_argument("--port", type=int, default=None,
                      help="host port for nginx on 127.0.0.1 (default: a free one)")

@@ -108,6 +108,10 @@ class ProtocolAdapter(ABC):
     def columns(self, outcome: Outcome) -> dict[str, str]:
         """This protocol's cells of the results table, in order, for one run."""
 
+    def kind(self, outcome: Outcome) -> str:
+        """The detail table the run's columns go in: runs of one kind share their columns."""
+        return self.app.value
+
     def to_json(self, outcome: Outcome) -> dict[str, Any]:
         """This protocol's own section of result.json."""
         return {}

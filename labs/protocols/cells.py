@@ -1,4 +1,4 @@
-"""Table cells every protocol formats the same way."""
+"""Table cells every protocol formats the same way; a figure that was not measured is "-", never 0."""
 
 from __future__ import annotations
 
@@ -12,14 +12,16 @@ def pct(num: int, den: int) -> str:
 
 
 def ms(value: float | None) -> str:
-    return "–" if value is None else f"{value:.1f}"
+    return "-" if value is None else f"{value:.1f}"
 
 
 def latency(a: Accounting) -> str:
-    return f"{ms(a.percentile_ms(0.5))} / {ms(a.percentile_ms(0.99))}"
+    """`p50 / p99` in ms; "-" when no message arrived."""
+    p50, p99 = a.percentile_ms(0.5), a.percentile_ms(0.99)
+    return "-" if p50 is None and p99 is None else f"{ms(p50)} / {ms(p99)}"
 
 
 def ratio(value: float | None) -> str:
     if value is None:
-        return "–"
+        return "-"
     return "∞" if value == math.inf else f"{value:.2f}"

@@ -78,6 +78,9 @@ class SeedNodeWsProtocol(WebSocketProtocol):
         subscribe = NODE_BROKERS[AppKind.SEED_NODE_WS][outcome.scenario.topology.broker]
         return {"server": f"article's ws + node-redis: {subscribe}", **cells}
 
+    def kind(self, outcome: Outcome) -> str:
+        return "seed-node ws under faults" if outcome.scenario.faults else "seed-node ws"
+
 
 class SeedNodeSocketIOProtocol(SocketIOProtocol):
     app = AppKind.SEED_NODE_SOCKETIO
@@ -96,6 +99,9 @@ class SeedNodeSocketIOProtocol(SocketIOProtocol):
         cells["unhandled rejections (the article's code exits)"] = str(
             outcome.history.probes.get("unhandled_rejections", 0))
         return {"server": "article's socket.io", **cells, "failover (killed replica)": verdict}
+
+    def kind(self, outcome: Outcome) -> str:
+        return "seed-node Socket.IO"
 
     def to_json(self, outcome: Outcome) -> dict[str, Any]:
         out = super().to_json(outcome)

@@ -60,9 +60,9 @@ def stickiness(http: list[HttpEvent]) -> Stickiness:
 def failover_text(a: Accounting) -> str:
     f = a.failover
     if not f.killed:
-        return "–"
+        return "-"
     back = "never" if f.reconnect_max_s == math.inf else (
-        "–" if f.reconnect_max_s is None else f"≤ {f.reconnect_max_s:.2f}s")
+        "-" if f.reconnect_max_s is None else f"≤ {f.reconnect_max_s:.2f}s")
     return (f"{f.dropped_on_killed}/{f.on_killed} on {'+'.join(f.killed)} dropped, {f.dropped_elsewhere} elsewhere; "
             f"{f.reconnected}/{f.dropped} back {back}; missed {f.missed_while_away}, dup {a.duplicated}; "
             f"others lost {a.lost_undisturbed}")
@@ -125,6 +125,9 @@ class SocketIOProtocol(ProtocolAdapter):
             "unacked": str(a.unacked),
             "failover (killed replica)": failover_text(a),
         }
+
+    def kind(self, outcome: Outcome) -> str:
+        return "Socket.IO"
 
     def to_json(self, outcome: Outcome) -> dict[str, Any]:
         s = outcome.scenario

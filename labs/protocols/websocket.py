@@ -144,6 +144,12 @@ class WebSocketProtocol(ProtocolAdapter):
             "p50 / p99 ms": latency(a),
         }
 
+    def kind(self, outcome: Outcome) -> str:
+        s = outcome.scenario
+        if s.topology.broker.cluster:
+            return "Redis Cluster"
+        return "WebSocket under faults" if s.faults else "WebSocket"
+
     def notes(self, outcomes: list[Outcome]) -> list[str]:
         """Where runs with and without a broker share an offered rate, how their p50s compare: below
         saturation a broker adds two hops, not a queue. Past 2x the note says what a hop costs here and how

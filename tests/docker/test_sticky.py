@@ -96,11 +96,14 @@ def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sti
     r = subprocess.run([sys.executable, "-m", "labs", "run", "sticky-round-robin-polling", "sticky-cookie-polling",
                         "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
-    header, _, *lines = r.stdout.splitlines()
-    assert 'HTTP 400 "Session ID unknown"' in header and "clients per replica" in header
+    summary, title, detail = r.stdout.split("\n\n")  # the summary, then the one Socket.IO table
+    verdicts = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:]
+                if line.startswith("| ")}
+    assert verdicts == {"sticky-round-robin-polling": "fails as expected", "sticky-cookie-polling": "as expected"}
+    header, _, *lines = detail.splitlines()
+    assert title == "Socket.IO" and 'HTTP 400 "Session ID unknown"' in header and "clients per replica" in header
     rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
-    assert "fails as expected" in rows["sticky-round-robin-polling"] and "0/30" in rows["sticky-round-robin-polling"]
-    assert "as expected" in rows["sticky-cookie-polling"] and "30/30" in rows["sticky-cookie-polling"]
+    assert "0/30" in rows["sticky-round-robin-polling"] and "30/30" in rows["sticky-cookie-polling"]
     assert "cookie stickiness — nginx " in r.stdout
 
     (rr,) = (tmp_path / "sticky-round-robin-polling").iterdir()

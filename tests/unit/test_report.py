@@ -37,8 +37,11 @@ def test_a_websocket_scenario_that_demonstrates_a_failure_reads_fails_as_expecte
     text = "failure = true\n[topology]\n[workload]\n[expect]\ncross_server_ratio = 0\n"
     r = result(text, no_broker())
     assert r.passed and r.verdict_text == "fails as expected"
-    head, _, row = table([r]).splitlines()
-    assert head.startswith("| scenario ") and "fails as expected" in row and "0/4 (0%)" in row
+    summary, title, detail = table([r]).split("\n\n")
+    head, _, row = summary.splitlines()
+    assert head.startswith("| scenario | verdict ") and "| fails as expected |" in row
+    assert "cross_server_ratio 0.00" in row  # the figure the scenario declares
+    assert title == "WebSocket" and "0/4 (0%)" in detail.splitlines()[2]
 
 
 def test_a_failed_expectation_is_shown_with_its_reason_under_the_table():
