@@ -1,5 +1,6 @@
-"""What the harness knows about each broker: the containers' options a shipped scenario gets, which faults
-each broker takes (and the reason it gives for one it does not), and where it may run."""
+"""What the harness knows about each broker, from its registry entry: the containers' options a shipped
+scenario gets, which faults each broker takes (and the reason it gives for one it does not), where it may
+run, what it is asked after a run, what it meters, its extra measures and its names."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from typing import Any
 
 import pytest
 
+from labs import runner
+from labs.accounting.history import History
+from labs.brokers import REGISTRY, ClusterMeter, entry
 from labs.errors import ScenarioError
 from labs.infra.images import Image, ImageSet
 from labs.infra.redis_cluster import Former, cluster_backends
 from labs.infra.stack import Backend
-from labs.scenario import Broker, FaultKind, available, load, on_swarm, parse
-from labs.spec import broker_options, cluster_options
+from labs.scenario import Broker, FaultKind, available, load, on_swarm, parse, unfit
+from labs.spec import broker_options, image_sources, plan
 
 IMAGES = ImageSet(app=Image("app", "t"), redis=Image("redis-img", "t"), nginx=Image("nginx", "t"),
                   nats=Image("nats-img", "t"))
@@ -31,7 +35,7 @@ def nats(script: str) -> tuple[Backend, ...]:
 
 def options(name: str) -> dict[str, Any]:
     s = load(name)
-    return {**broker_options(s, IMAGES), **cluster_options(s, IMAGES)}
+    return broker_options(s, IMAGES)
 
 
 #: a shipped scenario of each broker (and each slow consumer), and the options its containers get
@@ -75,10 +79,6 @@ def test_every_shipped_scenario_gets_the_options_of_its_broker():
         if slow or s.topology.cluster_replicas:
             continue
         assert got == {k: v for k, v in SHIPPED[sample[s.topology.broker]].items() if k != "small_buffers"}, name
-
-
-def unfit(kind: FaultKind, broker: Broker) -> str | None:
-    return kind.unfit(broker)
 
 
 ONE_CONTAINER = 'needs one broker container; a cluster\'s node is killed with kind = "kill-cluster-master"'
@@ -159,3 +159,105 @@ def test_the_replicas_know_every_broker_the_harness_names():
     from labs.app.__main__ import BROKERS
 
     assert sorted(BROKERS) == sorted(b.value for b in Broker)
+
+
+# -- the registry ------------------------------------------------------------------------------------------
+
+def test_every_broker_has_one_registry_entry():
+    assert list(REGISTRY) == list(Broker)
+    assert all(entry(b).broker is b and entry(b).facts is b.facts for b in Broker)
+
+
+#: label, container, server, durable, replays, slow consumer, on a Swarm, extra measures
+FACTS = {
+    Broker.NONE: ("no broker", None, None, False, False, False, True, set()),
+    Broker.REDIS_PUBSUB: ("PubSub", "redis", "Redis", False, False, True, True, set()),
+    Broker.SEED_GLOB: ("seed glob", "redis", "Redis", False, False, False, True, set()),
+    Broker.REDIS_STREAMS: ("Streams", "redis", "Redis", True, True, False, True, set()),
+    Broker.NATS: ("NATS", "nats", "nats-server", False, False, True, True, set()),
+    Broker.NATS_JETSTREAM: ("JetStream", "nats", "nats-server", True, True, True, True, set()),
+    Broker.REDIS_CLUSTER_PUBSUB: ("Cluster PUBLISH", None, None, False, False, False, False,
+                                  {"bus_bytes_per_message", "resubscribe_max_s"}),
+    Broker.REDIS_CLUSTER_SHARDED: ("Cluster sharded", None, None, False, False, False, False,
+                                   {"bus_bytes_per_message", "resubscribe_max_s"}),
+}
+
+
+@pytest.mark.parametrize("broker", list(Broker), ids=lambda b: b.value)
+def test_a_brokers_names_and_capabilities(broker):
+    f = broker.facts
+    assert (f.label, f.container, f.server, f.durable, f.replays, f.slow_consumer, f.on_swarm,
+            {m.value for m in f.measures}) == FACTS[broker]
+
+
+@pytest.mark.parametrize("broker", list(Broker), ids=lambda b: b.value)
+def test_a_brokers_runs_measure_exactly_its_extra_measures(broker):
+    assert set(entry(broker).measures(History())) == broker.facts.measures
+
+
+class Container:
+    """A container that answers `redis-cli` as a Redis with one subscriber per replica would."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def exec_run(self, command: list[str]) -> tuple[int, bytes]:
+        self.calls.append(command)
+        if command[1:3] == ["CLIENT", "LIST"]:
+            return 0, b"id=3 name=app-1 sub=1\nid=4 name=app-2 sub=0\n"
+        return 0, b"7"
+
+
+class FakeStack:
+    def __init__(self, *names: str) -> None:
+        self.containers = {name: Container() for name in names}
+
+
+REPLICAS = {"app-1": {"status": 200, "rooms": {"lobby": 2}, "published_to_nobody": 1},
+            "app-2": {"status": None, "error": "gone"}}
+
+
+@pytest.mark.parametrize(("name", "asked"), [
+    ("no-broker", {}), ("seed-glob", {}), ("nats", {}), ("nats-jetstream", {}), ("cluster-sharded", {}),
+    ("pubsub", {"members": {"app-1": 1, "app-2": None}, "subscriptions": {"app-1": 1, "app-2": 0}}),
+    ("streams", {"stream_first_seq": {"lobby": 7}}),
+])
+def test_after_a_run_the_harness_asks_each_broker_what_its_entry_says(name, asked):
+    s = load(name)
+    out = runner.probes(FakeStack("redis", "nats", "redis-1"), s, REPLICAS)  # type: ignore[arg-type]
+    assert out == {"published_to_nobody": None, "deaf_detected": None, "unhandled_rejections": None, **asked}
+
+
+def test_a_broker_asked_without_its_container_says_nothing():
+    for name in ("pubsub", "streams"):
+        assert set(runner.probes(FakeStack(), load(name), REPLICAS)) == {  # type: ignore[arg-type]
+            "published_to_nobody", "deaf_detected", "unhandled_rejections"}
+
+
+@pytest.mark.parametrize("broker", list(Broker), ids=lambda b: b.value)
+def test_only_a_redis_cluster_is_metered_over_the_run(broker):
+    s = load("cluster-sharded-kill-master" if broker.cluster else "pubsub")
+    meter = entry(broker).meter(FakeStack(), s)  # type: ignore[arg-type]
+    assert isinstance(meter, ClusterMeter) is broker.cluster
+    if broker.cluster:
+        assert isinstance(meter, ClusterMeter) and meter.meter.names == [f"redis-{i}" for i in range(1, 7)]
+        assert meter.end() == {"cluster": {}}  # never begun: nothing read
+    else:
+        meter.begin()
+        assert meter.end() == {}
+
+
+@pytest.mark.parametrize(("name", "metrics"), [
+    ("pubsub", set()), ("nats-jetstream", set()),
+    ("cluster-sharded", {"bus_bytes_per_message", "resubscribe_max_s"})])
+def test_the_checker_adds_the_brokers_extra_measures(name, metrics):
+    _, values, _ = runner.check(plan(load(name)), History())
+    assert {m.value for m in values} >= metrics
+    assert not {m.value for m in values} & {"bus_bytes_per_message", "resubscribe_max_s"} - metrics
+
+
+@pytest.mark.parametrize(("name", "server"), [
+    ("no-broker", "redis"), ("pubsub", "redis"), ("streams", "redis"), ("nats", "nats"), ("nats-jetstream", "nats"),
+    ("cluster-pubsub", "redis")])
+def test_a_run_reports_where_its_brokers_image_came_from(name, server):
+    assert image_sources(load(name), "app source", IMAGES) == {"app": "app source", server: "t", "nginx": "t"}
