@@ -131,12 +131,14 @@ def cluster_meter(stack: Stack, scenario: Scenario) -> Meter:
 @dataclass(frozen=True)
 class Entry:
     broker: Broker
+    #: no options: the stack's one Redis with its defaults (or, for broker none, no broker container)
     options: Options = no_options
     probe: Probe = no_probe
     meter: Callable[[Stack, Scenario], Meter] = unmetered
     #: its runs' extra measures (`facts.measures`, from the history)
     measures: Measures = no_measures
-    #: the image its containers run, by its name in `ImageSet` and in a run's report
+    #: the image its containers run, by its name in `ImageSet` and in a run's report (a run without a broker
+    #: reports the redis image too)
     image: str = "redis"
 
     @property
