@@ -12,16 +12,16 @@ import docker
 
 from . import signals, workload
 from .accounting.checker import Accounting, account
-from .accounting.cluster import cluster_measures
 from .accounting.history import BrokerEvent, History
 from .accounting.verdict import Verdict, judge, measures, unknown
+from .brokers import entry
 from .errors import LabError, RunFailed
-from .infra import inspect, redis_cluster
+from .infra import inspect
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
 from .infra.stack import Stack, StackSpec
 from .report.result import RunResult
-from .scenario import Broker, FaultKind, Metric, Scenario
+from .scenario import FaultKind, Metric, Scenario
 from .spec import Plan, describe, image_sources, stack_spec, utc_stamp
 
 if TYPE_CHECKING:
@@ -31,11 +31,11 @@ Progress = Callable[[str], None]
 
 
 def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
-    """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
-    channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), publishes
-    that reached nobody, (the seed article's Node server) unhandled rejections it survived, and (Redis
-    Streams) the first entry each room's stream still holds. A replica that did not answer leaves its
-    figures unmeasured (None), never 0."""
+    """What the replicas and the broker say after the run: publishes that reached nobody, subscribers that
+    found themselves deaf, (the seed article's Node server) unhandled rejections it survived, and what the
+    broker's registry entry asks it (Redis Pub/Sub: each replica's rooms with members and the channels its
+    subscriber holds; Redis Streams: the first entry each room's stream still holds). A replica that did not
+    answer leaves its figures unmeasured (None), never 0."""
     answered = {name: r for name, r in replicas.items() if r.get("status") == 200}
     every = len(answered) == len(replicas)
 
@@ -43,15 +43,7 @@ def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[s
         return sum(r.get(key, 0) for r in answered.values()) if every else None
 
     out: dict[str, Any] = {key: total(key) for key in ("published_to_nobody", "deaf_detected", "unhandled_rejections")}
-    broker = scenario.topology.broker
-    if broker is Broker.REDIS_PUBSUB and "redis" in stack.containers:
-        out["members"] = {name: sum(1 for n in r.get("rooms", {}).values() if n) if name in answered else None
-                          for name, r in replicas.items()}
-        out["subscriptions"] = inspect.pubsub_subscriptions(stack)
-    if broker is Broker.REDIS_STREAMS and "redis" in stack.containers:
-        rooms = sorted({scenario.workload.room_for(i) for i in range(scenario.workload.clients)})
-        out["stream_first_seq"] = inspect.stream_first_seq(stack, rooms)
-    return out
+    return {**out, **entry(scenario.topology.broker).probe(stack, scenario, replicas)}
 
 
 def check(p: Plan, history: History) -> tuple[Accounting | None, dict[Metric, float | None], Verdict]:
@@ -60,9 +52,8 @@ def check(p: Plan, history: History) -> tuple[Accounting | None, dict[Metric, fl
     expect = p.scenario.expect
     try:
         acc = account(history)
-        values = {**measures(acc), **p.protocol.measures(history, acc)}
-        if p.scenario.topology.broker.cluster:
-            values.update(cluster_measures(history))
+        values = {**measures(acc), **p.protocol.measures(history, acc),
+                  **entry(p.scenario.topology.broker).measures(history)}
         return acc, values, judge(values, expect)
     except Exception as exc:  # noqa: BLE001 - never "pass" on a crash
         return None, {}, unknown(f"checker failed: {exc!r}", expect)
@@ -100,10 +91,8 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
     with open_stack(client, p, spec, progress=progress, on_removed=on_removed, on=on) as stack:
-        meter = None
-        if s.topology.broker.cluster:
-            meter = redis_cluster.Meter(stack, redis_cluster.node_names(s.topology.cluster_masters, s.topology.cluster_replicas))
-            meter.begin()
+        meter = entry(s.topology.broker).meter(stack, s)
+        meter.begin()
         try:
             history = workload.drive(stack.port, s, protocol, replicas=stack.replica_names(), host=stack.host,
                                      during=fault_schedule(stack, s.faults), progress=progress,
@@ -117,9 +106,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
             raise RunFailed(str(exc)) from exc
         signals.check()
         replicas = {name: inspect.health(stack, name) for name in stack.replica_names()}
-        history.probes = probes(stack, s, replicas)
-        if meter is not None:
-            history.probes["cluster"] = meter.end()
+        history.probes = {**probes(stack, s, replicas), **meter.end()}
         history.broker_events = sorted((BrokerEvent(name, t, part, ok) for name, r in replicas.items()
                                         for t, part, ok in r.get("events", [])), key=lambda e: e.at)
         states = inspect.states(stack)

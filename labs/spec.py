@@ -15,24 +15,18 @@ from typing import Any, Callable
 
 import docker
 
-from .errors import ImageError
-from .infra import redis_cluster
+from .brokers import entry
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
 from .infra.render import Sticky, for_replicas, render_nginx
-from .infra.stack import NATS_URL, StackSpec, nats_backend
+from .infra.stack import StackSpec
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
-from .scenario import Balance, Broker, FaultKind, Scenario
+from .scenario import Balance, FaultKind, Scenario
 from .settings import TEMPLATES_DIR
 
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
 PLACEHOLDER_NET = "192.0.2.0/24"
-#: nats-server's limit for a slow-consumer scenario: it closes a connection whose write blocked for 1 s (10 s
-#: by default). Not a small max_pending: nats-server 2.9 first stalls the publishers of a consumer past half
-#: of it (up to 1 s each time), so a frozen consumer's backlog only trickles in, and a JetStream consumer
-#: catching up after the fault bursts past it again and again (each time cut off, each time restarted).
-NATS_SLOW = {"write_deadline": 1.0}
 
 
 def new_run_id() -> str:
@@ -85,33 +79,14 @@ def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet
     return sticky, f"nginx {'.'.join(map(str, version))}: {sticky.describe()}"
 
 
-def broker_options(scenario: Scenario, images: ImageSet | None = None) -> dict[str, Any]:
-    """Broker and container options a scenario needs: streams keep an fsynced append-only file (a restart
-    loses nothing); NATS runs nats-server instead of Redis (JetStream with its store under /tmp); a slow
-    consumer gets small socket buffers (the replica's and the broker's) and, with NATS, a server that
-    closes a connection it cannot write to soon (NATS_SLOW)."""
+def broker_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
+    """Broker and container options a scenario needs: its broker's (the registry's: its containers, their
+    address for the replicas, how they are formed) and, for a slow consumer, small socket buffers (the
+    replica's and the broker's)."""
     broker = scenario.topology.broker
     slow = tuple(f.target for f in scenario.faults if f.kind is FaultKind.SLOW_CONSUMER)
-    options: dict[str, Any] = {"small_buffers": slow + (broker.container or "redis",) if slow else ()}
-    if broker is Broker.REDIS_STREAMS:
-        options["redis_args"] = ("--save", "", "--appendonly", "yes", "--appendfsync", "always")
-    if broker in {Broker.NATS, Broker.NATS_JETSTREAM}:
-        if images is None or images.nats is None:
-            raise ImageError("no image with nats-server: run `make images`")
-        limits: dict[str, Any] = NATS_SLOW if slow else {}
-        options["backends"] = (nats_backend(images.nats.tag, jetstream=broker is Broker.NATS_JETSTREAM, **limits),)
-        options["broker_url"] = NATS_URL
-    return options
-
-
-def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
-    """A Redis Cluster broker's nodes, the masters' URLs for the replicas, and the formation step."""
-    top = scenario.topology
-    if not top.broker.cluster:
-        return {}
-    return {"backends": redis_cluster.cluster_backends(images.redis.tag, top.cluster_masters, top.cluster_replicas),
-            "broker_url": redis_cluster.broker_url(top.cluster_masters),
-            "form": redis_cluster.Former(top.cluster_masters, top.cluster_replicas)}
+    return {"small_buffers": slow + (broker.container or "redis",) if slow else (),
+            **entry(broker).options(scenario, images)}
 
 
 def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
@@ -124,17 +99,15 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
                      nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
-                     **broker_options(s, images), **cluster_options(s, images))
+                     **broker_options(s, images))
     return spec, sticky_note
 
 
 def image_sources(s: Scenario, app: str, images: ImageSet) -> dict[str, str]:
     """Where each image of the run came from (the broker's: redis, or nats)."""
-    out = {"app": app, "redis": images.redis.source, "nginx": images.nginx.source}
-    if s.topology.broker.container == "nats" and images.nats is not None:
-        del out["redis"]
-        out["nats"] = images.nats.source
-    return out
+    broker = entry(s.topology.broker)
+    server = broker.server_image(images)
+    return {"app": app, **({broker.image: server.source} if server else {}), "nginx": images.nginx.source}
 
 
 def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:

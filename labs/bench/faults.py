@@ -28,10 +28,6 @@ FAULT_TEXT = {
     "kill-cluster-master": "kill master {t} (SIGKILL), restart", "kill-node": "kill {t}'s engine",
     "partition-node": "cut {t} off", "drain-node": "drain {t}",
 }
-BROKERS = {"redis-pubsub": "PubSub", "redis-streams": "Streams", "nats": "NATS", "nats-jetstream": "JetStream",
-           "redis-cluster-pubsub": "Cluster PUBLISH", "redis-cluster-sharded": "Cluster sharded"}
-#: the broker's server, by its container, as the fault column names it
-SERVERS = {"redis": "Redis", "nats": "nats-server"}
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
 FIGURES = COLUMNS + ("sent", "expected")
 
@@ -72,10 +68,10 @@ def cell(m: dict[str, Any]) -> str:
 
 def row(s: scenario.Scenario, got: list[dict[str, Any]]) -> str:
     """The README table's row for one fault scenario over its runs."""
-    server = SERVERS.get(s.topology.broker.container or "", "the broker")
-    fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target, b=server) for f in s.faults)
+    broker = s.topology.broker.facts
+    fault = ", ".join(FAULT_TEXT[f.kind.value].format(t=f.target, b=broker.server or "the broker") for f in s.faults)
     crashed = sum(g["checker_failed"] for g in got)
-    cells = [f"`{s.name}`", fault, BROKERS.get(s.topology.broker.value, s.topology.broker.value),
+    cells = [f"`{s.name}`", fault, broker.label,
              f"{sum(g['passed'] for g in got)}/{len(got)} runs" + (f", {crashed} checker failed" if crashed else "")]
     m = medians(got, COLUMNS)
     cells += [cell(m[k]) for k in COLUMNS]

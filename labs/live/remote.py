@@ -21,7 +21,7 @@ from ..errors import LabError
 from ..infra.faults import ACTIONS, Action
 from ..infra.operations import Operations
 from ..infra.stack import Stack
-from ..scenario import Broker, FaultKind
+from ..scenario import Broker, FaultKind, unfit
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
@@ -58,9 +58,9 @@ def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
                            f"{state.broker}")
     else:
         broker = Broker(state.broker)
-        unfit = kind.unfit(broker)
-        if unfit:
-            raise LabError(f"{unfit}; this stack ({state.scenario}) has {state.broker}")
+        why = unfit(kind, broker)
+        if why:
+            raise LabError(f"{why}; this stack ({state.scenario}) has {state.broker}")
         if target != broker.container:
             raise LabError(f"{kind.value} targets {broker.container}; got {target!r}")
     for active in state.faults:

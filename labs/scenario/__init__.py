@@ -1,6 +1,8 @@
-"""A scenario: the model (enums and frozen dataclasses), how a TOML file becomes one (parse), and what it
-declares about its outcome (expect). Everything else imports scenarios from here."""
+"""A scenario: the model (enums and frozen dataclasses), its brokers and kinds of fault, how a TOML file
+becomes one (parse), and what it declares about its outcome (expect). Everything else imports scenarios from
+here."""
 
+from .brokers import Broker, BrokerFacts, unfit
 from .expect import (
     CLUSTER_ONLY,
     SEED_NODE_WS_METRICS,
@@ -10,6 +12,7 @@ from .expect import (
     Bound,
     Metric,
 )
+from .faults import FaultKind
 from .model import (
     MAX_DELIVERIES,
     MAX_FAULTS,
@@ -22,10 +25,8 @@ from .model import (
     MIN_MASTERS,
     AppKind,
     Balance,
-    Broker,
     Events,
     Fault,
-    FaultKind,
     Scenario,
     Swarm,
     Topology,
@@ -37,6 +38,7 @@ from .parse import NODE_BROKERS, available, load, on_swarm, parse
 __all__ = [
     "CLUSTER_ONLY", "MAX_DELIVERIES", "MAX_FAULTS", "MAX_MASTERS", "MAX_RECOVERY_S", "MAX_REPLICAS", "MAX_ROOMS",
     "MAX_SENDS", "MAX_SEND_DURATION_S", "MIN_MASTERS", "NODE_BROKERS", "SEED_NODE_WS_METRICS", "SOCKETIO_METRICS",
-    "SOCKETIO_ONLY", "WEBSOCKET_ONLY", "AppKind", "Balance", "Bound", "Broker", "Events", "Fault", "FaultKind",
-    "Metric", "Scenario", "Swarm", "Topology", "Transport", "Workload", "available", "load", "on_swarm", "parse",
+    "SOCKETIO_ONLY", "WEBSOCKET_ONLY", "AppKind", "Balance", "Bound", "Broker", "BrokerFacts", "Events", "Fault",
+    "FaultKind", "Metric", "Scenario", "Swarm", "Topology", "Transport", "Workload", "available", "load", "on_swarm",
+    "parse", "unfit",
 ]

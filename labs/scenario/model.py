@@ -1,6 +1,6 @@
 """The scenario model: what a scenario names (topology, workload, faults, expectation) as enums and frozen
-dataclasses, and the limits a scenario must keep. Built and validated only by `parse`; trusted everywhere
-after.
+dataclasses, and the limits a scenario must keep (its brokers and kinds of fault: brokers.py, faults.py).
+Built and validated only by `parse`; trusted everywhere after.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .brokers import Broker
 from .expect import Bound, Metric
+from .faults import FaultKind
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 #: a room is also a NATS subject token (`chat.<room>`): these characters never split one ('.') or widen it
@@ -35,38 +37,6 @@ DEFAULT_RECOVERY_S = 5.0
 MAX_ROOMS = 1000
 #: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
 MIN_MASTERS, MAX_MASTERS = 3, 6
-
-
-class Broker(enum.Enum):
-    NONE = "none"
-    REDIS_PUBSUB = "redis-pubsub"
-    #: the seed article's code: SUBSCRIBE to the literal channel "chat:*", publish to "chat:<room>"
-    SEED_GLOB = "seed-subscribe-glob"
-    REDIS_STREAMS = "redis-streams"
-    #: core NATS, one subject per room (at-most-once)
-    NATS = "nats"
-    #: NATS JetStream, one file stream over the room subjects (durable, resumable)
-    NATS_JETSTREAM = "nats-jetstream"
-    #: a Redis Cluster with classic PUBLISH/SUBSCRIBE: every node forwards every message over the cluster bus
-    REDIS_CLUSTER_PUBSUB = "redis-cluster-pubsub"
-    #: a Redis Cluster with SPUBLISH/SSUBSCRIBE: a room's traffic stays on its slot's shard
-    REDIS_CLUSTER_SHARDED = "redis-cluster-sharded"
-
-    @property
-    def needs_redis(self) -> bool:
-        return self.container == "redis"
-
-    @property
-    def container(self) -> str | None:
-        """The broker's container, which broker faults target (None: none, or a cluster's many nodes)."""
-        if self is Broker.NONE or self.cluster:
-            return None
-        return "nats" if self in {Broker.NATS, Broker.NATS_JETSTREAM} else "redis"
-
-    @property
-    def cluster(self) -> bool:
-        """Its Redis is a cluster of nodes redis-1..N, not one `redis`."""
-        return self in {Broker.REDIS_CLUSTER_PUBSUB, Broker.REDIS_CLUSTER_SHARDED}
 
 
 class Balance(enum.Enum):
@@ -108,68 +78,6 @@ class Events(enum.Enum):
 
     LAB = "lab"
     ARTICLE = "article"
-
-
-class FaultKind(enum.Enum):
-    KILL_REPLICA = "kill-replica"
-    RESTART_REDIS = "restart-redis"
-    PAUSE_REDIS = "pause-redis"
-    PARTITION_REPLICA = "partition-replica"
-    KILL_PUBSUB_CLIENTS = "kill-pubsub-clients"
-    SLOW_CONSUMER = "slow-consumer"
-    #: restart-redis and pause-redis for any broker: they hit the broker's container (redis or nats)
-    RESTART_BROKER = "restart-broker"
-    PAUSE_BROKER = "pause-broker"
-    #: SIGKILL a Redis Cluster master (redis-1..N); with replicas, one of its replicas is promoted
-    KILL_CLUSTER_MASTER = "kill-cluster-master"
-    #: a Swarm node's engine SIGKILLed with everything it ran (heal: started again, it rejoins)
-    KILL_NODE = "kill-node"
-    #: a Swarm node's link to the others down (heal: up again)
-    PARTITION_NODE = "partition-node"
-    #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
-    DRAIN_NODE = "drain-node"
-
-    @property
-    def targets_replica(self) -> bool:
-        return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
-
-    @property
-    def targets_cluster_node(self) -> bool:
-        return self is FaultKind.KILL_CLUSTER_MASTER
-
-    @property
-    def targets_node(self) -> bool:
-        return self in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}
-
-    def unfit(self, broker: Broker) -> str | None:
-        """Why this fault cannot hit a stack with `broker`, e.g. "restart-redis needs a Redis broker (use
-        restart-broker)" (None when it can)."""
-        if self is FaultKind.SLOW_CONSUMER and broker not in SLOW_CONSUMER_BROKERS:
-            return f"slow-consumer needs broker {' or '.join(b.value for b in SLOW_CONSUMER_BROKERS)}"
-        if self.targets_replica or self.targets_node:
-            return None
-        if self.targets_cluster_node:
-            return None if broker.cluster else f"{self.value} needs a redis-cluster-* broker"
-        if broker.cluster:
-            return (f"{self.value} needs one broker container; a cluster's node is killed with "
-                    f"kind = \"{FaultKind.KILL_CLUSTER_MASTER.value}\"")
-        if self in REDIS_ONLY and broker.container != "redis":
-            instead = REDIS_ONLY[self]
-            return (f"{self.value} needs a Redis broker"
-                    + (f" (use {instead.value})" if instead is not None and broker.container else ""))
-        if broker.container is None:
-            return f"{self.value} needs a broker"
-        return None
-
-
-#: faults that talk to Redis itself, and the broker-neutral kind that does the same to any broker (if any)
-REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
-    FaultKind.RESTART_REDIS: FaultKind.RESTART_BROKER, FaultKind.PAUSE_REDIS: FaultKind.PAUSE_BROKER,
-    FaultKind.KILL_PUBSUB_CLIENTS: None,
-}
-#: a replica frozen while the broker holds a small buffer for it: Redis's pubsub output-buffer limit, or
-#: nats-server's max_pending (JetStream's consumers resume after it)
-SLOW_CONSUMER_BROKERS = (Broker.REDIS_PUBSUB, Broker.NATS, Broker.NATS_JETSTREAM)
 
 
 NODE_RE = re.compile(r"^node-[1-9]$")

@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..settings import SCENARIOS_DIR
+from .brokers import Broker, unfit
 from .expect import (
     CLUSTER_ONLY,
     SEED_NODE_WS_METRICS,
@@ -25,6 +26,7 @@ from .expect import (
     bound,
     show,
 )
+from .faults import NOT_ON_SWARM, FaultKind
 from .model import (
     COOKIE_RE,
     DEFAULT_RECOVERY_S,
@@ -43,10 +45,8 @@ from .model import (
     AppKind,
     Balance,
     Bound,
-    Broker,
     Events,
     Fault,
-    FaultKind,
     Scenario,
     Swarm,
     Topology,
@@ -257,7 +257,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         if topology.app.socketio and metric not in SOCKETIO_METRICS:
             names = ", ".join(sorted(m.value for m in SOCKETIO_METRICS))
             raise ScenarioError(f"{where}: expect.{key} is not measured for a socketio app (these are: {names})")
-        if metric in CLUSTER_ONLY and not topology.broker.cluster:
+        if metric in CLUSTER_ONLY and metric not in topology.broker.facts.measures:
             raise ScenarioError(f"{where}: expect.{key} is measured on a Redis Cluster only (a redis-cluster-* broker)")
         if topology.app is AppKind.WEBSOCKET and metric in SOCKETIO_ONLY:
             raise ScenarioError(f"{where}: expect.{key} is measured for app = \"socketio\" only")
@@ -283,14 +283,6 @@ def _swarm(table: Any, where: str) -> Swarm:
     return Swarm(nodes=nodes, **pins)
 
 
-#: faults a Swarm cannot take as the one engine does: a stopped Redis comes back as a new task (its
-#: append-only file gone with the old container), and Swarm keeps its tasks on their networks
-NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, without its append-only file",
-                FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
-                FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
-                FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only"}
-
-
 def _swarm_fault(kind: FaultKind, where: str) -> None:
     if kind in NOT_ON_SWARM:
         raise ScenarioError(f"{where}: {kind.value} does not run on a Swarm ({NOT_ON_SWARM[kind]}); "
@@ -298,9 +290,9 @@ def _swarm_fault(kind: FaultKind, where: str) -> None:
 
 
 def _swarm_broker(broker: Broker, where: str) -> None:
-    if broker.cluster:
-        raise ScenarioError(f"{where}: broker {broker.value} runs on one engine only (its nodes meet on a "
-                            "bus network of their own, which the Swarm engine does not build)")
+    why = broker.facts.not_on_swarm
+    if why is not None:
+        raise ScenarioError(f"{where}: broker {broker.value} runs on one engine only ({why})")
 
 
 def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
@@ -333,9 +325,9 @@ def _faults(items: Any, topology: Topology, workload: Workload, where: str,
         if swarm is not None:
             _swarm_fault(kind, here)
         target = item.get("target", topology.broker.container or "redis")
-        unfit = kind.unfit(topology.broker)
-        if unfit:
-            raise ScenarioError(f"{here}: {unfit}, this topology has {topology.broker.value}")
+        why = unfit(kind, topology.broker)
+        if why:
+            raise ScenarioError(f"{here}: {why}, this topology has {topology.broker.value}")
         if kind.targets_node:
             if swarm is None:
                 raise ScenarioError(f"{here}: {kind.value} needs a [swarm] table (nodes exist only on a Swarm)")

@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 
 from labs import scenario
 from labs.accounting.checker import account
-from labs.accounting.cluster import cluster_measures
 from labs.accounting.history import (
     Ack,
     BrokerEvent,
@@ -35,6 +34,7 @@ from labs.accounting.history import (
 )
 from labs.accounting.reach import BROKER, FAULT_MARGIN_S
 from labs.accounting.verdict import Validity, Verdict, judge, measures
+from labs.brokers import entry
 from labs.infra.faults import reaches
 from labs.protocols import for_app
 from labs.scenario import Balance, Broker, FaultKind, Metric, Scenario
@@ -57,7 +57,7 @@ INTACT = [
     "seed-node-socketio-kill-replica", "seed-node-pysio-restart-redis", "seed-node-socketio-restart-redis",
 ]
 SCENARIOS = {name: scenario.load(name) for name in INTACT}
-DURABLE = {Broker.REDIS_STREAMS, Broker.NATS_JETSTREAM}
+DURABLE = {b for b in Broker if b.facts.durable}
 #: how far before a fault's apply and after its allowance a loss is surely outside it
 CLEAR_S = FAULT_MARGIN_S + 0.1
 
@@ -65,9 +65,7 @@ CLEAR_S = FAULT_MARGIN_S + 0.1
 def verdict(h: History, s: Scenario) -> Verdict:
     """The verdict `s` gives `h`, with every metric a run of it measures (runner.check)."""
     acc = account(h)
-    values = {**measures(acc), **for_app(s.topology.app).measures(h, acc)}
-    if s.topology.broker.cluster:
-        values.update(cluster_measures(h))
+    values = {**measures(acc), **for_app(s.topology.app).measures(h, acc), **entry(s.topology.broker).measures(h)}
     return judge(values, s.expect)
 
 

@@ -39,7 +39,7 @@ from ...infra.render import for_replicas, render_nginx
 from ...infra.stack import Stack, StackSpec, http_get
 from ...infra.usage import describe_machine
 from ...scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
-from ...spec import broker_options, cluster_options, new_run_id, plan, utc_stamp
+from ...spec import broker_options, new_run_id, plan, utc_stamp
 from .load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
 from .plan import (
     CONNTRACK_PER_CONNECTION,
@@ -253,7 +253,7 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
                      nginx_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit,
-                     **broker_options(p.scenario, images), **cluster_options(p.scenario, images))
+                     **broker_options(p.scenario, images))
     host_before = host_figures()
     progress(f"run {spec.run_id}: {layout.connections} connections; {setup.describe()}")
     with Stack(client, spec, progress=progress) as stack:

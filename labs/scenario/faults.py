@@ -1,0 +1,53 @@
+"""The kinds of fault a scenario can schedule, and what each one hits: a replica, the broker's container,
+a Redis Cluster's node or a Swarm node. Which brokers take which kind is the brokers' business (brokers.py).
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class FaultKind(enum.Enum):
+    KILL_REPLICA = "kill-replica"
+    RESTART_REDIS = "restart-redis"
+    PAUSE_REDIS = "pause-redis"
+    PARTITION_REPLICA = "partition-replica"
+    KILL_PUBSUB_CLIENTS = "kill-pubsub-clients"
+    SLOW_CONSUMER = "slow-consumer"
+    #: restart-redis and pause-redis for any broker: they hit the broker's container (redis or nats)
+    RESTART_BROKER = "restart-broker"
+    PAUSE_BROKER = "pause-broker"
+    #: SIGKILL a Redis Cluster master (redis-1..N); with replicas, one of its replicas is promoted
+    KILL_CLUSTER_MASTER = "kill-cluster-master"
+    #: a Swarm node's engine SIGKILLed with everything it ran (heal: started again, it rejoins)
+    KILL_NODE = "kill-node"
+    #: a Swarm node's link to the others down (heal: up again)
+    PARTITION_NODE = "partition-node"
+    #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
+    DRAIN_NODE = "drain-node"
+
+    @property
+    def targets_replica(self) -> bool:
+        return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
+
+    @property
+    def targets_cluster_node(self) -> bool:
+        return self is FaultKind.KILL_CLUSTER_MASTER
+
+    @property
+    def targets_node(self) -> bool:
+        return self in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}
+
+
+#: faults that talk to Redis itself, and the broker-neutral kind that does the same to any broker (if any)
+REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
+    FaultKind.RESTART_REDIS: FaultKind.RESTART_BROKER, FaultKind.PAUSE_REDIS: FaultKind.PAUSE_BROKER,
+    FaultKind.KILL_PUBSUB_CLIENTS: None,
+}
+
+#: faults a Swarm cannot take as the one engine does: a stopped Redis comes back as a new task (its
+#: append-only file gone with the old container), and Swarm keeps its tasks on their networks
+NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, without its append-only file",
+                FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
+                FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
+                FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only"}
