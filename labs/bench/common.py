@@ -1,5 +1,6 @@
-"""What every bench shares: its command line (`BenchParser`), one start (`started`: signals, engine, images,
-results path, machine) and one exit-code rule (`run_bench`).
+"""What every bench shares: its command line (`BenchParser`), one start (`run_bench` handles Ctrl-C and
+SIGTERM from the first line on; `started` brings the engine and the images, and names the results path and
+the machine) and one exit-code rule (`run_bench`).
 
 Exit codes, as `labs` itself: 0 the bench ran and met its floor; 1 it ran and missed it, or a run failed
 (one line says what); 2 bad input or a setup problem found before anything started (one line says what and
@@ -87,12 +88,11 @@ class Started:
 
 @contextmanager
 def started(name: str) -> Iterator[Started]:
-    """The one start of every bench, once its input has been checked: signals handled, a Docker engine,
-    the lab's images. A setup problem here is a LabError (exit 2: nothing was started); a LabError from the
-    body, once the bench is under way, is a run that failed (`RunFailed`, exit 1). The engine's client is
-    closed on every way out."""
+    """The one start of every bench, once its input has been checked: a Docker engine and the lab's images.
+    A setup problem here is a LabError (exit 2: nothing was started); a LabError from the body, once the
+    bench is under way, is a run that failed (`RunFailed`, exit 1). The engine's client is closed on every
+    way out."""
     progress = progress_printer(settings.QUIET)
-    signals.install()
     client = engine.ensure_engine(progress=progress)
     try:
         found = images.ensure_images(client, progress=progress)
@@ -108,7 +108,8 @@ def started(name: str) -> Iterator[Started]:
 
 def run_bench(name: str, main: Callable[[], int]) -> int:
     """`main`'s exit code under the one rule (module docstring), with one line on stderr for anything but
-    a verdict: `name: what happened`."""
+    a verdict: `name: what happened`. Ctrl-C and SIGTERM are handled from here on (labs/signals.py)."""
+    signals.install()
     try:
         code = main()
         signals.check()  # a signal during the last step still means: interrupted

@@ -6,16 +6,16 @@ over `--rooms` (connection i joins room i mod R), then broadcasts a few rounds: 
 at once, from the room's first member. The broker (`--broker`: one Redis with Pub/Sub, a Redis Cluster of
 `--masters` masters with classic or sharded Pub/Sub, or none), nginx's policy (`--balance room` partitions
 the rooms over the replicas) and the replica count (`--replicas`, at least what the layout needs) are the
-setup (labs/bench/connections/setup.py); `python -m labs.bench partitioning` compares setups. Writes results/bench/connections-<stamp>/connections.json
-and connections.md: the connect rate, resident memory per connection per replica (the replica's own RSS
-delta over the connections it holds), the seconds until 50%, 95% and 100% of a round's deliveries arrived
-(medians), loss, what each replica and broker node did and used of the CPU (its connections, rooms, PUBLISH
-calls and their time inside Redis), and what each kind of process used of its open-file limit, so the
-result says what bounds it.
+setup (connections/setup.py); `python -m labs.bench partitioning` compares setups. Writes
+results/bench/connections-<stamp>/connections.json and connections.md: the connect rate, resident memory per
+connection per replica (the replica's own RSS delta over the connections it holds), the seconds until 50%,
+95% and 100% of a round's deliveries arrived (medians), loss, what each replica and broker node did and used
+of the CPU (its connections, rooms, PUBLISH calls and their time inside Redis), and what each kind of
+process used of its open-file limit, so the result says what bounds it.
 
-`labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy each),
-nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx on
-its front-network address instead (no docker-proxy, nothing more published). The load processes
+`labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy
+each), nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx
+on its front-network address instead (no docker-proxy, nothing more published). The load processes
 (`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
 are the lab's `Stack`, removed on every exit path.
 """
