@@ -51,6 +51,18 @@ def test_no_bench_or_an_unknown_one_is_one_line_and_exit_2(argv, words, capsys):
     assert words in line and "capacity" in line
 
 
+def test_the_entry_point_as_a_command_exits_with_the_benchs_code():
+    import subprocess
+    import sys
+
+    from labs.settings import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "labs.bench", "capacity", "--rates", "400,200"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert one_line(r.stderr) == "bench-capacity: bad rates '400,200': increasing numbers in 1..100000"
+
+
 @pytest.mark.parametrize("runs", ["0", "-1"])
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(name, runs, nothing_starts, capsys):
