@@ -115,25 +115,25 @@ tests/node/node_modules/.package-lock.json: tests/node/package-lock.json
 	else echo "npm not found: the tests that run Node clients will be skipped (install Node 20 and npm)"; fi
 
 bench-lifecycle: setup images ## median up/down time of redis + 3 replicas + nginx over 5 runs -> results/bench/
-	$(PYTHON) -m labs.bench.lifecycle lifecycle --runs 5
+	$(PYTHON) -m labs.bench lifecycle --runs 5
 
 bench-faults: setup images ## every fault scenario RUNS times (default 10): what each broker loses, medians -> results/bench/
-	$(PYTHON) -m labs.bench.faults --runs $(or $(RUNS),10)
+	$(PYTHON) -m labs.bench faults --runs $(or $(RUNS),10)
 
 bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: signal-to-exit times vs 2 s -> results/bench/
-	$(PYTHON) -m labs.bench.signals --runs 12
+	$(PYTHON) -m labs.bench signals --runs 12
 
-bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate stepped up with locust to the knee (p99 <= 50 ms, 0 lost) -> results/bench/capacity-*/
-	$(PYTHON) -m labs.bench.capacity --runs $(or $(RUNS),3)
+bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate climbed with locust until it breaks; the knee: p99 <= 50 ms, 0 lost -> results/bench/capacity-*/
+	$(PYTHON) -m labs.bench capacity --runs $(or $(RUNS),3)
 
 bench-replicas: setup images node-deps ## the lab's Python replica vs the article's Node server, same topology and Node load driver: knees and their ratio -> results/bench/replicas-*/
-	$(PYTHON) -m labs.bench.replicas --runs $(or $(RUNS),3)
+	$(PYTHON) -m labs.bench replicas --runs $(or $(RUNS),3)
 
 bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
-	$(PYTHON) -m labs.bench.connections.run --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
+	$(PYTHON) -m labs.bench connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
-	$(PYTHON) -m labs.bench.partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
+	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -12,21 +12,20 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Callable, Sequence
 
 from . import scenario, settings, signals
+from .console import (
+    EXIT_CRASH,
+    EXIT_FAIL,
+    EXIT_INTERRUPTED,
+    EXIT_PASS,
+    EXIT_USAGE,
+    crash_line,
+    progress_printer,
+)
 from .errors import LabError, RunFailed
-
-EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_CRASH, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-
-def progress_printer(quiet: bool) -> Callable[[str], None]:
-    if quiet:
-        return lambda line: None
-    return lambda line: print(f"· {line}", file=sys.stderr, flush=True)
 
 
 def _setup(progress: Callable[[str], None]):  # type: ignore[no-untyped-def]
@@ -288,52 +287,6 @@ def parser() -> argparse.ArgumentParser:
     return top
 
 
-def runs_count(text: str) -> int:
-    """A bench's --runs: a whole number, at least 1 (no run measures nothing; a median of nothing crashes)."""
-    try:
-        runs = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if runs < 1:
-        raise argparse.ArgumentTypeError(f"{runs} runs measure nothing; give 1 or more")
-    return runs
-
-
-class BenchParser(argparse.ArgumentParser):
-    """A bench's command line: its docstring as the description, and `--runs` (`runs_count`) when given a
-    default. A mistake is one line and exit 2, before anything starts."""
-
-    def __init__(self, prog: str, doc: str | None, *, runs: int | None = None, runs_help: str | None = None) -> None:
-        super().__init__(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-        if runs is not None:
-            self.add_argument("--runs", type=runs_count, default=runs, help=runs_help or f"runs (default {runs})")
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message}\n")
-
-
-def run_bench(main: Callable[[], int], name: str) -> NoReturn:
-    """A bench's `__main__`: exit with its code; 130 after Ctrl-C or SIGTERM (what it started was removed on
-    the way out); 1, in one line, for a setup problem it did not answer itself."""
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(EXIT_INTERRUPTED)
-    except LabError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_FAIL)
-
-
-def crash_log(exc: BaseException) -> Path:
-    """Write the traceback of a crash to build/crash-<stamp>.log; return its path."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
-    path = settings.BUILD_DIR / f"crash-{stamp}.log"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(traceback.format_exception(exc)))
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     signals.install()
@@ -350,8 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wslab: interrupted by {name}; removed: {removed}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in the lab: one line, the traceback in a file
-        print(f"wslab: internal error {type(exc).__name__}: {str(exc)[:200]} (traceback in {crash_log(exc)})",
-              file=sys.stderr)
+        print(crash_line("wslab", exc), file=sys.stderr)
         return EXIT_CRASH
     finally:
         signals.done()

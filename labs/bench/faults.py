@@ -1,4 +1,5 @@
-"""What each broker guarantees under faults, over several runs: `python -m labs.bench.faults --runs 10`.
+"""What each broker guarantees under faults, over several runs: `python -m labs.bench faults --runs 10`
+(`make bench-faults`).
 
 Runs every `fault-*` scenario `runs` times through the pipeline and writes the medians (and ranges) of its
 counts to results/bench/faults-<stamp>.json, and the README's table to stdout. The counts move from run to
@@ -9,17 +10,16 @@ of that figure's median, and the cell says on how many runs the median rests and
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 from typing import Any, Sequence
 
-from .. import scenario, settings, signals
-from ..cli import BenchParser, progress_printer, run_bench
-from ..infra.engine import ensure_engine
-from ..infra.images import ensure_images
-from ..infra.usage import describe_machine
+from .. import scenario
+from ..console import EXIT_FAIL, EXIT_PASS
 from ..runner import execute
-from ..spec import plan, utc_stamp
+from ..spec import plan
+from .common import BenchParser, started
 
 FAULT_TEXT = {
     "kill-pubsub-clients": "CLIENT KILL TYPE pubsub", "kill-replica": "kill {t} (SIGKILL), restart",
@@ -78,38 +78,32 @@ def row(s: scenario.Scenario, got: list[dict[str, Any]]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench.faults", __doc__, runs=10,
-                         runs_help="runs of each scenario (default 10)")
-    parser.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
-    args = parser.parse_args(argv)
-    signals.install()
-    progress = progress_printer(settings.QUIET)
+def parser(prog: str) -> BenchParser:
+    p = BenchParser(prog, __doc__, runs=10, runs_help="runs of each scenario (default 10)")
+    p.add_argument("scenarios", nargs="*", help="fault scenarios (default: every fault-* scenario)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
     names = args.scenarios or [n for n in scenario.available() if n.startswith("fault-")]
     plans = [plan(scenario.load(n)) for n in names]
-    client = ensure_engine(progress=progress)
-    images = ensure_images(client, progress=progress)
     runs: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
-    for i in range(args.runs):
-        for p in plans:
-            r = execute(client, p, images, progress=progress)
-            got = record(r)
-            runs[p.scenario.name].append(got)
-            counts = {k: got[k] for k in COLUMNS}
-            progress(f"run {i + 1}/{args.runs} {p.scenario.name}: {r.verdict_text} {counts}")
+    with started("faults") as bench:
+        for i in range(args.runs):
+            for p in plans:
+                r = execute(bench.client, p, bench.images, progress=bench.progress)
+                got = record(r)
+                runs[p.scenario.name].append(got)
+                counts = {k: got[k] for k in COLUMNS}
+                bench.progress(f"run {i + 1}/{args.runs} {p.scenario.name}: {r.verdict_text} {counts}")
+        out = bench.file(".json")
+        machine = bench.machine()
     rows = ["| scenario | fault | broker | verdict as declared | lost | lost outside the fault window | duplicated "
             "| nacked | recovered after reconnect | trimmed | max gap s |", "|" + "---|" * 11]
     rows += [row(p.scenario, runs[p.scenario.name]) for p in plans]
-    out = settings.RESULTS_DIR / "bench" / f"faults-{utc_stamp()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"benchmark": "faults", "runs": args.runs, "results": runs,
                                "medians": {name: medians(got) for name, got in runs.items()},
-                               "machine": describe_machine(client.version().get("Version", "?"))}, indent=2))
+                               "machine": machine}, indent=2))
     print("\n".join(rows))
     print(f"\n(medians over {args.runs} runs each, unless a cell says on how many; {out})")
-    client.close()
-    return 0 if all(g["passed"] for got in runs.values() for g in got) else 1
-
-
-if __name__ == "__main__":
-    run_bench(main, "bench-faults")
+    return EXIT_PASS if all(g["passed"] for got in runs.values() for g in got) else EXIT_FAIL

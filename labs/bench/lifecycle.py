@@ -1,69 +1,61 @@
-"""Benchmarks (not tests): `python -m labs.bench.lifecycle lifecycle --runs 5` -> results/bench/lifecycle-<stamp>.json
+"""How long a stack takes to come up and go: `python -m labs.bench lifecycle --runs 5` (`make bench-lifecycle`)
+-> results/bench/lifecycle-<stamp>.json
 
-lifecycle: with warm images, the time from nothing to redis + 3 replicas + nginx all ready (network
-create, container create and start, every readiness probe answering), and the teardown time (logs
-collected, every container and the network removed), as medians over several runs.
+With warm images, the time from nothing to redis + 3 replicas + nginx all ready (network create, container
+create and start, every readiness probe answering), and the teardown time (logs collected, every container
+and the network removed), as medians over several runs. The floors: up within 2 s, down within 1 s.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
+from typing import Any
 
-from .. import scenario, settings, signals
-from ..cli import BenchParser, progress_printer, run_bench
-from ..infra.engine import ensure_engine
-from ..infra.images import ensure_images
+from .. import scenario
+from ..console import EXIT_FAIL, EXIT_PASS
 from ..infra.stack import Stack, StackSpec
-from ..infra.usage import describe_machine
-from ..spec import new_run_id, render, utc_stamp
+from ..spec import new_run_id, render
+from .common import BenchParser, Started, started
+
+FLOORS_S = {"up": 2.0, "down": 1.0}
 
 
-def lifecycle(runs: int) -> dict[str, object]:
-    progress = progress_printer(settings.QUIET)
-    client = ensure_engine(progress=progress)
-    try:
-        images = ensure_images(client, progress=progress)
-        s = scenario.load("pubsub")
-        conf = render(s)
-        ups, downs = [], []
-        for i in range(runs):
-            spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                             nginx_conf=conf, images=images)
-            stack = Stack(client, spec)
-            with stack:  # a signal tears the stack down, then stops the bench (exit 130)
-                pass
-            ups.append(stack.timings.up_s)
-            downs.append(stack.timings.down_s)
-            progress(f"run {i + 1}/{runs}: up {stack.timings.up_s:.3f}s, down {stack.timings.down_s:.3f}s")
-        engine = client.version().get("Version", "?")
-    finally:
-        client.close()
+def lifecycle(bench: Started, runs: int) -> dict[str, Any]:
+    s = scenario.load("pubsub")
+    conf = render(s)
+    ups, downs = [], []
+    for i in range(runs):
+        spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
+                         nginx_conf=conf, images=bench.images)
+        stack = Stack(bench.client, spec)
+        with stack:  # a signal tears the stack down, then stops the bench (exit 130)
+            pass
+        ups.append(stack.timings.up_s)
+        downs.append(stack.timings.down_s)
+        bench.progress(f"run {i + 1}/{runs}: up {stack.timings.up_s:.3f}s, down {stack.timings.down_s:.3f}s")
     return {
         "benchmark": "lifecycle",
         "topology": "redis + 3 app replicas + nginx, warm images",
         "runs": runs,
         "up_s": {"median": statistics.median(ups), "all": ups},
         "down_s": {"median": statistics.median(downs), "all": downs},
-        "floors_s": {"up": 2.0, "down": 1.0},
-        "machine": describe_machine(engine),
+        "floors_s": FLOORS_S,
+        "machine": bench.machine(),
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench.lifecycle", __doc__, runs=5)
-    parser.add_argument("name", choices=["lifecycle"])
-    args = parser.parse_args(argv)
-    signals.install()
-    result = lifecycle(args.runs)
-    out = settings.RESULTS_DIR / "bench" / f"lifecycle-{utc_stamp()}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
+def parser(prog: str) -> BenchParser:
+    return BenchParser(prog, __doc__, runs=5)
+
+
+def run(args: argparse.Namespace) -> int:
+    with started("lifecycle") as bench:
+        result = lifecycle(bench, args.runs)
+        out = bench.file(".json")
     out.write_text(json.dumps(result, indent=2) + "\n")
-    up, down = result["up_s"]["median"], result["down_s"]["median"]  # type: ignore[index]
-    print(f"lifecycle over {args.runs} runs: up median {up:.3f}s (floor 2.0), down median {down:.3f}s "
-          f"(floor 1.0) -> {out}")
-    return 0 if up <= 2.0 and down <= 1.0 else 1
-
-
-if __name__ == "__main__":
-    run_bench(main, "bench-lifecycle")
+    up, down = result["up_s"]["median"], result["down_s"]["median"]
+    print(f"lifecycle over {args.runs} runs: up median {up:.3f}s (floor {FLOORS_S['up']}), down median {down:.3f}s "
+          f"(floor {FLOORS_S['down']}) -> {out}")
+    return EXIT_PASS if up <= FLOORS_S["up"] and down <= FLOORS_S["down"] else EXIT_FAIL

@@ -1,4 +1,5 @@
-"""Horizontal partitioning at scale (a benchmark, not a test): `python -m labs.bench.partitioning`.
+"""Horizontal partitioning at scale (a benchmark, not a test): `python -m labs.bench partitioning`
+(`make bench-partitioning`).
 
 The article's advice past ~100k connections is a Redis Cluster and horizontal partitioning. This bench holds
 N connections (default 20,000) in R rooms (default 200; connection i joins room i mod R) over more replicas
@@ -23,17 +24,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 from typing import Any
 
-from .. import settings, signals
-from ..cli import progress_printer, run_bench
-from ..errors import LabError
-from ..infra.usage import describe_machine
-from ..spec import utc_stamp
+from ..console import EXIT_FAIL, EXIT_PASS
+from .common import BenchParser, started
 from .connections.plan import PlanError, median_of
 from .connections.report import broadcast_totals, fmt, per_node
-from .connections.run import Setup, layout_for, parse_rounds, parse_setup, run_setup
+from .connections.run import add_arguments, held, run_setup
+from .connections.setup import Setup, layout_for, parse_rounds, parse_setup
 
 SETUPS = ("redis-pubsub:round-robin", "redis-pubsub:room", "redis-cluster-sharded:round-robin",
           "redis-cluster-sharded:room", "redis-cluster-pubsub:round-robin", "none:room")
@@ -104,60 +102,39 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench.partitioning", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", "-n", default="20000", help="N (default 20000)")
-    parser.add_argument("--rooms", default="200", help="rooms (default 200)")
-    parser.add_argument("--replicas", default="4", help="replicas, at least (default 4)")
-    parser.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
-    parser.add_argument("--runs", default="3", help="runs per setup, each on a fresh stack (default 3)")
-    parser.add_argument("--broadcasts", default="5", help="rounds per run (default 5)")
-    parser.add_argument("--setups", default=",".join(SETUPS), help="broker:balance,… (default: all six)")
-    parser.add_argument("--via", default="bridge", help="bridge (default) or published")
-    parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a round may take")
-    parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
-    args = parser.parse_args(argv)
-    signals.install()
-    progress = progress_printer(settings.QUIET)
-    try:
-        runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
-        setups = parse_setups(args.setups, args.rooms, args.masters)
-        layout = layout_for(args.connections, args.via, args.replicas, setups[0].rooms)
-    except LabError as exc:
-        print(f"bench-partitioning: {exc}", file=sys.stderr)
-        return 2
-    from ..infra.engine import ensure_engine
-    from ..infra.images import ensure_images
+def parser(prog: str) -> BenchParser:
+    p = BenchParser(prog, __doc__)
+    p.add_argument("--connections", "-n", default="20000", help="N (default 20000)")
+    p.add_argument("--rooms", default="200", help="rooms (default 200)")
+    p.add_argument("--replicas", default="4", help="replicas, at least (default 4)")
+    p.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
+    p.add_argument("--runs", default="3", help="runs per setup, each on a fresh stack (default 3)")
+    p.add_argument("--setups", default=",".join(SETUPS), help="broker:balance,… (default: all six)")
+    p.add_argument("--via", default="bridge", help="bridge (default) or published")
+    add_arguments(p)
+    return p
 
-    client = ensure_engine(progress=progress)
+
+def run(args: argparse.Namespace) -> int:
+    runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
+    setups = parse_setups(args.setups, args.rooms, args.masters)
+    layout = layout_for(args.connections, args.via, args.replicas, setups[0].rooms)
     rows, results = [], {}
-    try:
-        images = ensure_images(client, progress=progress)
+    with started("partitioning") as bench:
         for setup in setups:
-            runs = run_setup(client, images, layout, setup, args, runs=runs_n, broadcasts=broadcasts,
-                             progress=progress)
+            runs = run_setup(bench, layout, setup, runs=runs_n, broadcasts=broadcasts,
+                             collect_timeout=args.collect_timeout, open_timeout=args.open_timeout)
             rows.append(row(setup, runs))
             results[f"{setup.broker.value}:{setup.balance.value}"] = runs
-        engine = client.version().get("Version", "?")
-    finally:
-        client.close()
+        machine = bench.machine()
+        out = bench.folder()
     result = {"benchmark": "partitioning", "connections": layout.connections, "rooms": setups[0].rooms,
               "replicas": layout.replicas, "masters": setups[0].masters, "runs": runs_n, "broadcasts": broadcasts,
               "layout": {**dataclasses.asdict(layout), "via": layout.via.value,
                          "listen_ports": list(layout.listen_ports)},
-              "rows": rows, "results": results,
-              "machine": describe_machine(engine)}
-    out = settings.RESULTS_DIR / "bench" / f"partitioning-{utc_stamp()}"
-    out.mkdir(parents=True, exist_ok=True)
+              "rows": rows, "results": results, "machine": machine}
     (out / "partitioning.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / "partitioning.md").write_text(markdown(result))
     print(markdown(result))
     print(f"-> {out}")
-    held = all(r["connected"] == r["connections"] and r["lost"] == 0 and r["duplicated"] == 0 and r["acked"] > 0
-               for r in rows)
-    return 0 if held else 1
-
-
-if __name__ == "__main__":
-    run_bench(main, "bench-partitioning")
+    return EXIT_PASS if all(held(r) for r in rows) else EXIT_FAIL

@@ -1,35 +1,32 @@
-"""The lab's Python replica against the seed article's Node server: `python -m labs.bench.replicas`
+"""The lab's Python replica against the seed article's Node server: `python -m labs.bench replicas`
 (`make bench-replicas`).
 
 Both run the same topology (3 replicas behind round-robin nginx, one Redis, Redis PubSub: the article's
 server with its `pSubscribe` fix, scenarios/seed-node-pubsub.toml, beside scenarios/pubsub.toml), in the same
 run, stepped up by the same generator: the Node load driver (labs/load/users.mjs, far cheaper per delivery
 than locust, so that the replicas and not the generator saturate the two cores), connected to nginx's
-address on the front network (no docker-proxy in between). Each is laddered to its knee, the most
-deliveries/s with p99 <= 50 ms and nothing lost (labs/load/ladder.py), and the result is the ratio of the
-knees, Python / Node, with the replicas' CPU per delivery at each step.
+address on the front network (no docker-proxy in between). Each is laddered until it breaks (or reaches
+`--ceiling` unbroken: then it has no knee), and its knee is the most deliveries/s with p99 <= 50 ms and
+nothing lost (labs/load/ladder.py); the result is the ratio of the knees, Python / Node, with the replicas'
+CPU per delivery at each step.
 
 Output: results/bench/replicas-<stamp>/ replicas.json and replicas.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import shutil
 import statistics
-import sys
 from typing import Any
 
-from .. import scenario, settings, signals
-from ..cli import BenchParser, progress_printer, run_bench
-from ..errors import LabError
-from ..infra.engine import ensure_engine
-from ..infra.images import ensure_images
-from ..infra.usage import describe_machine
+from .. import scenario
+from ..console import EXIT_PASS
 from ..load import ladder
-from ..spec import utc_stamp
-from .capacity import _ms, check_ladder, one_config
+from .climb import add_arguments, broke_cell, check_climb, climb, knee_cell, ms
+from .common import BenchParser, started
 
 #: implementation -> the scenario whose topology it runs
 IMPLEMENTATIONS = {"python": "pubsub", "node": "seed-node-pubsub"}
@@ -54,71 +51,57 @@ def ratio(configs: list[dict[str, Any]]) -> float | None:
     python, node = knees.get("python"), knees.get("node")
     if not python or not node:
         return None
-    return python["delivered_per_s"] / node["delivered_per_s"]
+    return float(python["delivered_per_s"] / node["delivered_per_s"])
 
 
 def table(configs: list[dict[str, Any]]) -> str:
     rows = ["| implementation | knee: delivered/s (offered msg/s) | p50 / p99 at the knee | replica CPU µs per "
             "delivery (median over steps) | busiest at the knee | broke at (offered msg/s): why |", "|" + "---|" * 6]
     for c in configs:
-        k, steps = c["knee"], c["steps"]
-        last = next((s for s in steps if ladder.broken(s)), None)
-        why = "-" if last is None else ladder.why_broken(last)
-        costs = [u for s in steps if (u := replica_us_per_delivery(s)) is not None]
+        k = c["knee"]
+        costs = [u for s in c["steps"] if (u := replica_us_per_delivery(s)) is not None]
         cost = f"{statistics.median(costs):.0f}" if costs else "-"
         if k is None:
-            rows.append(f"| {c['implementation']} | none within 50 ms | - | {cost} | - | {why} |")
+            rows.append(f"| {c['implementation']} | {knee_cell(c)} | - | {cost} | - | {broke_cell(c)} |")
             continue
-        rows.append(f"| {c['implementation']} | {k['delivered_per_s']:.0f} ({k['offered']:g}) | {_ms(k['p50_ms'])} / "
-                    f"{_ms(k['p99_ms'])} | {cost} | {k['bottleneck']} | {why} |")
+        rows.append(f"| {c['implementation']} | {knee_cell(c)} | {ms(k['p50_ms'])} / {ms(k['p99_ms'])} | {cost} "
+                    f"| {k['bottleneck']} | {broke_cell(c)} |")
     r = ratio(configs)
     return "\n".join(rows) + ("\n\nPython / Node knee: " + ("-" if r is None else f"{r:.2f}x"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench.replicas", __doc__, runs=3,
-                         runs_help="ladders per implementation (default 3)")
-    parser.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
-    parser.add_argument("--rates", default=",".join(map(str, RATES)), help="offered messages/s, increasing")
-    parser.add_argument("--users", type=int, default=12)
-    parser.add_argument("--seconds", type=float, default=4.0)
-    parser.add_argument("--processes", type=int, default=1, help="load driver worker processes")
-    args = parser.parse_args(argv)
-    progress = progress_printer(settings.QUIET)
-    try:
-        names = [n.strip() for n in args.implementations.split(",") if n.strip()]
-        if not names or any(n not in IMPLEMENTATIONS for n in names):
-            raise ladder.LadderError(f"bad implementations {args.implementations!r}; choose from "
-                                     f"{', '.join(IMPLEMENTATIONS)}")
-        check_ladder(args, driver="node")
-        if shutil.which("node") is None:
-            raise ladder.LadderError("node not found: the load driver is Node (install Node 20, then `make node-deps`)")
-    except LabError as exc:
-        print(f"wslab: {exc}", file=sys.stderr)
-        return 2
-    signals.install()
-    client = ensure_engine(progress=progress)
-    images = ensure_images(client, progress=progress)
-    out = settings.RESULTS_DIR / "bench" / f"replicas-{utc_stamp()}"
-    out.mkdir(parents=True)
-    configs = [one_config(client, images, replica_scenario(name, args.users), {"implementation": name}, args, out,
-                          progress, driver="node", via="bridge") for name in names]
-    machine = describe_machine(client.version().get("Version", "?"))
-    client.close()
+def parser(prog: str) -> BenchParser:
+    p = BenchParser(prog, __doc__, runs=3, runs_help="ladders per implementation (default 3)")
+    p.add_argument("--implementations", default="python,node", help="comma-separated: python, node")
+    add_arguments(p, RATES, driver="node")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    names = [n.strip() for n in args.implementations.split(",") if n.strip()]
+    if not names or any(n not in IMPLEMENTATIONS for n in names):
+        raise ladder.LadderError(f"bad implementations {args.implementations!r}; choose from "
+                                 f"{', '.join(IMPLEMENTATIONS)}")
+    how = check_climb(args, driver="node", via="bridge")
+    if shutil.which("node") is None:
+        raise ladder.LadderError("node not found: the load driver is Node (install Node 20, then `make node-deps`)")
+    with started("replicas") as bench:
+        out = bench.folder()
+        configs = [climb(bench, replica_scenario(name, how.users), {"implementation": name}, how, out)
+                   for name in names]
+        machine = bench.machine()
     (out / "replicas.json").write_text(json.dumps(
-        {"benchmark": "replicas", "users": args.users, "seconds": args.seconds, "runs": args.runs,
-         "driver": "node", "via": "bridge", "knee_p99_ms": ladder.KNEE_P99_MS, "machine": machine,
+        {"benchmark": "replicas", "users": how.users, "seconds": how.seconds, "runs": how.runs,
+         "driver": how.driver, "via": how.via, "ladder": how.to_dict(), "knee_p99_ms": ladder.KNEE_P99_MS,
+         "machine": machine,
          "knees": {c["implementation"]: c["knee"] and {k: c["knee"][k] for k in ("delivered_per_s", "runs", "of")}
                    for c in configs},
+         "unbroken_up_to": {c["implementation"]: c["unbroken_up_to"] for c in configs},
          "ratio_python_to_node": ratio(configs), "configs": configs}, indent=2, default=str) + "\n")
     text = table(configs)
-    (out / "replicas.md").write_text(f"# Python replica vs the article's Node server ({args.users} users in one "
-                                     f"room, 3 replicas, Redis PubSub, {args.seconds:g} s a step, medians of "
-                                     f"{args.runs} run(s); {machine['cpus']} cores)\n\n{text}\n")
+    (out / "replicas.md").write_text(f"# Python replica vs the article's Node server ({how.users} users in one "
+                                     f"room, 3 replicas, Redis PubSub, {how.seconds:g} s a step, medians of "
+                                     f"{how.runs} run(s); {machine['cpus']} cores)\n\n{text}\n")
     print(text)
     print(f"\n-> {out}")
-    return 0
-
-
-if __name__ == "__main__":
-    run_bench(main, "bench-replicas")
+    return EXIT_PASS

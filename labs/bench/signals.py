@@ -1,4 +1,4 @@
-"""How fast a signal stops a run: `python -m labs.bench.signals --runs 12`.
+"""How fast a signal stops a run: `python -m labs.bench signals --runs 12` (`make bench-signals`).
 
 Times one whole `labs run pubsub`, then sends SIGINT and SIGTERM to a fresh run at `runs` moments spread
 evenly over it (engine check, image lookup, creates, starts, readiness, workload, drain, teardown), the
@@ -9,9 +9,9 @@ Results go to results/bench/signals-<stamp>.json. tests/docker/test_signals.py r
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
-import platform
 import signal
 import statistics
 import subprocess
@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import settings
-from ..cli import BenchParser
+from ..console import EXIT_FAIL, EXIT_PASS
+from ..errors import RunFailed
 from ..settings import ROOT
+from .common import BenchParser, started
 
 TARGET_S = 2.0
 #: an exit 0 this soon after the signal means the run had already ended when the signal was sent
@@ -42,12 +44,17 @@ def whole_run(results: Path, *, runs: int = 2) -> float:
     """Seconds the fastest of `runs` undisturbed `pubsub` runs takes from start to exit."""
     took = []
     for _ in range(runs):
-        started = time.monotonic()
+        began = time.monotonic()
         proc = start(results)
-        _, err = proc.communicate(timeout=120)
+        try:
+            _, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:  # interrupted, or no end in sight: the run removes what it started
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait()
         if proc.returncode != 0:
-            raise RuntimeError(f"an undisturbed run failed ({proc.returncode}): {err[-500:]}")
-        took.append(time.monotonic() - started)
+            raise RunFailed(f"an undisturbed run failed ({proc.returncode}): {err[-500:]}")
+        took.append(time.monotonic() - began)
     return min(took)
 
 
@@ -111,19 +118,17 @@ def passed(summaries: list[dict[str, Any]]) -> bool:
     return all(s["max_s"] is not None and s["max_s"] <= TARGET_S for s in summaries)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = BenchParser("python -m labs.bench.signals", __doc__, runs=12, runs_help="moments per signal (default 12)")
-    args = parser.parse_args(argv)
-    from ..infra.engine import connect_existing
+def parser(prog: str) -> BenchParser:
+    return BenchParser(prog, __doc__, runs=12, runs_help="moments per signal (default 12)")
 
-    client = connect_existing()
-    if client is None:
-        print("no Docker engine answers; run `make images` first", file=sys.stderr)
-        return 2
-    label = {"label": settings.LABEL}
+
+def run(args: argparse.Namespace) -> int:
+    # what this owner's runs left (WSLAB_OWNER passes to the runs): not what others sharing the engine run
+    label = {"label": [settings.LABEL, f"{settings.OWNER_LABEL}={settings.OWNER}"]}
     out: dict[str, object] = {"benchmark": "signals", "target_s": TARGET_S}
     summaries = []
-    with tempfile.TemporaryDirectory() as tmp:
+    with started("signals") as bench, tempfile.TemporaryDirectory() as tmp:
+        client = bench.client
         whole = whole_run(Path(tmp))
         out["whole_run_s"] = whole
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,14 +141,8 @@ def main(argv: list[str] | None = None) -> int:
             summaries.append(s)
             out[signal.Signals(sig).name] = s
             print(summary_line(signal.Signals(sig).name, s))
-    out["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-    path = settings.RESULTS_DIR / "bench" / f"signals-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
+        out["machine"] = bench.machine()
+        path = bench.file(".json")
     path.write_text(json.dumps(out, indent=2) + "\n")
     print(f"-> {path}")
-    client.close()
-    return 0 if passed(summaries) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return EXIT_PASS if passed(summaries) else EXIT_FAIL

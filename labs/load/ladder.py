@@ -1,15 +1,17 @@
 """The capacity ladder's rules. Pure: a step is the dict `StepResult.to_dict()` gives.
 
 A ladder steps the offered rate up until a step breaks (p99 over `BREAK_P99_MS`, or anything lost or
-dropped); the knee is the step with the most deliveries/s whose p99 is within `KNEE_P99_MS` and that lost
-nothing. Several runs of a ladder combine into medians, step by step; a rate counts toward the knee only
+dropped): through the given rates, then on past the last one by `GROWTH` a rung, up to a ceiling (`rungs`).
+The knee is the step with the most deliveries/s whose p99 is within `KNEE_P99_MS` and that lost nothing, on
+a ladder that broke above it; a ladder that reached its ceiling unbroken has no knee, only the rate it held
+up to (`unbroken_up_to`). Several runs of a ladder combine into medians, step by step; a rate counts toward the knee only
 if every run reached it without breaking (a run that broke below a rate is broken at that rate).
 """
 
 from __future__ import annotations
 
 import statistics
-from typing import Any
+from typing import Any, Iterator, Sequence
 
 from ..errors import LabError
 from ..scenario import Broker
@@ -18,6 +20,10 @@ BREAK_P99_MS = 100.0
 KNEE_P99_MS = 50.0
 PATTERNS = {"none": Broker.NONE, "pubsub": Broker.REDIS_PUBSUB, "streams": Broker.REDIS_STREAMS}
 DEFAULT_RATES = (100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000, 5600)
+#: past the given rates, each rung offers this much more than the one before
+GROWTH = 1.4
+#: the highest rate a ladder climbs to (the most a load step offers); unbroken there, it says so
+CEILING = 100_000.0
 Step = dict[str, Any]
 
 
@@ -41,6 +47,22 @@ def numbers(text: str, what: str, lo: float, hi: float) -> list[float]:
     if not values or any(not lo <= v <= hi for v in values) or values != sorted(set(values)):
         raise LadderError(f"bad {what} {text!r}: increasing numbers in {lo:g}..{hi:g}")
     return values
+
+
+def rungs(rates: Sequence[float], ceiling: float = CEILING, growth: float = GROWTH) -> Iterator[float]:
+    """The rates a ladder offers, lowest first: the given ones, then on from the last by `growth` a rung
+    (rounded to two significant digits), the ceiling the last. The caller stops at the first broken step."""
+    if not rates or rates[-1] > ceiling or growth <= 1:
+        raise LadderError(f"a ladder climbs from rates at or under its ceiling {ceiling:g}, by more than 1x a rung")
+    yield from rates
+    rate = rates[-1]
+    while rate < ceiling:
+        rate = min(ceiling, max(rate + 1, _two_digits(rate * growth)))
+        yield rate
+
+
+def _two_digits(value: float) -> float:
+    return float(f"{value:.2g}")
 
 
 def every_run_held(step: Step) -> bool:
@@ -77,8 +99,19 @@ def why_broken(step: Step) -> str:
     return f"{step['offered']:g}: " + ", ".join(parts)
 
 
+def unbroken_up_to(steps: list[Step]) -> float | None:
+    """The highest rate offered when no step broke, in any run: the ladder reached its ceiling and the
+    pattern's knee lies above it, unmeasured. None when a step broke (or there are no steps)."""
+    if not steps or any(broken(s) for s in steps):
+        return None
+    return float(max(s["offered"] for s in steps))
+
+
 def knee(steps: list[Step]) -> Step | None:
-    """The most deliveries/s with p99 <= 50 ms and nothing lost; None when no step qualifies."""
+    """The most deliveries/s with p99 <= 50 ms and nothing lost, on a ladder that broke above it; None
+    when no step qualifies, or when nothing broke (the ceiling is no knee: see `unbroken_up_to`)."""
+    if unbroken_up_to(steps) is not None:
+        return None
     good = [s for s in steps if within_knee(s)]
     return max(good, key=lambda s: s["delivered_per_s"]) if good else None
 

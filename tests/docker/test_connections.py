@@ -23,7 +23,7 @@ pytestmark = pytest.mark.docker
 
 def start(results: Path, *args: str) -> subprocess.Popen[str]:
     """The bench as a terminal starts it: its own process group, SIGINT at its default."""
-    return subprocess.Popen([sys.executable, "-m", "labs.bench.connections.run", *args], cwd=ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-m", "labs.bench", "connections", *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             # progress lines are what this test reads: CI=true would silence them
                             env={**{k: v for k, v in os.environ.items() if k != "CI"},
@@ -114,8 +114,8 @@ def test_partitioning_setups_hold_every_connection_and_say_what_each_node_did(cl
                                                                              nothing_left):
     """Small: 600 connections in 20 rooms over 3 replicas, on one Redis (round-robin), a sharded Redis
     Cluster partitioned by room, and no broker partitioned by room."""
-    proc = subprocess.Popen([sys.executable, "-m", "labs.bench.partitioning", "--connections", "600", "--rooms", "20",
-                             "--replicas", "3", "--runs", "1", "--broadcasts", "2",
+    proc = subprocess.Popen([sys.executable, "-m", "labs.bench", "partitioning", "--connections", "600",
+                             "--rooms", "20", "--replicas", "3", "--runs", "1", "--broadcasts", "2",
                              "--setups", "redis-pubsub:round-robin,redis-cluster-sharded:room,none:room"],
                             cwd=ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "WSLAB_RESULTS": str(tmp_path)})

@@ -51,7 +51,7 @@ def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client,
 def test_the_node_driver_counts_every_delivery_through_the_front_network(implementation, client, images, tmp_path):
     """The Node load driver (users.mjs), connected to nginx's front-network address, against the lab's
     replica and against the article's server (which relays each frame to its sender too: not a delivery)."""
-    from labs.bench.capacity import nginx_address
+    from labs.bench.climb import nginx_address
     from labs.bench.replicas import replica_scenario
 
     with stack_for(client, images, replica_scenario(implementation, 6)) as stack:
@@ -111,7 +111,7 @@ def test_ctrl_c_during_a_load_step_leaves_no_load_process_and_no_container(clien
     from labs.settings import LABEL
 
     bench = subprocess.Popen(
-        [sys.executable, "-m", "labs.bench.capacity", "--patterns", "pubsub", "--replicas", "2",
+        [sys.executable, "-m", "labs.bench", "capacity", "--patterns", "pubsub", "--replicas", "2",
          "--rates", "50,100", "--runs", "1", "--seconds", "30"],
         start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

@@ -1,13 +1,16 @@
-"""The benches' command lines and summaries, without Docker: bad input is refused before anything starts,
-and a figure nobody measured is None, with the number of runs behind every median."""
+"""The benches' command lines, exit codes and summaries, without Docker: bad input is refused before anything
+starts (one line, exit 2), every bench follows one exit-code rule, and a figure nobody measured is None,
+with the number of runs behind every median."""
 
-import importlib
 import signal
-import sys
+from types import SimpleNamespace
 
 import pytest
 
-from labs.infra import engine
+from labs.bench.__main__ import BENCHES, main
+from labs.bench.common import run_bench, started
+from labs.errors import EngineError, LabError, RunFailed, StackError
+from labs.infra import engine, images
 
 
 @pytest.fixture
@@ -18,8 +21,7 @@ def nothing_starts(monkeypatch):
 
     monkeypatch.setattr(engine, "ensure_engine", refuse)
     monkeypatch.setattr(engine, "connect_existing", refuse)
-    for name in ("labs.bench.lifecycle", "labs.bench.faults", "labs.bench.capacity", "labs.bench.replicas"):
-        monkeypatch.setattr(importlib.import_module(name), "ensure_engine", refuse)
+    monkeypatch.setattr(images, "ensure_images", refuse)
 
 
 @pytest.fixture(autouse=True)
@@ -30,24 +32,131 @@ def handlers():
         signal.signal(s, h)
 
 
-BENCHES = [("labs.bench.lifecycle", ["lifecycle"]), ("labs.bench.faults", []), ("labs.bench.signals", []),
-           ("labs.bench.capacity", []), ("labs.bench.replicas", []), ("labs.bench.connections.run", []),
-           ("labs.bench.partitioning", [])]
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_every_bench_has_an_entry_and_help():
+    assert set(BENCHES) == {"lifecycle", "faults", "signals", "capacity", "replicas", "connections", "partitioning"}
+    for name in BENCHES:
+        assert main([name, "--help"]) == 0
+
+
+@pytest.mark.parametrize("argv, words", [([], "no bench named"), (["kafka"], "unknown bench 'kafka'")])
+def test_no_bench_or_an_unknown_one_is_one_line_and_exit_2(argv, words, capsys):
+    assert main(argv) == 2
+    line = one_line(capsys.readouterr().err)
+    assert words in line and "capacity" in line
+
+
+def test_the_entry_point_as_a_command_exits_with_the_benchs_code():
+    import subprocess
+    import sys
+
+    from labs.settings import ROOT
+
+    r = subprocess.run([sys.executable, "-m", "labs.bench", "capacity", "--rates", "400,200"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stdout == ""
+    assert one_line(r.stderr) == "bench-capacity: bad rates '400,200': increasing numbers in 1..100000"
 
 
 @pytest.mark.parametrize("runs", ["0", "-1"])
-@pytest.mark.parametrize("module, argv", BENCHES)
-def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(module, argv, runs, nothing_starts,
-                                                                        monkeypatch, capsys):
-    main = importlib.import_module(module).main
-    monkeypatch.setattr(sys, "argv", [module, *argv, "--runs", runs])
-    try:
-        code = main()
-    except SystemExit as exc:
-        code = exc.code
-    assert code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "runs" in err[0], err
+@pytest.mark.parametrize("name", sorted(BENCHES))
+def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(name, runs, nothing_starts, capsys):
+    assert main([name, "--runs", runs]) == 2
+    assert "runs" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["lifecycle", "--runs", "five"], "'five' is not a whole number"),
+    (["faults", "no-such-scenario"], "no-such-scenario"),
+    (["signals", "--loud"], "unrecognized arguments: --loud"),
+    (["capacity", "--ceiling", "50"], "bad ceiling 50"),
+    (["replicas", "--implementations", "go"], "bad implementations 'go'"),
+    (["connections", "--via", "pigeon"], "--via 'pigeon'"),
+    (["partitioning", "--setups", "redis-pubsub"], "give broker:balance"),
+])
+def test_bad_input_to_each_bench_is_one_line_and_exit_2_before_anything_starts(argv, words, nothing_starts, capsys):
+    assert main(argv) == 2
+    assert words in one_line(capsys.readouterr().err)
+
+
+def test_a_bench_that_ran_says_whether_it_met_its_floor_with_0_or_1():
+    assert run_bench("bench-x", lambda: 0) == 0
+    assert run_bench("bench-x", lambda: 1) == 1
+
+
+def raising(exc: BaseException):
+    def main() -> int:
+        raise exc
+    return main
+
+
+@pytest.mark.parametrize("exc, code, line", [
+    (LabError("no Docker engine answers"), 2, "bench-x: no Docker engine answers"),
+    (RunFailed("run 2 of 3 failed"), 1, "bench-x: run 2 of 3 failed"),
+    (KeyboardInterrupt(), 130, "bench-x: interrupted by SIGINT"),
+])
+def test_one_exit_code_rule_for_every_bench(exc, code, line, capsys):
+    assert run_bench("bench-x", raising(exc)) == code
+    assert one_line(capsys.readouterr().err) == line
+
+
+def test_a_crash_of_a_bench_is_one_line_exit_3_and_a_log_with_the_traceback(capsys):
+    assert run_bench("bench-x", raising(RuntimeError("a bug in the bench"))) == 3
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("bench-x: internal error RuntimeError: a bug in the bench (traceback in ")
+    log = line.rsplit("traceback in ", 1)[1].rstrip(")")
+    assert "Traceback" in open(log).read()
+
+
+def fake_engine(monkeypatch, closed: list[bool]):
+    client = SimpleNamespace(close=lambda: closed.append(True), version=lambda: {"Version": "27.0"})
+    monkeypatch.setattr(engine, "ensure_engine", lambda **kw: client)
+    monkeypatch.setattr(images, "ensure_images", lambda client, **kw: "the images")
+    return client
+
+
+def test_a_setup_problem_is_exit_2_and_a_problem_once_under_way_is_a_failed_run_exit_1(monkeypatch, tmp_path,
+                                                                                    capsys):
+    closed: list[bool] = []
+    fake_engine(monkeypatch, closed)
+
+    def under_way() -> int:
+        with started("x"):
+            raise StackError("app-2 not ready after 30.0s")
+
+    assert run_bench("bench-x", under_way) == 1 and closed == [True]
+    assert one_line(capsys.readouterr().err) == "bench-x: app-2 not ready after 30.0s"
+
+    def no_images(client, **kw):
+        raise EngineError("no Docker engine answers")
+
+    monkeypatch.setattr(images, "ensure_images", no_images)
+
+    def setup() -> int:
+        with started("x"):
+            raise AssertionError("the body ran without images")
+
+    assert run_bench("bench-x", setup) == 2 and closed == [True, True]
+    assert one_line(capsys.readouterr().err) == "bench-x: no Docker engine answers"
+
+
+def test_a_bench_writes_under_results_bench_by_its_name_and_stamp(monkeypatch, tmp_path):
+    from labs import settings
+
+    monkeypatch.setattr(settings, "RESULTS_DIR", tmp_path)
+    closed: list[bool] = []
+    fake_engine(monkeypatch, closed)
+    with started("capacity") as bench:
+        folder, file = bench.folder(), bench.file(".json")
+        machine = bench.machine()
+    assert folder == tmp_path / "bench" / f"capacity-{bench.stamp}" and folder.is_dir()
+    assert file == tmp_path / "bench" / f"capacity-{bench.stamp}.json" and file.parent.is_dir()
+    assert machine["docker"] == "27.0" and bench.images == "the images" and closed == [True]
 
 
 def test_a_signal_that_landed_in_no_run_has_no_figures_and_says_so():
@@ -76,14 +185,11 @@ def test_the_signal_figures_rest_on_the_runs_the_signal_interrupted():
 
 def test_bench_lifecycle_answers_sigterm_like_every_bench_exit_130_with_its_engine_closed(monkeypatch, capsys):
     import os
-    import runpy
-    from types import SimpleNamespace
 
     from labs import signals
-    from labs.infra import images
 
-    closed = []
-    monkeypatch.setattr(engine, "ensure_engine", lambda **kw: SimpleNamespace(close=lambda: closed.append(True)))
+    closed: list[bool] = []
+    fake_engine(monkeypatch, closed)
 
     def sigterm_while_looking_up_images(client, **kw):
         assert signal.getsignal(signal.SIGTERM) is signals._handler, "bench-lifecycle installed no signal handler"
@@ -91,12 +197,8 @@ def test_bench_lifecycle_answers_sigterm_like_every_bench_exit_130_with_its_engi
         raise AssertionError("SIGTERM did not stop the bench")
 
     monkeypatch.setattr(images, "ensure_images", sigterm_while_looking_up_images)
-    monkeypatch.setattr(sys, "argv", ["labs.bench.lifecycle", "lifecycle", "--runs", "1"])
-    monkeypatch.delitem(sys.modules, "labs.bench.lifecycle", raising=False)
-    with pytest.raises(SystemExit) as exit:
-        runpy.run_module("labs.bench.lifecycle", run_name="__main__")
-    assert exit.value.code == 130 and closed == [True]
-    assert capsys.readouterr().err.strip() == "bench-lifecycle: interrupted"
+    assert main(["lifecycle", "--runs", "1"]) == 130 and closed == [True]
+    assert one_line(capsys.readouterr().err) == "bench-lifecycle: interrupted by SIGTERM"
 
 
 def fault_run(accounting, reason=""):

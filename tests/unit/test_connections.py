@@ -20,14 +20,8 @@ from labs.bench.connections.plan import (
     time_to_fraction,
 )
 from labs.bench.connections.report import bound, broadcast_totals, per_node, summary
-from labs.bench.connections.run import (
-    nginx_config,
-    nginx_reasons,
-    node_load,
-    parse_count,
-    parse_setup,
-    parse_via,
-)
+from labs.bench.connections.run import nginx_config, nginx_reasons, node_load
+from labs.bench.connections.setup import parse_count, parse_setup, parse_via
 from labs.infra.redis_cluster import publish_calls
 
 

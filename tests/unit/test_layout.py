@@ -19,9 +19,13 @@ def module_name(path: Path) -> str:
 def imports(path: Path) -> set[str]:
     """Every labs module `path` imports, at any depth of its code."""
     name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    return imports_in(path.read_text(), name if path.name == "__init__.py" else name.rsplit(".", 1)[0])
+
+
+def imports_in(source: str, package: str) -> set[str]:
+    """Every labs module `source`, a module of `package`, imports, at any depth of its code."""
     out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names if a.name.split(".")[0] == "labs"}
         elif isinstance(node, ast.ImportFrom):
@@ -85,3 +89,19 @@ def test_the_harness_has_no_import_cycle():
 def test_the_replica_package_imports_nothing_from_the_harness():
     for path in (LABS / "app").rglob("*.py"):
         assert not {i for i in imports(path) if not i.startswith("labs.app")}, path
+
+
+def test_nothing_outside_the_benches_imports_them_and_they_do_not_import_the_cli():
+    edges = graph()
+    benches = {m for m in edges if m == "labs.bench" or m.startswith("labs.bench.")}
+    assert {"labs.bench.common", "labs.bench.capacity", "labs.bench.connections.run"} <= benches
+    outside = {m: sorted(t for t in targets if t in benches) for m, targets in edges.items() if m not in benches}
+    assert {m: t for m, t in outside.items() if t} == {}
+    inside = {m: sorted(t for t in edges[m] if t == "labs.cli" or t == "labs.__main__") for m in benches}
+    assert {m: t for m, t in inside.items() if t} == {}
+
+
+
+def test_an_import_of_the_cli_inside_a_function_is_an_import():
+    source = "def main():\n    from ..cli import progress_printer\n    import labs.bench.capacity\n"
+    assert {"labs.cli", "labs.cli.progress_printer", "labs.bench.capacity"} <= imports_in(source, "labs.bench")

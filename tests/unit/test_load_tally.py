@@ -6,6 +6,17 @@ from labs.load import ladder
 from labs.load.tally import Tally, UserCounts, add_up
 
 
+@pytest.fixture
+def handlers():
+    """A bench installs its own SIGINT and SIGTERM handlers: pytest's come back afterwards."""
+    import signal
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, h in saved.items():
+        signal.signal(s, h)
+
+
 def counts(name, replica, sent, received, duplicates=0, latencies=()):
     t = Tally(name, replica=replica, sent=sent, acked=sent)
     for sender, seqs in received.items():
@@ -75,8 +86,45 @@ def step(offered, delivered, p99, lost=0, dropped=0, **extra):
 
 
 def test_the_knee_is_the_most_deliveries_within_50_ms_and_no_loss():
-    steps = [step(100, 1100, 3.0), step(200, 2200, 12.0), step(400, 4400, 49.0), step(700, 7000, 60.0)]
+    steps = [step(100, 1100, 3.0), step(200, 2200, 12.0), step(400, 4400, 49.0), step(700, 7000, 60.0),
+             step(1000, 8000, 120.0)]
     assert ladder.knee(steps)["offered"] == 400
+    assert ladder.unbroken_up_to(steps) is None
+
+
+def test_past_the_given_rates_the_ladder_climbs_by_1_4_a_rung_up_to_its_ceiling():
+    assert list(ladder.rungs([100, 200], 500)) == [100, 200, 280, 390, 500]
+    assert list(ladder.rungs([4000, 5600]))[2:] == [7800, 11000, 15000, 21000, 29000, 41000, 57000, 80000, 100000]
+    assert list(ladder.rungs([100, 200], 200)) == [100, 200]
+    assert list(ladder.rungs([1, 2], 4)) == [1, 2, 3, 4]  # small rates still climb by at least one a rung
+    with pytest.raises(ladder.LadderError):
+        list(ladder.rungs([100, 600], 500))
+
+
+def test_a_ladder_that_reached_its_ceiling_unbroken_has_no_knee_only_the_rate_it_held_up_to():
+    steps = [step(4000, 44000, 8.0), step(5600, 61611, 12.0), step(7800, 85000, 30.0), step(100_000, 90000, 70.0)]
+    assert ladder.unbroken_up_to(steps) == 100_000
+    assert ladder.knee(steps) is None
+    merged = ladder.median_steps([steps, steps])
+    assert ladder.unbroken_up_to(merged) == 100_000 and ladder.knee(merged) is None
+
+
+def test_one_run_that_broke_makes_the_ladder_broken_and_names_a_knee():
+    held = [step(100, 1000, 10.0), step(200, 2000, 20.0)]
+    merged = ladder.median_steps([held, [step(100, 1000, 10.0), step(200, 2000, 150.0)]])
+    assert ladder.unbroken_up_to(merged) is None and ladder.knee(merged)["offered"] == 100
+    assert ladder.unbroken_up_to([]) is None
+
+
+def test_the_knee_cell_says_unbroken_up_to_the_ceiling_or_none_within_50_ms():
+    from labs.bench.climb import broke_cell, knee_cell
+
+    unbroken = {"knee": None, "unbroken_up_to": 100_000.0, "steps": [step(100_000, 90000, 70.0)]}
+    assert knee_cell(unbroken) == "none: unbroken up to 100000 msg/s" and broke_cell(unbroken) == "-"
+    slow = {"knee": None, "unbroken_up_to": None, "steps": [step(100, 1000, 60.0), step(200, 2000, 120.0)]}
+    assert knee_cell(slow) == "none within 50 ms" and broke_cell(slow) == "200: p99 120.0 ms"
+    knee = {"knee": step(100, 1000, 10.0), "unbroken_up_to": None, "steps": []}
+    assert knee_cell(knee) == "1000 (100)"
 
 
 def test_a_fast_step_that_lost_a_message_is_not_the_knee():
@@ -154,11 +202,13 @@ def test_the_bottleneck_names_the_busiest_process():
 @pytest.mark.parametrize("argv, words", [(["--patterns", "kafka"], "unknown pattern kafka"),
                                           (["--replicas", "0,2"], "bad replica counts"),
                                           (["--rates", "400,200"], "bad rates"),
+                                          (["--rates", "100,200", "--ceiling", "150"], "bad ceiling 150"),
+                                          (["--ceiling", "200000"], "bad ceiling 200000"),
                                           (["--processes", "0"], "processes must be")])
-def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, words, capsys):
-    from labs.bench import capacity as bench_capacity
+def test_bad_bench_input_is_one_line_and_exit_2_before_anything_starts(argv, words, handlers, capsys):
+    from labs.bench.__main__ import main
 
-    assert bench_capacity.main(argv) == 2
+    assert main(["capacity", *argv]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0]
 
@@ -193,10 +243,10 @@ def test_the_replica_ratio_is_python_over_node_and_needs_both_knees():
     (["--rates", "400,200"], "bad rates"),
     (["--users", "1"], "users 2..1000"),
 ])
-def test_bad_replica_bench_input_is_one_line_and_exit_2(argv, words, capsys):
-    from labs.bench.replicas import main
+def test_bad_replica_bench_input_is_one_line_and_exit_2(argv, words, handlers, capsys):
+    from labs.bench.__main__ import main
 
-    assert main(argv) == 2
+    assert main(["replicas", *argv]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
 

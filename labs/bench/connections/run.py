@@ -1,20 +1,21 @@
-"""Connection scale (a benchmark, not a test): `python -m labs.bench.connections.run --connections 20000`.
+"""Connection scale (a benchmark, not a test): `python -m labs.bench connections --connections 20000`
+(`make bench-connections`).
 
 Opens N mostly idle WebSocket connections through the lab's nginx to the replicas, in one room or spread
 over `--rooms` (connection i joins room i mod R), then broadcasts a few rounds: one message into every room
 at once, from the room's first member. The broker (`--broker`: one Redis with Pub/Sub, a Redis Cluster of
 `--masters` masters with classic or sharded Pub/Sub, or none), nginx's policy (`--balance room` partitions
 the rooms over the replicas) and the replica count (`--replicas`, at least what the layout needs) are the
-setup; `labs.bench.partitioning` compares setups. Writes results/bench/connections-<stamp>/connections.json
-and connections.md: the connect rate, resident memory per connection per replica (the replica's own RSS
-delta over the connections it holds), the seconds until 50%, 95% and 100% of a round's deliveries arrived
-(medians), loss, what each replica and broker node did and used of the CPU (its connections, rooms, PUBLISH
-calls and their time inside Redis), and what each kind of process used of its open-file limit, so the
-result says what bounds it.
+setup (connections/setup.py); `python -m labs.bench partitioning` compares setups. Writes
+results/bench/connections-<stamp>/connections.json and connections.md: the connect rate, resident memory per
+connection per replica (the replica's own RSS delta over the connections it holds), the seconds until 50%,
+95% and 100% of a round's deliveries arrived (medians), loss, what each replica and broker node did and used
+of the CPU (its connections, rooms, PUBLISH calls and their time inside Redis), and what each kind of
+process used of its open-file limit, so the result says what bounds it.
 
-`labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy each),
-nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx on
-its front-network address instead (no docker-proxy, nothing more published). The load processes
+`labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy
+each), nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx
+on its front-network address instead (no docker-proxy, nothing more published). The load processes
 (`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
 are the lab's `Stack`, removed on every exit path.
 """
@@ -25,21 +26,17 @@ import argparse
 import dataclasses
 import ipaddress
 import json
-import resource
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from ... import scenario, settings, signals
-from ...cli import progress_printer, run_bench
-from ...errors import LabError
+from ... import scenario
+from ...console import EXIT_FAIL, EXIT_PASS, Progress
 from ...infra import inspect, redis_cluster
 from ...infra.render import for_replicas, render_nginx
 from ...infra.stack import Stack, StackSpec, http_get
-from ...infra.usage import describe_machine
-from ...scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
-from ...spec import broker_options, new_run_id, plan, utc_stamp
+from ...scenario import Balance, Broker
+from ...spec import broker_options, new_run_id, plan
+from ..common import BenchParser, Started, started
 from .load import LoadGroup, cpu_share, cpu_snapshot, host_figures, proxy_figures
 from .plan import (
     CONNTRACK_PER_CONNECTION,
@@ -49,17 +46,20 @@ from .plan import (
     assign,
     merge,
     nearest_limits,
-    plan_layout,
 )
 from .report import bound, broadcast_totals, fmt, summary, usage, write
+from .setup import (
+    BROKERS,
+    MAX_ROOMS,
+    Setup,
+    conntrack,
+    layout_for,
+    parse_rounds,
+    parse_setup,
+)
 
 ROOM = "lobby"
 DEFAULT_N = 20_000
-#: the brokers this bench sets up: one Redis, a Redis Cluster (classic or sharded Pub/Sub), or none
-BROKERS = (Broker.REDIS_PUBSUB, Broker.REDIS_CLUSTER_PUBSUB, Broker.REDIS_CLUSTER_SHARDED, Broker.NONE)
-#: nginx policies that keep the connections' spread known: even (round-robin) or by room
-BALANCES = (Balance.ROUND_ROBIN, Balance.ROOM)
-MAX_ROOMS = 10_000
 #: nginx's upstream connect timeout: above the first SYN retransmission (1 s), so that a SYN dropped by a
 #: busy replica's backlog is retried instead of failing the client with a 502
 CONNECT_TIMEOUT_MS = 5000
@@ -68,26 +68,13 @@ HEALTH_TIMEOUT_S = 10.0
 CONNTRACK_WAIT_S = 180.0
 
 
-def ephemeral_ports(path: Path = Path("/proc/sys/net/ipv4/ip_local_port_range")) -> int:
-    low, high = (int(v) for v in path.read_text().split())
-    return high - low + 1
-
-
-def conntrack(name: str, directory: Path = Path("/proc/sys/net/netfilter")) -> int | None:
-    """`nf_conntrack_max` or `nf_conntrack_count` of the host's connection-tracking table; None without one."""
-    try:
-        return int((directory / name).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def conntrack_free() -> int | None:
     """Free entries in the host's connection-tracking table; None when the host tracks nothing."""
     size, used = conntrack("nf_conntrack_max"), conntrack("nf_conntrack_count")
     return None if size is None or used is None else size - used
 
 
-def wait_for_conntrack(needed: int, *, progress: Any, timeout: float = CONNTRACK_WAIT_S) -> None:
+def wait_for_conntrack(needed: int, *, progress: Progress, timeout: float = CONNTRACK_WAIT_S) -> None:
     """Wait until the host's conntrack table has `needed` free entries: a closed connection's entries
     linger (TIME_WAIT, 120 s), so a run right after a big one may not fit yet."""
     deadline = time.monotonic() + timeout
@@ -100,56 +87,6 @@ def wait_for_conntrack(needed: int, *, progress: Any, timeout: float = CONNTRACK
                             f"{needed} needed; give a smaller N or raise net.netfilter.nf_conntrack_max")
         time.sleep(1.0)
         free = conntrack_free()
-
-
-@dataclasses.dataclass(frozen=True)
-class Setup:
-    """What a run compares: the broker (a cluster's masters), nginx's policy, and how many rooms."""
-
-    broker: Broker = Broker.REDIS_PUBSUB
-    balance: Balance = Balance.ROUND_ROBIN
-    rooms: int = 1
-    masters: int = 3
-
-    def __post_init__(self) -> None:
-        if self.broker not in BROKERS:
-            raise PlanError(f"broker {self.broker.value!r}: this bench sets up "
-                            f"{', '.join(b.value for b in BROKERS)}")
-        if self.balance not in BALANCES:
-            raise PlanError(f"balance {self.balance.value!r}: give {' or '.join(b.value for b in BALANCES)}")
-        if not 1 <= self.rooms <= MAX_ROOMS:
-            raise PlanError(f"rooms {self.rooms}: give 1..{MAX_ROOMS}")
-        if not MIN_MASTERS <= self.masters <= MAX_MASTERS:
-            raise PlanError(f"masters {self.masters}: a Redis Cluster here has {MIN_MASTERS}..{MAX_MASTERS} "
-                            f"(a failover needs a majority of at least 3)")
-
-    @property
-    def nodes(self) -> list[str]:
-        """The broker's containers: one `redis`, a cluster's masters, or none."""
-        if self.broker.cluster:
-            return redis_cluster.node_names(self.masters, 0)
-        return ["redis"] if self.broker is Broker.REDIS_PUBSUB else []
-
-    def describe(self) -> str:
-        broker = {Broker.REDIS_PUBSUB: "one Redis (Pub/Sub)", Broker.NONE: "no broker",
-                  Broker.REDIS_CLUSTER_PUBSUB: f"a Redis Cluster of {self.masters} masters (classic PUBLISH)",
-                  Broker.REDIS_CLUSTER_SHARDED: f"a Redis Cluster of {self.masters} masters (sharded Pub/Sub)",
-                  }[self.broker]
-        rooms = "one room" if self.rooms == 1 else f"{self.rooms} rooms"
-        return f"{broker}, nginx {self.balance.value}, {rooms}"
-
-
-def parse_setup(broker: str, balance: str, rooms: str, masters: str) -> Setup:
-    """A Setup from command-line words; PlanError (one line) naming what is wrong."""
-    try:
-        b = Broker(broker)
-    except ValueError:
-        raise PlanError(f"--broker {broker!r}: give one of {', '.join(x.value for x in BROKERS)}") from None
-    try:
-        policy = Balance(balance)
-    except ValueError:
-        raise PlanError(f"--balance {balance!r}: give {' or '.join(x.value for x in BALANCES)}") from None
-    return Setup(b, policy, parse_count(rooms), parse_count(masters))
 
 
 def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
@@ -242,8 +179,9 @@ def nginx_figures(stack: Stack) -> list[dict[str, int]]:
     return rows
 
 
-def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collect_timeout: float,
-            open_timeout: float, progress: Any, setup: Setup = Setup()) -> dict[str, Any]:
+def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout: float, open_timeout: float,
+            setup: Setup) -> dict[str, Any]:
+    client, images, progress = bench.client, bench.images, bench.progress
     s = scenario.load("pubsub")
     s = dataclasses.replace(s, topology=dataclasses.replace(
         s.topology, replicas=layout.replicas, broker=setup.broker, balance=setup.balance,
@@ -313,103 +251,65 @@ def one_run(client: Any, images: Any, layout: Layout, *, broadcasts: int, collec
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
 
 
-def parse_count(text: str) -> int:
-    try:
-        return int(text.replace("_", ""))
-    except ValueError:
-        raise PlanError(f"N={text!r} is not a whole number; give e.g. N=20000") from None
-
-
-def parse_via(text: str) -> Via:
-    try:
-        return Via(text)
-    except ValueError:
-        raise PlanError(f"--via {text!r}: give one of {', '.join(v.value for v in Via)}") from None
-
-
-def layout_for(connections: str, via: str, replicas: str, rooms: int) -> Layout:
-    """The layout for N connections given on the command line, on this host's limits, with a member for
-    each of `rooms`."""
-    layout = plan_layout(parse_count(connections), fd_limit=resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                         ephemeral_ports=ephemeral_ports(), conntrack_max=conntrack("nf_conntrack_max"),
-                         via=parse_via(via), replicas=parse_count(replicas))
-    if rooms > layout.connections:
-        raise PlanError(f"rooms {rooms} > N={layout.connections}: every room needs a member")
-    return layout
-
-
-def parse_rounds(runs: str, broadcasts: str) -> tuple[int, int]:
-    """Runs (1..20) and rounds per run (1..50) from the command line."""
-    runs_n, rounds = parse_count(runs), parse_count(broadcasts)
-    if not 1 <= runs_n <= 20 or not 1 <= rounds <= 50:
-        raise PlanError(f"runs {runs_n} and broadcasts {rounds} must be 1..20 and 1..50")
-    return runs_n, rounds
-
-
-def run_setup(client: Any, images: Any, layout: Layout, setup: Setup, args: argparse.Namespace, *, runs: int,
-              broadcasts: int, progress: Any) -> list[dict[str, Any]]:
+def run_setup(bench: Started, layout: Layout, setup: Setup, *, runs: int, broadcasts: int, collect_timeout: float,
+              open_timeout: float) -> list[dict[str, Any]]:
     """`runs` runs of `setup`, each on a fresh stack once the host's conntrack table has room for it."""
     out = []
     for i in range(runs):
         # the entries of closed connections (an earlier run's, anyone's) linger for a while
-        wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=progress)
-        out.append(one_run(client, images, layout, broadcasts=broadcasts, collect_timeout=args.collect_timeout,
-                           open_timeout=args.open_timeout, progress=progress, setup=setup))
-        progress(f"{setup.describe()}: run {i + 1}/{runs} done")
+        wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=bench.progress)
+        out.append(one_run(bench, layout, broadcasts=broadcasts, collect_timeout=collect_timeout,
+                           open_timeout=open_timeout, setup=setup))
+        bench.progress(f"{setup.describe()}: run {i + 1}/{runs} done")
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m labs.bench.connections.run", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N (default {DEFAULT_N})")
-    parser.add_argument("--runs", default="1", help="whole runs, each on a fresh stack (default 1)")
-    parser.add_argument("--broadcasts", default="5", help="broadcasts per run (default 5)")
-    parser.add_argument("--via", default=Via.PUBLISHED.value, help="published (127.0.0.1, through docker-proxy; "
-                        "the default) or bridge (nginx's front-network address)")
-    parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a broadcast may take")
+def add_arguments(parser: BenchParser) -> None:
+    """What connections and partitioning share: N, rounds, the way in, the timeouts, the replicas."""
+    parser.add_argument("--broadcasts", default="5", help="rounds per run (default 5)")
+    parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a round may take")
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
-    parser.add_argument("--rooms", default="1", help=f"rooms the connections spread over (1..{MAX_ROOMS}, default 1)")
-    parser.add_argument("--broker", default=Broker.REDIS_PUBSUB.value,
-                        help=f"{' | '.join(b.value for b in BROKERS)} (default redis-pubsub)")
-    parser.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
-    parser.add_argument("--balance", default=Balance.ROUND_ROBIN.value,
-                        help="round-robin (default) or room (nginx hashes the room: partitioning by room)")
-    parser.add_argument("--replicas", default="0", help="at least this many replicas (default: as N needs)")
-    args = parser.parse_args(argv)
-    signals.install()
-    progress = progress_printer(settings.QUIET)
-    try:
-        runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
-        setup = parse_setup(args.broker, args.balance, args.rooms, args.masters)
-        layout = layout_for(args.connections, args.via, args.replicas, setup.rooms)
-    except LabError as exc:
-        print(f"bench-connections: {exc}", file=sys.stderr)
-        return 2
-    from ...infra.engine import ensure_engine
-    from ...infra.images import ensure_images
 
-    client = ensure_engine(progress=progress)
-    try:
-        images = ensure_images(client, progress=progress)
-        runs = run_setup(client, images, layout, setup, args, runs=runs_n, broadcasts=broadcasts, progress=progress)
-        engine = client.version().get("Version", "?")
-    finally:
-        client.close()
+
+def parser(prog: str) -> BenchParser:
+    p = BenchParser(prog, __doc__)
+    p.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N (default {DEFAULT_N})")
+    p.add_argument("--runs", default="1", help="whole runs, each on a fresh stack (default 1)")
+    p.add_argument("--via", default=Via.PUBLISHED.value, help="published (127.0.0.1, through docker-proxy; "
+                   "the default) or bridge (nginx's front-network address)")
+    p.add_argument("--rooms", default="1", help=f"rooms the connections spread over (1..{MAX_ROOMS}, default 1)")
+    p.add_argument("--broker", default=Broker.REDIS_PUBSUB.value,
+                   help=f"{' | '.join(b.value for b in BROKERS)} (default redis-pubsub)")
+    p.add_argument("--masters", default="3", help="a Redis Cluster's masters (default 3)")
+    p.add_argument("--balance", default=Balance.ROUND_ROBIN.value,
+                   help="round-robin (default) or room (nginx hashes the room: partitioning by room)")
+    p.add_argument("--replicas", default="0", help="at least this many replicas (default: as N needs)")
+    add_arguments(p)
+    return p
+
+
+def held(summary: dict[str, Any]) -> bool:
+    """Every connection held, every round acknowledged and delivered once to every other member."""
+    return bool(summary["connected"] == summary["connections"] and summary["lost"] == 0
+                and summary["duplicated"] == 0 and summary["acked"] > 0)
+
+
+def run(args: argparse.Namespace) -> int:
+    runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
+    setup = parse_setup(args.broker, args.balance, args.rooms, args.masters)
+    layout = layout_for(args.connections, args.via, args.replicas, setup.rooms)
+    with started("connections") as bench:
+        runs = run_setup(bench, layout, setup, runs=runs_n, broadcasts=broadcasts,
+                         collect_timeout=args.collect_timeout, open_timeout=args.open_timeout)
+        machine = bench.machine()
+        out = bench.folder()
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
     result: dict[str, Any] = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
         "setup": {**runs[0]["setup"], "text": setup.describe()},
         "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
         "summary": summary(runs), "limits": limits, "bound": bound(runs, limits), "results": runs,
-        "machine": describe_machine(engine)}
-    out = settings.RESULTS_DIR / "bench" / f"connections-{utc_stamp()}"
+        "machine": machine}
     write(result, out)
     print((out / "connections.md").read_text())
     print(f"-> {out}")
-    s = result["summary"]
-    return 0 if (s["connected"] == s["connections"] and s["lost"] == 0 and s["duplicated"] == 0
-                 and s["acked"] > 0) else 1
-
-
-if __name__ == "__main__":
-    run_bench(main, "bench-connections")
+    return EXIT_PASS if held(result["summary"]) else EXIT_FAIL
