@@ -17,10 +17,11 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable, Collection
+from typing import Any, Callable
 
 import docker
 import docker.errors
@@ -476,7 +477,8 @@ class Stack(Lifecycle):
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         with self.membership:  # see Lifecycle.membership: the networks in parallel, each one at a time
             # a container the engine no longer answers for is left alone (every call on it would hang)
-            stuck = [i for i, answered in zip(known, self._pool.map(_freeze, known.values())) if not answered]
+            answered = self._pool.map(_freeze, known.values())
+            stuck = [i for i, ok in zip(known, answered, strict=True) if not ok]
             list(self._pool.map(lambda n: _empty(n, skip=stuck), networks.values()))
             # an empty network goes at once, beside the containers that were on it
             kept = [i for i in known if i not in stuck]
@@ -485,7 +487,7 @@ class Stack(Lifecycle):
             if not stuck:
                 _all(removals)
             wait(removals)
-        gone = [n.name for n, f in zip(networks.values(), removals[len(kept):]) if f.exception() is None]
+        gone = [n.name for n, f in zip(networks.values(), removals[len(kept):], strict=True) if f.exception() is None]
         self.removed = [names.get(i, i[:12]) for i in kept] + gone
         self.on_removed(self.removed)
         if stuck:  # everything else is gone, but the networks it is on

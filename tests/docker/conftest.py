@@ -143,7 +143,8 @@ class Runs:
         with network_leaves() as calls:
             result = execute(self.client, plan(scenario.load(name)), self.images)
         selector = {"label": f"{LABEL}={result.run_id}"}
-        left = ([c.name for c in self.client.containers.list(all=True, filters=selector)]
+        left = ([c.attrs["Names"][0].lstrip("/") for c in self.client.containers.list(all=True, filters=selector,
+                                                                                      sparse=True)]
                 + [n.name for n in self.client.networks.list(filters=selector)])
         assert left == [], f"{name} left {left}"
         assert overlapping(calls) == [], f"{name}: {overlapping(calls)}"

@@ -17,6 +17,7 @@ from labs.settings import LABEL
 
 from .conftest import lab_resources
 
+
 def test_both_cluster_brokers_deliver_everything_and_only_classic_publish_crosses_the_bus(run_once, nothing_left):
     results = {name: run_once(name) for name in ("cluster-pubsub", "cluster-sharded")}
     for name, result in results.items():

@@ -17,6 +17,7 @@ import docker
 
 from labs.settings import LABEL, ROOT
 
+
 def start(results: Path, *args: str) -> subprocess.Popen[str]:
     """The bench as a terminal starts it: its own process group, SIGINT at its default."""
     return subprocess.Popen([sys.executable, "-m", "labs.bench.connections.run", *args], cwd=ROOT, text=True,
