@@ -303,6 +303,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wslab: interrupted by {name}; removed: {removed}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in the lab: one line, the traceback in a file
+        from .infra.engine import no_answer
+
+        unanswered = no_answer(exc)  # not a bug: the engine wedged
+        if unanswered is not None:
+            print(f"wslab: {unanswered}", file=sys.stderr)
+            return EXIT_USAGE
         print(crash_line("wslab", exc), file=sys.stderr)
         return EXIT_CRASH
     finally:

@@ -1,6 +1,7 @@
 """Find a Docker engine, or install and start one on a Debian-family host where we are root."""
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -17,6 +18,33 @@ DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKERD_LOG = BUILD_DIR / "dockerd.log"
 
 _TRANSIENT = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
+#: what a Docker call raises when the engine has not answered it within the client's timeout (60 s by default)
+NO_ANSWER = requests.exceptions.Timeout
+
+
+def wedged(containers: str) -> EngineError:
+    """One line for containers the engine no longer answers for: Docker 20.10 wedges a container paused with
+    an exec in flight, and every later call on it (even `docker inspect`) hangs until dockerd restarts."""
+    return EngineError(
+        f"container {containers} is wedged: the Docker engine does not answer calls on it; try "
+        f"`docker unpause {containers}`, and if that hangs too restart dockerd (`systemctl restart docker`, or "
+        "for the dockerd the lab started `kill $(cat /var/run/docker.pid)`, then `make images`), then "
+        "`python -m labs clean`")
+
+
+def no_answer(exc: BaseException) -> EngineError | None:
+    """A Docker call the engine never answered, in one line (naming the container when the call was about
+    one); None for any other exception."""
+    if not isinstance(exc, NO_ANSWER):
+        return None
+    request = exc.request
+    url, method = getattr(request, "url", None) or "", getattr(request, "method", None) or "a call"
+    about = re.search(r"/containers/([^/?]+)/", url)
+    if about:
+        return wedged(about.group(1)[:12] if re.fullmatch(r"[0-9a-f]{64}", about.group(1)) else about.group(1))
+    path = re.sub(r"^[a-z+]+://[^/]*(/v[0-9.]+)?", "", url) or "?"
+    return EngineError(f"the Docker engine did not answer {method} {path} ({exc}); restart dockerd "
+                       "(`systemctl restart docker`), then `python -m labs clean`")
 
 
 def parse_os_release(text: str) -> dict[str, str]:

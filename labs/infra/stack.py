@@ -17,6 +17,7 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ import docker.types
 from docker.models.containers import Container
 
 from .. import signals
-from ..errors import StackError
+from ..errors import EngineError, StackError
 from ..settings import LABEL, OWNER, OWNER_LABEL
+from .engine import NO_ANSWER, wedged
 from .images import ImageSet
 
 APP_PORT = 8000
@@ -474,13 +476,22 @@ class Stack(Lifecycle):
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
         with self.membership:  # see Lifecycle.membership: the networks in parallel, each one at a time
-            list(self._pool.map(_freeze, known.values()))
-            list(self._pool.map(_empty, networks.values()))
+            # a container the engine no longer answers for is left alone (every call on it would hang)
+            answered = self._pool.map(_freeze, known.values())
+            stuck = [i for i, ok in zip(known, answered, strict=True) if not ok]
+            list(self._pool.map(lambda n: _empty(n, skip=stuck), networks.values()))
             # an empty network goes at once, beside the containers that were on it
-            _all([self._pool.submit(_remove_quietly, c) for c in known.values()]
-                 + [self._pool.submit(_remove_network, n) for n in networks.values()])
-        self.removed = [names.get(i, i[:12]) for i in known] + [n.name for n in networks.values()]
+            kept = [i for i in known if i not in stuck]
+            removals = ([self._pool.submit(_remove_quietly, known[i]) for i in kept]
+                        + [self._pool.submit(_remove_network, n) for n in networks.values()])
+            if not stuck:
+                _all(removals)
+            wait(removals)
+        gone = [n.name for n, f in zip(networks.values(), removals[len(kept):], strict=True) if f.exception() is None]
+        self.removed = [names.get(i, i[:12]) for i in kept] + gone
         self.on_removed(self.removed)
+        if stuck:  # everything else is gone, but the networks it is on
+            raise wedged(", ".join(names.get(i, i[:12]) for i in stuck))
 
 
 def _all(futures: list[Future[Any]]) -> None:
@@ -505,6 +516,8 @@ def _remove_quietly(container: Container) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise
+    except NO_ANSWER:
+        raise wedged(container.name or container.attrs.get("Names", [container.id[:12]])[0].lstrip("/")) from None
 
 
 #: how long a teardown waits for an exec in a container to end before it kills the container instead
@@ -517,34 +530,40 @@ def _exec_running(container: Container) -> bool:
                for e in container.attrs.get("ExecIDs") or [])
 
 
-def _freeze(container: Container) -> None:
+def _freeze(container: Container) -> bool:
     """Pause a running container before it leaves its networks, so that nothing in it acts meanwhile: a
     replica cut off while it was still connecting to Redis kept asking the engine's resolver, and its
     removal then took ~4 s instead of 0.2 s. One not running, or paused already, is left as it is.
 
     Never while an exec runs in it (an interrupted probe's `redis-cli`, a fault's heal still under way):
     Docker 20.10 wedges a container paused with an exec in flight, and every later call on it hangs. The
-    teardown waits for the exec to end; one still running after EXEC_WAIT_S gets its container killed."""
+    teardown waits for the exec to end; one still running after EXEC_WAIT_S gets its container killed.
+    False when the engine did not answer for the container (it is wedged)."""
     try:
         deadline = time.monotonic() + EXEC_WAIT_S
         while _exec_running(container):
             if time.monotonic() > deadline:
                 container.kill()
-                return
+                return True
             time.sleep(0.05)
         container.pause()
     except docker.errors.APIError:
         pass
+    except NO_ANSWER:
+        return False
+    return True
 
 
-def _empty(network: Any) -> None:
-    """Disconnect every container from `network`, one after the other. A container that will not leave (it
-    is gone already) leaves when it is removed."""
+def _empty(network: Any, *, skip: Collection[str] = ()) -> None:
+    """Disconnect every container from `network`, one after the other, but those in `skip` (wedged). A
+    container that will not leave (it is gone already) leaves when it is removed."""
     try:
         network.reload()
     except docker.errors.NotFound:
         return
     for container_id in network.attrs.get("Containers") or {}:
+        if container_id in skip:
+            continue
         try:
             network.disconnect(container_id, force=True)
         except docker.errors.APIError:
@@ -580,8 +599,12 @@ def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
         selector = [selector, f"{OWNER_LABEL}={owner}"]
     # sparse: no per-container inspect, which would race with a removal already under way
     containers = client.containers.list(all=True, filters={"label": selector}, sparse=True)
+    unanswered = []
     for c in containers:
-        _remove_quietly(c)
+        try:
+            _remove_quietly(c)
+        except EngineError:  # wedged: the others still go
+            unanswered.append(c.attrs["Names"][0].lstrip("/"))
     networks = client.networks.list(filters={"label": selector})
     stuck = []
     for n in networks:
@@ -589,6 +612,8 @@ def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
             _remove_network(n)
         except docker.errors.APIError as exc:
             stuck.append(f"{n.name} ({exc.explanation or exc})")
+    if unanswered:  # the networks it is on stay with it
+        raise wedged(", ".join(unanswered))
     if stuck:  # everything else is gone; say what the engine kept, and what clears it
         raise StackError(f"the engine refused to remove network(s) {', '.join(stuck)}: it counts an endpoint that "
                          "is gone (see Lifecycle.membership) until dockerd restarts: `systemctl restart docker`, or "

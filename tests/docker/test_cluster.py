@@ -15,14 +15,11 @@ from labs.infra.render import for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
 from labs.settings import LABEL
 
-from .conftest import lab_resources, run_scenario
-
-pytestmark = pytest.mark.docker
+from .conftest import lab_resources
 
 
-def test_both_cluster_brokers_deliver_everything_and_only_classic_publish_crosses_the_bus(client, images,
-                                                                                          nothing_left):
-    results = {name: run_scenario(client, images, name) for name in ("cluster-pubsub", "cluster-sharded")}
+def test_both_cluster_brokers_deliver_everything_and_only_classic_publish_crosses_the_bus(run_once, nothing_left):
+    results = {name: run_once(name) for name in ("cluster-pubsub", "cluster-sharded")}
     for name, result in results.items():
         a = result.accounting
         assert result.passed, f"{name}: {result.verdict.reason}"
@@ -40,9 +37,8 @@ def test_both_cluster_brokers_deliver_everything_and_only_classic_publish_crosse
         "cluster-pubsub"].accounting.sent
 
 
-def test_a_killed_master_is_replaced_and_the_replicas_resubscribe_on_the_promoted_node(client, images,
-                                                                                        nothing_left):
-    result = run_scenario(client, images, "cluster-sharded-kill-master")
+def test_a_killed_master_is_replaced_and_the_replicas_resubscribe_on_the_promoted_node(run_once, nothing_left):
+    result = run_once("cluster-sharded-kill-master")
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert [f.kind for f in result.history.faults] == ["kill-cluster-master"]

@@ -14,11 +14,8 @@ import time
 from pathlib import Path
 
 import docker
-import pytest
 
 from labs.settings import LABEL, ROOT
-
-pytestmark = pytest.mark.docker
 
 
 def start(results: Path, *args: str) -> subprocess.Popen[str]:

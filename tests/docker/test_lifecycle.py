@@ -66,15 +66,6 @@ def test_no_engine_answering_is_one_line_and_exit_2(tmp_path: Path):
     assert len(err.strip().splitlines()) == 1 and "no Docker engine answers" in err
 
 
-def test_ctrl_c_mid_run_removes_everything(client, images, nothing_left):
-    proc = lab("run", "pubsub")
-    wait_for_containers(client, proc, 3)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert lab_resources(client) == ([], [])
-
-
 def test_make_clean_removes_what_a_killed_run_left(client, images, nothing_left):
     proc = lab("run", "pubsub")
     wait_for_containers(client, proc, 3)

@@ -15,8 +15,6 @@ from labs.infra.stack import Stack
 from labs.load.step import LoadSpec, Session, run_step
 from labs.spec import plan, stack_spec
 
-pytestmark = pytest.mark.docker
-
 
 def load_processes(out: Path) -> list[psutil.Process]:
     """Processes still running with this step's directory on their command line (locust and its workers)."""

@@ -1,17 +1,15 @@
 """Core NATS and JetStream on real containers: the headline workload through nats-server, and a broker
-restart under each (tests/docker/test_faults.py runs every other fault scenario)."""
+restart under each: what test_faults asserts of every fault scenario, and more, of the same runs."""
 
 from __future__ import annotations
 
 import pytest
 
-from .conftest import run_scenario
-
 
 @pytest.mark.parametrize("name", ["nats", "nats-jetstream"])
-def test_every_message_reaches_every_other_client_across_replicas_through_nats(name: str, client, images,
+def test_every_message_reaches_every_other_client_across_replicas_through_nats(name: str, run_once,
                                                                                 nothing_left):
-    result = run_scenario(client, images, name)
+    result = run_once(name)
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert a.cross_delivered == a.cross_expected > 0 and a.lost == a.duplicated == 0
@@ -21,16 +19,16 @@ def test_every_message_reaches_every_other_client_across_replicas_through_nats(n
         assert {ack.seq for ack in result.history.acks} and None not in {ack.seq for ack in result.history.acks}
 
 
-def test_core_nats_loses_only_inside_a_broker_restart(client, images, nothing_left):
-    result = run_scenario(client, images, "fault-nats-restart-broker")
+def test_core_nats_loses_only_inside_a_broker_restart(run_once, nothing_left):
+    result = run_once("fault-nats-restart-broker")
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert a.lost_in_fault > 0 and a.lost_outside_fault == 0
     assert set(result.states.values()) == {"running"}
 
 
-def test_jetstream_loses_nothing_through_a_broker_restart(client, images, nothing_left):
-    result = run_scenario(client, images, "fault-jetstream-restart-broker")
+def test_jetstream_loses_nothing_through_a_broker_restart(run_once, nothing_left):
+    result = run_once("fault-jetstream-restart-broker")
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert a.lost == a.duplicated == 0 and a.delivered == a.expected > 0

@@ -23,8 +23,6 @@ except ImportError:  # before the harness moved them
     from labs.stack import Stack, StackSpec  # type: ignore[no-redef]
 from labs.scenario import Balance
 
-pytestmark = pytest.mark.docker
-
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 POLICY = {"binary": 1003, "not-json": 1007, "json-array": 1008, "no-id": 1008, "id-null": 1008,
           "id-object": 1008, "id-bad-chars": 1008, "ts-string": 1008, "body-number": 1008}

@@ -16,27 +16,28 @@ from labs.infra import inspect
 from labs.infra.nginx_probe import nginx_version
 from labs.infra.render import Sticky, for_replicas, render_nginx
 from labs.infra.stack import Stack, StackSpec
+from labs.report import table
 from labs.scenario import Balance, Metric
 from labs.settings import LABEL, OWNER, OWNER_LABEL, ROOT
 
-from .conftest import lab_resources, run_scenario
+from .conftest import lab_resources
 
 
-def run(client, images, name: str):
-    result = run_scenario(client, images, name)
+def run(run_once, name: str):
+    result = run_once(name)
     return result, result.accounting
 
 
-def test_ip_hash_puts_one_24_on_a_single_replica(client, images, nothing_left):
-    result, acc = run(client, images, "sticky-ip-hash-polling")
+def test_ip_hash_puts_one_24_on_a_single_replica(run_once, nothing_left):
+    result, acc = run(run_once, "sticky-ip-hash-polling")
     assert sorted(acc.placement.values()) == [0, 0, 30]
     assert result.values[Metric.HTTP_ERRORS] == 0 and acc.joined == 30
     assert acc.delivered == acc.expected > 0
     assert result.passed, result.verdict.reason
 
 
-def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_for(client, images, nothing_left):
-    result, acc = run(client, images, "sticky-ip-hash-subnets")
+def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_for(run_once, nothing_left):
+    result, acc = run(run_once, "sticky-ip-hash-subnets")
     assert all(acc.placement.values()) and result.values[Metric.HTTP_ERRORS] == 0
     # realip trusts the run's own client network (never the pre-start placeholder) and nginx saw the header
     assert "real_ip_header X-Forwarded-For;" in result.nginx_conf and "192.0.2.0/24" not in result.nginx_conf
@@ -44,15 +45,15 @@ def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_f
     assert result.passed, result.verdict.reason
 
 
-def test_hash_spreads_distinct_addresses_with_no_400(client, images, nothing_left):
-    result, acc = run(client, images, "sticky-hash-subnets")
+def test_hash_spreads_distinct_addresses_with_no_400(run_once, nothing_left):
+    result, acc = run(run_once, "sticky-hash-subnets")
     assert all(acc.placement.values()) and result.values[Metric.SESSION_UNKNOWN] == 0
     assert "hash $remote_addr consistent;" in result.nginx_conf
     assert result.passed, result.verdict.reason
 
 
-def test_websocket_only_needs_no_stickiness(client, images, nothing_left):
-    result, acc = run(client, images, "sticky-websocket-round-robin")
+def test_websocket_only_needs_no_stickiness(run_once, nothing_left):
+    result, acc = run(run_once, "sticky-websocket-round-robin")
     h = result.history
     assert {e.kind for e in h.http} == {"websocket"} and all(e.status == 101 for e in h.http)
     assert acc.placement == {"app-1": 10, "app-2": 10, "app-3": 10}
@@ -60,8 +61,8 @@ def test_websocket_only_needs_no_stickiness(client, images, nothing_left):
     assert result.passed, result.verdict.reason
 
 
-def test_without_a_manager_room_messages_stay_on_the_senders_replica(client, images, nothing_left):
-    result, acc = run(client, images, "socketio-no-manager")
+def test_without_a_manager_room_messages_stay_on_the_senders_replica(run_once, nothing_left):
+    result, acc = run(run_once, "socketio-no-manager")
     assert acc.same_delivered == acc.same_expected > 0
     assert acc.cross_expected > 0 and acc.cross_delivered == 0
     # the default transport upgraded to WebSocket after its polling handshake, through the cookie
@@ -69,15 +70,15 @@ def test_without_a_manager_room_messages_stay_on_the_senders_replica(client, ima
     assert result.passed, result.verdict.reason
 
 
-def test_the_redis_manager_carries_room_messages_across_replicas(client, images, nothing_left):
-    result, acc = run(client, images, "socketio-redis-manager")
+def test_the_redis_manager_carries_room_messages_across_replicas(run_once, nothing_left):
+    result, acc = run(run_once, "socketio-redis-manager")
     assert acc.cross_delivered == acc.cross_expected > 0 and acc.lost == 0
     assert all(r.get("ok") and r.get("manager") == "ConfirmedRedisManager" for r in result.replicas.values())
     assert result.passed, result.verdict.reason
 
 
-def test_killing_a_sticky_replica_drops_only_its_clients_who_come_back_elsewhere(client, images, nothing_left):
-    result, acc = run(client, images, "sticky-cookie-failover")
+def test_killing_a_sticky_replica_drops_only_its_clients_who_come_back_elsewhere(run_once, nothing_left):
+    result, acc = run(run_once, "sticky-cookie-failover")
     h = result.history
     (fault,) = h.faults
     on_app2 = {s.client for s in h.sessions if s.replica == "app-2" and s.opened < fault.applied}
@@ -91,12 +92,12 @@ def test_killing_a_sticky_replica_drops_only_its_clients_who_come_back_elsewhere
     assert result.passed, result.verdict.reason
 
 
-def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sticky(tmp_path: Path, client, images,
+def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sticky(client, images, run_once,
                                                                                    nothing_left):
-    r = subprocess.run([sys.executable, "-m", "labs", "run", "sticky-round-robin-polling", "sticky-cookie-polling",
-                        "--results", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stdout + r.stderr
-    summary, title, detail = r.stdout.split("\n\n")  # the summary, then the one Socket.IO table
+    """The tables and results `make scenario-sticky` prints and writes (tests/unit/test_cli.py checks that
+    `labs run` prints them and exits 0: a failure as declared is a pass)."""
+    text = table.table([run_once("sticky-round-robin-polling"), run_once("sticky-cookie-polling")])
+    summary, title, detail = text.split("\n\n")  # the summary, then the one Socket.IO table
     verdicts = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in summary.splitlines()[2:]
                 if line.startswith("| ")}
     assert verdicts == {"sticky-round-robin-polling": "fails as expected", "sticky-cookie-polling": "as expected"}
@@ -104,9 +105,9 @@ def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sti
     assert title == "Socket.IO" and 'HTTP 400 "Session ID unknown"' in header and "clients per replica" in header
     rows = {line.split("|")[1].strip(): line for line in lines if line.startswith("| ")}
     assert "0/30" in rows["sticky-round-robin-polling"] and "30/30" in rows["sticky-cookie-polling"]
-    assert "cookie stickiness — nginx " in r.stdout
+    assert "cookie stickiness — nginx " in text
 
-    (rr,) = (tmp_path / "sticky-round-robin-polling").iterdir()
+    rr = run_once.written("sticky-round-robin-polling")
     result = json.loads((rr / "result.json").read_text())
     sio = result["socketio"]
     history = json.loads((rr / "history.json").read_text())
@@ -117,7 +118,7 @@ def test_scenario_sticky_rows_print_as_a_table_and_results_say_placement_and_sti
         assert any(e["status"] == 400 and "Invalid session" in e["detail"] for e in mine)
         assert "transport closed before joining: 400" in c["error"]
 
-    (ck,) = (tmp_path / "sticky-cookie-polling").iterdir()
+    ck = run_once.written("sticky-cookie-polling")
     result = json.loads((ck / "result.json").read_text())
     sio = result["socketio"]
     assert sum(result["placement"].values()) == 30

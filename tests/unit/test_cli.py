@@ -146,6 +146,28 @@ def test_a_stack_error_during_the_second_run_prints_the_first_runs_table_names_t
                              "kill-replica; not run: third")
 
 
+def test_runs_as_declared_print_one_table_write_each_run_and_exit_0(monkeypatch, tmp_path, capsys):
+    """What `labs run A B` does with the pipeline's results (tests/docker runs the pipeline itself): each
+    run written to --results, one table of them all on stdout, exit 0."""
+    from types import SimpleNamespace
+
+    from labs import cli, runner
+    from labs.report import files
+
+    written = []
+    image = SimpleNamespace(tag="t", source="s")
+    images = SimpleNamespace(app=image, redis=image, nginx=image)
+    monkeypatch.setattr(cli, "_setup", lambda progress: (SimpleNamespace(close=lambda: None), images))
+    monkeypatch.setattr(runner, "execute", lambda client, p, images, **kw: passing_result(p))
+    monkeypatch.setattr(files, "write", lambda result, results_dir, text: written.append(
+        (result.scenario.name, results_dir, f"| {result.scenario.name} " in text)) or tmp_path)
+    argv = ["--quiet", "run", *scenario_files(tmp_path, "first", "second"), "--results", str(tmp_path / "out")]
+    assert main_keeping_signals(argv) == 0
+    assert written == [("first", tmp_path / "out", True), ("second", tmp_path / "out", True)]
+    out = capsys.readouterr().out
+    assert "| first " in out and "| second " in out
+
+
 def test_a_setup_problem_before_any_run_is_still_exit_2(monkeypatch, tmp_path, capsys):
     from labs import cli
     from labs.errors import EngineError
