@@ -27,7 +27,9 @@ from ..errors import LabError
 from ..infra import inspect
 from ..infra.engine import ensure_engine
 from ..infra.images import ensure_images
-from ..infra.stack import NGINX_PORT, Stack
+from ..infra.launch import open_stack
+from ..infra.running import RunningStack
+from ..infra.stack import NGINX_PORT
 from ..infra.usage import describe_machine, docker_proxies, process_cpu
 from ..load import ladder
 from ..load.step import LoadSpec, Session, check_step
@@ -51,7 +53,7 @@ def proxy_cpu(port: int) -> dict[str, float]:
     return {"docker-proxy": process_cpu(pid) for pid in docker_proxies([port]).values()}
 
 
-def nginx_address(stack: Stack, via: str) -> tuple[str, int]:
+def nginx_address(stack: RunningStack, via: str) -> tuple[str, int]:
     """Where the load connects: nginx's published port on 127.0.0.1 ("published", through docker-proxy), or
     its address on the front network ("bridge": no userland proxy between the generator and nginx)."""
     if via == "published":
@@ -72,7 +74,7 @@ def one_config(client: Any, images: Any, sc: scenario.Scenario, tags: dict[str, 
     broker = sc.topology.broker is not scenario.Broker.NONE
     runs: list[list[dict[str, Any]]] = []
     locust: list[dict[str, Any]] = []
-    with Stack(client, spec, progress=progress) as stack:
+    with open_stack(client, spec, progress=progress) as stack:
         host, port = nginx_address(stack, via)
 
         def probe() -> dict[str, float]:

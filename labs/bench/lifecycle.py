@@ -14,7 +14,8 @@ from .. import scenario, settings, signals
 from ..cli import BenchParser, progress_printer, run_bench
 from ..infra.engine import ensure_engine
 from ..infra.images import ensure_images
-from ..infra.stack import Stack, StackSpec
+from ..infra.launch import open_stack
+from ..infra.stack import StackSpec
 from ..infra.usage import describe_machine
 from ..spec import new_run_id, render, utc_stamp
 
@@ -30,7 +31,7 @@ def lifecycle(runs: int) -> dict[str, object]:
         for i in range(runs):
             spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
                              nginx_conf=conf, images=images)
-            stack = Stack(client, spec)
+            stack = open_stack(client, spec)
             with stack:  # a signal tears the stack down, then stops the bench (exit 130)
                 pass
             ups.append(stack.timings.up_s)
