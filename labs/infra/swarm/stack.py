@@ -199,7 +199,8 @@ class SwarmStack(Lifecycle):
         """`readiness.wait_ready` on this stack; at the deadline the message gives the container's log (the
         task's state while it has none)."""
         wait_ready(what, probe, timeout=timeout or self.spec.ready_timeout,
-                   where=f"{self.host}:{self.port} on {self.placement.get(what, '?')}", stopping=self._stopping,
+                   where=f"{self.host}:{self.port}" + (f" on {self.placement[what]}" if what in self.placement else ""),
+                   stopping=self._stopping,
                    logs=logs or (lambda: self._tail(what)))
 
     def _tail(self, name: str) -> str:
@@ -297,18 +298,32 @@ class SwarmStack(Lifecycle):
             self._wait_task(name, timeout)
         for name in names:
             if name != "nginx":
-                self._poll(name, partial(self._resolves, name), timeout)
+                self._poll(name, partial(self._resolves, name), timeout, logs=partial(self._resolved, name))
         self.reload_nginx()
 
     def operations(self) -> SwarmOperations:
         return SwarmOperations(self)
 
+    def _addresses(self, name: str) -> tuple[set[str], set[str]]:
+        """What nginx's node resolves `name` to, and the addresses of the task that runs it now."""
+        code, out = self.containers["nginx"].exec_run(["getent", "hosts", name])
+        networks = self.containers[name].attrs["NetworkSettings"]["Networks"]
+        task = {n["IPAddress"] for n in networks.values() if n.get("IPAddress")}
+        return (set(out.decode().split()) - {name} if code == 0 else set()), task
+
     def _resolves(self, name: str) -> bool:
         """nginx's node resolves `name` to the task's current address."""
-        code, out = self.containers["nginx"].exec_run(["getent", "hosts", name])
-        address = self.containers[name].attrs["NetworkSettings"]["Networks"]
-        wanted = {n["IPAddress"] for n in address.values() if n.get("IPAddress")}
-        return code == 0 and bool(wanted & set(out.decode().split()))
+        resolved, task = self._addresses(name)
+        return bool(resolved & task)
+
+    def _resolved(self, name: str) -> str:
+        """Why `_resolves` is false: both sides, and the task's log."""
+        try:
+            resolved, task = self._addresses(name)
+        except (docker.errors.APIError, *TRANSIENT) as exc:
+            return f"(nginx's node not asked: {exc})"
+        return (f"nginx's node ({self.placement['nginx']}) resolves {name} to {sorted(resolved) or 'nothing'}; "
+                f"its task on {self.placement[name]} has {sorted(task)}\n{self._tail(name)}")
 
     def reload_nginx(self) -> None:
         code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX_CONF, "-s", "reload"])
