@@ -40,9 +40,10 @@ from .operations import SwarmOperations
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
 #: What the single-engine stack gives every container (`stack.UNPRIVILEGED`), as far as a service takes it:
 #: user nobody and no capabilities, but no `no-new-privileges` of its own. A service's ContainerSpec has no
-#: such field in API 1.41 (Docker 20.10): docker-py's `ContainerSpec` has `cap_add`/`cap_drop` (API 1.41)
-#: and `privileges` (CredentialSpec, SELinuxContext only); the engine adds `NoNewPrivileges` to the
-#: ContainerSpec in API 1.46 (Docker 27). So the lab's node engines run with `--no-new-privileges`
+#: such field in API 1.41 (Docker 20.10): its `Privileges` holds CredentialSpec and SELinuxContext only
+#: (docker-py 7.2's `ContainerSpec` likewise: `privileges`, `cap_add`/`cap_drop`, no such option), and a
+#: 20.10 engine drops fields it does not know. `Privileges.NoNewPrivileges` came with API 1.46 (Docker 27).
+#: So the lab's node engines run with `--no-new-privileges`
 #: (`nodes.dockerd_command`), which applies it to every container they start; a real Swarm joined with
 #: `swarm use` has its tasks gain no privileges only if its engines were started that way.
 UNPRIVILEGED_SERVICE: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"]}
