@@ -35,7 +35,7 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm cluster-up cluster-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -69,13 +69,13 @@ scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 
 	$(LAB) run $(CLUSTER)
 
 scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — one table
-	$(LAB) run --cluster-up 3 $(SWARM)
+	$(LAB) run --swarm-up 3 $(SWARM)
 
-cluster-up: setup images ## a local 3-node Docker Swarm on this machine (root): extra engines in network namespaces
-	$(LAB) cluster up --nodes $(or $(NODES),3)
+swarm-up: setup images ## a local 3-node Docker Swarm on this machine (root): extra engines in network namespaces
+	$(LAB) swarm up --nodes $(or $(NODES),3)
 
-cluster-down: setup ## remove the local Docker Swarm (engines, namespaces, links, data)
-	$(LAB) cluster down
+swarm-down: setup ## remove the local Docker Swarm (engines, namespaces, links, data)
+	$(LAB) swarm down
 
 demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live view; Ctrl-C removes it (e.g. make demo-pubsub)
 	$(LAB) up $*

@@ -1,4 +1,4 @@
-"""python -m labs run|list|clean|images|up|down|fault|heal|cluster
+"""python -m labs run|list|clean|images|up|down|fault|heal|swarm
 
 Exit codes: 0 every verdict as declared; 1 an expectation was not met, or a scenario failed during its run
 (the tables of the runs that completed, then one line naming it); 2 bad input or a setup problem found
@@ -76,25 +76,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         loaded = [scenario.on_swarm(s) for s in loaded]
     plans = [plan(s, templates=templates) for s in loaded]
     swarm_nodes = max((s.swarm.nodes for s in loaded if s.swarm is not None), default=0)
-    # --cluster-up N: build a local Swarm when none exists, and remove it afterwards (make scenario-swarm)
-    own_cluster = max(args.cluster_up or 0, swarm_nodes)
+    # --swarm-up N: build a local Swarm when none exists, and remove it afterwards (make scenario-swarm)
+    own_swarm = max(args.swarm_up or 0, swarm_nodes)
     if swarm_nodes:
-        from .infra.swarm import nodes as cluster
+        from .infra.swarm import nodes
 
-        if args.cluster_up is not None and cluster.load() is None:
-            cluster.validate_nodes(own_cluster)
+        if args.swarm_up is not None and nodes.load() is None:
+            nodes.validate_nodes(own_swarm)
         else:
-            own_cluster = 0
-            cluster.require(swarm_nodes)
+            own_swarm = 0
+            nodes.require(swarm_nodes)
     client, images = _setup(progress)
     for role, image in (("app", images.app), ("redis", images.redis), ("nginx", images.nginx)):
         progress(f"image {role}: {image.tag} — {image.source}")
     results = []
     failed = ""
     try:
-        if own_cluster:
-            cluster.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}), host_client=client,
-                       nodes=own_cluster, progress=progress)
+        if own_swarm:
+            nodes.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}), host_client=client,
+                     nodes=own_swarm, progress=progress)
         for i, p in enumerate(plans):
             try:
                 result = execute(client, p, images, host_port=args.port, progress=progress, on_removed=_removed)
@@ -108,9 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             results.append(result)
     finally:
         client.close()
-        if own_cluster:
+        if own_swarm:
             with signals.deferred():
-                cluster.down(progress=progress)
+                nodes.down(progress=progress)
     if results:
         print(table.table(results))
     if failed:
@@ -138,11 +138,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_clean(args: argparse.Namespace) -> int:
     from .infra.engine import connect_existing
     from .infra.stack import remove_leftovers
-    from .infra.swarm import nodes as cluster
+    from .infra.swarm import nodes
 
     if os.geteuid() == 0:
         with signals.deferred():
-            found = cluster.down(progress=progress_printer(args.quiet))
+            found = nodes.down(progress=progress_printer(args.quiet))
         if found:
             print(f"removed the local Swarm of {settings.OWNER}: {', '.join(found)}")
     client = connect_existing()
@@ -157,37 +157,37 @@ def cmd_clean(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
-def cmd_cluster(args: argparse.Namespace) -> int:
-    """cluster up --nodes N / cluster use --manager URL / cluster down: the Swarm runs use (labs.infra.swarm.nodes)."""
-    from .infra.swarm import nodes as cluster
+def cmd_swarm(args: argparse.Namespace) -> int:
+    """swarm up --nodes N / swarm use --manager URL / swarm down: the Swarm runs use (labs.infra.swarm.nodes)."""
+    from .infra.swarm import nodes
 
     progress = progress_printer(args.quiet)
     if args.action == "use":
         manager = args.manager or settings.DOCKER_HOST
         if not manager:
-            raise LabError("cluster use needs --manager URL (or DOCKER_HOST): a Swarm manager's engine")
-        found = cluster.use(manager, args.engines)
+            raise LabError("swarm use needs --manager URL (or DOCKER_HOST): a Swarm manager's engine")
+        found = nodes.use(manager, args.engines)
         for node in found.nodes:
             print(f"{node.name:<8} {node.hostname:<20} {node.address:<15} {node.url}")
-        print("runs create only their own services, networks, config and images there; `cluster down` removes "
-              "the lab's services and forgets the cluster")
+        print("runs create only their own services, networks, config and images there; `swarm down` removes "
+              "the lab's services and forgets the Swarm")
         return EXIT_PASS
     if args.action == "down":
         with signals.deferred():
-            found = cluster.down(progress=progress)
+            found = nodes.down(progress=progress)
         print(f"removed the local Swarm of {settings.OWNER}" if found else "no local Swarm: nothing to remove")
         return EXIT_PASS
-    cluster.validate_nodes(args.nodes, args.heartbeat)
+    nodes.validate_nodes(args.nodes, args.heartbeat)
     client, images = _setup(progress)
     try:
         tags = sorted({images.app.tag, images.redis.tag, images.nginx.tag})
-        built = cluster.up(tags, host_client=client, nodes=args.nodes, heartbeat_s=args.heartbeat,
-                           progress=progress)
+        built = nodes.up(tags, host_client=client, nodes=args.nodes, heartbeat_s=args.heartbeat,
+                         progress=progress)
     finally:
         client.close()
     for node in built.nodes:
         print(f"{node.name:<8} {node.address:<15} pid {node.pid:<8} {node.socket}")
-    print(f"the host reaches the nodes from {built.host_address}; `python -m labs cluster down` removes it")
+    print(f"the host reaches the nodes from {built.host_address}; `python -m labs swarm down` removes it")
     return EXIT_PASS
 
 
@@ -256,8 +256,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--templates", default=None, help="directory holding nginx/ templates (default: ./templates)")
     run.add_argument("--results", default=str(settings.RESULTS_DIR), help="where results go (default: ./results)")
     run.add_argument("--engine", choices=("docker", "swarm"), default="docker",
-                     help="swarm: run on the local Swarm (`cluster up`); scenarios with a [swarm] table always do")
-    run.add_argument("--cluster-up", type=int, default=None, metavar="N",
+                     help="swarm: run on the local Swarm (`swarm up`); scenarios with a [swarm] table always do")
+    run.add_argument("--swarm-up", type=int, default=None, metavar="N",
                      help="when the run needs a Swarm and none is up: build a local one of N nodes (at least what "
                           "the scenarios ask), and remove it afterwards")
     run.set_defaults(func=cmd_run)
@@ -272,18 +272,18 @@ def parser() -> argparse.ArgumentParser:
                    description="Start a Docker engine if needed and build or find the three images."
                    ).set_defaults(func=cmd_images)
     add_live_commands(sub)
-    cluster = sub.add_parser("cluster", help="the Swarm runs use: cluster up --nodes N (local) | use --manager URL | down",
-                             description="up: N extra Docker engines, each in its own network namespace, joined into "
-                                         "one Swarm, with the lab's images loaded (root). use: a real Swarm, through its "
-                                         "manager. down: remove it all (a real one: only the lab's services).")
-    cluster.add_argument("action", choices=("up", "use", "down"))
-    cluster.add_argument("--manager", default=None, help="use: a real Swarm manager's engine URL (default: DOCKER_HOST)")
-    cluster.add_argument("--engines", default="ssh://root@{address}",
-                         help="use: each node's engine URL, from its {hostname} and {address} (default: ssh://root@{address})")
-    cluster.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3; 1..9)")
-    cluster.add_argument("--heartbeat", type=float, default=2.0,
-                         help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")
-    cluster.set_defaults(func=cmd_cluster)
+    swarm = sub.add_parser("swarm", help="the Swarm runs use: swarm up --nodes N (local) | use --manager URL | down",
+                           description="up: N extra Docker engines, each in its own network namespace, joined into "
+                                       "one Swarm, with the lab's images loaded (root). use: a real Swarm, through its "
+                                       "manager. down: remove it all (a real one: only the lab's services).")
+    swarm.add_argument("action", choices=("up", "use", "down"))
+    swarm.add_argument("--manager", default=None, help="use: a real Swarm manager's engine URL (default: DOCKER_HOST)")
+    swarm.add_argument("--engines", default="ssh://root@{address}",
+                       help="use: each node's engine URL, from its {hostname} and {address} (default: ssh://root@{address})")
+    swarm.add_argument("--nodes", type=int, default=3, help="how many nodes (default 3; 1..9)")
+    swarm.add_argument("--heartbeat", type=float, default=2.0,
+                       help="Swarm's dispatcher heartbeat in seconds (default 2): how soon a lost node is seen")
+    swarm.set_defaults(func=cmd_swarm)
     return top
 
 

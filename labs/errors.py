@@ -26,5 +26,5 @@ class RunFailed(LabError):
     that run failed (exit 1), unlike a setup problem found before anything ran (exit 2)."""
 
 
-class ClusterError(LabError):
-    """The local Swarm cannot be built, found or reached."""
+class SwarmError(LabError):
+    """A Docker Swarm cannot be built, found or reached."""

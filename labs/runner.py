@@ -6,7 +6,7 @@ The plan and the stack it runs on come from `spec`; data flows one way.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import docker
 
@@ -19,23 +19,22 @@ from .errors import LabError, RunFailed
 from .infra import inspect
 from .infra.faults import fault_schedule
 from .infra.images import ImageSet
-from .infra.stack import Stack, StackSpec
+from .infra.launch import open_stack
+from .infra.running import RunningStack
+from .infra.swarm.nodes import Swarm
 from .report.result import RunResult
-from .scenario import FaultKind, Metric, Scenario
+from .scenario import Metric, Scenario
 from .spec import Plan, describe, image_sources, stack_spec, utc_stamp
-
-if TYPE_CHECKING:
-    from .infra.swarm.nodes import Cluster
 
 Progress = Callable[[str], None]
 
 
-def probes(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
-    """What the replicas and the broker say after the run: publishes that reached nobody, subscribers that
-    found themselves deaf, (the seed article's Node server) unhandled rejections it survived, and what the
-    broker's registry entry asks it (Redis Pub/Sub: each replica's rooms with members and the channels its
-    subscriber holds; Redis Streams: the first entry each room's stream still holds). A replica that did not
-    answer leaves its figures unmeasured (None), never 0."""
+def probes(stack: RunningStack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
+    """What Redis and the replicas say after the run: which replica has members in how many rooms, how many
+    channels Redis says each replica's subscriber holds (fewer than it needs: a deaf replica), publishes
+    that reached nobody, (the seed article's Node server) unhandled rejections it survived, and (Redis
+    Streams) the first entry each room's stream still holds. A replica that did not answer leaves its
+    figures unmeasured (None), never 0."""
     answered = {name: r for name, r in replicas.items() if r.get("status") == 200}
     every = len(answered) == len(replicas)
 
@@ -59,38 +58,14 @@ def check(p: Plan, history: History) -> tuple[Accounting | None, dict[Metric, fl
         return None, {}, unknown(f"checker failed: {exc!r}", expect)
 
 
-def open_stack(client: docker.DockerClient, p: Plan, spec: StackSpec, *, progress: Progress,
-               on_removed: Callable[[list[str]], None], on: "Cluster | None" = None) -> Stack:
-    """The engine the scenario runs on: one Docker engine, or a Swarm (its [swarm] table): `on`, else the
-    owner's recorded cluster (`cluster up` or `cluster use`)."""
-    swarm = p.scenario.swarm
-    if swarm is None:
-        return Stack(client, spec, progress=progress, on_removed=on_removed)
-    from .infra.swarm import nodes as cluster
-    from .infra.swarm.stack import SwarmStack
-
-    local = on or cluster.require(swarm.nodes)
-    for f in p.scenario.faults:
-        if f.kind in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE}:
-            cluster.local_only(local, f.kind.value)
-    cluster.ensure_images(local, {spec.app_image or spec.images.app.tag, spec.images.redis.tag,
-                                  spec.images.nginx.tag}, client, progress)
-    progress(f"on the {'' if local.remote else 'local '}Swarm: "
-             f"{', '.join(f'{n.name} {n.swarm_name} {n.address}' for n in local.nodes)}")
-    manager = cluster.node_client(local.manager)
-    stack = SwarmStack(manager, spec, local, {"nginx": swarm.nginx_node, "redis": swarm.broker_node},
-                       spread=swarm.nodes, progress=progress, on_removed=on_removed)
-    return stack  # type: ignore[return-value]  # the same interface: containers, networks, host, port
-
-
 def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port: int | None = None,
             progress: Progress = lambda line: None,
-            on_removed: Callable[[list[str]], None] = lambda names: None, on: "Cluster | None" = None) -> RunResult:
+            on_removed: Callable[[list[str]], None] = lambda names: None, on: Swarm | None = None) -> RunResult:
     s, protocol = p.scenario, p.protocol
     spec, sticky_note = stack_spec(client, p, images, host_port=host_port)
     run_id = spec.run_id
     progress(describe(p, spec, sticky_note))
-    with open_stack(client, p, spec, progress=progress, on_removed=on_removed, on=on) as stack:
+    with open_stack(client, spec, scenario=s, on=on, progress=progress, on_removed=on_removed) as stack:
         meter = entry(s.topology.broker).meter(stack, s)
         meter.begin()
         try:
@@ -113,7 +88,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
         versions = inspect.versions(stack, replicas)
         nodes = stack.node_of()
     first_send = min((m.at for m in history.sent), default=0.0)
-    swarm_events = [(t - first_send, what) for t, what in getattr(stack, "events", [])]
+    swarm_events = [(t - first_send, what) for t, what in stack.events]
     if swarm_events:  # the faults on the same clock, to read what Swarm did against them
         swarm_events += [(f.applied - first_send, f"fault {f.kind} {f.target} applied") for f in history.faults]
         swarm_events += [(f.healed - first_send, f"fault {f.kind} {f.target} healed") for f in history.faults

@@ -12,7 +12,9 @@ from typing import Any
 
 from .. import scenario
 from ..infra import inspect
-from ..infra.stack import NGINX_PORT, Stack
+from ..infra.launch import open_stack
+from ..infra.running import RunningStack
+from ..infra.stack import NGINX_PORT
 from ..infra.usage import docker_proxies, process_cpu
 from ..load import ladder
 from ..load.step import LoadSpec, Session, check_step
@@ -71,7 +73,7 @@ def proxy_cpu(port: int) -> dict[str, float]:
     return {"docker-proxy": process_cpu(pid) for pid in docker_proxies([port]).values()}
 
 
-def nginx_address(stack: Stack, via: str) -> tuple[str, int]:
+def nginx_address(stack: RunningStack, via: str) -> tuple[str, int]:
     """Where the load connects: nginx's published port on 127.0.0.1 ("published", through docker-proxy), or
     its address on the front network ("bridge": no userland proxy between the generator and nginx)."""
     if via == "published":
@@ -95,7 +97,7 @@ def climb(bench: Started, sc: scenario.Scenario, tags: dict[str, Any], how: Clim
     broker = sc.topology.broker is not scenario.Broker.NONE
     runs: list[list[dict[str, Any]]] = []
     locust: list[dict[str, Any]] = []
-    with Stack(bench.client, spec, progress=progress) as stack:
+    with open_stack(bench.client, spec, progress=progress) as stack:
         host, port = nginx_address(stack, how.via)
 
         def probe() -> dict[str, float]:

@@ -15,7 +15,8 @@ from typing import Any
 
 from .. import scenario
 from ..console import EXIT_FAIL, EXIT_PASS
-from ..infra.stack import Stack, StackSpec
+from ..infra.launch import open_stack
+from ..infra.stack import StackSpec
 from ..spec import new_run_id, render
 from .common import BenchParser, Started, started
 
@@ -29,7 +30,7 @@ def lifecycle(bench: Started, runs: int) -> dict[str, Any]:
     for i in range(runs):
         spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
                          nginx_conf=conf, images=bench.images)
-        stack = Stack(bench.client, spec)
+        stack = open_stack(bench.client, spec)
         with stack:  # a signal tears the stack down, then stops the bench (exit 130)
             pass
         ups.append(stack.timings.up_s)

@@ -1,4 +1,4 @@
-"""Faults as data, applied to a running Stack at scheduled times and always healed.
+"""Faults as data, applied to a running stack (either engine's) at scheduled times and always healed.
 
 One small class per kind with `apply()` and `heal()`; `run_faults` schedules them against the workload's
 clock (host `time.monotonic()`), runs the Docker calls in threads so the clients keep going, and heals
@@ -17,14 +17,13 @@ from ..accounting.history import FaultEvent
 from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
-from .operations import Operations
 from .redis_cluster import myself_flags
-from .stack import Stack
+from .running import RunningStack, StackOperations
 
 
 @dataclass
 class Action:
-    ops: Operations
+    ops: StackOperations
     target: str
 
     def apply(self) -> None:
@@ -138,8 +137,6 @@ class KillNode(Action):
     """A Swarm node dies: its engine and everything it ran are SIGKILLed (the clients of its replicas see
     their sockets close). Heal: the engine starts again, rejoins, and Swarm runs the node's tasks again."""
 
-    ops: Any
-
     def apply(self) -> None:
         self.ops.kill_node(self.target)
 
@@ -151,8 +148,6 @@ class PartitionNode(Action):
     """A Swarm node's link to the others goes down: its tasks keep running, unreachable (clients on its
     replicas hang until their pings time out). Heal: the link comes back up."""
 
-    ops: Any
-
     def apply(self) -> None:
         self.ops.cut_node(self.target)
 
@@ -162,8 +157,6 @@ class PartitionNode(Action):
 
 class DrainNode(Action):
     """A Swarm node set to drain: Swarm stops its tasks (pinned there, they wait). Heal: active again."""
-
-    ops: Any
 
     def apply(self) -> None:
         self.ops.drain_node(self.target)
@@ -188,12 +181,6 @@ ACTIONS: dict[FaultKind, type[Action]] = {
 }
 
 
-def operations_for(stack: Stack) -> Operations:
-    """The stack's own operations (a Swarm's also know its nodes), else the one engine's."""
-    own = getattr(stack, "operations", None)
-    return own() if own is not None else Operations(stack)
-
-
 def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
     """What the fault reaches, for the checker: a node fault, every replica that ran on the node, the broker
     and the load balancer when they did; any other kind what labs/accounting/reach.py says of it."""
@@ -205,10 +192,10 @@ def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
     return tuple(sorted(reach(FaultEvent(fault.kind.value, fault.target, 0.0))))
 
 
-async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEvent:
+async def run_fault(stack: RunningStack, fault: Fault, *, started_at: float) -> FaultEvent:
     """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation). A fault
     whose apply raised is healed too (it may have half happened) before the error goes on."""
-    action = ACTIONS[fault.kind](operations_for(stack), fault.target)
+    action = ACTIONS[fault.kind](stack.operations(), fault.target)
     parts = reaches(fault, stack.node_of())
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
     applied = time.monotonic()
@@ -226,7 +213,7 @@ async def run_fault(stack: Stack, fault: Fault, *, started_at: float) -> FaultEv
     return FaultEvent(fault.kind.value, fault.target, applied, time.monotonic(), parts, fault.recovery_s)
 
 
-def fault_schedule(stack: Stack, faults: tuple[Fault, ...]
+def fault_schedule(stack: RunningStack, faults: tuple[Fault, ...]
                    ) -> Callable[[float], Coroutine[Any, Any, list[FaultEvent]]] | None:
     """What a workload runs beside its clients once sending starts: the scenario's faults, or nothing."""
     if not faults:
@@ -234,7 +221,7 @@ def fault_schedule(stack: Stack, faults: tuple[Fault, ...]
     return lambda started: run_faults(stack, faults, started_at=started)
 
 
-async def run_faults(stack: Stack, faults: tuple[Fault, ...], *, started_at: float) -> list[FaultEvent]:
+async def run_faults(stack: RunningStack, faults: tuple[Fault, ...], *, started_at: float) -> list[FaultEvent]:
     """Run every fault of a scenario concurrently; return what happened, in order of application."""
     events = await asyncio.gather(*(run_fault(stack, f, started_at=started_at) for f in faults))
     return sorted(events, key=lambda e: e.applied)

@@ -10,14 +10,15 @@ from typing import Any
 from docker.models.containers import Container
 
 from ..errors import StackError
-from .stack import Stack, http_get
+from .readiness import http_get
+from .running import Handles, RunningStack
 from .usage import container_cpu
 
 #: a replica that does not answer (killed, or nginx cannot reach it)
 UNREACHABLE = (OSError, http.client.HTTPException, ValueError)
 
 
-def health(stack: Stack, name: str) -> dict[str, Any]:
+def health(stack: RunningStack, name: str) -> dict[str, Any]:
     """The replica's /healthz through nginx: {"status": 200, ...counters}; {"status": None, "error"} if gone."""
     try:
         status, body = http_get(stack.port, f"/_lab/{name}/healthz", host=stack.host)
@@ -26,7 +27,7 @@ def health(stack: Stack, name: str) -> dict[str, Any]:
         return {"status": None, "error": repr(exc)}
 
 
-def versions(stack: Stack, replicas: dict[str, dict[str, Any]]) -> dict[str, str]:
+def versions(stack: RunningStack, replicas: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Versions of the parts that ran, read from the parts themselves (replicas: their /healthz)."""
     out = {"docker engine": stack.client.version().get("Version", "?")}
     code, text = stack.containers["nginx"].exec_run(["nginx", "-v"])
@@ -44,7 +45,7 @@ def versions(stack: Stack, replicas: dict[str, dict[str, Any]]) -> dict[str, str
     return out
 
 
-def states(stack: Stack) -> dict[str, str]:
+def states(stack: RunningStack) -> dict[str, str]:
     """Each container's state now (running, paused, exited…): after the faults, all must be running."""
     def state(container: Container) -> str:
         container.reload()
@@ -53,7 +54,7 @@ def states(stack: Stack) -> dict[str, str]:
     return {name: state(c) for name, c in stack.containers.items()}
 
 
-def redis_cli(stack: Stack, *args: str, node: str = "redis") -> str:
+def redis_cli(stack: Handles, *args: str, node: str = "redis") -> str:
     code, out = stack.containers[node].exec_run(["redis-cli", *args])
     text = out.decode(errors="replace").strip()
     if code != 0:
@@ -61,7 +62,7 @@ def redis_cli(stack: Stack, *args: str, node: str = "redis") -> str:
     return text
 
 
-def pubsub_subscriptions(stack: Stack) -> dict[str, int]:
+def pubsub_subscriptions(stack: RunningStack) -> dict[str, int]:
     """Redis's own view: channel subscriptions held by each named subscriber connection (a replica names
     its connections after itself), from `CLIENT LIST TYPE pubsub`."""
     out: dict[str, int] = {}
@@ -81,7 +82,7 @@ for i = 1, #f, 2 do if f[i] == 'n' then return tonumber(f[i + 1]) end end
 return -1"""
 
 
-def stream_first_seq(stack: Stack, rooms: list[str]) -> dict[str, int | None]:
+def stream_first_seq(stack: RunningStack, rooms: list[str]) -> dict[str, int | None]:
     """Per room, the sequence number of the first entry its stream still holds: what a replica says was
     trimmed must lie below it. None for a room Redis did not answer for."""
     out: dict[str, int | None] = {}
@@ -94,7 +95,7 @@ def stream_first_seq(stack: Stack, rooms: list[str]) -> dict[str, int | None]:
     return out
 
 
-def cpu_seconds(stack: Stack) -> dict[str, float]:
+def cpu_seconds(stack: RunningStack) -> dict[str, float]:
     """CPU seconds each container has used so far, from its cgroup. Two readings over a window give the
     cores it used."""
     used = {name: container_cpu(c.id) for name, c in stack.containers.items()}

@@ -1,5 +1,5 @@
 """What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis.
-A Swarm's operations (labs.infra.swarm.operations) add its nodes.
+A Swarm's operations (labs.infra.swarm.operations) add its nodes; on one engine a node fault is refused.
 
 Each call is one Docker operation on a container the stack started; faults (`labs.infra.faults`) decide
 when. Blocking: the fault schedule runs them in threads beside the clients. One that changes a network's
@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import docker.errors
 
+from ..errors import StackError
 from .inspect import redis_cli
-from .stack import Stack
+from .running import Handles
 
 
 class Operations:
-    def __init__(self, stack: Stack) -> None:
+    """One engine's: every call acts on a container or a network of `stack` (`running.StackOperations`)."""
+
+    def __init__(self, stack: Handles) -> None:
         self.stack = stack
 
     def has(self, name: str) -> bool:
@@ -64,3 +67,25 @@ class Operations:
     def cluster_cli(self, node: str, *args: str) -> str:
         """redis-cli in one Redis Cluster node (redis-1..N)."""
         return redis_cli(self.stack, *args, node=node)
+
+    def kill_node(self, name: str) -> None:
+        raise _no_nodes("kill-node", name)
+
+    def restart_node(self, name: str) -> None:
+        raise _no_nodes("kill-node", name)
+
+    def cut_node(self, name: str) -> None:
+        raise _no_nodes("partition-node", name)
+
+    def link_node(self, name: str) -> None:
+        raise _no_nodes("partition-node", name)
+
+    def drain_node(self, name: str) -> None:
+        raise _no_nodes("drain-node", name)
+
+    def activate_node(self, name: str) -> None:
+        raise _no_nodes("drain-node", name)
+
+
+def _no_nodes(kind: str, node: str) -> StackError:
+    return StackError(f"{kind} {node} needs a Swarm ([swarm] table): this stack runs on one engine")

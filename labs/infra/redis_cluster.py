@@ -20,6 +20,7 @@ import docker.errors
 from docker.models.containers import Container
 
 from ..errors import StackError
+from .running import Handles
 from .stack import REDIS_READY, Backend, Stack
 from .usage import container_cpu
 
@@ -200,7 +201,7 @@ class NodeReading:
     started: str = ""
 
 
-def read_node(stack: Stack, name: str) -> NodeReading:
+def read_node(stack: Handles, name: str) -> NodeReading:
     container = stack.containers[name]
     container.reload()
     nets = container.attrs["NetworkSettings"]["Networks"]
@@ -225,7 +226,7 @@ class Meter:
     (two `docker exec` per node) can take seconds, and one taken beside the senders would miss messages.
     The window's bus bytes therefore include the gossip of the joining phase too."""
 
-    stack: Stack
+    stack: Handles
     names: list[str]
     started: float = 0.0
     before: dict[str, NodeReading] = field(default_factory=dict)

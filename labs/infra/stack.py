@@ -10,7 +10,6 @@ ours, so nothing exists that the teardown does not know. What faults do to a run
 
 from __future__ import annotations
 
-import http.client
 import io
 import socket
 import sys
@@ -21,7 +20,8 @@ from collections.abc import Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from types import TracebackType
+from typing import Any, Callable, Self
 
 import docker
 import docker.errors
@@ -33,6 +33,12 @@ from ..errors import EngineError, StackError
 from ..settings import LABEL, OWNER, OWNER_LABEL
 from .engine import NO_ANSWER, wedged
 from .images import ImageSet
+from .operations import Operations
+# http_get, TRANSIENT and Timings are imported from here too (the stack's own names before readiness.py)
+from .readiness import TRANSIENT as TRANSIENT
+from .readiness import http_get as http_get
+from .readiness import wait_ready
+from .running import Timings as Timings
 
 APP_PORT = 8000
 NGINX_PORT = 8080
@@ -41,7 +47,6 @@ LOG_TAIL = 20
 #: every process in every container: an unprivileged user (nobody), no capabilities, no way to gain any.
 #: Nothing here needs one: nginx listens on 8080, Redis writes under /tmp, the replicas only talk.
 UNPRIVILEGED: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
-TRANSIENT = (ConnectionError, http.client.HTTPException, socket.timeout, OSError)
 
 
 @dataclass(frozen=True)
@@ -145,12 +150,6 @@ class StackSpec:
         return bool(self.broker_backends)
 
 
-@dataclass
-class Timings:
-    up_s: float = 0.0
-    down_s: float = 0.0
-
-
 def labels(run_id: str, role: str) -> dict[str, str]:
     return {LABEL: run_id, OWNER_LABEL: OWNER, "wslab.role": role}
 
@@ -162,16 +161,6 @@ def check_port_free(port: int) -> None:
             s.bind(("127.0.0.1", port))
         except OSError:
             raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
-
-
-def http_get(port: int, path: str, timeout: float = 1.0, *, host: str = "127.0.0.1") -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def _tar(name: str, text: str) -> bytes:
@@ -203,7 +192,7 @@ class Lifecycle:
     """What every stack (this one, and the Swarm's) shares: `with` starts it, tearing down whatever a failed
     start made, and leaving tears it down on every exit path. Signals are recorded, not raised, until the
     teardown is over: a second Ctrl-C cannot cut it short. A stack supplies start, _collect_logs, _release,
-    and _cleanup, _stopping, timings, removed, progress."""
+    and sets _cleanup, _stopping and membership when it is made."""
 
     #: what the teardown's lines name
     WHOLE, PARTS = "stack", "container(s) and network(s)"
@@ -217,31 +206,52 @@ class Lifecycle:
     #: a time); removed one at a time, 0 of 80; each network emptied one endpoint at a time (the networks in
     #: parallel), then all removed at once, 0 of 120. The teardown does the last.
     membership: threading.Lock
+    progress: Callable[[str], None]
+    timings: Timings
+    removed: list[str]
+    #: the teardown's steps, last in first out
+    _cleanup: ExitStack
+    #: set when the teardown begins: readiness probes still polling give up at once
+    _stopping: threading.Event
 
-    def __enter__(self) -> Any:
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def _collect_logs(self) -> None:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def stopping(self) -> bool:
+        """The teardown has begun: anything still waiting on the stack should give up."""
+        return self._stopping.is_set()
+
+    def __enter__(self) -> Self:
         try:
-            self.start()  # type: ignore[attr-defined]
+            self.start()
         except BaseException:
             self.__exit__(*sys.exc_info())
             raise
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        me: Any = self
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
         with signals.deferred():
             t0 = time.monotonic()
-            me.progress(f"removing the {self.WHOLE}")
-            me._stopping.set()
+            self.progress(f"removing the {self.WHOLE}")
+            self._stopping.set()
             try:
                 if signals.pending() is None:  # interrupted: leave at once, logs are not worth the wait
-                    me._collect_logs()
+                    self._collect_logs()
             finally:
                 try:
-                    me._cleanup.close()
+                    self._cleanup.close()
                 finally:
-                    me._release()
-                    me.timings.down_s = time.monotonic() - t0
-                    me.progress(f"removed {len(me.removed)} {self.PARTS} in {me.timings.down_s:.2f}s")
+                    self._release()
+                    self.timings.down_s = time.monotonic() - t0
+                    self.progress(f"removed {len(self.removed)} {self.PARTS} in {self.timings.down_s:.2f}s")
 
 
 @dataclass
@@ -266,11 +276,12 @@ class Stack(Lifecycle):
     #: nginx container port -> its published 127.0.0.1 port (NGINX_PORT's is `port`)
     ports: dict[int, int] = field(default_factory=dict)
     on_removed: Callable[[list[str]], None] = lambda names: None
+    #: what the engine said changed while the run went: one engine says nothing (a Swarm: its nodes, tasks)
+    events: list[tuple[float, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
         self._pool = ThreadPoolExecutor(max_workers=8)
-        #: set when the teardown begins: readiness probes still polling in the pool give up at once
         self._stopping = threading.Event()
         self.membership = threading.Lock()
 
@@ -397,26 +408,14 @@ class Stack(Lifecycle):
 
     def _poll(self, what: str, container: Container, probe: Callable[[], bool]) -> None:
         """Poll `probe` until true; fail at once if the container exited, or at the deadline."""
-        deadline = time.monotonic() + self.spec.ready_timeout
-        polls = 0
-        while True:
-            if self._stopping.is_set():
-                raise StackError(f"{what}: the stack is being removed")
-            try:
-                if probe():
-                    return
-            except TRANSIENT:
-                pass
-            polls += 1
-            if polls % 4 == 0:
-                container.reload()
-                if container.status in {"exited", "dead"}:
-                    code = container.attrs["State"]["ExitCode"]
-                    raise StackError(f"{what} exited with code {code} before it was ready:\n{_tail(container)}")
-            if time.monotonic() > deadline:
-                raise StackError(f"{what} not ready after {self.spec.ready_timeout:.1f}s "
-                                 f"(127.0.0.1:{self.port}):\n{_tail(container)}")
-            time.sleep(0.02)
+        def gone() -> str | None:
+            container.reload()
+            if container.status not in {"exited", "dead"}:
+                return None
+            return f"exited with code {container.attrs['State']['ExitCode']} before it was ready:\n{_tail(container)}"
+
+        wait_ready(what, probe, timeout=self.spec.ready_timeout, where=f"127.0.0.1:{self.port}",
+                   stopping=self._stopping, gone=gone, logs=lambda: _tail(container), interval=0.02)
 
     def _wait_nginx(self, nginx: Container) -> None:
         def probe() -> bool:
@@ -439,17 +438,15 @@ class Stack(Lifecycle):
         assert self.spec.form is not None
         self.spec.form(self)
 
-    @property
-    def stopping(self) -> bool:
-        """The teardown has begun: anything still waiting on the stack should give up."""
-        return self._stopping.is_set()
-
     def replica_names(self) -> list[str]:
         return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
 
     def node_of(self) -> dict[str, str]:
         """Which node ran each container: one engine, this one."""
         return {name: "local" for name in self.containers}
+
+    def operations(self) -> Operations:
+        return Operations(self)
 
     # -- teardown --------------------------------------------------------------------------------------
 

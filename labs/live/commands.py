@@ -1,8 +1,8 @@
 """`up`, `down`, `fault`, `heal`: a scenario's stack kept running for a live demonstration.
 
-`up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, the Stack context manager),
-prints the URLs and shows the live view until Ctrl-C or SIGTERM; the Stack removes everything on every
-exit path, a crash of the view included. `down` asks that process to stop (SIGTERM), waits for it, then
+`up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, launch.open_stack: on a Swarm
+when the scenario has a [swarm] table), prints the URLs and shows the live view until Ctrl-C or SIGTERM;
+the stack removes everything on every exit path, a crash of the view included. `down` asks that process to stop (SIGTERM), waits for it, then
 removes whatever still carries the run's label. `fault` and `heal` act on the containers by label.
 """
 
@@ -21,13 +21,16 @@ from rich.live import Live
 
 from .. import scenario, signals
 from ..errors import LabError
-from ..infra.stack import Stack
+from ..infra.launch import open_stack
+from ..infra.running import RunningStack
 from ..settings import LABEL
 from . import remote, state, view
 from .state import LiveState
 
 #: the live view reads the stack this often (seconds)
 REFRESH_S = 1.0
+#: where a stack on this engine publishes nginx
+LOCAL = "127.0.0.1"
 #: how long `down` waits for the `up` process to remove its stack before it removes by label itself
 DOWN_TIMEOUT_S = 60.0
 Progress = Callable[[str], None]
@@ -56,8 +59,8 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
             spec, sticky_note = stack_spec(client, p, images, host_port=args.port)
             _update(name, run_id=spec.run_id)
             progress(describe(p, spec, sticky_note))
-            with Stack(client, spec, progress=progress, on_removed=on_removed) as stack:
-                live = _update(name, port=stack.port)
+            with open_stack(client, spec, scenario=p.scenario, progress=progress, on_removed=on_removed) as stack:
+                live = _update(name, port=stack.port, host=stack.host)
                 print(urls(live), flush=True)
                 watch(stack, name)
         finally:
@@ -82,10 +85,12 @@ def urls(live: LiveState) -> str:
     return "\n".join(lines)
 
 
-def watch(stack: Stack, name: str) -> None:
-    """Poll and redraw about every second until a signal (raised by `signals`) ends it."""
+def watch(stack: RunningStack, name: str) -> None:
+    """Poll and redraw about every second until a signal (raised by `signals`) ends it. Redis is read from
+    this host at its address on the back network: a bridge of this engine (a Swarm's overlay is not
+    reachable from the host: there the view shows the replicas only)."""
     console = Console()
-    probe = view.BrokerProbe(stack) if "redis" in stack.containers else None
+    probe = view.BrokerProbe(stack) if "redis" in stack.containers and stack.host == LOCAL else None
     with ThreadPoolExecutor(max_workers=4) as pool, Live(console=console, auto_refresh=False) as live:
         while True:
             tick = time.monotonic()
@@ -143,6 +148,7 @@ def fault(args: argparse.Namespace) -> int:
         if not live.ready:
             raise LabError(f"stack {name!r} is still starting; run the command again once `up` prints its URLs")
         remote.check_target(kind, args.target, live)
+        _one_engine(live)
         stack = _attach(live)
         with signals.deferred():
             applied = remote.apply(stack, kind, args.target)
@@ -163,6 +169,7 @@ def heal(args: argparse.Namespace) -> int:
         if not live.faults:
             print(f"no fault is applied to stack {name!r}; nothing to heal")
             return 0
+        _one_engine(live)
         stack = _attach(live)
         remaining = list(live.faults)
         for applied in reversed(live.faults):
@@ -178,6 +185,13 @@ def heal(args: argparse.Namespace) -> int:
     if failures:
         raise LabError("; ".join(failures))
     return 0
+
+
+def _one_engine(live: LiveState) -> None:
+    """`fault` and `heal` find the containers on this host's engine; a Swarm runs them on its nodes."""
+    if live.host != LOCAL:
+        raise LabError(f"stack {live.name!r} runs on a Swarm (nginx on {live.host}:{live.port}): `fault` and "
+                       "`heal` act on a stack on this engine; a scenario's [[faults]] run on a Swarm with `run`")
 
 
 def _attach(live: LiveState) -> remote.Attached:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import docker
 import docker.errors
@@ -20,7 +20,6 @@ from docker.models.containers import Container
 from ..errors import LabError
 from ..infra.faults import ACTIONS, Action
 from ..infra.operations import Operations
-from ..infra.stack import Stack
 from ..scenario import Broker, FaultKind, unfit
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
@@ -102,8 +101,7 @@ def attach(client: docker.DockerClient, run_id: str) -> Attached:
 def _action(stack: Attached, kind: FaultKind, target: str) -> Action:
     if target not in stack.containers:
         raise LabError(f"{target} is not part of the running stack ({', '.join(sorted(stack.containers))})")
-    # Operations reads only `containers`, `networks` and `membership`, which Attached has under the same names.
-    return ACTIONS[kind](Operations(cast(Stack, stack)), target)
+    return ACTIONS[kind](Operations(stack), target)
 
 
 def lasting(kind: FaultKind) -> bool:

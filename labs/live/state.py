@@ -49,6 +49,8 @@ class LiveState:
     app: str
     run_id: str = ""
     port: int = 0
+    #: where nginx's port is published: this host, or a Swarm node's address
+    host: str = "127.0.0.1"
     faults: tuple[AppliedFault, ...] = ()
 
     @property
@@ -56,7 +58,7 @@ class LiveState:
         return bool(self.run_id and self.port)
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
 
 def check_name(name: str) -> str:

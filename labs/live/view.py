@@ -27,7 +27,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..infra import inspect
-from ..infra.stack import Stack, http_get
+from ..infra.readiness import http_get
+from ..infra.running import RunningStack
 from .state import LiveState
 
 #: every channel with its subscriber count, every room stream with its length, in one round trip
@@ -58,12 +59,12 @@ class Snapshot:
     at: float = field(default_factory=time.time)
 
 
-def read_healthz(port: int, name: str) -> dict[str, Any] | str:
+def read_healthz(port: int, name: str, host: str = "127.0.0.1") -> dict[str, Any] | str:
     """A replica's /healthz body (also on 503: the replica answers, its broker does not), or why there is
     none: "down" (nginx cannot reach it: killed, stopped) or "no answer" (it is there but silent: paused, or
     waiting on a frozen Redis)."""
     try:
-        status, body = http_get(port, f"/_lab/{name}/healthz", timeout=HEALTH_TIMEOUT_S)
+        status, body = http_get(port, f"/_lab/{name}/healthz", timeout=HEALTH_TIMEOUT_S, host=host)
     except TimeoutError:
         return "no answer"
     except inspect.UNREACHABLE:
@@ -90,7 +91,7 @@ class BrokerProbe:
     """Redis read from the host at its address on the stack's Redis network (looked up again after a
     failure: a restarted container may get another address)."""
 
-    def __init__(self, stack: Stack) -> None:
+    def __init__(self, stack: RunningStack) -> None:
         self.stack = stack
         self.client: redis.Redis | None = None
 
@@ -113,10 +114,10 @@ class BrokerProbe:
         return parse_broker("\n".join(str(item) for item in reply))
 
 
-def poll(stack: Stack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> Snapshot:
+def poll(stack: RunningStack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> Snapshot:
     """Read every replica's /healthz (in parallel) and Redis, about once a second."""
     names = stack.replica_names()
-    replicas = dict(zip(names, pool.map(lambda n: read_healthz(stack.port, n), names)))
+    replicas = dict(zip(names, pool.map(lambda n: read_healthz(stack.port, n, stack.host), names)))
     for name, h in replicas.items():
         if isinstance(h, str):  # why not: Docker's word for it (exited, paused), else "no answer"
             replicas[name] = container_state(stack, name) or h
@@ -129,7 +130,7 @@ def poll(stack: Stack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> S
     return snap
 
 
-def container_state(stack: Stack, name: str) -> str:
+def container_state(stack: RunningStack, name: str) -> str:
     """The container's state when it is not running (exited, paused, restarting), else ""."""
     try:
         container = stack.containers[name]

@@ -18,7 +18,9 @@ from typing import Iterator
 import pytest
 
 from labs import scenario
-from labs.infra.stack import Stack, http_get
+from labs.infra.launch import open_stack
+from labs.infra.running import RunningStack
+from labs.infra.stack import http_get
 from labs.settings import LABEL
 from labs.spec import plan, stack_spec
 
@@ -35,11 +37,11 @@ pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no system chromium: `m
 
 
 @contextmanager
-def stack_of(client, images, name: str) -> Iterator[Stack]:
+def stack_of(client, images, name: str) -> Iterator[RunningStack]:
     """The scenario's stack as `up` builds it; afterwards nothing with its run's label remains."""
     spec, _ = stack_spec(client, plan(scenario.load(name)), images)
     try:
-        with Stack(client, spec) as stack:
+        with open_stack(client, spec) as stack:
             yield stack
     finally:
         selector = {"label": f"{LABEL}={spec.run_id}"}

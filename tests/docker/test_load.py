@@ -11,7 +11,7 @@ import pytest
 from labs import scenario
 from labs.bench.capacity import capacity_scenario
 from labs.infra import inspect
-from labs.infra.stack import Stack
+from labs.infra.launch import open_stack
 from labs.load.step import LoadSpec, Session, run_step
 from labs.spec import plan, stack_spec
 
@@ -27,7 +27,7 @@ def load_processes(out: Path) -> list[psutil.Process]:
 
 def stack_for(client, images, s):
     spec, _ = stack_spec(client, plan(s), images)
-    return Stack(client, spec)
+    return open_stack(client, spec, scenario=s)
 
 
 def test_a_pubsub_load_step_delivers_every_message_to_every_other_member(client, images, tmp_path):

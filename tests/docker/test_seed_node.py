@@ -7,7 +7,8 @@ import pytest
 
 from labs import scenario
 from labs.infra.render import for_replicas, render_nginx
-from labs.infra.stack import Stack, StackSpec
+from labs.infra.launch import open_stack
+from labs.infra.stack import StackSpec
 from labs.protocols import for_app
 from labs.scenario import AppKind
 from labs.settings import LABEL
@@ -53,7 +54,7 @@ def test_a_node_replica_exits_cleanly_on_sigterm(app: AppKind, client, images):
     spec = StackSpec(run_id=new_run_id(), replicas=1, broker="redis-pubsub", images=images,
                      nginx_conf=render_nginx(for_replicas(1)), app_module=protocol.app_module,
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag)
-    with Stack(client, spec) as stack:
+    with open_stack(client, spec) as stack:
         replica = stack.containers["app-1"]
         replica.stop(timeout=10)  # a replica that ignored SIGTERM would be SIGKILLed after 10 s: exit code 137
         replica.reload()

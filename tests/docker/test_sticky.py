@@ -15,8 +15,9 @@ from labs import scenario
 from labs.infra import inspect
 from labs.infra.nginx_probe import nginx_version
 from labs.infra.render import Sticky, for_replicas, render_nginx
-from labs.infra.stack import Stack, StackSpec
+from labs.infra.stack import StackSpec
 from labs.report import table
+from labs.infra.launch import open_stack
 from labs.scenario import Balance, Metric
 from labs.settings import LABEL, OWNER, OWNER_LABEL, ROOT
 
@@ -172,7 +173,7 @@ def test_every_policy_renders_a_config_nginx_accepts(client, images, nothing_lef
 def test_a_socketio_replica_exits_cleanly_on_sigterm(client, images, nothing_left):
     spec = StackSpec(run_id="siosigt0", replicas=1, broker="redis-pubsub", images=images,
                      nginx_conf=render_nginx(for_replicas(1)), app_module="wslab_app.sio")
-    with Stack(client, spec) as stack:
+    with open_stack(client, spec) as stack:
         assert inspect.health(stack, "app-1")["ok"]  # ready only once its Redis subscription answered
         app = stack.containers["app-1"]
         app.stop(timeout=10)

@@ -18,7 +18,9 @@ import docker
 import pytest
 
 from labs import scenario
-from labs.infra.swarm import nodes as cluster
+from labs.infra.readiness import http_get
+from labs.infra.swarm import nodes
+from labs.live import state
 from labs.runner import execute
 from labs.settings import ROOT
 from labs.spec import plan
@@ -42,13 +44,13 @@ def lab(*args: str) -> subprocess.Popen[bytes]:
 
 
 def wait_for_services(timeout: float = 240.0) -> None:
-    """Until the recorded cluster's manager runs some of the lab's services."""
+    """Until the recorded Swarm's manager runs some of the lab's services."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = cluster.load()
+        found = nodes.load()
         if found is not None:
             try:
-                with closing(cluster.node_client(found.manager, timeout=5)) as c:
+                with closing(nodes.node_client(found.manager, timeout=5)) as c:
                     if c.services.list(filters={"label": "wslab.run"}):
                         return
             except docker.errors.DockerException:
@@ -58,32 +60,32 @@ def wait_for_services(timeout: float = 240.0) -> None:
 
 
 @pytest.fixture
-def no_cluster(client: docker.DockerClient) -> Iterator[None]:
+def no_swarm(client: docker.DockerClient) -> Iterator[None]:
     """No local Swarm of this owner before; none after (removed if the test left one); the host untouched."""
-    assert cluster.leftovers() == [], "a local Swarm of this owner exists: `python -m labs cluster down`"
+    assert nodes.leftovers() == [], "a local Swarm of this owner exists: `python -m labs swarm down`"
     before = host_swarm(client), host_networks(client)
     yield
-    left = cluster.leftovers()
-    cluster.down()
+    left = nodes.leftovers()
+    nodes.down()
     assert left == [], f"left behind: {left}"
     assert (host_swarm(client), host_networks(client)) == before
 
 
-def test_cluster_up_forms_one_swarm_and_down_leaves_nothing(no_cluster: None) -> None:
-    built = cluster.up([], host_client=docker.from_env(), nodes=2)
+def test_swarm_up_forms_one_swarm_and_down_leaves_nothing(no_swarm: None) -> None:
+    built = nodes.up([], host_client=docker.from_env(), nodes=2)
     try:
-        assert cluster.load() == built
-        with closing(cluster.node_client(built.manager)) as manager:
-            nodes = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in manager.nodes.list()}
-        assert nodes == {"node-1": "ready", "node-2": "ready"}
-        assert any(ns == cluster.node_ns(built.owner, 2) for ns in cluster.netns())
+        assert nodes.load() == built
+        with closing(nodes.node_client(built.manager)) as manager:
+            states = {n.attrs["Description"]["Hostname"]: n.attrs["Status"]["State"] for n in manager.nodes.list()}
+        assert states == {"node-1": "ready", "node-2": "ready"}
+        assert any(ns == nodes.node_ns(built.owner, 2) for ns in nodes.netns())
     finally:
-        found = cluster.down()
-    assert f"pid {built.nodes[0].pid}" in found and cluster.leftovers() == []
+        found = nodes.down()
+    assert f"pid {built.nodes[0].pid}" in found and nodes.leftovers() == []
 
 
-def test_ctrl_c_during_a_run_removes_the_cluster_it_built(no_cluster: None) -> None:
-    proc = lab("run", "--cluster-up", "2", "swarm-pubsub-one-node")
+def test_ctrl_c_during_a_run_removes_the_swarm_it_built(no_swarm: None) -> None:
+    proc = lab("run", "--swarm-up", "2", "swarm-pubsub-one-node")
     try:
         wait_for_services()
         proc.send_signal(signal.SIGINT)
@@ -91,35 +93,35 @@ def test_ctrl_c_during_a_run_removes_the_cluster_it_built(no_cluster: None) -> N
     finally:
         proc.kill()
     assert proc.returncode == 130, out[-2000:]
-    assert cluster.leftovers() == []
+    assert nodes.leftovers() == []
 
 
-def test_clean_removes_what_a_sigkilled_run_and_killed_engines_left(no_cluster: None) -> None:
-    proc = lab("run", "--cluster-up", "2", "swarm-pubsub-one-node")
+def test_clean_removes_what_a_sigkilled_run_and_killed_engines_left(no_swarm: None) -> None:
+    proc = lab("run", "--swarm-up", "2", "swarm-pubsub-one-node")
     try:
         wait_for_services()
     finally:
         proc.kill()
         proc.wait()
-    recorded = cluster.load()
+    recorded = nodes.load()
     assert recorded is not None
     for node in recorded.nodes:  # the engines die too: what is left are shims, containers, mounts, namespaces
         os.kill(node.pid, signal.SIGKILL)
-    assert cluster.leftovers()
+    assert nodes.leftovers()
     done = subprocess.run([sys.executable, "-m", "labs", "clean"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "removed the local Swarm" in done.stdout
-    assert cluster.leftovers() == []
+    assert nodes.leftovers() == []
 
 
-def test_ctrl_c_while_cluster_up_loads_images_removes_what_it_built(no_cluster: None) -> None:
-    proc = lab("cluster", "up", "--nodes", "2")
+def test_ctrl_c_while_swarm_up_loads_images_removes_what_it_built(no_swarm: None) -> None:
+    proc = lab("swarm", "up", "--nodes", "2")
     try:
-        tar = cluster.cluster_dir(cluster.OWNER) / "images.tar"
+        tar = nodes.swarm_dir(nodes.OWNER) / "images.tar"
         deadline = time.monotonic() + 120
         while not tar.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert tar.exists(), "cluster up never began saving the images"
+        assert tar.exists(), "swarm up never began saving the images"
         proc.send_signal(signal.SIGINT)
         started = time.monotonic()
         out = proc.communicate(timeout=60)[0].decode()
@@ -127,33 +129,33 @@ def test_ctrl_c_while_cluster_up_loads_images_removes_what_it_built(no_cluster: 
         proc.kill()
     assert proc.returncode == 130, out[-2000:]
     assert time.monotonic() - started < 30
-    assert cluster.leftovers() == []
+    assert nodes.leftovers() == []
 
 
 @pytest.fixture(scope="module")
-def local_swarm(images) -> Iterator[cluster.Cluster]:  # type: ignore[no-untyped-def]
-    assert cluster.leftovers() == [], "a local Swarm of this owner exists: `python -m labs cluster down`"
+def local_swarm(images) -> Iterator[nodes.Swarm]:  # type: ignore[no-untyped-def]
+    assert nodes.leftovers() == [], "a local Swarm of this owner exists: `python -m labs swarm down`"
     try:
-        yield cluster.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}),
+        yield nodes.up(sorted({images.app.tag, images.redis.tag, images.nginx.tag}),
                          host_client=docker.from_env(), nodes=3)
     finally:
-        cluster.down()
-    assert cluster.leftovers() == []
+        nodes.down()
+    assert nodes.leftovers() == []
 
 
 def test_swarm_pubsub_spreads_the_replicas_over_three_nodes_and_removes_its_services(
-        client: docker.DockerClient, images, local_swarm: cluster.Cluster, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
+        client: docker.DockerClient, images, local_swarm: nodes.Swarm, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
     result = execute(client, plan(scenario.load("swarm-pubsub")), images)
     assert result.passed, result.verdict_text
     assert [result.nodes[f"app-{i}"] for i in (1, 2, 3)] == ["node-1", "node-2", "node-3"]
     assert result.nodes["redis"] == result.nodes["nginx"] == "node-1"
-    with closing(cluster.node_client(local_swarm.manager)) as manager:
+    with closing(nodes.node_client(local_swarm.manager)) as manager:
         assert manager.services.list() == [] and manager.configs.list() == []
         assert not [n.name for n in manager.networks.list() if n.name.startswith("wslab-")]
 
 
 def test_a_killed_node_comes_back_and_streams_lose_nothing(
-        client: docker.DockerClient, images, local_swarm: cluster.Cluster, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
+        client: docker.DockerClient, images, local_swarm: nodes.Swarm, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
     result = execute(client, plan(scenario.load("swarm-node-loss-streams")), images)
     assert result.passed, result.verdict_text
     said = [what for _, what in result.swarm_events]
@@ -163,14 +165,45 @@ def test_a_killed_node_comes_back_and_streams_lose_nothing(
 
 
 def test_a_swarm_given_by_its_manager_runs_through_each_nodes_engine_url(
-        client: docker.DockerClient, images, local_swarm: cluster.Cluster, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
-    """`cluster use`'s path, on the local Swarm seen as a real one: nodes from the manager, engines by URL."""
-    base = cluster.cluster_dir(local_swarm.owner)
-    real = cluster.attach(local_swarm.manager.url, f"unix://{base}/{{hostname}}/docker.sock")
+        client: docker.DockerClient, images, local_swarm: nodes.Swarm, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
+    """`swarm use`'s path, on the local Swarm seen as a real one: nodes from the manager, engines by URL."""
+    base = nodes.swarm_dir(local_swarm.owner)
+    real = nodes.attach(local_swarm.manager.url, f"unix://{base}/{{hostname}}/docker.sock")
     assert real.remote and [n.hostname for n in real.nodes] == ["node-1", "node-2", "node-3"]
     assert [(n.url, n.address) for n in real.nodes] == [(n.url, n.address) for n in local_swarm.nodes]
     result = execute(client, plan(scenario.load("swarm-pubsub")), images, on=real)
     assert result.passed, result.verdict_text
     assert sorted(set(result.nodes.values())) == ["node-1", "node-2", "node-3"]
-    with pytest.raises(cluster.ClusterError, match="kill-node needs the local cluster"):
+    with pytest.raises(nodes.SwarmError, match="kill-node needs the local Swarm"):
         execute(client, plan(scenario.load("swarm-node-loss-streams")), images, on=real)
+
+
+def test_up_on_a_swarm_scenario_runs_its_stack_on_the_swarm_and_sigterm_removes_it(
+        local_swarm: nodes.Swarm) -> None:
+    """`labs up swarm-pubsub`: nginx answers at node-1's address, the replicas are Swarm services on the
+    three nodes, and SIGTERM removes them (exit 130)."""
+    name = f"swarm-{int(time.time() * 1000) % 10**9}"
+    proc = lab("up", "swarm-pubsub", "--name", name)
+    try:
+        deadline = time.monotonic() + 240
+        live = state.read(name)
+        while live is None or not live.ready:
+            assert proc.poll() is None, proc.communicate()[0].decode()[-2000:]
+            assert time.monotonic() < deadline, "`up` not ready after 240s"
+            time.sleep(0.1)
+            live = state.read(name)
+        assert live.host == local_swarm.manager.address
+        assert http_get(live.port, "/_lab/app-3/healthz", host=live.host)[0] == 200
+        with closing(nodes.node_client(local_swarm.manager)) as manager:
+            services = manager.services.list(filters={"label": f"wslab.run={live.run_id}"})
+            placed = {s.attrs["Spec"]["Labels"]["wslab.role"]: s.tasks()[0]["NodeID"] for s in services}
+            assert len({placed["app-1"], placed["app-2"], placed["app-3"]}) == 3
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=90)[0].decode()
+        assert proc.returncode == 130, out[-2000:]
+        with closing(nodes.node_client(local_swarm.manager)) as manager:
+            assert manager.services.list(filters={"label": f"wslab.run={live.run_id}"}) == []
+        assert state.read(name) is None
+    finally:
+        proc.kill()
+        state.forget(name)

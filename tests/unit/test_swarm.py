@@ -1,11 +1,11 @@
-"""The Swarm engine's pure parts: scenario [swarm] tables and node faults, placement, the local cluster's
+"""The Swarm engine's pure parts: scenario [swarm] tables and node faults, placement, the local Swarm's
 names and each node's dockerd command."""
 
 import pytest
 
 from labs import scenario
-from labs.errors import ScenarioError
-from labs.infra.swarm import nodes as cluster
+from labs.errors import ScenarioError, SwarmError
+from labs.infra.swarm import nodes
 from labs.infra.swarm.stack import place
 from labs.scenario import FaultKind, Swarm
 
@@ -86,32 +86,32 @@ def test_on_one_node_everything_is_there():
 
 
 def test_owners_get_their_own_names_and_segments():
-    assert cluster.node_ns("a", 2) == "wslab-a-node-2" and cluster.segment_ns("a") == "wslab-a-seg"
-    assert cluster.subnet_octet("alice") != cluster.subnet_octet("bob")
-    assert 20 <= cluster.subnet_octet("alice") < 220
-    assert len(cluster.host_link("a-very-long-owner-name-of-32-ch")) <= 15
+    assert nodes.node_ns("a", 2) == "wslab-a-node-2" and nodes.segment_ns("a") == "wslab-a-seg"
+    assert nodes.subnet_octet("alice") != nodes.subnet_octet("bob")
+    assert 20 <= nodes.subnet_octet("alice") < 220
+    assert len(nodes.host_link("a-very-long-owner-name-of-32-ch")) <= 15
 
 
 def test_each_engine_has_its_own_roots_socket_and_no_iptables():
-    command = cluster.dockerd_command("o", 2, "10.251.7.2")
+    command = nodes.dockerd_command("o", 2, "10.251.7.2")
     assert command[:2] == ["nsenter", "--net=/run/netns/wslab-o-node-2"]
     assert command[2:4] == ["unshare", "--uts"]
     shell = command[-1]
     assert shell.startswith("hostname node-2 && exec dockerd ")
-    for flag in ("--host unix:///run/wslab-cluster/o/node-2/docker.sock", "--data-root /run/wslab-cluster/o/node-2/data",
-                 "--exec-root /run/wslab-cluster/o/node-2/exec", "--bridge none", "--iptables=false",
-                 "--config-file /run/wslab-cluster/o/node-2/daemon.json", "--cgroup-parent /wslab-o-node-2",
+    for flag in ("--host unix:///run/wslab-swarm/o/node-2/docker.sock", "--data-root /run/wslab-swarm/o/node-2/data",
+                 "--exec-root /run/wslab-swarm/o/node-2/exec", "--bridge none", "--iptables=false",
+                 "--config-file /run/wslab-swarm/o/node-2/daemon.json", "--cgroup-parent /wslab-o-node-2",
                  "--swarm-default-advertise-addr 10.251.7.2", "--no-new-privileges"):
         assert flag in shell
 
 
-@pytest.mark.parametrize("nodes, heartbeat, message", [
+@pytest.mark.parametrize("count, heartbeat, message", [
     (0, 2.0, "--nodes 0 must be 1..9"), (10, 2.0, "--nodes 10 must be 1..9"),
     (3, 0.1, "--heartbeat 0.1 must be 0.5..30 seconds"),
 ])
-def test_a_cluster_that_cannot_be_built_is_refused_first(nodes, heartbeat, message):
-    with pytest.raises(cluster.ClusterError, match=message.replace(".", r"\.")):
-        cluster.validate_nodes(nodes, heartbeat)
+def test_a_swarm_that_cannot_be_built_is_refused_first(count, heartbeat, message):
+    with pytest.raises(SwarmError, match=message.replace(".", r"\.")):
+        nodes.validate_nodes(count, heartbeat)
 
 
 def test_faults_a_swarm_cannot_take_are_refused_with_engine_swarm_and_in_swarm_tables():
@@ -124,9 +124,9 @@ def test_faults_a_swarm_cannot_take_are_refused_with_engine_swarm_and_in_swarm_t
 
 
 def test_a_node_is_reached_at_its_socket_or_its_engine_url():
-    local = cluster.Node("node-2", "10.251.7.2", "/run/wslab-cluster/o/node-2/docker.sock")
-    real = cluster.Node("node-2", "192.0.2.7", "ssh://root@192.0.2.7", hostname="worker-a")
-    assert local.url == "unix:///run/wslab-cluster/o/node-2/docker.sock" and local.swarm_name == "node-2"
+    local = nodes.Node("node-2", "10.251.7.2", "/run/wslab-swarm/o/node-2/docker.sock")
+    real = nodes.Node("node-2", "192.0.2.7", "ssh://root@192.0.2.7", hostname="worker-a")
+    assert local.url == "unix:///run/wslab-swarm/o/node-2/docker.sock" and local.swarm_name == "node-2"
     assert real.url == "ssh://root@192.0.2.7" and real.swarm_name == "worker-a"
 
 

@@ -17,7 +17,7 @@ process used of its open-file limit, so the result says what bounds it.
 each), nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx
 on its front-network address instead (no docker-proxy, nothing more published). The load processes
 (`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
-are the lab's `Stack`, removed on every exit path.
+are the lab's stack (`launch.open_stack`), removed on every exit path.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ from ... import scenario
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
 from ...infra import inspect, redis_cluster
 from ...infra.render import for_replicas, render_nginx
-from ...infra.stack import Stack, StackSpec, http_get
+from ...infra.launch import open_stack
+from ...infra.running import RunningStack
+from ...infra.stack import StackSpec, http_get
 from ...scenario import Balance, Broker
 from ...spec import broker_options, new_run_id, plan
 from ..common import BenchParser, Started, started
@@ -100,7 +102,7 @@ def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
     return render_nginx(config)
 
 
-def entrance(stack: Stack, layout: Layout) -> tuple[str, list[int]]:
+def entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[int]]:
     """Where the load processes connect: 127.0.0.1 and the published ports, or nginx's address on the
     front network and its listen ports."""
     if layout.via is Via.PUBLISHED:
@@ -116,7 +118,7 @@ BROKER_COUNTERS = ("published", "publish_failed", "received", "deaf_detected", "
                    "delivered_frames")
 
 
-def health(stack: Stack, name: str) -> dict[str, Any]:
+def health(stack: RunningStack, name: str) -> dict[str, Any]:
     """A replica's /healthz through nginx, with a timeout for a replica busy with thousands of sockets."""
     try:
         status, body = http_get(stack.port, f"/_lab/{name}/healthz", timeout=HEALTH_TIMEOUT_S)
@@ -135,7 +137,7 @@ def nginx_reasons(log: str) -> dict[str, int]:
     return {reason: log.count(reason) for reason in NGINX_REASONS if reason in log}
 
 
-def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
+def replica_figures(stack: RunningStack) -> dict[str, dict[str, Any]]:
     """Each replica's RSS, members and rooms, and broker counters, from its /healthz."""
     out = {}
     for name in stack.replica_names():
@@ -146,7 +148,7 @@ def replica_figures(stack: Stack) -> dict[str, dict[str, Any]]:
     return out
 
 
-def node_calls(stack: Stack, nodes: list[str]) -> dict[str, dict[str, tuple[int, int]]]:
+def node_calls(stack: RunningStack, nodes: list[str]) -> dict[str, dict[str, tuple[int, int]]]:
     """Each broker node's PUBLISH / SPUBLISH calls so far and the microseconds Redis spent in them."""
     return {n: redis_cluster.publish_calls(redis_cluster.cli(stack.containers[n], "INFO", "commandstats"))
             for n in nodes}
@@ -165,7 +167,7 @@ def node_load(before: dict[str, dict[str, tuple[int, int]]], after: dict[str, di
     return out
 
 
-def nginx_figures(stack: Stack) -> list[dict[str, int]]:
+def nginx_figures(stack: RunningStack) -> list[dict[str, int]]:
     """Open files and RSS of each nginx worker, read inside its container."""
     # nginx runs as PID 1 (the master); its workers are the other processes named nginx
     script = ("for p in /proc/[0-9]*; do [ ${p#/proc/} != 1 ] && [ \"$(cat $p/comm 2>/dev/null)\" = nginx ] && "
@@ -194,7 +196,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                      **broker_options(p.scenario, images))
     host_before = host_figures()
     progress(f"run {spec.run_id}: {layout.connections} connections; {setup.describe()}")
-    with Stack(client, spec, progress=progress) as stack:
+    with open_stack(client, spec, progress=progress) as stack:
         before = replica_figures(stack)
         host, ports = entrance(stack, layout)
         replicas = stack.replica_names()

@@ -11,15 +11,15 @@ from typing import Any, Callable
 import docker.errors
 
 from ..stack import TRANSIENT
-from .nodes import Cluster, node_client
+from .nodes import Swarm, node_client
 
 
-def watch(cluster: Cluster, services: Callable[[], dict[str, Any]], events: list[tuple[float, str]],
+def watch(swarm: Swarm, services: Callable[[], dict[str, Any]], events: list[tuple[float, str]],
           stopping: threading.Event, interval: float = 0.2) -> None:
     """Append (time, "what: state") to `events` for every change, until `stopping` is set (nodes by the
     names scenarios give them). Runs in its own thread, on its own connection to the manager."""
-    names = {n.swarm_name: n.name for n in cluster.nodes}
-    with closing(node_client(cluster.manager)) as client:
+    names = {n.swarm_name: n.name for n in swarm.nodes}
+    with closing(node_client(swarm.manager)) as client:
         ids = {n.id: names.get(n.attrs["Description"]["Hostname"], n.attrs["Description"]["Hostname"])
                for n in client.nodes.list()}
         seen: dict[str, str] = {}

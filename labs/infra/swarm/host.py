@@ -1,4 +1,4 @@
-"""What a local cluster is on the host, named from its owner, and how it is found and removed: network
+"""What a local Swarm is on the host, named from its owner, and how it is found and removed: network
 namespaces, links, engine processes and what a killed engine leaves (containerd, shims, containers, by
 command line and by cgroup), mounts and directories. Nothing here touches the host's own engine.
 """
@@ -13,9 +13,9 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from ...errors import ClusterError
+from ...errors import SwarmError
 
-ROOT_DIR = Path("/run/wslab-cluster")
+ROOT_DIR = Path("/run/wslab-swarm")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 Progress = Callable[[str], None]
 
@@ -40,7 +40,7 @@ def host_link(owner: str) -> str:
     return f"wsl{zlib.crc32(owner.encode()) % 10**8:08d}"
 
 
-def cluster_dir(owner: str) -> Path:
+def swarm_dir(owner: str) -> Path:
     return ROOT_DIR / owner
 
 
@@ -57,7 +57,7 @@ def node_index(name: str) -> int:
 def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(["ip", *args], capture_output=True, text=True)
     if check and done.returncode != 0:
-        raise ClusterError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+        raise SwarmError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
     return done
 
 
@@ -137,7 +137,7 @@ def _unmount_under(path: Path) -> None:
 
 def node_processes(owner: str, index: int) -> list[int]:
     """Every process of one node: its engine, containerd, shims (by command line), containers (by cgroup)."""
-    mark = str(cluster_dir(owner) / f"node-{index}") + "/"
+    mark = str(swarm_dir(owner) / f"node-{index}") + "/"
     return _processes_mentioning(mark) + _cgroup_pids(_cgroup_dirs(owner, index))
 
 
@@ -150,26 +150,26 @@ def kill_all(pids: list[int], timeout: float = 10.0) -> None:
 
 
 def leftovers(owner: str) -> list[str]:
-    """What of the owner's local cluster exists: namespaces, the host link, processes, cgroups, the
+    """What of the owner's local Swarm exists: namespaces, the host link, processes, cgroups, the
     directory. Empty when nothing is left."""
     found = [ns for ns in netns() if ns.startswith(f"wslab-{owner}-")]
     if ip("link", "show", host_link(owner), check=False).returncode == 0:
         found.append(f"link {host_link(owner)}")
-    found += [f"pid {p}" for p in _processes_mentioning(str(cluster_dir(owner)) + "/")]
+    found += [f"pid {p}" for p in _processes_mentioning(str(swarm_dir(owner)) + "/")]
     found += [str(d) for d in _cgroup_dirs(owner)]
-    if cluster_dir(owner).exists():
-        found.append(str(cluster_dir(owner)))
+    if swarm_dir(owner).exists():
+        found.append(str(swarm_dir(owner)))
     return found
 
 
 def remove(owner: str, recorded: list[int], *, progress: Progress = lambda line: None) -> list[str]:
-    """Remove the owner's local cluster, whatever is left of it (`recorded`: its engines' PIDs as recorded,
+    """Remove the owner's local Swarm, whatever is left of it (`recorded`: its engines' PIDs as recorded,
     if any; a killed `up` or run may have recorded none): returns what was found."""
     found = leftovers(owner)
     if not found:
         return []
     t0 = time.monotonic()
-    mark = str(cluster_dir(owner)) + "/"
+    mark = str(swarm_dir(owner)) + "/"
     engines = [pid for pid in recorded if pid and mark in _cmdline(pid)]
     engines += [p for p in _processes_mentioning(mark) if "dockerd" in _cmdline(p) and p not in engines]
     stop_engines(engines)
@@ -184,9 +184,9 @@ def remove(owner: str, recorded: list[int], *, progress: Progress = lambda line:
         if ns.startswith(f"wslab-{owner}-"):
             ip("netns", "delete", ns, check=False)
     ip("link", "delete", host_link(owner), check=False)
-    d = cluster_dir(owner)
+    d = swarm_dir(owner)
     if d.exists():
         _unmount_under(d)
         subprocess.run(["rm", "-rf", "--one-file-system", str(d)], capture_output=True)
-    progress(f"local cluster of {owner} removed in {time.monotonic() - t0:.1f}s")
+    progress(f"local Swarm of {owner} removed in {time.monotonic() - t0:.1f}s")
     return found

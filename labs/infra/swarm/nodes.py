@@ -13,7 +13,7 @@ any record):
 - a veth from the host namespace into the segment (10.251.<k>.254): the host reaches the nodes, and
   nginx's port published on its node, through it.
 
-The host's own engine is never touched. `down` (with `cluster_host`) stops every engine by PID (SIGTERM, then SIGKILL), kills
+The host's own engine is never touched. `down` (with `host`) stops every engine by PID (SIGTERM, then SIGKILL), kills
 what a SIGKILLed engine left (shims and container processes: by cmdline and by cgroup), unmounts, and
 removes namespaces, links, cgroups and directories.
 """
@@ -35,12 +35,12 @@ import docker
 import docker.errors
 
 from ... import signals
-from ...errors import ClusterError
+from ...errors import SwarmError
 from ...settings import OWNER
 from . import host
 from .host import (
     cgroup_parent,
-    cluster_dir,
+    swarm_dir,
     host_link,
     ip,
     netns,
@@ -58,13 +58,13 @@ T = TypeVar("T")
 @dataclass(frozen=True)
 class Node:
     """A node as scenarios name it (node-1 manages), the address the host reaches it at, and its engine:
-    a local cluster's socket path, or a real node's engine URL (ssh://…, tcp://…)."""
+    a local Swarm's socket path, or a real node's engine URL (ssh://…, tcp://…)."""
 
     name: str
     address: str
     socket: str
     pid: int = 0
-    #: the node's hostname in the Swarm ("": its name, as on the local cluster)
+    #: the node's hostname in the Swarm ("": its name, as on the local Swarm)
     hostname: str = ""
 
     @property
@@ -77,14 +77,14 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Cluster:
-    """What `up` built, recorded in `<dir>/cluster.json` so that `down`, `clean` and runs find it."""
+class Swarm:
+    """What `up` built, recorded in `<dir>/swarm.json` so that `down`, `clean` and runs find it."""
 
     owner: str
     host_address: str
     nodes: tuple[Node, ...]
     heartbeat_s: float = 2.0
-    #: a real Swarm the lab was pointed at (`cluster use`): it only creates its services there, and has no
+    #: a real Swarm the lab was pointed at (`swarm use`): it only creates its services there, and has no
     #: engines to kill or links to cut
     remote: bool = False
 
@@ -96,7 +96,7 @@ class Cluster:
         for n in self.nodes:
             if n.name == name:
                 return n
-        raise ClusterError(f"no node {name!r} in the cluster (nodes: {', '.join(n.name for n in self.nodes)})")
+        raise SwarmError(f"no node {name!r} in the Swarm (nodes: {', '.join(n.name for n in self.nodes)})")
 
 
 # -- names and checks, pure ------------------------------------------------------------------------------
@@ -105,7 +105,7 @@ class Cluster:
 
 def dockerd_command(owner: str, index: int, address: str) -> list[str]:
     """The node's engine: its own roots and socket, no bridge, no iptables, advertising `address`."""
-    d = cluster_dir(owner) / f"node-{index}"
+    d = swarm_dir(owner) / f"node-{index}"
     return ["nsenter", f"--net=/run/netns/{node_ns(owner, index)}", "unshare", "--uts", "sh", "-c",
             f"hostname node-{index} && exec dockerd --host unix://{d}/docker.sock --data-root {d}/data "
             f"--exec-root {d}/exec --pidfile {d}/docker.pid --config-file {d}/daemon.json "
@@ -116,9 +116,9 @@ def dockerd_command(owner: str, index: int, address: str) -> list[str]:
 def validate_nodes(nodes: int, heartbeat_s: float = 2.0) -> None:
     """Refuse, before anything starts, what `up` cannot build."""
     if not 1 <= nodes <= MAX_NODES:
-        raise ClusterError(f"--nodes {nodes} must be 1..{MAX_NODES}")
+        raise SwarmError(f"--nodes {nodes} must be 1..{MAX_NODES}")
     if not 0.5 <= heartbeat_s <= 30.0:
-        raise ClusterError(f"--heartbeat {heartbeat_s:g} must be 0.5..30 seconds")
+        raise SwarmError(f"--heartbeat {heartbeat_s:g} must be 0.5..30 seconds")
     _require_root()
 
 
@@ -128,29 +128,29 @@ def validate_nodes(nodes: int, heartbeat_s: float = 2.0) -> None:
 
 def _require_root() -> None:
     if os.geteuid() != 0:
-        raise ClusterError("the local cluster needs root (network namespaces and extra engines); run as root")
+        raise SwarmError("the local Swarm needs root (network namespaces and extra engines); run as root")
     for tool in ("ip", "nsenter", "unshare", "dockerd"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode != 0:
-            raise ClusterError(f"{tool} not found; install iproute2, util-linux and docker.io")
+            raise SwarmError(f"{tool} not found; install iproute2, util-linux and docker.io")
 
 
 def state_path(owner: str = OWNER) -> Path:
-    return cluster_dir(owner) / "cluster.json"
+    return swarm_dir(owner) / "swarm.json"
 
 
-def load(owner: str = OWNER) -> Cluster | None:
-    """The cluster `up` recorded for this owner, or None."""
+def load(owner: str = OWNER) -> Swarm | None:
+    """The Swarm `up` recorded for this owner, or None."""
     try:
         raw = json.loads(state_path(owner).read_text())
     except (OSError, ValueError):
         return None
-    return Cluster(raw["owner"], raw["host_address"], tuple(Node(**n) for n in raw["nodes"]), raw["heartbeat_s"],
+    return Swarm(raw["owner"], raw["host_address"], tuple(Node(**n) for n in raw["nodes"]), raw["heartbeat_s"],
                    raw.get("remote", False))
 
 
-def _save(cluster: Cluster) -> None:
-    path = state_path(cluster.owner)
-    path.write_text(json.dumps(asdict(cluster), indent=2))
+def _save(swarm: Swarm) -> None:
+    path = state_path(swarm.owner)
+    path.write_text(json.dumps(asdict(swarm), indent=2))
 
 
 def node_client(node: Node, timeout: int = 60) -> docker.DockerClient:
@@ -161,7 +161,7 @@ def _wait_engine(node: Node, proc: subprocess.Popen[bytes], log: Path, timeout: 
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise ClusterError(f"{node.name}'s dockerd exited with {proc.returncode}:\n{_tail(log)}")
+            raise SwarmError(f"{node.name}'s dockerd exited with {proc.returncode}:\n{_tail(log)}")
         try:
             with closing(node_client(node, timeout=2)) as c:
                 c.ping()
@@ -169,8 +169,8 @@ def _wait_engine(node: Node, proc: subprocess.Popen[bytes], log: Path, timeout: 
         except (docker.errors.DockerException, OSError):
             pass
         if time.monotonic() > deadline:
-            raise ClusterError(f"{node.name}'s dockerd did not answer on {node.socket} after {timeout:.0f}s:\n"
-                               f"{_tail(log)}")
+            raise SwarmError(f"{node.name}'s dockerd did not answer on {node.socket} after {timeout:.0f}s:\n"
+                             f"{_tail(log)}")
         time.sleep(0.05)
 
 
@@ -183,7 +183,7 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 def start_engine(owner: str, index: int, address: str, *, timeout: float = 60.0) -> int:
     """Start node `index`'s dockerd (again, after a kill: same roots, same Swarm identity); its PID."""
-    d = cluster_dir(owner) / f"node-{index}"
+    d = swarm_dir(owner) / f"node-{index}"
     log = d / "dockerd.log"
     env = {**os.environ, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE": "1"}
     with signals.deferred(), open(log, "ab") as out:
@@ -195,11 +195,11 @@ def start_engine(owner: str, index: int, address: str, *, timeout: float = 60.0)
 
 
 def up(images: Iterable[str], *, host_client: docker.DockerClient, nodes: int = 3, heartbeat_s: float = 2.0,
-       progress: Progress = lambda line: None) -> Cluster:
-    """Build the cluster; on any failure (or Ctrl-C) remove what was built, then raise."""
+       progress: Progress = lambda line: None) -> Swarm:
+    """Build the Swarm; on any failure (or Ctrl-C) remove what was built, then raise."""
     validate_nodes(nodes, heartbeat_s)
     if load() is not None or segment_ns(OWNER) in netns():
-        raise ClusterError(f"a local cluster of owner {OWNER} exists already; `python -m labs cluster down` first")
+        raise SwarmError(f"a local Swarm of owner {OWNER} exists already; `python -m labs swarm down` first")
     try:
         return _up(list(images), host_client, nodes, heartbeat_s, progress)
     except BaseException:
@@ -209,13 +209,13 @@ def up(images: Iterable[str], *, host_client: docker.DockerClient, nodes: int = 
 
 
 def _up(images: list[str], host_client: docker.DockerClient, nodes: int, heartbeat_s: float,
-        progress: Progress) -> Cluster:
+        progress: Progress) -> Swarm:
     t0 = time.monotonic()
     k = subnet_octet(OWNER)
     net = f"10.251.{k}"
     if f"{net}.0/24" in ip("route").stdout:
-        raise ClusterError(f"{net}.0/24 is routed on this host already; remove that route or use another WSLAB_OWNER")
-    base = cluster_dir(OWNER)
+        raise SwarmError(f"{net}.0/24 is routed on this host already; remove that route or use another WSLAB_OWNER")
+    base = swarm_dir(OWNER)
     base.mkdir(parents=True, exist_ok=True)
     seg = segment_ns(OWNER)
     with signals.deferred():
@@ -241,65 +241,65 @@ def _up(images: list[str], host_client: docker.DockerClient, nodes: int, heartbe
         (d / "daemon.json").write_text("{}\n")
         started.append(Node(f"node-{i}", address, str(d / "docker.sock")))
     pids = _each(lambda n: start_engine(OWNER, node_index(n.name), n.address), started)
-    cluster = Cluster(OWNER, f"{net}.254", tuple(Node(n.name, n.address, n.socket, pid)
+    swarm = Swarm(OWNER, f"{net}.254", tuple(Node(n.name, n.address, n.socket, pid)
                                                   for n, pid in zip(started, pids)), heartbeat_s)
-    _save(cluster)
+    _save(swarm)
     progress(f"{nodes} engine(s) answer after {time.monotonic() - t0:.1f}s; forming the Swarm")
-    _form_swarm(cluster)
+    _form_swarm(swarm)
     t1 = time.monotonic()
-    _load_images(cluster, images, host_client, progress)
+    _load_images(swarm, images, host_client, progress)
     progress(f"images loaded into {nodes} node(s) in {time.monotonic() - t1:.1f}s; "
-             f"cluster up in {time.monotonic() - t0:.1f}s")
-    return cluster
+             f"Swarm up in {time.monotonic() - t0:.1f}s")
+    return swarm
 
 
-def _form_swarm(cluster: Cluster) -> None:
-    manager = cluster.manager
+def _form_swarm(swarm: Swarm) -> None:
+    manager = swarm.manager
     with closing(node_client(manager)) as c:
         c.swarm.init(advertise_addr=manager.address, listen_addr=f"{manager.address}:2377",
-                     dispatcher_heartbeat_period=int(cluster.heartbeat_s * 1e9))
+                     dispatcher_heartbeat_period=int(swarm.heartbeat_s * 1e9))
         token = c.swarm.attrs["JoinTokens"]["Worker"]
-    for node in cluster.nodes[1:]:
+    for node in swarm.nodes[1:]:
         with closing(node_client(node)) as c:
             c.swarm.join(remote_addrs=[f"{manager.address}:2377"], join_token=token,
                          advertise_addr=node.address, listen_addr=f"{node.address}:2377")
 
 
-def require(nodes: int, owner: str = OWNER) -> Cluster:
-    """The owner's local cluster, with at least `nodes` nodes whose engines answer; else one clear line."""
+def require(nodes: int, owner: str = OWNER) -> Swarm:
+    """The owner's local Swarm, with at least `nodes` nodes whose engines answer; else one clear line."""
     found = load(owner)
     if found is None:
-        raise ClusterError(f"no local Swarm of owner {owner}: run `python -m labs cluster up --nodes {max(nodes, 3)}` "
-                           "first (or `make scenario-swarm`, which builds one)")
+        raise SwarmError(f"no local Swarm of owner {owner}: run `python -m labs swarm up --nodes {max(nodes, 3)}` "
+                         "first (or `make scenario-swarm`, which builds one)")
     if len(found.nodes) < nodes:
-        raise ClusterError(f"the local Swarm has {len(found.nodes)} node(s); the scenario needs {nodes}: "
-                           f"`python -m labs cluster down`, then `cluster up --nodes {nodes}`")
+        raise SwarmError(f"the local Swarm has {len(found.nodes)} node(s); the scenario needs {nodes}: "
+                         f"`python -m labs swarm down`, then `swarm up --nodes {nodes}`")
     for node in found.nodes:
         try:
             with closing(node_client(node, timeout=5)) as c:
                 c.ping()
         except (docker.errors.DockerException, OSError):
-            raise ClusterError(f"{node.name}'s engine does not answer on {node.socket}: "
-                               "`python -m labs cluster down`, then `cluster up`") from None
+            raise SwarmError(f"{node.name}'s engine does not answer on {node.socket}: "
+                             "`python -m labs swarm down`, then `swarm up`") from None
     return found
 
 
-def attach(manager_url: str, engines: str, owner: str = OWNER) -> Cluster:
+def attach(manager_url: str, engines: str, owner: str = OWNER) -> Swarm:
     """A real Swarm, through its manager: node-1 is that manager, the other nodes node-2… in hostname order;
     each node's engine is at `engines` formatted with its hostname and address (`ssh://root@{address}`)."""
     try:
         engines.format(hostname="h", address="a")
     except (KeyError, IndexError, ValueError):
-        raise ClusterError(f"--engines {engines!r}: use {{hostname}} and {{address}} only") from None
+        raise SwarmError(f"--engines {engines!r}: use {{hostname}} and {{address}} only") from None
     try:
         with closing(docker.DockerClient(base_url=manager_url, timeout=30)) as client:
             swarm = client.info().get("Swarm", {})
             listed = client.nodes.list() if swarm.get("ControlAvailable") else []
     except docker.errors.DockerException as exc:
-        raise ClusterError(f"--manager {manager_url}: no engine answers ({str(exc)[:120]})") from None
+        raise SwarmError(f"--manager {manager_url}: no engine answers ({str(exc)[:120]})") from None
     if not listed:
-        raise ClusterError(f"--manager {manager_url} is not a Swarm manager (docker info: "
-                           f"{swarm.get('LocalNodeState', '?')}, no control)")
+        raise SwarmError(f"--manager {manager_url} is not a Swarm manager (docker info: "
+                         f"{swarm.get('LocalNodeState', '?')}, no control)")
     me = swarm["NodeID"]
     ordered = sorted(listed, key=lambda n: (n.id != me, n.attrs["Description"]["Hostname"]))
     nodes = []
@@ -307,15 +307,15 @@ def attach(manager_url: str, engines: str, owner: str = OWNER) -> Cluster:
         hostname, address = n.attrs["Description"]["Hostname"], n.attrs["Status"]["Addr"]
         url = manager_url if n.id == me else engines.format(hostname=hostname, address=address)
         nodes.append(Node(f"node-{i}", address, url, hostname=hostname))
-    return Cluster(owner, "", tuple(nodes), remote=True)
+    return Swarm(owner, "", tuple(nodes), remote=True)
 
 
-def use(manager_url: str, engines: str, owner: str = OWNER) -> Cluster:
-    """Record a real Swarm as the owner's cluster (runs find it as they find a local one)."""
+def use(manager_url: str, engines: str, owner: str = OWNER) -> Swarm:
+    """Record a real Swarm as the owner's Swarm (runs find it as they find a local one)."""
     if load(owner) is not None:
-        raise ClusterError(f"a cluster of owner {owner} is recorded already; `python -m labs cluster down` first")
+        raise SwarmError(f"a Swarm of owner {owner} is recorded already; `python -m labs swarm down` first")
     found = attach(manager_url, engines, owner)
-    cluster_dir(owner).mkdir(parents=True, exist_ok=True)
+    swarm_dir(owner).mkdir(parents=True, exist_ok=True)
     _save(found)
     try:
         return require(len(found.nodes), owner)
@@ -346,11 +346,11 @@ def remove_services(client: docker.DockerClient, owner: str) -> int:
     return len(services) + len(rest)
 
 
-def ensure_images(cluster: Cluster, tags: Iterable[str], host_client: docker.DockerClient,
+def ensure_images(swarm: Swarm, tags: Iterable[str], host_client: docker.DockerClient,
                   progress: Progress = lambda line: None) -> None:
     """Load into the nodes whichever of `tags` they lack (the host rebuilt an image since `up`)."""
     missing: set[str] = set()
-    for node in cluster.nodes:
+    for node in swarm.nodes:
         with closing(node_client(node)) as c:
             for tag in tags:
                 try:
@@ -358,14 +358,14 @@ def ensure_images(cluster: Cluster, tags: Iterable[str], host_client: docker.Doc
                 except docker.errors.ImageNotFound:
                     missing.add(tag)
     if missing:
-        _load_images(cluster, sorted(missing), host_client, progress)
+        _load_images(swarm, sorted(missing), host_client, progress)
 
 
-def _load_images(cluster: Cluster, images: list[str], host_client: docker.DockerClient, progress: Progress) -> None:
-    """`docker save` the images once into the cluster's directory, then load them into every node at once."""
+def _load_images(swarm: Swarm, images: list[str], host_client: docker.DockerClient, progress: Progress) -> None:
+    """`docker save` the images once into the Swarm's directory, then load them into every node at once."""
     if not images:
         return
-    tar = cluster_dir(cluster.owner) / "images.tar"
+    tar = swarm_dir(swarm.owner) / "images.tar"
     with open(tar, "wb") as out:
         for chunk in host_client.api.get_image(images[0]) if len(images) == 1 else _save_many(host_client, images):
             out.write(chunk)
@@ -375,7 +375,7 @@ def _load_images(cluster: Cluster, images: list[str], host_client: docker.Docker
         with closing(node_client(node, timeout=600)) as c, open(tar, "rb") as data:
             c.images.load(data)
 
-    _each(load_into, list(cluster.nodes))
+    _each(load_into, list(swarm.nodes))
     tar.unlink()
 
 
@@ -399,46 +399,46 @@ def _save_many(client: docker.DockerClient, images: list[str]) -> Iterable[bytes
 
 # -- node faults ----------------------------------------------------------------------------------------
 
-def local_only(cluster: Cluster, what: str) -> None:
-    if cluster.remote:
-        raise ClusterError(f"{what} needs the local cluster (`cluster up`): the lab does not run a real node's engine")
+def local_only(swarm: Swarm, what: str) -> None:
+    if swarm.remote:
+        raise SwarmError(f"{what} needs the local Swarm (`swarm up`): the lab does not run a real node's engine")
 
 
-def kill_node(cluster: Cluster, name: str) -> None:
+def kill_node(swarm: Swarm, name: str) -> None:
     """The node dies at once: its engine, containerd, shims and containers, all SIGKILLed (the kernel
     closes their sockets, as a crashed process's; a machine that loses power sends nothing: that is
     `cut_link`)."""
-    local_only(cluster, "kill-node")
-    host.kill_all(host.node_processes(cluster.owner, node_index(name)))
+    local_only(swarm, "kill-node")
+    host.kill_all(host.node_processes(swarm.owner, node_index(name)))
 
 
-def restart_node(cluster: Cluster, name: str) -> Cluster:
-    """Start a killed node's engine again (same roots: same Swarm identity); the cluster with its new PID,
+def restart_node(swarm: Swarm, name: str) -> Swarm:
+    """Start a killed node's engine again (same roots: same Swarm identity); the Swarm with its new PID,
     recorded."""
     index = node_index(name)
-    node = cluster.node(name)
-    pid = start_engine(cluster.owner, index, node.address)
-    nodes = tuple(Node(n.name, n.address, n.socket, pid) if n.name == name else n for n in cluster.nodes)
-    updated = Cluster(cluster.owner, cluster.host_address, nodes, cluster.heartbeat_s)
+    node = swarm.node(name)
+    pid = start_engine(swarm.owner, index, node.address)
+    nodes = tuple(Node(n.name, n.address, n.socket, pid) if n.name == name else n for n in swarm.nodes)
+    updated = Swarm(swarm.owner, swarm.host_address, nodes, swarm.heartbeat_s)
     _save(updated)
     return updated
 
 
-def set_link(cluster: Cluster, name: str, up: bool) -> None:
+def set_link(swarm: Swarm, name: str, up: bool) -> None:
     """The node's veth on the segment, down (cut off from every node and from the host) or up again."""
-    local_only(cluster, "partition-node")
-    ip("-n", segment_ns(cluster.owner), "link", "set", f"n{node_index(name)}", "up" if up else "down")
+    local_only(swarm, "partition-node")
+    ip("-n", segment_ns(swarm.owner), "link", "set", f"n{node_index(name)}", "up" if up else "down")
 
 
 # -- teardown ---------------------------------------------------------------------------------------------
 
 def leftovers(owner: str = OWNER) -> list[str]:
-    """What of the owner's local cluster exists (empty: nothing)."""
+    """What of the owner's local Swarm exists (empty: nothing)."""
     return host.leftovers(owner)
 
 
 def down(owner: str = OWNER, *, progress: Progress = lambda line: None) -> list[str]:
-    """Remove the owner's local cluster, recorded or not (a killed `up` or run): returns what was found."""
+    """Remove the owner's local Swarm, recorded or not (a killed `up` or run): returns what was found."""
     recorded = load(owner)
     if recorded is not None and recorded.remote:  # a real Swarm: only what the lab made there goes
         with closing(node_client(recorded.manager)) as manager:

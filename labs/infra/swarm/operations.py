@@ -4,16 +4,29 @@ redis-cli), a replica killed and started again through its service, and a node k
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Protocol
 
 from ..operations import Operations
-from ..stack import Stack
+from ..running import Handles
+
+
+class OnSwarm(Handles, Protocol):
+    """What the operations use of a `SwarmStack` (which builds them, so they do not import it)."""
+
+    @property
+    def services(self) -> dict[str, Any]: ...
+
+    def refresh(self, names: list[str], timeout: float = 60.0) -> None: ...
+    def kill_node(self, node: str) -> None: ...
+    def restart_node(self, node: str) -> None: ...
+    def cut_node(self, node: str) -> None: ...
+    def link_node(self, node: str) -> None: ...
+    def set_availability(self, node: str, availability: str) -> None: ...
 
 
 class SwarmOperations(Operations):
-    def __init__(self, stack: Any) -> None:
-        """`stack`: a SwarmStack (which builds its operations: it is not imported here)."""
-        super().__init__(cast(Stack, stack))
+    def __init__(self, stack: OnSwarm) -> None:
+        super().__init__(stack)
         self.swarm = stack
 
     def kill(self, name: str) -> None:

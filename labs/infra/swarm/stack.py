@@ -1,4 +1,4 @@
-"""The same topology as `Stack`, run as Docker Swarm services placed across a cluster's nodes.
+"""The same topology as `Stack`, run as Docker Swarm services placed across a Swarm's nodes.
 
 One service per container of the single-engine stack (redis, app-N, nginx), each with one task pinned to
 its node by a `node.hostname` constraint (`placement`), on two overlay networks (front, back). This kernel
@@ -18,7 +18,7 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import docker
 import docker.errors
@@ -28,30 +28,24 @@ from docker.models.containers import Container
 from ... import signals
 from ...errors import StackError
 from ...settings import LABEL
-from ..stack import (
-    APP_PORT,
-    NGINX_CONF,
-    NGINX_PORT,
-    TRANSIENT,
-    Backend,
-    Lifecycle,
-    StackSpec,
-    Timings,
-    http_get,
-    labels,
-    remove_when_free,
-)
+from ..readiness import TRANSIENT, http_get, wait_ready
+from ..running import Timings
+from ..stack import APP_PORT, LOG_TAIL, NGINX_CONF, NGINX_PORT, Backend, Lifecycle, StackSpec, labels, remove_when_free
 from . import nodes as local
 from .events import watch
-from .nodes import Cluster, node_client
-
-if TYPE_CHECKING:
-    from .operations import SwarmOperations
+from .nodes import Swarm, node_client
+from .operations import SwarmOperations
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
-#: what the single-engine stack gives every container, as far as Swarm (API 1.41) takes it; the engines
-#: themselves run with --no-new-privileges, which Swarm's API cannot set per service before Docker 27
+#: What the single-engine stack gives every container (`stack.UNPRIVILEGED`), as far as a service takes it:
+#: user nobody and no capabilities, but no `no-new-privileges` of its own. A service's ContainerSpec has no
+#: such field in API 1.41 (Docker 20.10): its `Privileges` holds CredentialSpec and SELinuxContext only
+#: (docker-py 7.2's `ContainerSpec` likewise: `privileges`, `cap_add`/`cap_drop`, no such option), and a
+#: 20.10 engine drops fields it does not know. `Privileges.NoNewPrivileges` came with API 1.46 (Docker 27).
+#: So the lab's node engines run with `--no-new-privileges`
+#: (`nodes.dockerd_command`), which applies it to every container they start; a real Swarm joined with
+#: `swarm use` has its tasks gain no privileges only if its engines were started that way.
 UNPRIVILEGED_SERVICE: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"]}
 
 
@@ -67,16 +61,16 @@ def place(names: list[str], nodes: list[str], *, pinned: dict[str, str]) -> dict
 
 @dataclass
 class SwarmStack(Lifecycle):
-    """A running topology on a Swarm; use as `with SwarmStack(manager, spec, cluster, pinned) as stack:`."""
+    """A running topology on a Swarm; use as `with SwarmStack(manager, spec, swarm, pinned) as stack:`."""
 
     WHOLE, PARTS = "services", "service(s), config(s) and network(s)"
 
     client: docker.DockerClient
     spec: StackSpec
-    cluster: Cluster
+    swarm: Swarm
     #: nginx and the broker's containers -> node names (the replicas are spread over every node)
     pinned: dict[str, str]
-    #: how many of the cluster's nodes the replicas spread over (node-1..node-<spread>; 0: all)
+    #: how many of the Swarm's nodes the replicas spread over (node-1..node-<spread>; 0: all)
     spread: int = 0
     progress: Callable[[str], None] = lambda line: None
     on_removed: Callable[[list[str]], None] = lambda names: None
@@ -93,12 +87,14 @@ class SwarmStack(Lifecycle):
     removed: list[str] = field(default_factory=list)
     #: (host monotonic time, what Swarm said changed): nodes going down and up, tasks stopped and started
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: the nginx config's Swarm config object
+    configs: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
         self._stopping = threading.Event()
         self.membership = threading.Lock()
-        self.nodes = {n.name: node_client(n) for n in self.cluster.nodes}
+        self.nodes = {n.name: node_client(n) for n in self.swarm.nodes}
 
     def _release(self) -> None:
         for c in self.nodes.values():
@@ -111,7 +107,7 @@ class SwarmStack(Lifecycle):
         t0 = time.monotonic()
         self._cleanup.callback(self._remove_all)
         names = [b.name for b in spec.broker_backends] + self.replica_names() + ["nginx"]
-        self.placement = place(names, [n.name for n in self.cluster.nodes][:self.spread or None], pinned=self.pinned)
+        self.placement = place(names, [n.name for n in self.swarm.nodes][:self.spread or None], pinned=self.pinned)
         with signals.deferred():
             for role in ("front", "back") if spec.needs_back else ("front",):
                 self.networks[role] = self.client.networks.create(
@@ -133,7 +129,7 @@ class SwarmStack(Lifecycle):
         with signals.deferred():
             config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.nginx_conf.encode(),
                                                 labels=labels(spec.run_id, "nginx-config"))
-            self._configs = [config]
+            self.configs.append(config)
             self.port = spec.host_port or NGINX_PORT
             self._service("nginx", spec.images.nginx.tag,
                           ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr "
@@ -143,7 +139,7 @@ class SwarmStack(Lifecycle):
                           endpoint_spec=docker.types.EndpointSpec(
                               mode="dnsrr", ports={self.port: (NGINX_PORT, "tcp", "host")}))
         self._wait_task("nginx")
-        self.host = self.cluster.node(self.placement["nginx"]).address
+        self.host = self.swarm.node(self.placement["nginx"]).address
         self.ports = {NGINX_PORT: self.port}
         self._poll("nginx", lambda: http_get(self.port, "/_lab/nginx", host=self.host)[0] == 200)
         for name in self.replica_names():
@@ -151,7 +147,7 @@ class SwarmStack(Lifecycle):
         self.timings.up_s = time.monotonic() - t0
         where = ", ".join(f"{n}@{node}" for n, node in self.placement.items())
         self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on {self.host}:{self.port}; {where}")
-        watcher = threading.Thread(target=watch, args=(self.cluster, lambda: self.services, self.events,
+        watcher = threading.Thread(target=watch, args=(self.swarm, lambda: self.services, self.events,
                                                        self._stopping), name="swarm-watch", daemon=True)
         watcher.start()
         self._cleanup.callback(watcher.join, 5)
@@ -195,26 +191,36 @@ class SwarmStack(Lifecycle):
             image, command, name=f"wslab-{run_id}-{name}", hostname=name,
             labels=labels(run_id, name), container_labels=labels(run_id, name),
             networks=[docker.types.NetworkAttachmentConfig(self.networks[r].id, aliases=[name]) for r in roles],
-            constraints=[f"node.hostname=={self.cluster.node(self.placement[name]).swarm_name}"],
+            constraints=[f"node.hostname=={self.swarm.node(self.placement[name]).swarm_name}"],
             restart_policy=docker.types.RestartPolicy(condition="any", delay=500_000_000),
             **UNPRIVILEGED_SERVICE, **kwargs)
 
-    def _poll(self, what: str, probe: Callable[[], bool], timeout: float | None = None) -> None:
-        timeout = timeout or self.spec.ready_timeout
-        deadline = time.monotonic() + timeout
-        while True:
-            if self._stopping.is_set():
-                raise StackError(f"{what}: the stack is being removed")
+    def _poll(self, what: str, probe: Callable[[], bool], timeout: float | None = None,
+              logs: Callable[[], str] | None = None) -> None:
+        """`readiness.wait_ready` on this stack; at the deadline the message gives the container's log (the
+        task's state while it has none)."""
+        wait_ready(what, probe, timeout=timeout or self.spec.ready_timeout,
+                   where=f"{self.host}:{self.port}" + (f" on {self.placement[what]}" if what in self.placement else ""),
+                   stopping=self._stopping,
+                   logs=logs or (lambda: self._tail(what)))
+
+    def _tail(self, name: str) -> str:
+        """The last lines of the container's log, else what Swarm says of the service's tasks."""
+        container = self.containers.get(name)
+        if container is not None:
             try:
-                if probe():
-                    return
-            except TRANSIENT:
+                return container.logs(tail=LOG_TAIL).decode(errors="replace").strip()
+            except (docker.errors.APIError, *TRANSIENT):
                 pass
-            if time.monotonic() > deadline:
-                raise StackError(f"{what} not ready after {timeout:.1f}s "
-                                 f"({self.host}:{self.port} on {self.placement.get(what, '?')})")
-            signals.check()
-            time.sleep(0.05)
+        service = self.services.get(name)
+        if service is None:
+            return ""
+        try:
+            tasks = service.tasks()
+        except (docker.errors.APIError, *TRANSIENT):
+            return ""
+        return "\n".join(f"task {t['ID'][:12]}: {t['Status']['State']} (desired {t['DesiredState']}) "
+                         f"{t['Status'].get('Err', '')}".rstrip() for t in tasks)
 
     def _healthy(self, name: str) -> bool:
         return http_get(self.port, f"/_lab/{name}/healthz", host=self.host)[0] == 200
@@ -262,21 +268,21 @@ class SwarmStack(Lifecycle):
         return [name for name, where in self.placement.items() if where == node]
 
     def kill_node(self, node: str) -> None:
-        local.kill_node(self.cluster, node)
+        local.kill_node(self.swarm, node)
 
     def restart_node(self, node: str) -> None:
-        self.cluster = local.restart_node(self.cluster, node)
+        self.swarm = local.restart_node(self.swarm, node)
         self.rejoin(node)
 
     def cut_node(self, node: str) -> None:
-        local.set_link(self.cluster, node, up=False)
+        local.set_link(self.swarm, node, up=False)
 
     def link_node(self, node: str) -> None:
-        local.set_link(self.cluster, node, up=True)
+        local.set_link(self.swarm, node, up=True)
         self.rejoin(node)
 
     def set_availability(self, node: str, availability: str) -> None:
-        swarm_node = self.client.nodes.get(self.cluster.node(node).swarm_name)
+        swarm_node = self.client.nodes.get(self.swarm.node(node).swarm_name)
         spec = dict(swarm_node.attrs["Spec"], Availability=availability)
         swarm_node.update(spec)
         if availability == "active":
@@ -293,20 +299,32 @@ class SwarmStack(Lifecycle):
             self._wait_task(name, timeout)
         for name in names:
             if name != "nginx":
-                self._poll(name, partial(self._resolves, name), timeout)
+                self._poll(name, partial(self._resolves, name), timeout, logs=partial(self._resolved, name))
         self.reload_nginx()
 
-    def operations(self) -> "SwarmOperations":
-        from .operations import SwarmOperations
-
+    def operations(self) -> SwarmOperations:
         return SwarmOperations(self)
+
+    def _addresses(self, name: str) -> tuple[set[str], set[str]]:
+        """What nginx's node resolves `name` to, and the addresses of the task that runs it now."""
+        code, out = self.containers["nginx"].exec_run(["getent", "hosts", name])
+        networks = self.containers[name].attrs["NetworkSettings"]["Networks"]
+        task = {n["IPAddress"] for n in networks.values() if n.get("IPAddress")}
+        return (set(out.decode().split()) - {name} if code == 0 else set()), task
 
     def _resolves(self, name: str) -> bool:
         """nginx's node resolves `name` to the task's current address."""
-        code, out = self.containers["nginx"].exec_run(["getent", "hosts", name])
-        address = self.containers[name].attrs["NetworkSettings"]["Networks"]
-        wanted = {n["IPAddress"] for n in address.values() if n.get("IPAddress")}
-        return code == 0 and bool(wanted & set(out.decode().split()))
+        resolved, task = self._addresses(name)
+        return bool(resolved & task)
+
+    def _resolved(self, name: str) -> str:
+        """Why `_resolves` is false: both sides, and the task's log."""
+        try:
+            resolved, task = self._addresses(name)
+        except (docker.errors.APIError, *TRANSIENT) as exc:
+            return f"(nginx's node not asked: {exc})"
+        return (f"nginx's node ({self.placement['nginx']}) resolves {name} to {sorted(resolved) or 'nothing'}; "
+                f"its task on {self.placement[name]} has {sorted(task)}\n{self._tail(name)}")
 
     def reload_nginx(self) -> None:
         code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX_CONF, "-s", "reload"])
@@ -334,7 +352,7 @@ class SwarmStack(Lifecycle):
             except docker.errors.NotFound:
                 pass
         self._wait_tasks_gone()
-        configs = {c.id: c for c in getattr(self, "_configs", [])}
+        configs = {c.id: c for c in self.configs}
         configs.update({c.id: c for c in self.client.configs.list(filters=label)})
         networks = {n.id: n for n in self.networks.values()}
         networks.update({n.id: n for n in self.client.networks.list(filters=label)})
