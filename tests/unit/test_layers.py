@@ -7,7 +7,8 @@ from tests.unit.test_layout import graph
 
 #: lowest first; packages in one layer do not import each other
 LAYERS: list[set[str]] = [
-    {"errors", "settings", "signals", "progress"},
+    {"errors", "settings", "signals"},
+    {"console"},
     {"scenario"},
     {"accounting"},
     {"infra"},
