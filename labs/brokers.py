@@ -6,15 +6,17 @@ instead of branching on the broker.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .accounting.cluster import cluster_measures
 from .accounting.history import History
 from .errors import ImageError
 from .infra import inspect, redis_cluster
 from .infra.images import Image, ImageSet
-from .infra.stack import NATS_URL, Stack, nats_backend
+from .infra.running import RunningStack
+from .infra.stack import NATS_URL, nats_backend
 from .scenario import Broker, BrokerFacts, FaultKind, Metric, Scenario
 
 #: Redis Streams keep an append-only file fsynced on every write: a restarted Redis loses nothing
@@ -28,7 +30,7 @@ NATS_SLOW = {"write_deadline": 1.0}
 #: a broker's options for `StackSpec` (backends, broker_url, redis_args, form), given the scenario and images
 Options = Callable[[Scenario, ImageSet], dict[str, Any]]
 #: what a broker says after a run, as `History.probes` entries, given the replicas' health
-Probe = Callable[[Stack, Scenario, dict[str, Any]], dict[str, Any]]
+Probe = Callable[[RunningStack, Scenario, dict[str, Any]], dict[str, Any]]
 Measures = Callable[[History], dict[Metric, float | None]]
 
 
@@ -66,11 +68,11 @@ def no_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
     return {}
 
 
-def no_probe(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
+def no_probe(stack: RunningStack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     return {}
 
 
-def unmetered(stack: Stack, scenario: Scenario) -> Meter:
+def unmetered(stack: RunningStack, scenario: Scenario) -> Meter:
     return Unmetered()
 
 
@@ -103,7 +105,7 @@ def cluster_options(scenario: Scenario, images: ImageSet) -> dict[str, Any]:
             "form": redis_cluster.Former(top.cluster_masters, top.cluster_replicas)}
 
 
-def pubsub_probe(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
+def pubsub_probe(stack: RunningStack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     """Which replica has members in how many rooms, and how many channels Redis says each replica's
     subscriber holds (fewer than it needs: a deaf replica). A replica that did not answer: None."""
     if "redis" not in stack.containers:
@@ -114,7 +116,7 @@ def pubsub_probe(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> 
             "subscriptions": inspect.pubsub_subscriptions(stack)}
 
 
-def streams_probe(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
+def streams_probe(stack: RunningStack, scenario: Scenario, replicas: dict[str, Any]) -> dict[str, Any]:
     """The first entry each room's stream still holds."""
     if "redis" not in stack.containers:
         return {}
@@ -122,7 +124,7 @@ def streams_probe(stack: Stack, scenario: Scenario, replicas: dict[str, Any]) ->
     return {"stream_first_seq": inspect.stream_first_seq(stack, rooms)}
 
 
-def cluster_meter(stack: Stack, scenario: Scenario) -> Meter:
+def cluster_meter(stack: RunningStack, scenario: Scenario) -> Meter:
     top = scenario.topology
     return ClusterMeter(redis_cluster.Meter(stack, redis_cluster.node_names(top.cluster_masters,
                                                                              top.cluster_replicas)))
@@ -134,7 +136,7 @@ class Entry:
     #: no options: the stack's one Redis with its defaults (or, for broker none, no broker container)
     options: Options = no_options
     probe: Probe = no_probe
-    meter: Callable[[Stack, Scenario], Meter] = unmetered
+    meter: Callable[[RunningStack, Scenario], Meter] = unmetered
     #: its runs' extra measures (`facts.measures`, from the history)
     measures: Measures = no_measures
     #: the image its containers run, by its name in `ImageSet` and in a run's report (a run without a broker

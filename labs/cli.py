@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import scenario, settings, signals
 from .console import (
@@ -166,16 +166,16 @@ def cmd_swarm(args: argparse.Namespace) -> int:
         manager = args.manager or settings.DOCKER_HOST
         if not manager:
             raise LabError("swarm use needs --manager URL (or DOCKER_HOST): a Swarm manager's engine")
-        found = nodes.use(manager, args.engines)
-        for node in found.nodes:
+        joined = nodes.use(manager, args.engines)
+        for node in joined.nodes:
             print(f"{node.name:<8} {node.hostname:<20} {node.address:<15} {node.url}")
         print("runs create only their own services, networks, config and images there; `swarm down` removes "
               "the lab's services and forgets the Swarm")
         return EXIT_PASS
     if args.action == "down":
         with signals.deferred():
-            found = nodes.down(progress=progress)
-        print(f"removed the local Swarm of {settings.OWNER}" if found else "no local Swarm: nothing to remove")
+            removed = nodes.down(progress=progress)
+        print(f"removed the local Swarm of {settings.OWNER}" if removed else "no local Swarm: nothing to remove")
         return EXIT_PASS
     nodes.validate_nodes(args.nodes, args.heartbeat)
     client, images = _setup(progress)
@@ -212,7 +212,7 @@ def cmd_live(args: argparse.Namespace) -> int:
     return int(getattr(commands, args.command)(args))
 
 
-def add_live_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     name_help = "which live stack (default: default; one per name per checkout)"
     up = sub.add_parser("up", help="start a scenario's stack and keep it up, with a live view",
                         description="Start the scenario's stack, print the chat page's URL, show a live view "

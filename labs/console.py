@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import sys
 import traceback
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from . import settings
 
@@ -27,7 +27,7 @@ def progress_printer(quiet: bool) -> Progress:
 
 def crash_log(exc: BaseException) -> Path:
     """Write the traceback of a crash to build/crash-<stamp>.log; return its path."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     path = settings.BUILD_DIR / f"crash-{stamp}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(traceback.format_exception(exc)))

@@ -6,7 +6,8 @@ The plan and the stack it runs on come from `spec`; data flows one way.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import docker
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .accounting.history import (
     Ack,
@@ -50,7 +51,7 @@ class Client:
     """One scripted client: its link, its membership, what it still owes the room."""
 
     def __init__(self, name: str, index: int, due: int, scenario: Scenario, recorder: Recorder,
-                 link: Callable[["Client"], Link]) -> None:
+                 link: Callable[[Client], Link]) -> None:
         self.name, self.due, self.recorder = name, due, recorder
         self.room = scenario.workload.room_for(index)
         self.workload = scenario.workload

@@ -22,8 +22,8 @@ was on, and never past that fault's allowance.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .history import BrokerEvent, FaultEvent, History, Session
 

@@ -7,8 +7,8 @@ over nothing) or the checker itself failed: a checker that crashes never reports
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 from ..scenario import Bound, Metric
 from .checker import Accounting

@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any, Coroutine
+from typing import Any
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_BODY = 65536

@@ -3,7 +3,7 @@
 `--redis` is the broker's address whatever the broker: nats://nats:4222 for the NATS ones."""
 
 import argparse
-from typing import Callable
+from collections.abc import Callable
 
 from . import run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob

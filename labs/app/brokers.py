@@ -16,8 +16,9 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 Deliver = Callable[[str, str], None]
 #: on_gap(room, lo, hi): entries numbered lo..hi (inclusive) of `room` were trimmed before this replica read them

@@ -25,9 +25,10 @@ import asyncio
 import json
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 from .brokers import Deliver, PublishFailed, Replay
 from .nats_core import START_TIMEOUT, NatsBroker, subject
@@ -188,7 +189,7 @@ class NatsJetStream(NatsBroker):
         while seq < end:
             start = seq + 1
             try:
-                msg = await self._retry(lambda: self.js.get_msg(STREAM, seq=start, subject=subject(room), next=True))
+                msg = await self._retry(lambda: self.js.get_msg(STREAM, seq=start, subject=subject(room), next=True))  # noqa: B023
             except NotFoundError:
                 break
             seq = int(msg.seq)

@@ -39,7 +39,7 @@ log = logging.getLogger("wslab.cluster")
 class Shard:
     """One subscriber connection to one master: SSUBSCRIBE there, read it, PING it."""
 
-    def __init__(self, broker: "RedisClusterSharded", node: Address) -> None:
+    def __init__(self, broker: RedisClusterSharded, node: Address) -> None:
         import redis.asyncio as redis
         from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff

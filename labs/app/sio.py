@@ -31,9 +31,10 @@ import signal
 import sys
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 import engineio.payload
@@ -102,7 +103,7 @@ def guarded(handler: Handler) -> Handler:
     raised in a handler reaches python-socketio, which logs it and sends no ack at all."""
 
     @functools.wraps(handler)
-    async def wrapper(self: "Replica", sid: str, *args: Any) -> dict[str, str]:
+    async def wrapper(self: Replica, sid: str, *args: Any) -> dict[str, str]:
         event = handler.__name__.replace("_", "-")
         try:
             return await handler(self, sid, *args)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from ..console import EXIT_PASS, EXIT_USAGE
 from . import capacity, faults, lifecycle, partitioning, replicas, signals

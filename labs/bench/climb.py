@@ -70,7 +70,7 @@ def check_climb(args: argparse.Namespace, *, driver: str = "locust", via: str = 
 
 def proxy_cpu(port: int) -> dict[str, float]:
     """CPU seconds of the docker-proxy that carries the published port (a host process, not a container)."""
-    return {"docker-proxy": process_cpu(pid) for pid in docker_proxies([port]).values()}
+    return {"docker-proxy": sum(process_cpu(pid) for pid in docker_proxies([port]).values())}
 
 
 def nginx_address(stack: RunningStack, via: str) -> tuple[str, int]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from .. import scenario
 from ..console import EXIT_FAIL, EXIT_PASS

@@ -3,7 +3,7 @@ Swarm when the scenario has a [swarm] table."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import docker
 

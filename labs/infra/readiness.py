@@ -8,7 +8,7 @@ import http.client
 import socket
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ..errors import StackError
 

@@ -12,9 +12,10 @@ give clients a name that resolves on the back network, not a bus address they ca
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import docker.errors
 from docker.models.containers import Container

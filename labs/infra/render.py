@@ -41,7 +41,7 @@ class Sticky(enum.Enum):
     MAP = "map"
 
     @classmethod
-    def for_version(cls, version: tuple[int, int, int]) -> "Sticky":
+    def for_version(cls, version: tuple[int, int, int]) -> Sticky:
         return cls.NATIVE if version >= NATIVE_STICKY_SINCE else cls.MAP
 
     def describe(self) -> str:

@@ -16,12 +16,12 @@ import sys
 import tarfile
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Callable, Self
+from typing import Any, Self
 
 import docker
 import docker.errors
@@ -34,6 +34,7 @@ from ..settings import LABEL, OWNER, OWNER_LABEL
 from .engine import NO_ANSWER, wedged
 from .images import ImageSet
 from .operations import Operations
+
 # http_get, TRANSIENT and Timings are imported from here too (the stack's own names before readiness.py)
 from .readiness import TRANSIENT as TRANSIENT
 from .readiness import http_get as http_get
@@ -129,7 +130,7 @@ class StackSpec:
     broker_url: str = "redis://redis:6379/0"
     #: run once every backend is ready, before the stack counts as up (a Redis Cluster is formed here); a
     #: failure tears the stack down like any other start-up failure
-    form: Callable[["Stack"], None] | None = None
+    form: Callable[[Stack], None] | None = None
 
     def __post_init__(self) -> None:
         ports = self.extra_nginx_ports
@@ -334,7 +335,7 @@ class Stack(Lifecycle):
     def _create_all(self) -> Container:
         """Both networks, then every container (created, not started), in parallel."""
         spec = self.spec
-        roles = ("front", "back") if spec.needs_back else ("front",)
+        roles: tuple[str, ...] = ("front", "back") if spec.needs_back else ("front",)
         roles += tuple(dict.fromkeys(r for b in spec.broker_backends for r in b.networks))
         _all([self._pool.submit(self._create_network, role) for role in roles])
         self.progress(f"created {len(roles)} network(s)")
@@ -591,9 +592,8 @@ def remove_leftovers(client: docker.DockerClient, run_id: str | None = None,
                      owner: str | None = None) -> tuple[int, int]:
     """Remove every container and network the lab labelled (one run's, or all runs', or one owner's).
     Returns counts."""
-    selector: str | list[str] = f"{LABEL}={run_id}" if run_id else LABEL
-    if owner:
-        selector = [selector, f"{OWNER_LABEL}={owner}"]
+    label = f"{LABEL}={run_id}" if run_id else LABEL
+    selector: str | list[str] = [label, f"{OWNER_LABEL}={owner}"] if owner else label
     # sparse: no per-container inspect, which would race with a removal already under way
     containers = client.containers.list(all=True, filters={"label": selector}, sparse=True)
     unanswered = []

@@ -2,8 +2,8 @@
 
 `up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, launch.open_stack: on a Swarm
 when the scenario has a [swarm] table), prints the URLs and shows the live view until Ctrl-C or SIGTERM;
-the stack removes everything on every exit path, a crash of the view included. `down` asks that process to stop (SIGTERM), waits for it, then
-removes whatever still carries the run's label. `fault` and `heal` act on the containers by label.
+the stack removes everything on every exit path, a crash of the view included. `down` asks that process
+to stop (SIGTERM), waits for it, then removes whatever still carries the run's label. `fault` and `heal` act on the containers by label.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ import argparse
 import os
 import signal
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live

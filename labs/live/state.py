@@ -13,10 +13,11 @@ import fcntl
 import json
 import os
 import re
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from ..errors import LabError
 from ..settings import BUILD_DIR

@@ -11,7 +11,8 @@ if every run reached it without breaking (a run that broke below a rate is broke
 from __future__ import annotations
 
 import statistics
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ..errors import LabError
 from ..scenario import Broker

@@ -21,9 +21,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
@@ -140,7 +141,7 @@ class Session:
         self.steps = 0
         self.locust: dict[str, Any] = {}
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         try:
             self.start()
         except BaseException:

@@ -73,7 +73,7 @@ class UserCounts:
     latency_us: HdrHistogram
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "UserCounts":
+    def from_dict(cls, d: dict[str, Any]) -> UserCounts:
         hist = new_histogram()
         encoded = d.get("latency_us") or ""
         if encoded:

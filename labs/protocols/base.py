@@ -92,7 +92,7 @@ class ProtocolAdapter(ABC):
     def new_history(self) -> History:
         return History()
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook: most adapters need no process-wide setting
         """Process-wide client settings, once before the clients start."""
 
     @abstractmethod

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import aiohttp
 import socketio
@@ -84,7 +85,7 @@ def source_address(index: int, subnets: int) -> str:
     return f"198.18.{index % subnets}.{10 + index // subnets}"
 
 
-class _AsyncClient(socketio.AsyncClient):  # type: ignore[misc]
+class _AsyncClient(socketio.AsyncClient):
     """AsyncClient that also says when its Engine.IO transport closed, even before any namespace connected
     (python-socketio reports a disconnect only for a connected namespace)."""
 
@@ -122,7 +123,7 @@ class SocketIOLink(Link):
             if not (200 <= status < 300 or status == 101):
                 try:  # the body is cached: Engine.IO can still read it
                     detail = (await params.response.read()).decode(errors="replace").strip()
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     detail = f"(body unreadable: {exc!r})"
             self.http_log.append(HttpEvent(self.name, time.monotonic(), params.method,
                                            request_kind(params.method, params.url), status,

@@ -8,8 +8,8 @@ later copies are duplicates, a sender's own echo is not a delivery).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..accounting.checker import by_client
 from ..accounting.history import History

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from labs import scenario
-from labs.infra.render import for_replicas, render_nginx
 from labs.infra.launch import open_stack
+from labs.infra.render import for_replicas, render_nginx
 from labs.infra.stack import StackSpec
 from labs.protocols import for_app
 from labs.scenario import AppKind

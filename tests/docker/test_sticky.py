@@ -13,11 +13,11 @@ import docker.errors
 
 from labs import scenario
 from labs.infra import inspect
+from labs.infra.launch import open_stack
 from labs.infra.nginx_probe import nginx_version
 from labs.infra.render import Sticky, for_replicas, render_nginx
 from labs.infra.stack import StackSpec
 from labs.report import table
-from labs.infra.launch import open_stack
 from labs.scenario import Balance, Metric
 from labs.settings import LABEL, OWNER, OWNER_LABEL, ROOT
 

@@ -237,7 +237,8 @@ def test_faults_one_after_another_on_one_target_or_at_once_on_two_are_fine():
 
 @pytest.mark.parametrize("line", [
     "placement_max_min = inf", "reconnect_max_s = inf", "placement_max_min = 1.0", "reconnect_max_s = { max = 5 }",
-    "pollers_with_400_ratio = 0.0", "session_unknown_400 = { min = 30 }", "unsent = 0", "dropped_on_killed_ratio = { min = 0.5, max = 1.0 }",
+    "pollers_with_400_ratio = 0.0", "session_unknown_400 = { min = 30 }", "unsent = 0",
+    "dropped_on_killed_ratio = { min = 0.5, max = 1.0 }",
 ])
 def test_bounds_inside_the_domain_are_accepted(line):
     assert scenario.parse(SIO + line + "\n", name="t").expect

@@ -39,7 +39,7 @@ class LoadGroup:
         self.logs: list[IO[str]] = []
         self.events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
 
-    def __enter__(self) -> "LoadGroup":
+    def __enter__(self) -> LoadGroup:
         try:
             for k, (first, count) in enumerate(self.shares):
                 config = {"host": self.host, "ports": self.ports, "first": first, "count": count, "room": self.room,

@@ -32,8 +32,8 @@ from typing import Any
 from ... import scenario
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
 from ...infra import inspect, redis_cluster
-from ...infra.render import for_replicas, render_nginx
 from ...infra.launch import open_stack
+from ...infra.render import for_replicas, render_nginx
 from ...infra.running import RunningStack
 from ...infra.stack import StackSpec, http_get
 from ...scenario import Balance, Broker

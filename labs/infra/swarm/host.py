@@ -10,8 +10,8 @@ import signal
 import subprocess
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ...errors import SwarmError
 

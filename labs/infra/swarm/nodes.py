@@ -25,11 +25,12 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterable, TypeVar
+from typing import TypeVar
 
 import docker
 import docker.errors
@@ -40,7 +41,6 @@ from ...settings import OWNER
 from . import host
 from .host import (
     cgroup_parent,
-    swarm_dir,
     host_link,
     ip,
     netns,
@@ -48,6 +48,7 @@ from .host import (
     node_ns,
     segment_ns,
     subnet_octet,
+    swarm_dir,
 )
 
 MAX_NODES = 9
