@@ -50,25 +50,25 @@ setup: $(VENV)/.installed ## install the Python dependencies into .venv
 images: setup ## start a Docker engine if none answers, then find or build the images
 	$(LAB) images
 
-scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, same workload, one table
+scenario-pubsub: setup ## the failure and the fix: no broker vs Redis PubSub, same workload: a summary and its detail table
 	$(LAB) run no-broker pubsub
 
-scenario-faults: setup ## every fault scenario, every broker (PubSub, Streams, NATS, JetStream): lost, duplicated, recovered, max gap — one table
+scenario-faults: setup ## every fault scenario, every broker (PubSub, Streams, NATS, JetStream): lost, duplicated, recovered, max gap — a summary, then one table per kind
 	$(LAB) run $(FAULTS)
 
 scenario-brokers: setup ## Redis PubSub vs Streams vs NATS vs JetStream: the headline, then each shared fault — one run
 	$(LAB) run $(BROKERS)
 
-scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — one table
+scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — a summary, then one table per kind
 	$(LAB) run $(STICKY)
 
 scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscribe, Socket.IO adapter off/on, Redis restart and replica kill beside python-socketio — one run
 	$(LAB) run $(SEED_NODE)
 
-scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 and 200 rooms (bus bytes/msg, load per node), a master killed — one table
+scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 and 200 rooms (bus bytes/msg, load per node), a master killed — a summary, then one table per kind
 	$(LAB) run $(CLUSTER)
 
-scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — one table
+scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — a summary, then one table per kind
 	$(LAB) run --swarm-up 3 $(SWARM)
 
 swarm-up: setup images ## a local 3-node Docker Swarm on this machine (root): extra engines in network namespaces
