@@ -49,6 +49,17 @@ class Sink(Interface):
     def on_trimmed(self, first: int | None, last: int | None, replayed: int) -> None: ...
 
 
+def source_address(index: int, subnets: int) -> str:
+    """The address client `index` stands for, one of `subnets` distinct /24s ("" for one: its own). Every
+    link sends it as X-Forwarded-For, which nginx trusts from the lab's client network only (realip).
+
+    198.18.0.0/15 is reserved for network benchmarks (RFC 2544): header values only, never contacted.
+    """
+    if subnets <= 1:
+        return ""
+    return f"198.18.{index % subnets}.{10 + index // subnets}"
+
+
 class Link(ABC):
     """One scripted client's way to a replica through nginx, reopened after each drop."""
 

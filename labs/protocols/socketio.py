@@ -15,9 +15,9 @@ import engineio.payload
 from ..accounting.checker import Accounting
 from ..accounting.history import History
 from ..scenario import AppKind, Balance, Broker, Metric, Scenario
-from .base import Link, Outcome, ProtocolAdapter, Sink
+from .base import Link, Outcome, ProtocolAdapter, Sink, source_address
 from .cells import pct, ratio
-from .socketio_link import HttpEvent, SocketIOLink, source_address
+from .socketio_link import HttpEvent, SocketIOLink
 
 #: python-engineio refuses a polling payload of more than `Payload.max_decode_packets` packets (16 by
 #: default, a guard against floods) and drops the connection ("Unexpected packet from server"). A server

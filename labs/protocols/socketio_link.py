@@ -75,16 +75,6 @@ def request_kind(method: str, url: URL) -> str:
     return "send" if method == "POST" else "poll"
 
 
-def source_address(index: int, subnets: int) -> str:
-    """The address client `index` stands for, one of `subnets` distinct /24s ("" for one: its own).
-
-    198.18.0.0/15 is reserved for network benchmarks (RFC 2544): header values only, never contacted.
-    """
-    if subnets <= 1:
-        return ""
-    return f"198.18.{index % subnets}.{10 + index // subnets}"
-
-
 class _AsyncClient(socketio.AsyncClient):
     """AsyncClient that also says when its Engine.IO transport closed, even before any namespace connected
     (python-socketio reports a disconnect only for a connected namespace)."""

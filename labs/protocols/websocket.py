@@ -20,14 +20,17 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from ..accounting.history import History
 from ..scenario import AppKind, Broker, Scenario
-from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink
+from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink, source_address
 from .cells import latency, pct
 from .cluster_cells import bytes_notes, cluster_columns
 
 
 class WebSocketLink(Link):
-    def __init__(self, name: str, *, port: int, room: str, sink: Sink, host: str = "127.0.0.1") -> None:
+    def __init__(self, name: str, *, port: int, room: str, sink: Sink, host: str = "127.0.0.1",
+                 source: str = "") -> None:
         self.name, self.host, self.port, self.room, self.sink = name, host, port, room, sink
+        #: the address it stands for, sent as X-Forwarded-For on the opening handshake ("" for none)
+        self.source = source
         self.ws: ClientConnection | None = None
         self.reader: asyncio.Task[None] | None = None
         #: where this client is in the room's stream (Streams only): sent back when it reconnects
@@ -39,7 +42,8 @@ class WebSocketLink(Link):
         if self.last_sid:
             url += f"&last={self.last_sid}&seq={self.last_seq}"
         try:
-            ws = await connect(url, open_timeout=timeout, compression=None, max_queue=None, close_timeout=1)
+            ws = await connect(url, open_timeout=timeout, compression=None, max_queue=None, close_timeout=1,
+                               additional_headers={"X-Forwarded-For": self.source} if self.source else None)
         except (InvalidHandshake, ConnectionClosed) as exc:
             raise JoinFailed(str(exc)) from None
         try:
@@ -119,7 +123,9 @@ class WebSocketProtocol(ProtocolAdapter):
 
     def link(self, name: str, index: int, sink: Sink, *, port: int, scenario: Scenario,
              history: History, host: str = "127.0.0.1") -> Link:
-        return WebSocketLink(name, host=host, port=port, room=scenario.workload.room_for(index), sink=sink)
+        wl = scenario.workload
+        return WebSocketLink(name, host=host, port=port, room=wl.room_for(index), sink=sink,
+                             source=source_address(index, wl.source_subnets))
 
     def columns(self, outcome: Outcome) -> dict[str, str]:
         a, s = outcome.accounting, outcome.scenario

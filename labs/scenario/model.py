@@ -42,7 +42,10 @@ MIN_MASTERS, MAX_MASTERS = 3, 6
 class Balance(enum.Enum):
     ROUND_ROBIN = "round-robin"
     IP_HASH = "ip-hash"
+    #: `hash $remote_addr`: the address modulo the servers (a server added or removed moves most clients)
     HASH = "hash"
+    #: `hash $remote_addr consistent`: on a ketama ring (a server added moves about 1/(N+1) of them)
+    HASH_CONSISTENT = "hash-consistent"
     COOKIE = "cookie"
     #: partitioning by room: the room named in the WebSocket URL (`/ws?room=R`) picks the replica
     ROOM = "room"

@@ -120,7 +120,7 @@ _SOCKETIO_APPS = (AppKind.SOCKETIO, AppKind.SEED_NODE_SOCKETIO)
 #: article's events only (workload.events is "article" for it, and not a choice).
 APP_KEYS: dict[tuple[str, str], tuple[AppKind, ...]] = {
     ("topology", "cookie_name"): _SOCKETIO_APPS, ("workload", "transport"): _SOCKETIO_APPS,
-    ("workload", "source_subnets"): _SOCKETIO_APPS, ("workload", "events"): (AppKind.SOCKETIO,),
+    ("workload", "source_subnets"): (*_SOCKETIO_APPS, AppKind.WEBSOCKET), ("workload", "events"): (AppKind.SOCKETIO,),
     ("workload", "payload"): (AppKind.WEBSOCKET, AppKind.SEED_NODE_WS),
     ("workload", "rooms"): (AppKind.WEBSOCKET,),
 }

@@ -121,8 +121,9 @@ HOSTILE = [
                  ("topology.cookie_name = 'srv'", 'balance = "hash"'), id="cookie-name-without-cookie-balance"),
     pytest.param(WS.replace("clients = 4", 'clients = 4\ntransport = "polling"'),
                  ("workload.transport = 'polling'", 'app = "websocket"'), id="transport-on-websocket"),
-    pytest.param(WS.replace("clients = 4", "clients = 4\nsource_subnets = 4"),
-                 ("workload.source_subnets = 4", 'app = "websocket"'), id="subnets-on-websocket"),
+    pytest.param(WS.replace("replicas = 3", 'replicas = 3\napp = "seed-node-ws"')
+                 .replace("clients = 4", "clients = 4\nsource_subnets = 4"),
+                 ("workload.source_subnets = 4", 'app = "seed-node-ws"'), id="subnets-on-seed-node-ws"),
     pytest.param(WS.replace("clients = 4", 'clients = 4\nevents = "article"'),
                  ("workload.events = 'article'", 'app = "websocket"'), id="events-on-websocket"),
     pytest.param(SIO.replace("clients = 4", 'clients = 4\nevents = "node"'), ("unknown events 'node'", "article"),

@@ -56,7 +56,8 @@ def test_every_balancing_policy_has_a_template():
 
 def test_ip_hash_and_hash_policies_render_their_directive():
     assert "        ip_hash;" in render_nginx(for_replicas(3, balance=Balance.IP_HASH))
-    assert "        hash $remote_addr consistent;" in render_nginx(for_replicas(3, balance=Balance.HASH))
+    assert "        hash $remote_addr;" in render_nginx(for_replicas(3, balance=Balance.HASH))
+    assert "        hash $remote_addr consistent;" in render_nginx(for_replicas(3, balance=Balance.HASH_CONSISTENT))
     assert "        hash $arg_room consistent;" in render_nginx(for_replicas(3, balance=Balance.ROOM))
 
 

@@ -8,7 +8,8 @@ from yarl import URL
 
 from labs import scenario
 from labs.errors import ScenarioError
-from labs.protocols.socketio_link import request_kind, source_address
+from labs.protocols.base import source_address
+from labs.protocols.socketio_link import request_kind
 from labs.scenario import AppKind, Balance, Events, Metric, Transport
 from labs.settings import ROOT
 
@@ -49,9 +50,11 @@ def test_make_scenario_sticky_runs_exactly_the_sticky_set():
 
 def test_the_sticky_set_covers_every_policy_and_transport():
     loaded = [scenario.load(n) for n in STICKY]
-    # every policy a Socket.IO client can be balanced by ("room" hashes a WebSocket URL's room: partition-rooms)
-    assert {s.topology.balance for s in loaded} == set(Balance) - {Balance.ROOM}
+    # every policy a Socket.IO client can be balanced by ("room" hashes a WebSocket URL's room: partition-rooms;
+    # plain `hash` is about what a scale-out moves: deploy-scaleout-hash)
+    assert {s.topology.balance for s in loaded} == set(Balance) - {Balance.ROOM, Balance.HASH}
     assert scenario.load("partition-rooms").topology.balance is Balance.ROOM
+    assert scenario.load("deploy-scaleout-hash").topology.balance is Balance.HASH
     assert {s.workload.transport for s in loaded} == set(Transport)
     assert any(s.faults for s in loaded) and any(s.failure for s in loaded)
 
