@@ -81,6 +81,8 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
         except LabError as exc:  # the stack was up and the clients running: the run failed, not its setup
             raise RunFailed(str(exc)) from exc
         signals.check()
+        # every replica that ran: those a scale-out added too (one taken out by a scale-in stays listed)
+        history.replicas = list(dict.fromkeys([*history.replicas, *stack.replica_names()]))
         replicas = {name: inspect.health(stack, name) for name in stack.replica_names()}
         history.probes = {**probes(stack, s, replicas), **meter.end()}
         history.broker_events = sorted((BrokerEvent(name, t, part, ok) for name, r in replicas.items()

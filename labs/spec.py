@@ -8,7 +8,6 @@ options and the run's ids. `runner`, `live` and the benches all build their stac
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,8 +18,8 @@ import docker
 from .brokers import entry
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
-from .infra.render import Sticky, for_replicas, render_nginx
-from .infra.stack import StackSpec
+from .infra.render import Sticky, for_names, render_nginx
+from .infra.stack import Renderer, StackSpec
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
 from .scenario import Balance, FaultKind, Scenario
@@ -53,14 +52,24 @@ def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> Plan:
     return Plan(scenario, for_app(scenario.topology.app), templates)
 
 
-def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
-    """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
-    stand for several /24s; that network exists only once the stack made it)."""
-    top, wl = scenario.topology, scenario.workload
+def shutdown_timeout_ms(scenario: Scenario) -> int | None:
+    """nginx's `worker_shutdown_timeout` for the run: the one every reloading fault declares (parse makes
+    them agree), in the config from the start, since old workers read it from the config they started with."""
+    declared = {f.shutdown_timeout for f in scenario.faults if f.kind.reloads_lb and f.shutdown_timeout is not None}
+    return max(1, round(declared.pop() * 1000)) if declared else None
 
-    def render(client_net: str) -> str:
-        config = for_replicas(top.replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
-                              realip_from=client_net if wl.source_subnets > 1 else None)
+
+def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Renderer:
+    """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
+    stand for several /24s; that network exists only once the stack made it) and of the replicas in the
+    upstream (app-1..N at the start; a topology change renders it again with others)."""
+    top, wl = scenario.topology, scenario.workload
+    first = tuple(f"app-{i}" for i in range(1, top.replicas + 1))
+    timeout = shutdown_timeout_ms(scenario)
+
+    def render(client_net: str, replicas: tuple[str, ...] = first) -> str:
+        config = for_names(replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
+                           realip_from=client_net if wl.source_subnets > 1 else None, shutdown_timeout_ms=timeout)
         return render_nginx(config, templates=templates)
 
     return render

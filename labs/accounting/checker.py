@@ -26,6 +26,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from . import changes
 from .history import FaultEvent, History, Resume, Sent, Session
 from .reach import (
     EVERYWHERE,
@@ -124,9 +125,20 @@ class Accounting:
     deaf_replicas: tuple[str, ...] | None = ()
     published_to_nobody: int | None = 0
     failover: Failover = field(default_factory=Failover)
+    #: after a topology change: the clients that came back, and how many of them on another replica
+    remap: changes.Remap = field(default_factory=changes.Remap)
+    #: sorted latencies of the messages sent while a topology change was under way
+    change_latencies_ms: tuple[float, ...] = ()
+    #: topology changes in the run
+    change_count: int = 0
 
     def percentile_ms(self, q: float) -> float | None:
         return percentile(self.latencies_ms, q)
+
+    @property
+    def p99_in_change_ms(self) -> float | None:
+        """p99 latency of what was sent during a topology change; None without a change (or a delivery)."""
+        return percentile(self.change_latencies_ms, 0.99)
 
     @property
     def replicas_used(self) -> int:
@@ -332,6 +344,8 @@ def account(h: History) -> Accounting:
         windows=reached.windows(len(h.faults)), reached=reached.spans,
         deaf_replicas=_deaf(h.probes), published_to_nobody=_count(h.probes.get("published_to_nobody")),
         failover=_failover(h.faults, sessions, missed),
+        remap=changes.remapped(h), change_latencies_ms=changes.latencies_in_change_ms(h),
+        change_count=len(changes.changes(h)),
     )
 
 

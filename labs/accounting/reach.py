@@ -2,9 +2,12 @@
 
 A fault names the parts of the system it reaches:
 
-- a replica (`app-2`): the client connections on it and its broker connections;
+- a replica (`app-2`): the client connections on it and its broker connections (a scale-in, or one step of
+  a rolling restart: the replica taken away or replaced; a scale-out: the replica added);
 - a client's connection (`client:<name>`);
-- the broker (`broker`) or the load balancer (`lb`): every path goes through them.
+- the broker (`broker`) or the load balancer (`lb`): every path goes through them (an nginx reload reaches
+  the load balancer; a scale-out or scale-in reaches it too when a shutdown timeout cuts what its old
+  workers held).
 
 A node fault reaches what ran on the node; the harness names those parts when it applies the fault
 (`FaultEvent.reaches`). A part is reached from just before the fault was applied (`margin`) until it has
@@ -35,6 +38,9 @@ EVERYWHERE = frozenset({BROKER, LB})
 #: fault kinds that reach the broker (any other kind reaches its target)
 BROKER_FAULTS = frozenset({"restart-redis", "pause-redis", "restart-broker", "pause-broker",
                            "kill-pubsub-clients", "kill-cluster-master"})
+#: fault kinds that reach the load balancer: every path goes through it (a reload that cuts nothing ends as
+#: soon as its new workers run, so its window is short)
+LB_FAULTS = frozenset({"reload-lb"})
 #: a replica's broker connections by the direction they carry: what it publishes, what it receives
 SENDING_PARTS = frozenset({"publisher"})
 RECEIVING_PARTS = frozenset({"subscriber", "reader"})
@@ -58,6 +64,8 @@ def reach(f: FaultEvent) -> frozenset[str]:
         return frozenset(f.reaches)
     if f.kind in BROKER_FAULTS:
         return frozenset({BROKER})
+    if f.kind in LB_FAULTS:
+        return frozenset({LB})
     return frozenset({f.target})
 
 

@@ -85,6 +85,8 @@ def measures(acc: Accounting) -> dict[Metric, float | None]:
         Metric.NEVER_BACK: acc.never_back,
         Metric.LATE_RECOVERIES: acc.late_recoveries,
         Metric.RECOVERY_MAX_S: acc.recovery_max_s,
+        Metric.REMAPPED_RATIO: acc.remap.ratio,
+        Metric.P99_IN_CHANGE_MS: acc.p99_in_change_ms,
     }
 
 

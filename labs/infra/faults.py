@@ -2,7 +2,9 @@
 
 One small class per kind with `apply()` and `heal()`; `run_faults` schedules them against the workload's
 clock (host `time.monotonic()`), runs the Docker calls in threads so the clients keep going, and heals
-every applied fault even when the run is cancelled.
+every applied fault even when the run is cancelled. Topology changes (a deploy: scale-out, scale-in, a
+rolling restart, nginx reloaded) heal nothing and run one at a time, in the order of their `at`; a rolling
+restart reports each replica it replaced as a fault of its own, reaching that replica while it was down.
 """
 
 from __future__ import annotations
@@ -11,13 +13,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..accounting.history import FaultEvent
 from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
+from .operations import STOP_GRACE_S
 from .redis_cluster import myself_flags
 from .running import RunningStack, StackOperations
 
@@ -26,12 +29,25 @@ from .running import RunningStack, StackOperations
 class Action:
     ops: StackOperations
     target: str
+    #: the scheduled fault, for the kinds with keys of their own (a topology change's)
+    fault: Fault | None = None
+    #: what it did one replica at a time: (replica, from, until), each reported as a fault of its own
+    steps: list[tuple[str, float, float]] = field(default_factory=list)
 
     def apply(self) -> None:
         raise NotImplementedError
 
     def heal(self) -> None:
         pass
+
+    def knobs(self) -> Fault:
+        if self.fault is None:
+            raise StackError(f"{type(self).__name__} needs its scheduled fault (a scenario's [[faults]] entry)")
+        return self.fault
+
+    def retire_within(self) -> float | None:
+        """The shutdown timeout in force: a reload then waits until the old workers have cut their connections."""
+        return self.knobs().shutdown_timeout
 
 
 class KillReplica(Action):
@@ -166,6 +182,58 @@ class DrainNode(Action):
         self.ops.activate_node(self.target)
 
 
+class ScaleOut(Action):
+    """Start the next replica(s) (app-N+1…, named by the scenario), wait until ready, then reload nginx with
+    them in the upstream. Nothing to heal: they stay (a scale-in removes one)."""
+
+    def apply(self) -> None:
+        first = int(self.target.removeprefix("app-"))
+        names = [f"app-{first + i}" for i in range(self.knobs().count)]
+        self.ops.scale_out(names, retire_within=self.retire_within())
+
+
+class ScaleIn(Action):
+    """Take the replica out of the upstream and reload nginx, then SIGTERM it and wait until it exited (its
+    clients are closed with 1001 and come back through the others). Nothing to heal."""
+
+    def apply(self) -> None:
+        self.ops.scale_in(self.target, retire_within=self.retire_within())
+
+
+class ReloadLB(Action):
+    """Reload nginx with the same upstream while WebSockets are open: with a shutdown timeout, wait until
+    the old workers cut theirs."""
+
+    def apply(self) -> None:
+        self.ops.serve(tuple(self.ops.replicas()), retire_within=self.retire_within())
+
+
+class RollingRestart(Action):
+    """Replace the replicas (the target, or every one in order) `max_unavailable` at a time: stop each
+    (SIGTERM and wait for the exit, or SIGKILL), start it again, wait until it is ready; `step_pause`
+    between steps. The stops of one step go one after the other (see `membership`)."""
+
+    def apply(self) -> None:
+        f = self.knobs()
+        names = self.ops.replicas() if f.restarts_all else [self.target]
+        for k in range(0, len(names), f.max_unavailable):
+            if k:
+                time.sleep(f.step_pause)
+            batch = names[k:k + f.max_unavailable]
+            began = {}
+            for name in batch:
+                began[name] = time.monotonic()
+                if f.graceful:
+                    self.ops.stop(name, timeout=STOP_GRACE_S)
+                else:
+                    self.ops.kill(name)
+            for name in batch:
+                self.ops.start_again(name)
+            for name in batch:
+                self.ops.wait_replica(name)
+                self.steps.append((name, began[name], time.monotonic()))
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_NODE: KillNode,
     FaultKind.PARTITION_NODE: PartitionNode,
@@ -179,39 +247,59 @@ ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_PUBSUB_CLIENTS: KillPubsubClients,
     FaultKind.SLOW_CONSUMER: SlowConsumer,
     FaultKind.KILL_CLUSTER_MASTER: KillClusterMaster,
+    FaultKind.SCALE_OUT: ScaleOut,
+    FaultKind.SCALE_IN: ScaleIn,
+    FaultKind.RELOAD_LB: ReloadLB,
+    FaultKind.ROLLING_RESTART: RollingRestart,
 }
 
 
 def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
     """What the fault reaches, for the checker: a node fault, every replica that ran on the node, the broker
-    and the load balancer when they did; any other kind what labs/accounting/reach.py says of it."""
+    and the load balancer when they did; a scale-out its new replicas; any other kind what
+    labs/accounting/reach.py says of it. A change that reloads nginx with a shutdown timeout reaches the load
+    balancer too: every connection through an old worker is cut."""
     if fault.kind.targets_node:
         here = sorted(name for name, node in node_of.items() if node == fault.target)
         parts = [name for name in here if name.startswith("app-")]
         parts += [BROKER for name in here if name in {"redis", "nats"} or name.startswith("redis-")][:1]
         return tuple(parts + ([LB] if "nginx" in here else []))
-    return tuple(sorted(reach(FaultEvent(fault.kind.value, fault.target, 0.0))))
+    found = set(reach(FaultEvent(fault.kind.value, fault.target, 0.0)))
+    if fault.kind is FaultKind.SCALE_OUT:
+        first = int(fault.target.removeprefix("app-"))
+        found |= {f"app-{first + i}" for i in range(fault.count)}
+    if fault.kind.reloads_lb and fault.shutdown_timeout is not None:
+        found.add(LB)
+    return tuple(sorted(found))
 
 
-async def run_fault(stack: RunningStack, fault: Fault, *, started_at: float) -> FaultEvent:
+async def run_fault(stack: RunningStack, fault: Fault, *, started_at: float,
+                    one_at_a_time: asyncio.Lock | None = None) -> list[FaultEvent]:
     """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation). A fault
-    whose apply raised is healed too (it may have half happened) before the error goes on."""
-    action = ACTIONS[fault.kind](stack.operations(), fault.target)
+    whose apply raised is healed too (it may have half happened) before the error goes on. A topology change
+    first waits for `one_at_a_time` (the one before it still under way). What happened: one event, or one
+    per step of a rolling restart."""
+    action = ACTIONS[fault.kind](stack.operations(), fault.target, fault)
     parts = reaches(fault, stack.node_of())
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
-    applied = time.monotonic()
-    try:
-        await asyncio.to_thread(action.apply)
-    except BaseException:
-        with contextlib.suppress(Exception):  # the apply's error is the one to report
+    async with one_at_a_time or contextlib.nullcontext():
+        applied = time.monotonic()
+        try:
+            await asyncio.to_thread(action.apply)
+        except BaseException:
+            with contextlib.suppress(Exception):  # the apply's error is the one to report
+                await asyncio.shield(asyncio.to_thread(action.heal))
+            raise
+        try:
+            await asyncio.sleep(fault.heal_after)
+        finally:
+            # Heal even when cancelled: shield the Docker call so it runs to the end.
             await asyncio.shield(asyncio.to_thread(action.heal))
-        raise
-    try:
-        await asyncio.sleep(fault.heal_after)
-    finally:
-        # Heal even when cancelled: shield the Docker call so it runs to the end.
-        await asyncio.shield(asyncio.to_thread(action.heal))
-    return FaultEvent(fault.kind.value, fault.target, applied, time.monotonic(), parts, fault.recovery_s)
+        healed = time.monotonic()
+    if action.steps:
+        return [FaultEvent(fault.kind.value, name, began, ended, (name,), fault.recovery_s)
+                for name, began, ended in action.steps]
+    return [FaultEvent(fault.kind.value, fault.target, applied, healed, parts, fault.recovery_s)]
 
 
 def fault_schedule(stack: RunningStack, faults: tuple[Fault, ...]
@@ -223,6 +311,10 @@ def fault_schedule(stack: RunningStack, faults: tuple[Fault, ...]
 
 
 async def run_faults(stack: RunningStack, faults: tuple[Fault, ...], *, started_at: float) -> list[FaultEvent]:
-    """Run every fault of a scenario concurrently; return what happened, in order of application."""
-    events = await asyncio.gather(*(run_fault(stack, f, started_at=started_at) for f in faults))
-    return sorted(events, key=lambda e: e.applied)
+    """Run every fault of a scenario concurrently (topology changes one at a time, in the order of their
+    `at`); return what happened, in order of application."""
+    changes = asyncio.Lock()
+    events = await asyncio.gather(*(run_fault(stack, f, started_at=started_at,
+                                              one_at_a_time=changes if f.kind.changes_topology else None)
+                                    for f in sorted(faults, key=lambda f: f.at)))
+    return sorted((e for each in events for e in each), key=lambda e: e.applied)

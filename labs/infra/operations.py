@@ -1,5 +1,7 @@
-"""What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis.
-A Swarm's operations (labs.infra.swarm.operations) add its nodes; on one engine a node fault is refused.
+"""What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis,
+and change its topology (a replica added or taken out of nginx's upstream, nginx reloaded). A Swarm's
+operations (labs.infra.swarm.operations) add its nodes; on one engine a node fault is refused, on a Swarm
+a topology change.
 
 Each call is one Docker operation on a container the stack started; faults (`labs.infra.faults`) decide
 when. Blocking: the fault schedule runs them in threads beside the clients. One that changes a network's
@@ -11,15 +13,24 @@ from __future__ import annotations
 import docker.errors
 
 from ..errors import StackError
+from . import balancer
+from .balancer import Balancer
 from .inspect import redis_cli
-from .running import Handles
+from .running import Handles, Scalable
+
+#: how long a replica has to exit after SIGTERM before Docker SIGKILLs it (the lab's replicas close their
+#: clients and exit in well under a second)
+STOP_GRACE_S = 10
 
 
 class Operations:
-    """One engine's: every call acts on a container or a network of `stack` (`running.StackOperations`)."""
+    """One engine's: every call acts on a container or a network of `stack` (`running.StackOperations`).
+    A topology change needs `topology` too (the stack itself; a live stack found by its label has none)."""
 
-    def __init__(self, stack: Handles) -> None:
+    def __init__(self, stack: Handles, topology: Scalable | None = None, lb: Balancer = balancer.NGINX) -> None:
         self.stack = stack
+        self.topology = topology
+        self.lb = lb
 
     def has(self, name: str) -> bool:
         return name in self.stack.containers
@@ -67,6 +78,47 @@ class Operations:
     def cluster_cli(self, node: str, *args: str) -> str:
         """redis-cli in one Redis Cluster node (redis-1..N)."""
         return redis_cli(self.stack, *args, node=node)
+
+    # -- topology changes ------------------------------------------------------------------------------
+
+    def _scalable(self, what: str) -> Scalable:
+        if self.topology is None:
+            raise StackError(f"{what} needs the stack that runs the scenario (a topology change is scheduled in "
+                             f"a scenario's [[faults]], on one engine)")
+        return self.topology
+
+    def replicas(self) -> list[str]:
+        return self._scalable("the replicas in the upstream").replica_names()
+
+    def wait_replica(self, name: str) -> None:
+        self._scalable("waiting for a replica").wait_replica(name)
+
+    def reload_lb(self, config: str | None = None, *, retire_within: float | None = None) -> None:
+        """Write `config` into the load balancer (None: keep its file) and reload it (`balancer.reload`);
+        the signal is sent under `membership`."""
+        balancer.reload(self.stack.containers[self.lb.container], self.lb, config=config,
+                        retire_within=retire_within, signalling=self.stack.membership)
+
+    def serve(self, replicas: tuple[str, ...], *, retire_within: float | None = None) -> None:
+        """Reload the load balancer with `replicas` in its upstream."""
+        stack = self._scalable("a new upstream")
+        config = stack.lb_config(replicas)
+        self.reload_lb(config, retire_within=retire_within)
+        stack.set_serving(replicas, config)
+
+    def scale_out(self, names: list[str], *, retire_within: float | None = None) -> None:
+        """Start each new replica and wait until it is ready, then add them all to the upstream."""
+        stack = self._scalable("scale-out")
+        for name in names:
+            stack.add_replica(name)
+        self.serve((*stack.replica_names(), *names), retire_within=retire_within)
+
+    def scale_in(self, name: str, *, retire_within: float | None = None) -> None:
+        """Drain, then stop: out of the upstream and the load balancer reloaded (no new client reaches it),
+        then SIGTERM (it closes its clients with 1001, going away) and wait until it has exited."""
+        stack = self._scalable("scale-in")
+        self.serve(tuple(r for r in stack.replica_names() if r != name), retire_within=retire_within)
+        self.stop(name, timeout=STOP_GRACE_S)
 
     def kill_node(self, name: str) -> None:
         raise _no_nodes("kill-node", name)

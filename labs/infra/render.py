@@ -28,6 +28,8 @@ REPLICA_HEADER = "X-Wslab-Replica"
 #: `worker_rlimit_nofile`, and the host caps every process), so the bound is generous but finite
 MAX_WORKERS = 32
 MAX_LISTEN_PORTS = 32
+#: `worker_shutdown_timeout`, in milliseconds: bounded (ten minutes), never "for ever" by accident
+MAX_SHUTDOWN_TIMEOUT_MS = 600_000
 
 
 class RenderError(LabError):
@@ -108,6 +110,10 @@ class NginxConfig:
     worker_rlimit_nofile: int | None = None
     #: one access-log line per request; off for runs of many thousands of connections
     access_log: bool = True
+    #: `worker_shutdown_timeout`: after a reload, the old workers' connections are cut this long after they
+    #: were told to stop. nginx reads it from the config the old workers started with, so it is written from
+    #: the start. None: nginx's default, old workers live as long as their connections
+    shutdown_timeout_ms: int | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.replicas) <= 32:
@@ -140,6 +146,13 @@ class NginxConfig:
             raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")
         if self.realip_from is not None:
             object.__setattr__(self, "realip_from", _cidr(self.realip_from))
+        if self.shutdown_timeout_ms is not None and (
+                isinstance(self.shutdown_timeout_ms, bool) or not isinstance(self.shutdown_timeout_ms, int)
+                or not 1 <= self.shutdown_timeout_ms <= MAX_SHUTDOWN_TIMEOUT_MS):
+            raise RenderError(f"shutdown_timeout_ms {self.shutdown_timeout_ms!r} must be an integer "
+                              f"1..{MAX_SHUTDOWN_TIMEOUT_MS}")
+        if len({r.port for r in self.replicas}) != 1:
+            raise RenderError(f"the replicas must share one port, got {sorted({r.port for r in self.replicas})}")
 
     @property
     def listen_ports(self) -> tuple[int, ...]:
@@ -151,8 +164,18 @@ def for_replicas(count: int, *, balance: Balance = Balance.ROUND_ROBIN, port: in
                  cookie_name: str = "wslab_srv", sticky: Sticky = Sticky.MAP,
                  realip_from: str | None = None) -> NginxConfig:
     """The lab's usual upstream set: app-1..app-N on their network aliases."""
-    return NginxConfig(tuple(Upstream(f"app-{i}", f"app-{i}", port) for i in range(1, count + 1)),
-                       balance=balance, cookie_name=cookie_name, sticky=sticky, realip_from=realip_from)
+    return for_names(tuple(f"app-{i}" for i in range(1, count + 1)), balance=balance, port=port,
+                     cookie_name=cookie_name, sticky=sticky, realip_from=realip_from)
+
+
+def for_names(names: tuple[str, ...], *, balance: Balance = Balance.ROUND_ROBIN, port: int = 8000,
+              cookie_name: str = "wslab_srv", sticky: Sticky = Sticky.MAP, realip_from: str | None = None,
+              shutdown_timeout_ms: int | None = None) -> NginxConfig:
+    """An upstream of the named replicas, each on its network alias (after a scale-out or scale-in the
+    names are no longer app-1..app-N)."""
+    return NginxConfig(tuple(Upstream(name, name, port) for name in names), balance=balance,
+                       cookie_name=cookie_name, sticky=sticky, realip_from=realip_from,
+                       shutdown_timeout_ms=shutdown_timeout_ms)
 
 
 def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str:
@@ -174,6 +197,7 @@ def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str
             cookie_name=config.cookie_name, sticky=config.sticky.value,
             sticky_map=config.balance is Balance.COOKIE and config.sticky is Sticky.MAP,
             replica_header=REPLICA_HEADER, realip_from=config.realip_from,
+            replica_port=config.replicas[0].port, shutdown_timeout_ms=config.shutdown_timeout_ms,
         )
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"nginx template not found: {exc.name} under {templates / 'nginx'}") from None

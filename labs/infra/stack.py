@@ -10,10 +10,8 @@ ours, so nothing exists that the teardown does not know. What faults do to a run
 
 from __future__ import annotations
 
-import io
 import socket
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable, Collection
@@ -21,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import docker
 import docker.errors
@@ -31,6 +29,8 @@ from docker.models.containers import Container
 from .. import signals
 from ..errors import EngineError, StackError
 from ..settings import LABEL, OWNER, OWNER_LABEL
+from . import balancer
+from .balancer import NGINX_CONF
 from .engine import NO_ANSWER, wedged
 from .images import ImageSet
 from .operations import Operations
@@ -43,7 +43,6 @@ from .running import Timings as Timings
 
 APP_PORT = 8000
 NGINX_PORT = 8080
-NGINX_CONF = "/etc/wslab/nginx.conf"
 LOG_TAIL = 20
 #: every process in every container: an unprivileged user (nobody), no capabilities, no way to gain any.
 #: Nothing here needs one: nginx listens on 8080, Redis writes under /tmp, the replicas only talk.
@@ -95,6 +94,13 @@ def nats_backend(image: str, *, jetstream: bool = False, max_pending: int | None
     return Backend(name, image, ("sh", "-c", script), NATS_READY)
 
 
+class Renderer(Protocol):
+    """The nginx config for the client network (trusted for X-Forwarded-For) and the replicas in the
+    upstream (app-1..N unless a topology change says otherwise)."""
+
+    def __call__(self, client_net: str, replicas: tuple[str, ...] = ...) -> str: ...
+
+
 @dataclass(frozen=True)
 class StackSpec:
     run_id: str
@@ -118,7 +124,7 @@ class StackSpec:
     small_buffers: tuple[str, ...] = ()
     #: when set, renders the nginx config from the front network's subnet once that network exists (the
     #: host's connections arrive from it, so realip may trust that network and no other); else `nginx_conf`
-    nginx_conf_for: Callable[[str], str] | None = None
+    nginx_conf_for: Renderer | None = None
     #: more nginx container ports to publish, each on its own ephemeral 127.0.0.1 port (the host reaches a
     #: published port through one docker-proxy process per port, and each holds two files per connection)
     extra_nginx_ports: tuple[int, ...] = ()
@@ -162,16 +168,6 @@ def check_port_free(port: int) -> None:
             s.bind(("127.0.0.1", port))
         except OSError:
             raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
-
-
-def _tar(name: str, text: str) -> bytes:
-    data = text.encode()
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        info = tarfile.TarInfo(name)
-        info.size, info.mode = len(data), 0o644
-        tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
 
 
 def _nginx_failed(nginx: Container, otherwise: str) -> StackError:
@@ -279,12 +275,17 @@ class Stack(Lifecycle):
     on_removed: Callable[[list[str]], None] = lambda names: None
     #: what the engine said changed while the run went: one engine says nothing (a Swarm: its nodes, tasks)
     events: list[tuple[float, str]] = field(default_factory=list)
+    #: the replicas in nginx's upstream now, in order (a topology change adds or removes some)
+    serving: list[str] = field(default_factory=list)
+    #: the front network's subnet, where the host's connections arrive from (what realip may trust)
+    client_net: str = ""
 
     def __post_init__(self) -> None:
         self._cleanup = ExitStack()
         self._pool = ThreadPoolExecutor(max_workers=8)
         self._stopping = threading.Event()
         self.membership = threading.Lock()
+        self.serving = [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
 
     def _release(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -303,10 +304,11 @@ class Stack(Lifecycle):
         with signals.deferred():
             nginx = self._create_all()
             self._start_backends()
+        self.client_net = self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"]
         self.nginx_conf = spec.nginx_conf
         if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
-        nginx.put_archive("/", _tar(NGINX_CONF.lstrip("/"), self.nginx_conf))
+            self.nginx_conf = spec.nginx_conf_for(self.client_net)
+        balancer.write_config(nginx, balancer.NGINX, self.nginx_conf)
         self.progress(f"started {len(self.containers) - 1} backend container(s); starting nginx")
         try:
             with signals.deferred():
@@ -344,12 +346,7 @@ class Stack(Lifecycle):
         jobs += [self._pool.submit(self._create_backend, b.name, b.image, list(b.command), self.networks["back"].name,
                                    b.networks)
                  for b in spec.broker_backends]
-        for i in range(1, spec.replicas + 1):
-            jobs.append(self._pool.submit(
-                self._create_backend, f"app-{i}", spec.app_image or spec.images.app.tag,
-                [*(spec.app_command or ("/opt/venv/bin/python", "-m", spec.app_module)),
-                 "--name", f"app-{i}", "--port", str(APP_PORT),
-                 "--broker", spec.broker, "--redis", spec.broker_url, *spec.app_args], front))
+        jobs += [self._pool.submit(self._create_replica, name) for name in self.serving]
         jobs.append(self._pool.submit(
             self._create, "nginx", spec.images.nginx.tag,
             ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr -c {NGINX_CONF} "
@@ -370,6 +367,15 @@ class Stack(Lifecycle):
         self.networks[role] = self.client.networks.create(
             f"wslab-{self.spec.run_id}-{role}", driver="bridge", internal=role != "front",
             labels=labels(self.spec.run_id, f"network-{role}"))
+
+    def _create_replica(self, name: str) -> None:
+        """A replica: the app image and command, on the front network (and back, with a broker)."""
+        spec = self.spec
+        self._create_backend(name, spec.app_image or spec.images.app.tag,
+                             [*(spec.app_command or ("/opt/venv/bin/python", "-m", spec.app_module)),
+                              "--name", name, "--port", str(APP_PORT),
+                              "--broker", spec.broker, "--redis", spec.broker_url, *spec.app_args],
+                             self.networks["front"].name)
 
     def _create_backend(self, name: str, image: str, command: list[str], network: str,
                         more: tuple[str, ...] = ()) -> None:
@@ -440,14 +446,51 @@ class Stack(Lifecycle):
         self.spec.form(self)
 
     def replica_names(self) -> list[str]:
-        return [f"app-{i}" for i in range(1, self.spec.replicas + 1)]
+        """The replicas in nginx's upstream now."""
+        return list(self.serving)
+
+    # -- what topology changes need (running.Scalable) ---------------------------------------------------
+
+    def add_replica(self, name: str) -> None:
+        """Make one more replica as the start makes them (image, networks, hardening, labels), start it and
+        wait until it is ready, through nginx's /_lab/<name>/healthz: it serves no client until it joins
+        the upstream. Held under `membership`, so the teardown either runs first (then nothing is made) or
+        finds it; a create and a start are critical sections, as at the start."""
+        if name in self.containers:
+            raise StackError(f"{name} exists already in this stack")
+        with self.membership:
+            if self.stopping:
+                raise StackError(f"{name}: the stack is being removed")
+            with signals.deferred():
+                self._create_replica(name)
+        with self.membership:
+            if self.stopping:
+                raise StackError(f"{name}: the stack is being removed")
+            with signals.deferred():
+                self.containers[name].start()
+        self.progress(f"started {name}")
+        self._wait_app(name)
+
+    def wait_replica(self, name: str) -> None:
+        """Wait until the replica is ready again (the same probe as at the start)."""
+        self._wait_app(name)
+
+    def lb_config(self, replicas: tuple[str, ...]) -> str:
+        """nginx's config with `replicas` in its upstream."""
+        if self.spec.nginx_conf_for is None:
+            raise StackError("this stack's nginx config was given whole: it cannot be rendered for other replicas")
+        return self.spec.nginx_conf_for(self.client_net, replicas)
+
+    def set_serving(self, replicas: tuple[str, ...], config: str) -> None:
+        """nginx now runs `config`, with `replicas` in its upstream."""
+        self.serving, self.nginx_conf = list(replicas), config
 
     def node_of(self) -> dict[str, str]:
         """Which node ran each container: one engine, this one."""
         return {name: "local" for name in self.containers}
 
     def operations(self) -> Operations:
-        return Operations(self)
+        return Operations(self, self)
 
     # -- teardown --------------------------------------------------------------------------------------
 

@@ -24,8 +24,9 @@ from ..scenario import Broker, FaultKind, unfit
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
-#: the live stack runs on one engine: node faults are for Swarm scenarios
-KINDS = tuple(k.value for k in FaultKind if not k.targets_node)
+#: the live stack runs on one engine: node faults are for Swarm scenarios; a topology change is scheduled in
+#: a scenario (it needs the stack that renders nginx's config, not one found by its label)
+KINDS = tuple(k.value for k in FaultKind if not k.targets_node and not k.changes_topology)
 #: faults applied with `redis-cli` inside the Redis container
 TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
 
@@ -33,9 +34,13 @@ TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
 def check_kind(kind: str) -> FaultKind:
     """The fault kind named `kind`, or one line listing the kinds there are."""
     try:
-        return FaultKind(kind)
+        found = FaultKind(kind)
     except ValueError:
         raise LabError(f"unknown fault kind {kind!r}; choose one of {', '.join(KINDS)}") from None
+    if found.changes_topology:
+        raise LabError(f"{kind} is a topology change: schedule it in a scenario's [[faults]] "
+                       f"(on a live stack: {', '.join(KINDS)})")
+    return found
 
 
 def check_target(kind: FaultKind, target: str, state: LiveState) -> None:

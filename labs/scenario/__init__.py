@@ -12,8 +12,10 @@ from .expect import (
     Bound,
     Metric,
 )
-from .faults import FaultKind
+from .faults import TOPOLOGY_CHANGES, FaultKind
 from .model import (
+    ALL_REPLICAS,
+    LB_CONTAINER,
     MAX_DELIVERIES,
     MAX_FAULTS,
     MAX_MASTERS,
@@ -36,6 +38,7 @@ from .model import (
 from .parse import NODE_BROKERS, available, load, on_swarm, parse
 
 __all__ = [
+    "ALL_REPLICAS", "LB_CONTAINER", "TOPOLOGY_CHANGES",
     "CLUSTER_ONLY", "MAX_DELIVERIES", "MAX_FAULTS", "MAX_MASTERS", "MAX_RECOVERY_S", "MAX_REPLICAS", "MAX_ROOMS",
     "MAX_SENDS", "MAX_SEND_DURATION_S", "MIN_MASTERS", "NODE_BROKERS", "SEED_NODE_WS_METRICS", "SOCKETIO_METRICS",
     "SOCKETIO_ONLY", "WEBSOCKET_ONLY", "AppKind", "Balance", "Bound", "Broker", "BrokerFacts", "Events", "Fault",

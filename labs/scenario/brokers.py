@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 
 from .expect import CLUSTER_ONLY, Metric
-from .faults import REDIS_ONLY, FaultKind
+from .faults import REDIS_ONLY, TOPOLOGY_CHANGES, FaultKind
 
 
 class Broker(enum.Enum):
@@ -76,9 +76,9 @@ class BrokerFacts:
         return self.not_on_swarm is None
 
 
-#: faults on a replica or a Swarm node: they need nothing of the broker
+#: faults on a replica, a Swarm node or the topology: they need nothing of the broker
 EVERYWHERE = frozenset({FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.KILL_NODE,
-                        FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE})
+                        FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}) | TOPOLOGY_CHANGES
 #: and on the broker's one container, whatever runs in it
 ONE_CONTAINER = EVERYWHERE | {FaultKind.RESTART_BROKER, FaultKind.PAUSE_BROKER}
 #: and on Redis itself

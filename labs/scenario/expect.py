@@ -99,6 +99,10 @@ class Metric(enum.Enum):
     LATE_RECOVERIES = "late_recoveries"
     #: the longest time after a heal that something a fault cut or broke took to recover (inf: never)
     RECOVERY_MAX_S = "recovery_max_s"
+    #: of the clients that reconnected after a topology change cut them, those that landed on another replica
+    REMAPPED_RATIO = "remapped_ratio"
+    #: delivery latency p99 (ms) of the messages sent while a topology change was under way
+    P99_IN_CHANGE_MS = "p99_in_change_ms"
     # measured on a Redis Cluster (redis-cluster-* brokers)
     #: bytes the cluster nodes moved over their cluster bus (the bus network) per message sent
     BUS_BYTES_PER_MESSAGE = "bus_bytes_per_message"
@@ -114,7 +118,8 @@ class Metric(enum.Enum):
 _DOMAINS = {
     **{m: RATIO for m in (Metric.DELIVERED_RATIO, Metric.SAME_SERVER_RATIO, Metric.CROSS_SERVER_RATIO,
                           Metric.HANDSHAKE_OK_RATIO, Metric.POLLERS_WITH_400_RATIO,
-                          Metric.DROPPED_ON_KILLED_RATIO, Metric.RECONNECTED_RATIO)},
+                          Metric.DROPPED_ON_KILLED_RATIO, Metric.RECONNECTED_RATIO, Metric.REMAPPED_RATIO)},
+    Metric.P99_IN_CHANGE_MS: Domain(0.0, text="milliseconds (>= 0, finite)"),
     Metric.MAX_GAP_S: SECONDS,
     Metric.RECONNECT_MAX_S: SECONDS_OR_NEVER,
     Metric.RECOVERY_MAX_S: SECONDS_OR_NEVER,

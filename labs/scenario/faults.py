@@ -1,5 +1,7 @@
 """The kinds of fault a scenario can schedule, and what each one hits: a replica, the broker's container,
-a Redis Cluster's node or a Swarm node. Which brokers take which kind is the brokers' business (brokers.py).
+a Redis Cluster's node, a Swarm node, or the topology itself (a replica added or removed, the replicas
+restarted one by one, the load balancer reloaded). Which brokers take which kind is the brokers' business
+(brokers.py).
 """
 
 from __future__ import annotations
@@ -25,6 +27,14 @@ class FaultKind(enum.Enum):
     PARTITION_NODE = "partition-node"
     #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
     DRAIN_NODE = "drain-node"
+    #: start replica N+1 (more with `count`), then reload nginx with it in the upstream
+    SCALE_OUT = "scale-out"
+    #: take a replica out of nginx's upstream, reload nginx, then SIGTERM the replica and wait for it to exit
+    SCALE_IN = "scale-in"
+    #: replace the replicas one at a time (SIGTERM or SIGKILL, start again, wait until ready)
+    ROLLING_RESTART = "rolling-restart"
+    #: nginx reloads its config (SIGHUP) while WebSockets are open
+    RELOAD_LB = "reload-lb"
 
     @property
     def targets_replica(self) -> bool:
@@ -38,6 +48,28 @@ class FaultKind(enum.Enum):
     def targets_node(self) -> bool:
         return self in {FaultKind.KILL_NODE, FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}
 
+    @property
+    def changes_topology(self) -> bool:
+        """A deploy rather than a failure: replicas added, removed or replaced, the load balancer reloaded."""
+        return self in TOPOLOGY_CHANGES
+
+    @property
+    def reloads_lb(self) -> bool:
+        """It reloads nginx (so `shutdown_timeout` applies to it)."""
+        return self in {FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.RELOAD_LB}
+
+
+TOPOLOGY_CHANGES = frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.ROLLING_RESTART,
+                              FaultKind.RELOAD_LB})
+#: the keys only some kinds take (any other kind refuses them)
+KIND_KEYS: dict[str, frozenset[FaultKind]] = {
+    "graceful": frozenset({FaultKind.ROLLING_RESTART}),
+    "max_unavailable": frozenset({FaultKind.ROLLING_RESTART}),
+    "step_pause": frozenset({FaultKind.ROLLING_RESTART}),
+    "shutdown_timeout": frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.RELOAD_LB}),
+    "count": frozenset({FaultKind.SCALE_OUT}),
+}
+
 
 #: faults that talk to Redis itself, and the broker-neutral kind that does the same to any broker (if any)
 REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
@@ -50,4 +82,6 @@ REDIS_ONLY: dict[FaultKind, FaultKind | None] = {
 NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, without its append-only file",
                 FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
                 FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
-                FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only"}
+                FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only",
+                **{kind: "the one engine's nginx and replicas are changed in place; a Swarm updates its services "
+                         "its own way" for kind in sorted(TOPOLOGY_CHANGES, key=lambda k: k.value)}}

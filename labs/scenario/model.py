@@ -35,6 +35,14 @@ MAX_RECOVERY_S = 120.0
 #: how long after a fault healed what it cut may take to recover, unless the scenario says otherwise
 DEFAULT_RECOVERY_S = 5.0
 MAX_ROOMS = 1000
+#: a rolling restart's target when none is named: every replica, in order
+ALL_REPLICAS = "all"
+#: the load balancer's container: what reload-lb targets
+LB_CONTAINER = "nginx"
+#: scale-out adds at most this many replicas at once; a shutdown timeout and a step pause are bounded too
+MAX_SCALE_OUT = 8
+MAX_SHUTDOWN_TIMEOUT_S = 600.0
+MAX_STEP_PAUSE_S = 60.0
 #: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
 MIN_MASTERS, MAX_MASTERS = 3, 6
 
@@ -159,6 +167,22 @@ class Fault:
     at: float
     heal_after: float = 0.0
     recovery_s: float = DEFAULT_RECOVERY_S
+    #: rolling-restart: SIGTERM and wait for the exit (True), or SIGKILL (False)
+    graceful: bool = True
+    #: rolling-restart: how many replicas are replaced at a time
+    max_unavailable: int = 1
+    #: rolling-restart: seconds between one step's replicas being ready and the next step
+    step_pause: float = 0.0
+    #: kinds that reload nginx: its `worker_shutdown_timeout` (the old workers' connections are cut this long
+    #: after a reload); None: nginx's default, old workers live as long as their connections
+    shutdown_timeout: float | None = None
+    #: scale-out: how many replicas are added
+    count: int = 1
+
+    @property
+    def restarts_all(self) -> bool:
+        """A rolling restart of every replica (no target named)."""
+        return self.kind is FaultKind.ROLLING_RESTART and self.target == ALL_REPLICAS
 
 
 @dataclass(frozen=True)

@@ -224,4 +224,11 @@ def test_an_exited_process_not_yet_collected_is_not_alive() -> None:
 
 
 def test_only_faults_that_last_are_kept_for_heal() -> None:
-    assert [k.value for k in FaultKind if not remote.lasting(k)] == ["kill-pubsub-clients"]
+    live = [k for k in FaultKind if k.value in remote.KINDS]
+    assert [k.value for k in live if not remote.lasting(k)] == ["kill-pubsub-clients"]
+
+
+def test_a_topology_change_is_refused_on_a_live_stack_with_one_line() -> None:
+    with pytest.raises(LabError) as info:
+        remote.check_kind("scale-out")
+    assert str(info.value).startswith("scale-out is a topology change: schedule it in a scenario's [[faults]]")
