@@ -34,8 +34,13 @@ CLUSTER := cluster-pubsub cluster-sharded cluster-rooms-pubsub cluster-rooms-sha
 SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-loss-streams \
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
+# topology changes on one engine: a rolling restart (SIGTERM under Streams, SIGKILL under PubSub), a scale-in,
+# nginx reloaded without and with worker_shutdown_timeout, then a scale-out under a consistent and a plain hash
+DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-scalein-pubsub \
+           deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -67,6 +72,9 @@ scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscrib
 
 scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 and 200 rooms (bus bytes/msg, load per node), a master killed — a summary, then one table per kind
 	$(LAB) run $(CLUSTER)
+
+scenario-deploys: setup ## topology changes as faults: rolling restarts, scale-in, nginx reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary, then one table
+	$(LAB) run $(DEPLOYS)
 
 scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — a summary, then one table per kind
 	$(LAB) run --swarm-up 3 $(SWARM)

@@ -22,6 +22,7 @@ from ..accounting.history import History
 from ..scenario import AppKind, Broker, Scenario
 from .base import JoinFailed, Link, LinkDown, Outcome, ProtocolAdapter, Sink, source_address
 from .cells import latency, pct
+from .change_cells import CHANGES_KIND, change_columns, has_changes
 from .cluster_cells import bytes_notes, cluster_columns
 
 
@@ -131,6 +132,8 @@ class WebSocketProtocol(ProtocolAdapter):
         a, s = outcome.accounting, outcome.scenario
         if s.topology.broker.cluster:
             return cluster_columns(outcome)
+        if has_changes(s):
+            return change_columns(outcome)
         if s.faults:
             return {
                 "fault": ", ".join(f"{f.kind.value} {f.target}" for f in s.faults),
@@ -154,6 +157,8 @@ class WebSocketProtocol(ProtocolAdapter):
         s = outcome.scenario
         if s.topology.broker.cluster:
             return "Redis Cluster"
+        if has_changes(s):
+            return CHANGES_KIND
         return "WebSocket under faults" if s.faults else "WebSocket"
 
     def notes(self, outcomes: list[Outcome]) -> list[str]:

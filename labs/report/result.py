@@ -72,7 +72,7 @@ def to_json(result: RunResult) -> dict[str, Any]:
 def _summary(result: RunResult) -> dict[str, Any]:
     a, s = result.accounting, result.scenario
     counts = None if a is None else {k: v for k, v in asdict(a).items()
-                                     if k not in {"latencies_ms", "placement", "failover", "reached"}}
+                                     if k not in {"latencies_ms", "change_latencies_ms", "placement", "failover", "reached"}}
     return {
         "scenario": s.name,
         "description": s.description,

@@ -1,0 +1,44 @@
+"""The detail table of runs under topology changes (a deploy: scale-out, scale-in, a rolling restart, an
+nginx reload): what each change was, what it cut, who came back and where, what was lost or replayed, and
+how slow delivery was meanwhile. A figure that was not measured is "-", never 0."""
+
+from __future__ import annotations
+
+from ..scenario import Fault, FaultKind, Scenario
+from .base import Outcome
+from .cells import ms
+
+CHANGES_KIND = "WebSocket under topology changes"
+
+
+def has_changes(s: Scenario) -> bool:
+    return any(f.kind.changes_topology for f in s.faults)
+
+
+def change_text(f: Fault) -> str:
+    """`scale-out app-4 (+1, shutdown 1s)`, `rolling-restart all (SIGKILL, 1 at a time)`."""
+    knobs = []
+    if f.kind is FaultKind.SCALE_OUT:
+        knobs.append(f"+{f.count}")
+    if f.kind is FaultKind.ROLLING_RESTART:
+        knobs += ["SIGTERM" if f.graceful else "SIGKILL", f"{f.max_unavailable} at a time"]
+        if f.step_pause:
+            knobs.append(f"pause {f.step_pause:g}s")
+    if f.kind.reloads_lb:
+        knobs.append(f"shutdown {f.shutdown_timeout:g}s" if f.shutdown_timeout is not None else "no shutdown timeout")
+    return f"{f.kind.value} {f.target} ({', '.join(knobs)})"
+
+
+def change_columns(outcome: Outcome) -> dict[str, str]:
+    a, s = outcome.accounting, outcome.scenario
+    f = a.failover
+    remap = a.remap
+    return {
+        "change": "; ".join(change_text(x) for x in s.faults), "broker": s.topology.broker.value,
+        "balance": s.topology.balance.value, "clients": str(s.workload.clients), "drops": str(a.drops),
+        "back": f"{f.reconnected}/{f.dropped}" if f.dropped else "-", "never back": str(a.never_back),
+        "reconnect max s": "-" if f.reconnect_max_s is None else f"{f.reconnect_max_s:.2f}",
+        "remapped": "-" if remap.ratio is None else f"{remap.moved}/{remap.reconnected} ({remap.ratio:.2f})",
+        "lost in / outside": f"{a.lost_in_fault} / {a.lost_outside_fault}", "recovered": str(a.recovered),
+        "duplicated": str(a.duplicated), "p99 in change ms": ms(a.p99_in_change_ms),
+    }
