@@ -112,13 +112,15 @@ def reload(container: Container, balancer: Balancer, *, config: str | None = Non
         time.sleep(POLL_S)
     if retire_within is None:
         return
+    # the old generation: its workers are gone once none of them is listed, retiring or not (a worker may
+    # still carry its old title for a moment after the new ones start)
     deadline = time.monotonic() + retire_within + RETIRE_SLACK_S
-    while retiring:
+    while before & (current | retiring):
         if time.monotonic() > deadline:
-            raise StackError(f"{balancer.container}'s old workers {sorted(retiring)} still run "
-                             f"{retire_within + RETIRE_SLACK_S:g}s after the reload")
+            raise StackError(f"{balancer.container}'s old workers {sorted(before & (current | retiring))} still "
+                             f"run {retire_within + RETIRE_SLACK_S:g}s after the reload")
         time.sleep(POLL_S)
-        retiring = workers(container, balancer)[1]
+        current, retiring = workers(container, balancer)
 
 
 def _refused(container: Container, balancer: Balancer, since: int) -> str:
