@@ -122,7 +122,8 @@ class Client:
             if self.stopping:
                 return
             replica, opened = self.current or ("", time.monotonic())
-            self.recorder.history.sessions.append(Session(self.name, replica, opened, time.monotonic()))
+            self.recorder.history.sessions.append(Session(self.name, replica, opened, time.monotonic(),
+                                                          self.link.close_code))
             self.current = None
             if not self.workload.reconnect:
                 return

@@ -5,6 +5,8 @@ clients. Pure.
   connection went to another replica than the one they had. A consistent hash moves about 1/(N+1) of them
   when a server is added; a plain hash most; a replica taken away moves all of its own.
 - Latency in a change: how long the messages sent while a change was under way took to arrive.
+- Close codes: how the connections a change cut ended (1001, going away: the replica closed them; 1006: cut
+  without a close frame, as nginx's old workers do when their shutdown timeout expires).
 
 A change cut a connection when the connection closed between just before the change was applied and just
 after it ended (`FAULT_MARGIN_S` either side, as the fault windows of reach.py); each closed connection
@@ -62,6 +64,16 @@ def remapped(h: History) -> Remap:
             reconnected += 1
             moved += after.replica != before.replica
     return Remap(reconnected, moved)
+
+
+def close_codes(h: History) -> dict[int | None, int]:
+    """How the connections a change cut ended: close code -> connections (None: not known)."""
+    spans = windows(h, FAULT_MARGIN_S)
+    out: dict[int | None, int] = {}
+    for s in h.sessions:
+        if s.closed is not None and any(lo <= s.closed <= hi for lo, hi in spans):
+            out[s.code] = out.get(s.code, 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
 
 
 def latencies_in_change_ms(h: History) -> tuple[float, ...]:

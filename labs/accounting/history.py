@@ -36,6 +36,9 @@ class Session:
     replica: str
     opened: float
     closed: float | None = None
+    #: the close code it ended with (1001: the server went away; 1006: cut without a close frame); None: not
+    #: known, or still open
+    code: int | None = None
 
     def open_at(self, t: float) -> bool:
         return self.opened <= t and (self.closed is None or t < self.closed)

@@ -65,6 +65,9 @@ class Link(ABC):
 
     #: the address the client stands for (an X-Forwarded-For value), "" for the host's own
     source = ""
+    #: the close code of the connection that ended last (1006: it was cut, no close frame came); None: not
+    #: known (a link that does not read it)
+    close_code: int | None = None
 
     @abstractmethod
     async def open(self, timeout: float) -> str:

@@ -4,6 +4,8 @@ how slow delivery was meanwhile. A figure that was not measured is "-", never 0.
 
 from __future__ import annotations
 
+from ..accounting.changes import close_codes
+from ..accounting.history import History
 from ..scenario import Fault, FaultKind, Scenario
 from .base import Outcome
 from .cells import ms
@@ -41,4 +43,11 @@ def change_columns(outcome: Outcome) -> dict[str, str]:
         "remapped": "-" if remap.ratio is None else f"{remap.moved}/{remap.reconnected} ({remap.ratio:.2f})",
         "lost in / outside": f"{a.lost_in_fault} / {a.lost_outside_fault}", "recovered": str(a.recovered),
         "duplicated": str(a.duplicated), "p99 in change ms": ms(a.p99_in_change_ms),
+        "close codes": codes(outcome.history),
     }
+
+
+def codes(h: History) -> str:
+    """`1001 ×4` for the connections the changes cut; "-" when they cut none."""
+    found = close_codes(h)
+    return ", ".join(f"{'?' if code is None else code} ×{n}" for code, n in found.items()) or "-"

@@ -70,6 +70,7 @@ class WebSocketLink(Link):
         except ConnectionClosed:
             pass
         finally:
+            self.close_code = ws.close_code
             if self.ws is ws:
                 self.ws = None
 

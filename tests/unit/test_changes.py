@@ -5,7 +5,7 @@ restart's losses are attributed, one replica's step at a time. The broken histor
 import math
 
 from labs import scenario
-from labs.accounting.changes import latencies_in_change_ms, remapped
+from labs.accounting.changes import close_codes, latencies_in_change_ms, remapped
 from labs.accounting.checker import account
 from labs.accounting.history import ClientRecord, FaultEvent, History, Received, Sent, Session
 from labs.accounting.verdict import Validity, judge, measures
@@ -115,3 +115,13 @@ def test_a_loss_on_another_replicas_path_or_after_the_steps_allowance_is_outside
     acc = account(h)
     assert (acc.lost, acc.lost_in_fault, acc.lost_outside_fault) == (2, 0, 2)
     assert judge(measures(acc), scenario.load("deploy-pubsub-rolling-kill").expect).validity is Validity.FAIL
+
+
+def test_the_close_codes_of_what_a_change_cut_are_counted_and_an_unknown_one_stays_unknown():
+    h = scale_out(("a", "app-1", "app-1"), ("b", "app-2", "app-4"), ("c", "app-3", "app-3"))
+    h.sessions = [Session(s.client, s.replica, s.opened, s.closed, {"a": 1006, "b": 1006}.get(s.client))
+                  if s.closed is not None else s for s in h.sessions]
+    h.sessions.append(Session("d", "app-1", 0.0, 9.0, 1001))  # long after the change: not its cut
+    assert close_codes(h) == {1006: 2, None: 1}
+    h.faults = []
+    assert close_codes(h) == {}
