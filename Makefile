@@ -34,9 +34,11 @@ CLUSTER := cluster-pubsub cluster-sharded cluster-rooms-pubsub cluster-rooms-sha
 SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-loss-streams \
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
-# topology changes on one engine: a rolling restart (SIGTERM under Streams, SIGKILL under PubSub), a scale-in,
-# nginx reloaded without and with worker_shutdown_timeout, then a scale-out under a consistent and a plain hash
-DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-scalein-pubsub \
+# topology changes on one engine: rolling restarts drained from nginx (SIGTERM under Streams, SIGKILL under
+# PubSub), then one nginx is not told about, a scale-in, nginx reloaded without and with worker_shutdown_timeout,
+# then a scale-out under a consistent and a plain hash
+DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-streams-rolling-no-drain \
+           deploy-scalein-pubsub \
            deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
 
 .DEFAULT_GOAL := help

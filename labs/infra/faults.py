@@ -211,27 +211,38 @@ class ReloadLB(Action):
 class RollingRestart(Action):
     """Replace the replicas (the target, or every one in order) `max_unavailable` at a time: stop each
     (SIGTERM and wait for the exit, or SIGKILL), start it again, wait until it is ready; `step_pause`
-    between steps. The stops of one step go one after the other (see `membership`)."""
+    between steps. With `drain`, nginx is reloaded without the step's replicas first and with them again
+    once they are ready; without, it learns they are gone by failing to reach them (and then holds them
+    down for its fail_timeout). The stops of one step go one after the other (see `membership`)."""
 
     def apply(self) -> None:
         f = self.knobs()
-        names = self.ops.replicas() if f.restarts_all else [self.target]
+        everyone = self.ops.replicas()
+        names = everyone if f.restarts_all else [self.target]
         for k in range(0, len(names), f.max_unavailable):
             if k:
                 time.sleep(f.step_pause)
             batch = names[k:k + f.max_unavailable]
-            began = {}
+            began: dict[str, float] = {}
+            if f.drain:  # the step begins with the reload that takes its replicas out
+                began = dict.fromkeys(batch, time.monotonic())
+                self.ops.serve(tuple(r for r in everyone if r not in batch))
             for name in batch:
-                began[name] = time.monotonic()
+                began.setdefault(name, time.monotonic())
                 if f.graceful:
                     self.ops.stop(name, timeout=STOP_GRACE_S)
                 else:
                     self.ops.kill(name)
             for name in batch:
                 self.ops.start_again(name)
+            ready = {}
             for name in batch:
                 self.ops.wait_replica(name)
-                self.steps.append((name, began[name], time.monotonic()))
+                ready[name] = time.monotonic()
+            if f.drain:
+                self.ops.serve(tuple(everyone))
+                ready = dict.fromkeys(batch, time.monotonic())
+            self.steps += [(name, began[name], ready[name]) for name in batch]
 
 
 ACTIONS: dict[FaultKind, type[Action]] = {

@@ -145,11 +145,12 @@ def _change(kind: FaultKind, item: dict[str, Any], where: str) -> Fault:
         raise ScenarioError(f"{where}: reload-lb targets {LB_CONTAINER}, got {show(target)} (the load balancer)")
     if not isinstance(target, str):
         raise ScenarioError(f"{where}: target must be a replica's name (app-N), got {show(target)}")
-    graceful = item.get("graceful", True)
-    if not isinstance(graceful, bool):
-        raise ScenarioError(f"{where}: graceful must be true or false, got {show(graceful)}")
+    flags = {key: item.get(key, default) for key, default in (("graceful", True), ("drain", False))}
+    for key, value in flags.items():
+        if not isinstance(value, bool):
+            raise ScenarioError(f"{where}: {key} must be true or false, got {show(value)}")
     timeout = item.get("shutdown_timeout")
-    return Fault(kind, target, at, 0.0, recovery_s, graceful=graceful,
+    return Fault(kind, target, at, 0.0, recovery_s, **flags,
                  max_unavailable=int_of(item, "max_unavailable", 1, 1, MAX_REPLICAS, where),
                  step_pause=float_of(item, "step_pause", 0.0, 0.0, MAX_STEP_PAUSE_S, where),
                  shutdown_timeout=None if timeout is None else float_of(item, "shutdown_timeout", 0.0, 0.001,
@@ -165,6 +166,7 @@ def _in_order(faults: list[Fault], topology: Topology, where: str) -> tuple[Faul
     highest = topology.replicas
     timeouts: dict[float | None, int] = {}
     previous: tuple[int, Fault] | None = None
+    drained: int | None = None
     out = list(faults)
     changes = sorted((f.at, n, f) for n, f in enumerate(faults, 1) if f.kind.changes_topology)
     for _, n, f in changes:
@@ -180,6 +182,8 @@ def _in_order(faults: list[Fault], topology: Topology, where: str) -> tuple[Faul
                 (a, m), (b, _) = list(timeouts.items())[:2]
                 raise ScenarioError(f"{here}: shutdown_timeout = {show(b)} but fault {m} has {show(a)}: nginx "
                                     f"reads it from the config its old workers started with, one value for the run")
+        if f.drain:
+            drained = n
         if f.kind is FaultKind.SCALE_OUT:
             if len(serving) + f.count > MAX_REPLICAS:
                 raise ScenarioError(f"{here}: scale-out by {f.count} makes {len(serving) + f.count} replicas, more "
@@ -201,4 +205,9 @@ def _in_order(faults: list[Fault], topology: Topology, where: str) -> tuple[Faul
             if f.max_unavailable > most:
                 raise ScenarioError(f"{here}: max_unavailable = {f.max_unavailable} but the rolling restart "
                                     f"replaces {most} replica(s) ({f.target})")
+    timeout = next((t for t in timeouts if t is not None), None)
+    if drained is not None and timeout is not None:
+        raise ScenarioError(f"{where} fault {drained}: drain reloads nginx at every step, and this run's "
+                            f"shutdown_timeout = {show(timeout)} would cut every WebSocket each time: use one or "
+                            f"the other")
     return tuple(out)

@@ -64,6 +64,7 @@ TOPOLOGY_CHANGES = frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind
 #: the keys only some kinds take (any other kind refuses them)
 KIND_KEYS: dict[str, frozenset[FaultKind]] = {
     "graceful": frozenset({FaultKind.ROLLING_RESTART}),
+    "drain": frozenset({FaultKind.ROLLING_RESTART}),
     "max_unavailable": frozenset({FaultKind.ROLLING_RESTART}),
     "step_pause": frozenset({FaultKind.ROLLING_RESTART}),
     "shutdown_timeout": frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.RELOAD_LB}),

@@ -169,6 +169,9 @@ class Fault:
     recovery_s: float = DEFAULT_RECOVERY_S
     #: rolling-restart: SIGTERM and wait for the exit (True), or SIGKILL (False)
     graceful: bool = True
+    #: rolling-restart: take each replica out of nginx's upstream (a reload) before it stops, and put it back
+    #: once it is ready; False: nginx is not told, and finds out by failing to reach it
+    drain: bool = False
     #: rolling-restart: how many replicas are replaced at a time
     max_unavailable: int = 1
     #: rolling-restart: seconds between one step's replicas being ready and the next step

@@ -53,6 +53,15 @@ def test_a_rolling_restart_stops_a_step_then_starts_and_waits_for_each_and_repor
     assert all(began <= ended for _, began, ended in act.steps)
 
 
+def test_a_drained_rolling_restart_reloads_nginx_without_the_step_and_with_it_once_it_is_ready():
+    ops, act = action('kind = "rolling-restart"\ndrain = true\nat = 1')
+    act.apply()
+    everyone = "serve ('app-1', 'app-2', 'app-3')"
+    assert ops.calls[:5] == ["serve ('app-2', 'app-3')", "stop app-1 timeout=10", "start_again app-1",
+                             "wait_replica app-1", everyone]
+    assert ops.calls[5] == "serve ('app-1', 'app-3')" and ops.calls[-1] == everyone and len(ops.calls) == 15
+
+
 def test_a_rolling_restart_that_is_not_graceful_kills_and_one_with_a_target_replaces_only_it():
     ops, act = action('kind = "rolling-restart"\ngraceful = false\ntarget = "app-2"\nat = 1')
     act.apply()

@@ -36,8 +36,12 @@ def test_the_changes_are_walked_in_the_order_of_their_at_not_of_the_file():
 
 
 def test_a_rolling_restart_without_target_replaces_every_replica_with_its_keys():
-    (f,) = parse('kind = "rolling-restart"\ngraceful = false\nmax_unavailable = 2\nstep_pause = 0.5\nat = 1').faults
-    assert (f.target, f.restarts_all, f.graceful, f.max_unavailable, f.step_pause) == (ALL_REPLICAS, True, False, 2, 0.5)
+    (f,) = parse('kind = "rolling-restart"\ngraceful = false\ndrain = true\nmax_unavailable = 2\nstep_pause = 0.5\n'
+                 'at = 1').faults
+    assert (f.target, f.restarts_all, f.graceful, f.drain, f.max_unavailable, f.step_pause) == (
+        ALL_REPLICAS, True, False, True, 2, 0.5)
+    (plain,) = parse('kind = "rolling-restart"\nat = 1').faults
+    assert (plain.graceful, plain.drain, plain.max_unavailable, plain.step_pause) == (True, False, 1, 0.0)
 
 
 def test_reload_lb_targets_nginx_and_its_shutdown_timeout_goes_into_the_config_from_the_start():
@@ -100,6 +104,11 @@ def test_what_each_change_reaches():
                  ("fault 2", "shutdown_timeout = 2.0", "fault 1 has 1.0", "one value for the run"), id="two-timeouts"),
     pytest.param(['kind = "reload-lb"\nat = 1\nshutdown_timeout = 1', 'kind = "reload-lb"\nat = 2'],
                  ("fault 2", "shutdown_timeout = None", "fault 1 has 1.0"), id="timeout-and-none"),
+    pytest.param(['kind = "rolling-restart"\nat = 1\ndrain = true', 'kind = "reload-lb"\nat = 2\nshutdown_timeout = 1'],
+                 ("fault 1", "drain reloads nginx", "shutdown_timeout = 1.0", "one or the other"), id="drain-and-timeout"),
+    pytest.param(['kind = "scale-in"\ntarget = "app-1"\nat = 1\ndrain = true'], ("drain = True", "does not fit scale-in"),
+                 id="drain-on-scale-in"),
+    pytest.param(['kind = "rolling-restart"\nat = 1\ndrain = 1'], ("drain must be true or false", "1"), id="drain-int"),
     pytest.param(['kind = "reload-lb"\nat = 1', 'kind = "scale-out"\nat = 1'],
                  ("fault 2", "starts with fault 1", "one at a time"), id="same-at"),
     pytest.param(['kind = "reload-lb"\nat = 10.5'], ("past the end of sending",), id="at-past-end"),
