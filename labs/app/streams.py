@@ -47,6 +47,8 @@ class RedisStreams(RedisBroker):
         self.members: Counter[str] = Counter()
         self.positions: dict[str, str] = {}
         self.seqs: dict[str, int] = {}
+        #: per room with members here: finding where its reader starts (every joining member awaits it)
+        self.starting: dict[str, asyncio.Future[None]] = {}
         self.wake = asyncio.Event()
 
     async def start(self, deliver: Deliver) -> None:
@@ -67,15 +69,26 @@ class RedisStreams(RedisBroker):
         return sid.decode(), int(fields[b"n"])
 
     async def join(self, room: str) -> None:
+        """Read the room from its end on, once it has a member here. Every member waits until that position
+        is known, not only the first: one welcomed and replayed before it would miss what is added between
+        the end of its replay and the reader's start."""
         self.members[room] += 1
-        if self.members[room] == 1 and room not in self.positions:
-            self.positions[room], self.seqs[room] = await self.end_id(room)
+        started = self.starting.get(room)
+        if started is None or (started.done() and (started.cancelled() or started.exception() is not None)):
+            started = self.starting[room] = asyncio.ensure_future(self._start_reading(room))
+        await asyncio.shield(started)
+
+    async def _start_reading(self, room: str) -> None:
+        position = await self.end_id(room)
+        if self.members[room] > 0 and room not in self.positions:
+            self.positions[room], self.seqs[room] = position
             self.wake.set()
 
     async def leave(self, room: str) -> None:
         self.members[room] -= 1
         if self.members[room] == 0:
             del self.members[room]
+            self.starting.pop(room, None)
             self.positions.pop(room, None)
             self.seqs.pop(room, None)
 
