@@ -27,7 +27,8 @@ FAULT_TEXT = {
     "partition-replica": "cut {t} off {b}", "pause-redis": "pause Redis", "restart-redis": "restart Redis",
     "slow-consumer": "slow consumer {t}", "pause-broker": "pause {b}", "restart-broker": "restart {b}",
     "kill-cluster-master": "kill master {t} (SIGKILL), restart", "kill-node": "kill {t}'s engine",
-    "partition-node": "cut {t} off", "drain-node": "drain {t}",
+    "partition-node": "cut {t} off", "drain-node": "drain {t}", "scale-out": "scale out: {t} added",
+    "scale-in": "scale in: {t} drained, stopped", "rolling-restart": "rolling restart of {t}", "reload-lb": "reload nginx",
 }
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
 FIGURES = COLUMNS + ("sent", "expected")
