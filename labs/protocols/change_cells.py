@@ -18,12 +18,13 @@ def has_changes(s: Scenario) -> bool:
 
 
 def change_text(f: Fault) -> str:
-    """`scale-out app-4 (+1, shutdown 1s)`, `rolling-restart all (SIGKILL, 1 at a time)`."""
+    """`scale-out app-4 (+1, shutdown 1s)`, `rolling-restart all (SIGKILL, drained, 1 at a time)`."""
     knobs = []
     if f.kind is FaultKind.SCALE_OUT:
         knobs.append(f"+{f.count}")
     if f.kind is FaultKind.ROLLING_RESTART:
-        knobs += ["SIGTERM" if f.graceful else "SIGKILL", f"{f.max_unavailable} at a time"]
+        knobs += ["SIGTERM" if f.graceful else "SIGKILL", "drained" if f.drain else "not drained",
+                  f"{f.max_unavailable} at a time"]
         if f.step_pause:
             knobs.append(f"pause {f.step_pause:g}s")
     if f.kind.reloads_lb:

@@ -199,3 +199,18 @@ def test_the_swarm_cells_say_where_each_container_ran_and_what_swarm_said_after_
     assert node_changes(r.swarm_events) == "node-3 down/active +5.10, node-3 ready/active +9.00"
     assert new_tasks(r.swarm_events) == "app-2 on node-3 +14.20"
     assert node_changes([]) == new_tasks([]) == "-"
+
+
+def test_a_deploy_gets_its_own_table_with_what_the_change_cut_and_where_clients_went():
+    h = room()
+    h.sessions = [Session("a", "app-3", 0.0, 1.2, 1001), Session("a", "app-1", 1.3), Session("b", "app-1", 0.0),
+                  Session("c", "app-2", 0.0)]
+    h.faults = [FaultEvent("scale-in", "app-3", 1.0, 1.5, ("app-3",))]
+    text = table([run("deploy-scalein-pubsub", h), run("pubsub", room())])
+    (_, _, _), *details = tables(text)
+    by_title = {title: (columns, rows) for title, columns, rows in details}
+    columns, [row] = by_title["WebSocket under topology changes"]
+    cells = dict(zip(columns, row))
+    assert cells["change"] == "scale-in app-3 (no shutdown timeout)"
+    assert (cells["drops"], cells["back"], cells["remapped"], cells["close codes"]) == ("1", "1/1", "1/1 (1.00)", "1001 ×1")
+    assert "WebSocket" in by_title and "remapped" not in by_title["WebSocket"][0]
