@@ -35,7 +35,7 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -134,6 +134,9 @@ bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-pro
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
 	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
+
+bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes through docker-proxy): refused connections, loss -> results/bench/defaults-*/
+	$(PYTHON) -m labs.bench defaults --runs $(or $(RUNS),1) --via $(or $(VIA),bridge)
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -1,15 +1,17 @@
 """A scenario as a stack: everything decided before anything starts.
 
-`plan` does what can fail without Docker (the nginx config renders, the protocol is known), so bad input
-stops a run before anything starts; `stack_spec` then says which containers a plan runs on, with the broker's
-options and the run's ids. `runner`, `live` and the benches all build their stacks here.
+`plan` does what can fail without Docker (the nginx config renders, the protocol is known, the stack is
+sized for the host's open-file limit), so bad input stops a run before anything starts; `stack_spec` then
+says which containers a plan runs on, with the broker's options and the run's ids. `runner`, `live` and the
+benches all build their stacks here, so every stack holds `sizing.DEFAULT_CONNECTIONS` WebSockets (or says
+how many fewer the host allows).
 """
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from .brokers import entry
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
 from .infra.render import Sticky, for_replicas, render_nginx
+from .infra.sizing import Sizing, host_file_limit, size_stack
 from .infra.stack import StackSpec
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
@@ -43,17 +46,22 @@ class Plan:
     scenario: Scenario
     protocol: ProtocolAdapter
     templates: Path
+    #: how many connections the stack holds and the limits nginx and the containers get for it
+    sizing: Sizing
 
 
-def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> Plan:
-    """Check, without Docker, that the scenario can run: its nginx config renders from `templates`."""
-    renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
+def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR, fd_limit: int | None = None) -> Plan:
+    """Check, without Docker, that the scenario can run: its stack is sized for `fd_limit` open files per
+    process (None: this host's hard limit) and its nginx config renders from `templates`."""
+    sizing = size_stack(scenario.topology.replicas, fd_limit=host_file_limit() if fd_limit is None else fd_limit)
+    renderer(scenario, Sticky.MAP, sizing, templates=templates)(PLACEHOLDER_NET)
     if scenario.topology.balance is Balance.COOKIE:
-        renderer(scenario, Sticky.NATIVE, templates=templates)(PLACEHOLDER_NET)
-    return Plan(scenario, for_app(scenario.topology.app), templates)
+        renderer(scenario, Sticky.NATIVE, sizing, templates=templates)(PLACEHOLDER_NET)
+    return Plan(scenario, for_app(scenario.topology.app), templates, sizing)
 
 
-def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
+def renderer(scenario: Scenario, sticky: Sticky, sizing: Sizing, *,
+             templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
     """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
     stand for several /24s; that network exists only once the stack made it)."""
     top, wl = scenario.topology, scenario.workload
@@ -61,14 +69,17 @@ def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_
     def render(client_net: str) -> str:
         config = for_replicas(top.replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
                               realip_from=client_net if wl.source_subnets > 1 else None)
+        config = replace(config, workers=sizing.nginx_workers, worker_connections=sizing.worker_connections,
+                         worker_rlimit_nofile=sizing.worker_rlimit_nofile, reuseport=True, backlog=sizing.backlog)
         return render_nginx(config, templates=templates)
 
     return render
 
 
 def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
-    """The scenario's nginx config (for a stack whose clients need no realip)."""
-    return renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
+    """The scenario's nginx config, sized for this host (for a stack whose clients need no realip)."""
+    p = plan(scenario, templates=templates)
+    return renderer(scenario, Sticky.MAP, p.sizing, templates=templates)(PLACEHOLDER_NET)
 
 
 def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet) -> tuple[Sticky, str]:
@@ -97,7 +108,8 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
     s, protocol = p.scenario, p.protocol
     sticky, sticky_note = sticky_for(client, s, images)
     spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                     nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
+                     nginx_conf="", nginx_conf_for=renderer(s, sticky, p.sizing, templates=p.templates),
+                     images=images, nofile=p.sizing.nofile, backlog=p.sizing.backlog,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
                      **broker_options(s, images))

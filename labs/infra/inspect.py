@@ -27,6 +27,14 @@ def health(stack: RunningStack, name: str) -> dict[str, Any]:
         return {"status": None, "error": repr(exc)}
 
 
+def address(stack: Handles, name: str, role: str) -> str:
+    """`name`'s address on the stack's `role` network (front, back), which this host reaches over the
+    network's bridge when the stack runs on this engine."""
+    container = stack.containers[name]
+    container.reload()
+    return str(container.attrs["NetworkSettings"]["Networks"][stack.networks[role].name]["IPAddress"])
+
+
 def versions(stack: RunningStack, replicas: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Versions of the parts that ran, read from the parts themselves (replicas: their /healthz)."""
     out = {"docker engine": stack.client.version().get("Version", "?")}

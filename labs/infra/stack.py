@@ -124,6 +124,9 @@ class StackSpec:
     extra_nginx_ports: tuple[int, ...] = ()
     #: the open-file limit (soft = hard) of every container; None leaves the engine's default
     nofile: int | None = None
+    #: net.core.somaxconn in nginx's and the replicas' network namespaces (it caps their listen backlogs);
+    #: None leaves the kernel's default (4096 since Linux 5.4, 128 before)
+    backlog: int | None = None
     #: the broker's containers; None: one Redis (with `redis_args`) when the broker is not "none"
     backends: tuple[Backend, ...] | None = None
     #: what the replicas are given as their broker's address (`--redis`, whatever the broker)
@@ -138,6 +141,8 @@ class StackSpec:
             raise StackError(f"bad extra nginx ports {ports!r}: distinct ports in 1024..65535 other than {NGINX_PORT}")
         if self.nofile is not None and not 1024 <= self.nofile <= 1_048_576:
             raise StackError(f"nofile {self.nofile} must be 1024..1048576 (and at most the host's hard limit)")
+        if self.backlog is not None and not 128 <= self.backlog <= 65535:
+            raise StackError(f"backlog {self.backlog} must be 128..65535")
 
     @property
     def broker_backends(self) -> tuple[Backend, ...]:
@@ -374,21 +379,28 @@ class Stack(Lifecycle):
     def _create_backend(self, name: str, image: str, command: list[str], network: str,
                         more: tuple[str, ...] = ()) -> None:
         """Create a backend; a replica joins the broker's network too, a broker's container its `more`."""
-        container = self._create(name, image, command, network, **self._buffers(name))
+        container = self._create(name, image, command, network)
         if name.startswith("app-") and self.spec.needs_back:
             self.networks["back"].connect(container, aliases=[name])
         for role in more:
             self.networks[role].connect(container, aliases=[name])
 
-    def _buffers(self, name: str) -> dict[str, Any]:
-        if name not in self.spec.small_buffers:
-            return {}
-        return {"sysctls": {"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"}}
+    def _sysctls(self, name: str) -> dict[str, str]:
+        """Namespaced net.* sysctls, which an unprivileged container may set: small socket buffers, and the
+        listen backlog's cap for nginx and the replicas."""
+        out = {}
+        if name in self.spec.small_buffers:
+            out.update({"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"})
+        if self.spec.backlog is not None and (name == "nginx" or name.startswith("app-")):
+            out["net.core.somaxconn"] = str(self.spec.backlog)
+        return out
 
     def _create(self, name: str, image: str, command: list[str], network: str, **kwargs: Any) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[name])
         if self.spec.nofile is not None:
             kwargs["ulimits"] = [docker.types.Ulimit(name="nofile", soft=self.spec.nofile, hard=self.spec.nofile)]
+        if sysctls := self._sysctls(name):
+            kwargs["sysctls"] = sysctls
         try:
             container = self.client.containers.create(
                 image, command, name=f"wslab-{self.spec.run_id}-{name}", hostname=name,

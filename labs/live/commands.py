@@ -22,8 +22,11 @@ from rich.live import Live
 
 from .. import scenario, signals
 from ..errors import LabError
+from ..infra import inspect
 from ..infra.launch import open_stack
 from ..infra.running import RunningStack
+from ..infra.sizing import FILES_PER_CONNECTION, Sizing
+from ..infra.stack import NGINX_PORT
 from ..settings import LABEL
 from . import remote, state, view
 from .state import LiveState
@@ -63,6 +66,8 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
             with open_stack(client, spec, scenario=p.scenario, progress=progress, on_removed=on_removed) as stack:
                 live = _update(name, port=stack.port, host=stack.host)
                 print(urls(live), flush=True)
+                if stack.host == LOCAL:
+                    print(load_line(stack, p.sizing), flush=True)
                 watch(stack, name)
         finally:
             client.close()
@@ -84,6 +89,14 @@ def urls(live: LiveState) -> str:
     lines += [f"faults:     python -m labs fault KIND TARGET{flag}   then   python -m labs heal{flag}",
               f"stop:       Ctrl-C here, or python -m labs down{flag}"]
     return "\n".join(lines)
+
+
+def load_line(stack: RunningStack, sizing: Sizing) -> str:
+    """Where a load tool on this host reaches nginx itself, and what each way in holds: the published port
+    goes through docker-proxy, which holds 6 files per connection (labs/infra/sizing.py)."""
+    front = inspect.address(stack, "nginx", "front")
+    return (f"load tools: ws://{front}:{NGINX_PORT}/ws   (nginx on the stack's network: {sizing.describe()}; "
+            f"the 127.0.0.1 port passes docker-proxy: at most ~{sizing.fd_limit // FILES_PER_CONNECTION['proxy']:,})")
 
 
 def watch(stack: RunningStack, name: str) -> None:

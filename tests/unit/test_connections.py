@@ -125,7 +125,8 @@ def test_the_nginx_config_has_the_layouts_workers_ports_and_limits():
     conf = nginx_config(plan_layout(20_000, fd_limit=20_000))
     assert "worker_processes 3;" in conf and "worker_rlimit_nofile 20000;" in conf
     assert "worker_connections 19000;" in conf and "access_log off;" in conf
-    assert "listen 8080 reuseport;" in conf and "listen 8087 reuseport;" in conf and "listen 8088" not in conf
+    assert "listen 8080 reuseport backlog=4096;" in conf and "listen 8087 reuseport backlog=4096;" in conf
+    assert "listen 8088" not in conf
     assert "proxy_connect_timeout 5000ms;" in conf
 
 
