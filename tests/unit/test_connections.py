@@ -9,7 +9,6 @@ from labs.bench.connections.plan import (
     PlanError,
     Via,
     assign,
-    capacity,
     median_of,
     nearest_limits,
     per_connection_bytes,
@@ -23,6 +22,7 @@ from labs.bench.connections.report import bound, broadcast_totals, per_node, sum
 from labs.bench.connections.run import nginx_config, nginx_reasons, node_load
 from labs.bench.connections.setup import parse_count, parse_setup, parse_via
 from labs.infra.redis_cluster import publish_calls
+from labs.infra.sizing import capacity
 
 
 def test_twenty_thousand_fit_under_a_20k_file_limit_with_room_to_spare():

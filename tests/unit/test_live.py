@@ -225,3 +225,17 @@ def test_an_exited_process_not_yet_collected_is_not_alive() -> None:
 
 def test_only_faults_that_last_are_kept_for_heal() -> None:
     assert [k.value for k in FaultKind if not remote.lasting(k)] == ["kill-pubsub-clients"]
+
+
+def test_up_names_nginx_itself_for_load_tools_and_what_the_published_port_holds() -> None:
+    from types import SimpleNamespace
+
+    from labs.infra.sizing import size_stack
+    from labs.live.commands import load_line
+
+    nginx = SimpleNamespace(reload=lambda: None,
+                            attrs={"NetworkSettings": {"Networks": {"wslab-3f289860-front": {"IPAddress": "172.30.0.5"}}}})
+    stack = SimpleNamespace(containers={"nginx": nginx}, networks={"front": SimpleNamespace(name="wslab-3f289860-front")})
+    line = load_line(stack, size_stack(3, fd_limit=20_000))  # type: ignore[arg-type]
+    assert line.startswith("load tools: ws://172.30.0.5:8080/ws   (nginx on the stack's network: holds 20,000 ")
+    assert line.endswith("the 127.0.0.1 port passes docker-proxy: at most ~3,333)")
