@@ -94,9 +94,10 @@ def urls(live: LiveState) -> str:
 def load_line(stack: RunningStack, sizing: Sizing) -> str:
     """Where a load tool on this host reaches nginx itself, and what each way in holds: the published port
     goes through docker-proxy, which holds 6 files per connection (labs/infra/sizing.py)."""
-    front = inspect.address(stack, "nginx", "front")
-    return (f"load tools: ws://{front}:{NGINX_PORT}/ws   (nginx on the stack's network: {sizing.describe()}; "
-            f"the 127.0.0.1 port passes docker-proxy: at most ~{sizing.fd_limit // FILES_PER_CONNECTION['proxy']:,})")
+    held = f"{sizing.connections:,}" + (f" of {sizing.wanted:,}" if sizing.reduced else "")
+    proxy = sizing.fd_limit // FILES_PER_CONNECTION["proxy"]
+    return (f"load tools: ws://{inspect.address(stack, 'nginx', 'front')}:{NGINX_PORT}/ws   (nginx itself: holds "
+            f"{held} connections; the 127.0.0.1 port passes docker-proxy, ~{proxy:,})")
 
 
 def watch(stack: RunningStack, name: str) -> None:
