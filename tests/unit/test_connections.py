@@ -322,3 +322,10 @@ def test_a_partitioning_row_says_how_the_connections_spread_and_what_each_part_u
                      "machine": {"cpus": 2, "platform": "p", "docker": "d", "python": "3"}})
     assert ("| one Redis (Pub/Sub), nginx room, 5 rooms | 100/100 | 40–60 | 2 | 0.10 s | 0.20 s | 0.30 s | 0 "
             "| 30% | 0.4% | 60 | 4.0 | 10% | 50% | 90% |") in text
+
+
+def test_connections_closed_while_held_leave_out_those_closed_while_connecting():
+    from labs.bench.connections.run import closed_since
+
+    assert closed_since({"no close frame": 3}, {"no close frame": 3, "1011": 2}) == {"1011": 2}
+    assert closed_since({}, {}) == {} and closed_since({"1011": 1}, {"1011": 4}) == {"1011": 3}

@@ -82,3 +82,10 @@ def test_max_fails_is_off_by_default_and_rendered_with_its_timeout_when_on():
         NginxConfig(for_replicas(1).replicas, max_fails=1001)
     with pytest.raises(RenderError, match="backlog 0"):
         NginxConfig(for_replicas(1).replicas, backlog=0)
+
+
+def test_refused_counts_connections_that_never_opened_and_those_closed_while_held():
+    from labs.bench.defaults import refused
+
+    assert refused({"failed": 5, "closed_while_held": {"1011": 2, "no close frame": 1}}) == 8
+    assert refused({"failed": 0, "closed_while_held": {}}) == 0

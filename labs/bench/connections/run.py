@@ -256,9 +256,15 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
             "nodes": node_load(calls[0], calls[1], share["broadcasts"]),
             "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
             "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
-            "closed_while_held": rounds[-1]["closed_connections"] if rounds else {},
+            "closed_while_held": closed_since(merge([c.get("closed", {}) for c in connected]),
+                                              rounds[-1]["closed_connections"] if rounds else {}),
             **broadcast_totals(rounds),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
+
+
+def closed_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Connections closed between two counts by close code (a load process counts them from its start)."""
+    return {code: n - before.get(code, 0) for code, n in after.items() if n > before.get(code, 0)}
 
 
 def run_setup(bench: Started, layout: Layout, setup: Setup, *, runs: int, broadcasts: int, collect_timeout: float,
