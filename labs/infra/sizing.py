@@ -114,8 +114,9 @@ class Sizing:
     def describe(self) -> str:
         held = (f"holds {self.connections:,} of {self.wanted:,} connections" if self.reduced
                 else f"holds {self.connections:,} connections")
-        return (f"{held}: nginx {self.nginx_workers} workers x {self.worker_connections:,} connections, "
-                f"{self.replicas} replica(s), {self.fd_limit:,} open files per process")
+        workers = f"{self.nginx_workers} worker" + ("s" if self.nginx_workers != 1 else "")
+        return (f"{held}: nginx {workers} x {self.worker_connections:,} connections, {self.replicas} replica(s), "
+                f"{self.fd_limit:,} open files per process")
 
 
 def size_stack(replicas: int, *, fd_limit: int, connections: int = DEFAULT_CONNECTIONS) -> Sizing:
