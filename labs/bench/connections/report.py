@@ -49,13 +49,14 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
     s, lay = result["summary"], result["layout"]
     kib = s["bytes_per_connection"]
     nodes = per_node(result["results"])
+    ports = f"{lay['ports']} nginx port" + ("s" if lay["ports"] != 1 else "")
     lines = [
         f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
         *intro,
         f"Setup: {result['setup']['text']}. Layout: {lay['load_processes']} load processes, " + (
-            f"{lay['ports']} nginx ports published on 127.0.0.1 (one docker-proxy each), "
+            f"{ports} published on 127.0.0.1 (one docker-proxy each), "
             if lay["via"] == Via.PUBLISHED.value else
-            f"{lay['ports']} nginx ports reached on its front-network address (no docker-proxy), ") +
+            f"{ports} reached on its front-network address (no docker-proxy), ") +
         f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas; "
         f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
         f"{result['broadcasts']} rounds each (a round: one message into every room at once).", "",
