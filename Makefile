@@ -83,8 +83,8 @@ demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live v
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*
 
-test: setup images node-deps browser ## all tests: unit tests, then the scenarios on real containers
-	$(PYTHON) -m pytest
+test: setup images node-deps browser ## all tests, in two lanes at once (tests/lanes.py): the scenarios on real containers beside the unit tests
+	$(PYTHON) tests/lanes.py
 
 lint: setup ## ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade) and mypy over labs/ and tests/
 	$(PYTHON) -m ruff check labs tests
