@@ -116,7 +116,7 @@ def passing_result(p):
     acc = account(h)
     values = measures(acc)
     return RunResult(scenario=p.scenario, protocol=p.protocol, run_id="r", stamp="s", history=h, accounting=acc,
-                     values=values, verdict=judge(values, p.scenario.expect), nginx_conf="")
+                     values=values, verdict=judge(values, p.scenario.expect), balancer_conf="")
 
 
 def test_a_stack_error_during_the_second_run_prints_the_first_runs_table_names_the_failure_and_exits_1(

@@ -37,7 +37,7 @@ def run(name: str, h: History, **extra) -> RunResult:
     if s.topology.broker.cluster:
         values.update(cluster_measures(h))
     return RunResult(scenario=s, protocol=protocol, run_id="r", stamp="s", history=h, accounting=acc,
-                     values=values, verdict=judge(values, s.expect), nginx_conf="", **extra)
+                     values=values, verdict=judge(values, s.expect), balancer_conf="", **extra)
 
 
 def swarm_run() -> RunResult:
