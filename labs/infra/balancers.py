@@ -58,7 +58,7 @@ class BalancerAdapter:
         if not words:
             return None
         said = re.sub(rf"^.*?{re.escape(self.alert)}\s*(\(\d+\)\s*:\s*)?", "", words[0]).strip()
-        return f"{self.name} rejected the rendered config ({' '.join(self.check)}): {said}"
+        return f"{self.name} rejected the rendered config ({' '.join(self.check[:2])}): {said}"
 
     def version(self, text: str) -> str:
         match = re.search(self.version_re, text)
