@@ -1,5 +1,6 @@
 """The lab's containers, their lifecycle: two networks, Redis, N app replicas and the load balancer (nginx
-or HAProxy: `balancers`), started in parallel, awaited, and removed (paused, each network emptied one endpoint at a time, then all at once).
+or HAProxy: `balancers`), started in parallel, awaited, and removed (paused, each network emptied one
+endpoint at a time, then all at once).
 
 Every resource carries the run's label and comes back on every exit path: `Stack` is a context manager
 that tears down in `__exit__`, and in `__enter__` too when start-up fails half-way. Each Docker call that
@@ -308,26 +309,26 @@ class Stack(Lifecycle):
         # finish a start before anything removes that container (Docker 20.10 can deadlock when a container
         # is removed while its start runs the network hook: every later call on it then hangs).
         with signals.deferred():
-            front = self._create_all()
+            lb = self._create_all()
             self._start_backends()
         self.balancer_conf = spec.balancer_conf
         if spec.balancer_conf_for is not None:
             self.balancer_conf = spec.balancer_conf_for(self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"])
-        front.put_archive("/", _tar(self.balancer.config_path.lstrip("/"), self.balancer_conf))
+        lb.put_archive("/", _tar(self.balancer.config_path.lstrip("/"), self.balancer_conf))
         self.progress(f"started {len(self.containers) - 1} backend container(s); starting {self.balancer.name}")
         try:
             with signals.deferred():
-                front.start()
+                lb.start()
         except docker.errors.APIError as exc:
             raise StackError(f"{self.balancer.name} did not start: {exc.explanation or exc}") from None
-        self.port = self._published_port(front)
-        self.ports = {LISTEN_PORT: self.port, **{p: self._published_port(front, p) for p in spec.extra_nginx_ports}}
+        self.port = self._published_port(lb)
+        self.ports = {LISTEN_PORT: self.port, **{p: self._published_port(lb, p) for p in spec.extra_nginx_ports}}
         # backends first, then what forms them: the pool runs jobs in order, so forming never waits for a
         # worker held by a replica that waits for the formed broker
         waits = [self._pool.submit(self._wait_backend, b) for b in spec.broker_backends]
         if spec.form is not None:
             waits.append(self._pool.submit(self._form, list(waits)))
-        waits.append(self._pool.submit(self._wait_balancer, front))
+        waits.append(self._pool.submit(self._wait_balancer, lb))
         waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
         for w in waits:
             while True:  # short waits, so that a signal is handled between them
