@@ -10,6 +10,7 @@ version. Both answer READY_PATH themselves and route `/_lab/<replica>/healthz` t
 from __future__ import annotations
 
 import re
+import signal
 from dataclasses import dataclass
 
 from ..errors import ImageError
@@ -39,6 +40,11 @@ class BalancerAdapter:
     #: prints its version; `version_re` finds it in what that printed
     version_command: tuple[str, ...]
     version_re: str
+    #: serving is not yet taking a reload: the stack waits, once it serves, until the main process catches
+    #: the reload signal (HAProxy's master re-executes itself after its first load, and a signal that comes
+    #: before the new image installed its handler is lost: the container's PID 1 ignores what it has no
+    #: handler for)
+    await_reloadable: bool = False
 
     def command(self) -> list[str]:
         """Check the config, and only then serve it (exec: the server is the container's main process)."""
@@ -60,6 +66,11 @@ class BalancerAdapter:
         said = re.sub(rf"^.*?{re.escape(self.alert)}\s*(\(\d+\)\s*:\s*)?", "", words[0]).strip()
         return f"{self.name} rejected the rendered config ({' '.join(self.check[:2])}): {said}"
 
+    def catches_reload(self, status: str) -> bool:
+        """Whether a process whose /proc/<pid>/status is `status` has a handler for the reload signal."""
+        match = re.search(r"^SigCgt:\s*([0-9a-fA-F]+)$", status, re.MULTILINE)
+        return match is not None and bool(int(match.group(1), 16) >> (signal.Signals[self.reload_signal] - 1) & 1)
+
     def version(self, text: str) -> str:
         match = re.search(self.version_re, text)
         return match.group(1) if match else text.strip()[:80]
@@ -77,7 +88,8 @@ NGINX = BalancerAdapter(
 HAPROXY = BalancerAdapter(
     kind=Balancer.HAPROXY, name="haproxy", config_path=HAPROXY_CFG,
     check=("haproxy", "-c", "-f"), serve=("haproxy", "-W", "-db", "-f"),
-    alert="[ALERT]", reload_signal="SIGUSR2", version_command=("haproxy", "-v"), version_re=r"HAProxy version (\S+)")
+    alert="[ALERT]", reload_signal="SIGUSR2", version_command=("haproxy", "-v"), version_re=r"HAProxy version (\S+)",
+    await_reloadable=True)
 
 ADAPTERS = {adapter.kind: adapter for adapter in (NGINX, HAPROXY)}
 #: every balancer's container name (what a node fault finds on its node)

@@ -428,8 +428,14 @@ class Stack(Lifecycle):
         def probe() -> bool:
             return http_get(self.port, READY_PATH)[0] == 200
 
+        def reloadable() -> bool:
+            code, out = container.exec_run(["cat", "/proc/1/status"])
+            return code == 0 and self.balancer.catches_reload(out.decode(errors="replace"))
+
         try:
             self._poll(self.balancer.name, container, probe)
+            if self.balancer.await_reloadable:
+                self._poll(f"{self.balancer.name} taking {self.balancer.reload_signal}", container, reloadable)
         except StackError as exc:
             raise _balancer_failed(self.balancer, container, str(exc)) from None
 

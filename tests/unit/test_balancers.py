@@ -84,3 +84,13 @@ def test_the_haproxy_tag_follows_its_base_and_the_exact_packages():
     assert haproxy_tag("wslab/base:2", pins) != tag
     newer = [debs.Pin("haproxy", "2.6.12-1+deb12u5"), *pins[1:]]
     assert haproxy_tag("wslab/base:1", newer) != tag
+
+
+def test_haproxy_takes_a_reload_only_once_its_master_catches_the_signal():
+    """Before its first load is over HAProxy's master ignores SIGUSR2 (SigIgn), then re-executes itself and
+    installs its handler (SigCgt): a signal sent in between is lost, so the stack waits for the handler."""
+    starting = "SigBlk:\t0000000000000000\nSigIgn:\t0000000084001804\nSigCgt:\t0000000100714203\n"
+    serving = "SigBlk:\t0000000000000000\nSigIgn:\t0000000084001004\nSigCgt:\t0000000100716a03\n"
+    assert not HAPROXY.catches_reload(starting) and HAPROXY.catches_reload(serving)
+    assert HAPROXY.await_reloadable and not NGINX.await_reloadable
+    assert NGINX.catches_reload("SigCgt:\t0000000000000001\n") and not NGINX.catches_reload("no status")
