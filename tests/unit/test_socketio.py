@@ -99,6 +99,8 @@ def test_json_says_infinity_in_words_and_carries_placement_and_failover():
     assert out["failover"]["reconnect_max_s"] == "inf" and out["socketio"]["sticky"].startswith("nginx 1.22.1")
     assert "cookie (open-source)" in table([r]) and "cookie stickiness — nginx 1.22.1" in table([r])
     assert math.isinf(r.accounting.failover.reconnect_max_s)
+    twin = result("sticky-cookie-failover-haproxy", h, sticky="HAProxy's own `cookie wslab_srv insert indirect nocache`")
+    assert "cookie (HAProxy's)" in table([twin]) and "open-source" not in table([twin])
 
 
 def test_a_websocket_run_and_a_socketio_run_each_get_their_own_detail_table_after_one_summary():
