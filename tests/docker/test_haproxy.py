@@ -4,6 +4,7 @@ WebSocket one and Socket.IO long-polling behind its cookie."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 import time
@@ -11,6 +12,7 @@ import urllib.request
 
 import docker.errors
 import pytest
+import websockets
 
 from labs.errors import StackError
 from labs.infra.balancers import HAPROXY, READY_PATH
@@ -96,6 +98,46 @@ def test_haproxy_runs_unprivileged_and_reloads_on_its_signal(client, images, not
         assert urllib.request.urlopen(f"{base}{READY_PATH}", timeout=5).status == 200
         container.reload()
         assert container.status == "running"
+
+
+async def _closes_after_reload(port: int, clients: int, reload) -> tuple[list[float], set[int | None]]:
+    """Open `clients` WebSockets, reload, and return when each closed (seconds after the signal) and how."""
+    socks = [await websockets.connect(f"ws://127.0.0.1:{port}/ws?room=lobby&client=c{i}", ping_interval=None)
+             for i in range(clients)]
+    closed: dict[int, float] = {}
+
+    async def watch(i: int, ws) -> None:
+        try:
+            async for _ in ws:
+                pass
+        except websockets.ConnectionClosed:
+            pass
+        closed[i] = time.monotonic()
+
+    tasks = [asyncio.create_task(watch(i, ws)) for i, ws in enumerate(socks)]
+    t0 = time.monotonic()
+    await asyncio.to_thread(reload)
+    await asyncio.wait(tasks, timeout=30)
+    for task in tasks:
+        task.cancel()
+    return sorted(t - t0 for t in closed.values()), {ws.close_code for ws in socks}
+
+
+def test_a_soft_stop_cuts_websockets_at_hard_stop_after_whatever_the_spread(client, images, nothing_left):
+    """HAProxy 2.6's close-spread-time spreads the closes of idle and HTTP connections; an upgraded WebSocket
+    is a tunnel: the old worker keeps it until hard-stop-after, then cuts every one at once, without a close
+    frame (1006). `-s` prints the close times (12 clients, hard-stop-after 3 s, close-spread-time 2 s: all
+    12 at 3.07 s after SIGUSR2 on the 2-core VM)."""
+    conf = render_haproxy(for_replicas(2, hard_stop_after=3, close_spread_time=2))
+    with Stack(client, StackSpec(run_id="hapsoft0", replicas=2, broker="none", images=images, balancer=HAPROXY,
+                                 balancer_conf=conf)) as stack:
+        container = stack.containers[HAPROXY.name]
+        times, codes = asyncio.run(_closes_after_reload(stack.port, 12, lambda: container.kill(
+            signal=HAPROXY.reload_signal)))
+    print(f"closed after the reload: {[round(t, 2) for t in times]} s, codes {codes}")
+    assert len(times) == 12 and codes == {1006}
+    assert times[0] >= 2.9, "a WebSocket closed before hard-stop-after: the spread reached a tunnel"
+    assert times[-1] - times[0] < 1.0, "the hard stop cuts every tunnel at once"
 
 
 def test_a_websocket_room_behind_haproxy_delivers_every_message_once(run_once, nothing_left):
