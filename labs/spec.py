@@ -1,6 +1,6 @@
 """A scenario as a stack: everything decided before anything starts.
 
-`plan` does what can fail without Docker (the nginx config renders, the protocol is known), so bad input
+`plan` does what can fail without Docker (the balancer's config renders, the protocol is known), so bad input
 stops a run before anything starts; `stack_spec` then says which containers a plan runs on, with the broker's
 options and the run's ids. `runner`, `live` and the benches all build their stacks here.
 """
@@ -17,13 +17,15 @@ from typing import Any
 import docker
 
 from .brokers import entry
+from .infra import render_haproxy
+from .infra.balancers import adapter
 from .infra.images import ImageSet
 from .infra.nginx_probe import nginx_version
 from .infra.render import Sticky, for_replicas, render_nginx
 from .infra.stack import StackSpec
 from .protocols import for_app
 from .protocols.base import ProtocolAdapter
-from .scenario import Balance, FaultKind, Scenario
+from .scenario import Balance, Balancer, FaultKind, Scenario
 from .settings import TEMPLATES_DIR
 
 #: an address range for the pre-start render check only (TEST-NET-1, never contacted)
@@ -46,35 +48,46 @@ class Plan:
 
 
 def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> Plan:
-    """Check, without Docker, that the scenario can run: its nginx config renders from `templates`."""
+    """Check, without Docker, that the scenario can run: its balancer's config renders from `templates`."""
     renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
-    if scenario.topology.balance is Balance.COOKIE:
+    if scenario.topology.balance is Balance.COOKIE and scenario.topology.balancer is Balancer.NGINX:
         renderer(scenario, Sticky.NATIVE, templates=templates)(PLACEHOLDER_NET)
     return Plan(scenario, for_app(scenario.topology.app), templates)
 
 
 def renderer(scenario: Scenario, sticky: Sticky, *, templates: Path = TEMPLATES_DIR) -> Callable[[str], str]:
-    """The nginx config as a function of the client network (trusted for X-Forwarded-For when clients
-    stand for several /24s; that network exists only once the stack made it)."""
+    """The balancer's config (nginx's, or HAProxy's with its soft-stop knobs) as a function of the client
+    network (trusted for X-Forwarded-For when clients stand for several /24s; that network exists only once
+    the stack made it). `sticky` is how nginx builds cookie stickiness (HAProxy has its own)."""
     top, wl = scenario.topology, scenario.workload
 
     def render(client_net: str) -> str:
+        realip_from = client_net if wl.source_subnets > 1 else None
+        if top.balancer is Balancer.HAPROXY:
+            return render_haproxy.render_haproxy(render_haproxy.for_replicas(
+                top.replicas, balance=top.balance, cookie_name=top.cookie_name, realip_from=realip_from,
+                hard_stop_after=top.hard_stop_after, close_spread_time=top.close_spread_time), templates=templates)
         config = for_replicas(top.replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
-                              realip_from=client_net if wl.source_subnets > 1 else None)
+                              realip_from=realip_from)
         return render_nginx(config, templates=templates)
 
     return render
 
 
 def render(scenario: Scenario, *, templates: Path = TEMPLATES_DIR) -> str:
-    """The scenario's nginx config (for a stack whose clients need no realip)."""
+    """The scenario's balancer config (for a stack whose clients need no realip)."""
     return renderer(scenario, Sticky.MAP, templates=templates)(PLACEHOLDER_NET)
 
 
 def sticky_for(client: docker.DockerClient, scenario: Scenario, images: ImageSet) -> tuple[Sticky, str]:
-    """How cookie stickiness is rendered for this nginx image, and a line saying so ("" when not cookie)."""
-    if scenario.topology.balance is not Balance.COOKIE:
+    """How cookie stickiness is rendered for this nginx image, and a line saying so ("" when not cookie);
+    HAProxy inserts its own cookie."""
+    top = scenario.topology
+    if top.balance is not Balance.COOKIE:
         return Sticky.MAP, ""
+    if top.balancer is Balancer.HAPROXY:
+        return Sticky.MAP, (f"HAProxy's own `cookie {top.cookie_name} insert indirect nocache`: it names the "
+                            "server in the cookie it inserts, and a later request carrying it goes to that server")
     version = nginx_version(client, images.nginx.tag)
     sticky = Sticky.for_version(version)
     return sticky, f"nginx {'.'.join(map(str, version))}: {sticky.describe()}"
@@ -96,8 +109,11 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
     cookie stickiness is built ("" when not cookie)."""
     s, protocol = p.scenario, p.protocol
     sticky, sticky_note = sticky_for(client, s, images)
+    balancer = adapter(s.topology.balancer)
+    balancer.image(images)  # a missing image stops the run here, before anything starts
     spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                     nginx_conf="", nginx_conf_for=renderer(s, sticky, templates=p.templates), images=images,
+                     balancer_conf="", balancer_conf_for=renderer(s, sticky, templates=p.templates), images=images,
+                     balancer=balancer,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
                      **broker_options(s, images))
@@ -105,16 +121,17 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
 
 
 def image_sources(s: Scenario, app: str, images: ImageSet) -> dict[str, str]:
-    """Where each image of the run came from (the broker's: redis, or nats)."""
+    """Where each image of the run came from (the broker's: redis, or nats; the balancer's: nginx or haproxy)."""
     broker = entry(s.topology.broker)
     server = broker.server_image(images)
-    return {"app": app, **({broker.image: server.source} if server else {}), "nginx": images.nginx.source}
+    balancer = adapter(s.topology.balancer)
+    return {"app": app, **({broker.image: server.source} if server else {}), balancer.name: balancer.image(images).source}
 
 
 def describe(p: Plan, spec: StackSpec, sticky_note: str) -> str:
     top = p.scenario.topology
     return (f"{p.scenario.name}: run {spec.run_id}, {top.replicas} {p.protocol.app.value} replica(s), "
-            f"broker {top.broker.value}, balance {top.balance.value}"
+            f"broker {top.broker.value}, {top.balancer.value} balance {top.balance.value}"
             + (f"; cookie stickiness: {sticky_note}" if sticky_note else ""))
 
 

@@ -190,7 +190,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
         cluster_masters=setup.masters))
     p = plan(s)
     spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=setup.broker.value,
-                     nginx_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
+                     balancer_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit,
                      **broker_options(p.scenario, images))
