@@ -18,6 +18,7 @@ from ..accounting.history import FaultEvent
 from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
+from .balancers import NAMES
 from .redis_cluster import myself_flags
 from .running import RunningStack, StackOperations
 
@@ -189,7 +190,7 @@ def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
         here = sorted(name for name, node in node_of.items() if node == fault.target)
         parts = [name for name in here if name.startswith("app-")]
         parts += [BROKER for name in here if name in {"redis", "nats"} or name.startswith("redis-")][:1]
-        return tuple(parts + ([LB] if "nginx" in here else []))
+        return tuple(parts + ([LB] if NAMES & set(here) else []))
     return tuple(sorted(reach(FaultEvent(fault.kind.value, fault.target, 0.0))))
 
 

@@ -75,7 +75,7 @@ class Upstream:
             raise RenderError(f"bad upstream port {self.port}: must be 1..65535")
 
 
-def _cidr(value: str) -> str:
+def cidr(value: str) -> str:
     """A network in CIDR form, normalised; anything else (a hostname, a ';', a space) is refused."""
     try:
         if not isinstance(value, str) or "/" not in value:
@@ -151,7 +151,7 @@ class NginxConfig:
         if not isinstance(self.sticky, Sticky):
             raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")
         if self.realip_from is not None:
-            object.__setattr__(self, "realip_from", _cidr(self.realip_from))
+            object.__setattr__(self, "realip_from", cidr(self.realip_from))
 
     @property
     def listen_ports(self) -> tuple[int, ...]:

@@ -23,10 +23,11 @@ from rich.live import Live
 from .. import scenario, signals
 from ..errors import LabError
 from ..infra import inspect
+from ..infra.balancers import LISTEN_PORT
 from ..infra.launch import open_stack
 from ..infra.running import RunningStack
 from ..infra.sizing import FILES_PER_CONNECTION, Sizing
-from ..infra.stack import NGINX_PORT
+from ..scenario import Balancer
 from ..settings import LABEL
 from . import remote, state, view
 from .state import LiveState
@@ -66,7 +67,7 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
             with open_stack(client, spec, scenario=p.scenario, progress=progress, on_removed=on_removed) as stack:
                 live = _update(name, port=stack.port, host=stack.host)
                 print(urls(live), flush=True)
-                if stack.host == LOCAL:
+                if stack.host == LOCAL and stack.balancer.kind is Balancer.NGINX:
                     print(load_line(stack, p.sizing), flush=True)
                 watch(stack, name)
         finally:
@@ -96,7 +97,7 @@ def load_line(stack: RunningStack, sizing: Sizing) -> str:
     goes through docker-proxy, which holds 6 files per connection (labs/infra/sizing.py)."""
     held = f"{sizing.connections:,}" + (f" of {sizing.wanted:,}" if sizing.reduced else "")
     proxy = sizing.fd_limit // FILES_PER_CONNECTION["proxy"]
-    return (f"load tools: ws://{inspect.address(stack, 'nginx', 'front')}:{NGINX_PORT}/ws   (nginx itself: holds "
+    return (f"load tools: ws://{inspect.address(stack, 'nginx', 'front')}:{LISTEN_PORT}/ws   (nginx itself: holds "
             f"{held} connections; the 127.0.0.1 port passes docker-proxy, ~{proxy:,})")
 
 

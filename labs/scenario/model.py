@@ -43,9 +43,27 @@ class Balance(enum.Enum):
     ROUND_ROBIN = "round-robin"
     IP_HASH = "ip-hash"
     HASH = "hash"
+    #: the whole client address on a consistent ring: a server added or gone moves only its own clients
+    HASH_CONSISTENT = "hash-consistent"
     COOKIE = "cookie"
     #: partitioning by room: the room named in the WebSocket URL (`/ws?room=R`) picks the replica
     ROOM = "room"
+
+
+class Balancer(enum.Enum):
+    """What runs the load balancer: nginx, or HAProxy (Debian 12's 2.6)."""
+
+    NGINX = "nginx"
+    HAPROXY = "haproxy"
+
+    @property
+    def config_file(self) -> str:
+        """The rendered config's file name, as a run's results keep it."""
+        return "haproxy.cfg" if self is Balancer.HAPROXY else "nginx.conf"
+
+
+#: a soft stop's knobs (HAProxy's hard-stop-after and close-spread-time), in seconds
+MAX_SOFT_STOP_S = 3600.0
 
 
 class AppKind(enum.Enum):
@@ -105,6 +123,11 @@ class Topology:
     #: Redis Cluster brokers: masters (redis-1..N) and replicas per master (redis-N+1..)
     cluster_masters: int = 3
     cluster_replicas: int = 0
+    balancer: Balancer = Balancer.NGINX
+    #: HAProxy only: the longest a soft stop (a reload's old process) may last, in seconds (None: unbounded)
+    hard_stop_after: float | None = None
+    #: HAProxy only: a soft stop closes its connections spread over this many seconds (None: all at once)
+    close_spread_time: float | None = None
 
     @property
     def cluster_nodes(self) -> int:

@@ -190,7 +190,7 @@ def bench_spec(images: ImageSet, layout: Layout, setup: Setup) -> StackSpec:
         cluster_masters=setup.masters))
     p = plan(s)
     return StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=setup.broker.value,
-                     nginx_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
+                     balancer_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit, backlog=p.sizing.backlog,
                      **broker_options(p.scenario, images))
