@@ -26,6 +26,12 @@ BROKERS := pubsub streams nats nats-jetstream \
            fault-pubsub-restart-redis fault-streams-restart-redis fault-nats-restart-broker fault-jetstream-restart-broker \
            fault-pubsub-slow-consumer fault-nats-slow-consumer fault-jetstream-slow-consumer
 
+# nginx and HAProxy side by side: each scenario, then its twin on HAProxy (same workload, same [expect])
+BALANCED := pubsub sticky-round-robin-polling sticky-ip-hash-polling sticky-ip-hash-subnets sticky-hash-subnets \
+           sticky-cookie-polling socketio-redis-manager sticky-cookie-failover fault-pubsub-kill-replica \
+           fault-streams-kill-replica partition-rooms
+BALANCERS := $(foreach s,$(BALANCED),$(s) $(s)-haproxy)
+
 # Redis Cluster: classic PUBLISH vs sharded Pub/Sub in one room, then in 200 rooms (bus bytes per message,
 # load per node), then a master killed under sharded Pub/Sub
 CLUSTER := cluster-pubsub cluster-sharded cluster-rooms-pubsub cluster-rooms-sharded cluster-sharded-kill-master
@@ -42,7 +48,7 @@ DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-str
            deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -69,6 +75,9 @@ scenario-brokers: setup ## Redis PubSub vs Streams vs NATS vs JetStream: the hea
 scenario-sticky: setup ## Socket.IO behind round-robin, ip_hash, hash, cookie; rooms; the article's events; a sticky server killed — a summary, then one table per kind
 	$(LAB) run $(STICKY)
 
+scenario-balancers: setup ## nginx vs HAProxy: each sticky, Socket.IO and fault scenario beside its HAProxy twin — one summary with a balancer column
+	$(LAB) run $(BALANCERS)
+
 scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscribe, Socket.IO adapter off/on, Redis restart and replica kill beside python-socketio — one run
 	$(LAB) run $(SEED_NODE)
 
@@ -93,8 +102,8 @@ demo-%: setup ## keep one scenario's stack up for a live demo: chat page, live v
 scenario-%: setup ## run one scenario from scenarios/ (e.g. make scenario-seed-glob)
 	$(LAB) run $*
 
-test: setup images node-deps browser ## all tests: unit tests, then the scenarios on real containers
-	$(PYTHON) -m pytest
+test: setup images node-deps browser ## all tests, in two lanes at once (tests/lanes.py): the scenarios on real containers beside the unit tests
+	$(PYTHON) tests/lanes.py
 
 lint: setup ## ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade) and mypy over labs/ and tests/
 	$(PYTHON) -m ruff check labs tests
@@ -144,6 +153,9 @@ bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-pro
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
 	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
+
+bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes through docker-proxy): refused connections, loss -> results/bench/defaults-*/
+	$(PYTHON) -m labs.bench defaults --runs $(or $(RUNS),1) --via $(or $(VIA),bridge)
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -130,8 +130,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name in scenario.available():
         s = scenario.load(name)
         expect = ", ".join(f"{m.value} {b}" for m, b in s.expect.items())
-        print(f"{name:<30} {s.topology.app.value:<9} {s.topology.broker.value:<20} "
-              f"replicas={s.topology.replicas:<3} expects {expect}")
+        top = s.topology
+        print(f"{name:<34} {top.app.value:<9} {top.broker.value:<20} {top.balancer.value:<7} "
+              f"replicas={top.replicas:<3} expects {expect}")
     return EXIT_PASS
 
 

@@ -100,7 +100,7 @@ def execute(client: docker.DockerClient, p: Plan, images: ImageSet, *, host_port
     acc, values, verdict = check(p, history)
     return RunResult(
         scenario=s, protocol=protocol, run_id=run_id, stamp=utc_stamp(), history=history, accounting=acc,
-        values=values, verdict=verdict, nginx_conf=stack.nginx_conf, sticky=sticky_note,
+        values=values, verdict=verdict, balancer_conf=stack.balancer_conf, sticky=sticky_note,
         images=image_sources(s, protocol.replica_image(images).source, images),
         versions=versions, timings={"up": stack.timings.up_s, "down": stack.timings.down_s},
         replicas=replicas, logs=stack.logs, states=states, nodes=nodes, swarm_events=swarm_events,

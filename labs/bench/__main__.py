@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from ..console import EXIT_PASS, EXIT_USAGE
-from . import capacity, faults, lifecycle, partitioning, replicas, signals
+from . import capacity, defaults, faults, lifecycle, partitioning, replicas, signals
 from .common import BenchParser, run_bench
 from .connections import run as connections
 
@@ -36,6 +36,7 @@ BENCHES: dict[str, tuple[Bench, str]] = {
     "replicas": (replicas, "the lab's Python replica vs the article's Node server: knees and their ratio"),
     "connections": (connections, "N idle WebSockets through nginx: connect rate, memory, round times, loss"),
     "partitioning": (partitioning, "N connections in R rooms: one Redis vs a Redis Cluster, by room or not"),
+    "defaults": (defaults, "the stack of `labs up pubsub` at its sized capacity (20,000): what was refused"),
 }
 PROG = "python -m labs.bench"
 

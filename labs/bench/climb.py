@@ -12,9 +12,9 @@ from typing import Any
 
 from .. import scenario
 from ..infra import inspect
+from ..infra.balancers import LISTEN_PORT
 from ..infra.launch import open_stack
 from ..infra.running import RunningStack
-from ..infra.stack import NGINX_PORT
 from ..infra.usage import docker_proxies, process_cpu
 from ..load import ladder
 from ..load.step import LoadSpec, Session, check_step
@@ -80,7 +80,7 @@ def nginx_address(stack: RunningStack, via: str) -> tuple[str, int]:
         return "127.0.0.1", stack.port
     nginx = stack.containers["nginx"]
     nginx.reload()
-    return nginx.attrs["NetworkSettings"]["Networks"][stack.networks["front"].name]["IPAddress"], NGINX_PORT
+    return nginx.attrs["NetworkSettings"]["Networks"][stack.networks["front"].name]["IPAddress"], LISTEN_PORT
 
 
 def ms(value: float | None) -> str:

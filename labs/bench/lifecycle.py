@@ -29,7 +29,7 @@ def lifecycle(bench: Started, runs: int) -> dict[str, Any]:
     ups, downs = [], []
     for i in range(runs):
         spec = StackSpec(run_id=new_run_id(), replicas=s.topology.replicas, broker=s.topology.broker.value,
-                         nginx_conf=conf, images=bench.images)
+                         balancer_conf=conf, images=bench.images)
         stack = open_stack(bench.client, spec)
         with stack:  # a signal tears the stack down, then stops the bench (exit 130)
             pass

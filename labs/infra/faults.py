@@ -20,6 +20,7 @@ from ..accounting.history import FaultEvent
 from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
+from .balancers import NAMES
 from .operations import STOP_GRACE_S
 from .redis_cluster import myself_flags
 from .running import RunningStack, StackOperations
@@ -274,7 +275,7 @@ def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
         here = sorted(name for name, node in node_of.items() if node == fault.target)
         parts = [name for name in here if name.startswith("app-")]
         parts += [BROKER for name in here if name in {"redis", "nats"} or name.startswith("redis-")][:1]
-        return tuple(parts + ([LB] if "nginx" in here else []))
+        return tuple(parts + ([LB] if NAMES & set(here) else []))
     found = set(reach(FaultEvent(fault.kind.value, fault.target, 0.0)))
     if fault.kind is FaultKind.SCALE_OUT:
         first = int(fault.target.removeprefix("app-"))

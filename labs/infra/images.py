@@ -1,10 +1,11 @@
-"""The images a run needs: app, redis, nginx (and node for the seed article's Node servers) — used from the
-local store, pulled, or built here.
+"""The images a run needs: app, redis, nginx (and node for the seed article's Node servers, haproxy for the
+scenarios that balance with HAProxy) — used from the local store, pulled, or built here.
 
 No registry may be reachable, so everything can be built offline from the host's apt mirror:
 a Debian base (debootstrap) with python3, nginx, redis-server and nats-server, and the app image on top of it
 with wheels downloaded by the host's pip, and the node image on it with Debian's nodejs and the npm packages
-`npm ci` installed on the host (images/node/). All are tagged by a hash of their inputs, so a present
+`npm ci` installed on the host (images/node/), and the haproxy image on it with Debian's haproxy from .deb
+files the host's apt downloads (`debs`, images/haproxy/). All are tagged by a hash of their inputs, so a present
 tag means "already built" and nothing is rebuilt.
 """
 
@@ -27,6 +28,7 @@ import requests
 
 from ..errors import ImageError
 from ..settings import BUILD_DIR, QUIET, ROOT
+from . import debs
 from .engine import apt_install, debian_root, read_os_release
 from .npm import CLIENT_FILE, CLIENT_PACKAGE, NPM_LOCK, client_script, npm_ci, npm_pin
 
@@ -42,6 +44,10 @@ APP_PACKAGE = ROOT / "labs" / "app"
 NODE_REPO = "wslab/node"
 #: the seed article's Node servers: their Dockerfile, package.json and package-lock.json, and the .mjs files
 NODE_DIR = ROOT / "images" / "node"
+HAPROXY_REPO = "wslab/haproxy"
+HAPROXY_DIR = ROOT / "images" / "haproxy"
+#: what the haproxy image adds to the base (with whichever of their dependencies the base lacks)
+HAPROXY_PACKAGES = ("haproxy",)
 IMAGE_LABEL = "wslab.image"
 #: label on the base image: its python3's major.minor, which the app's wheels must match
 PYTHON_LABEL = "wslab.python"
@@ -74,6 +80,10 @@ class ImageSet:
     node_error: str = ""
     #: Debian's nats-server (the base image has it); None in sets made before it was there
     nats: Image | None = None
+    #: Debian's HAProxy on the base (None when it could not be built: `haproxy_error` says why; only the
+    #: scenarios with balancer = "haproxy" need it)
+    haproxy: Image | None = None
+    haproxy_error: str = ""
 
 
 class Mirror(NamedTuple):
@@ -179,6 +189,13 @@ def node_tag(base: str, *, node_dir: Path = NODE_DIR) -> str:
     for path in node_files(node_dir):
         parts += [path.relative_to(node_dir).as_posix().encode(), path.read_bytes()]
     return f"{NODE_REPO}:{_short_hash(*parts)}"
+
+
+def haproxy_tag(base: str, pins: list[debs.Pin], *, haproxy_dir: Path = HAPROXY_DIR) -> str:
+    """The haproxy image's tag: a hash of its base, its Dockerfile and the exact packages it installs."""
+    parts = [str(FORMAT).encode(), base.encode(), (haproxy_dir / "Dockerfile").read_bytes(),
+             "\n".join(map(str, pins)).encode()]
+    return f"{HAPROXY_REPO}:{_short_hash(*parts)}"
 
 
 def _present(client: docker.DockerClient, tag: str) -> bool:
@@ -370,6 +387,28 @@ def _ensure_node(client: docker.DockerClient, base: Image, progress: Callable[[s
     return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
 
 
+def _ensure_haproxy(client: docker.DockerClient, base: Image, progress: Callable[[str], None]) -> Image:
+    """The haproxy image: Debian's haproxy and the dependencies the base lacks, as .deb files the host's apt
+    downloaded into a fresh build context under build/, installed with dpkg."""
+    pins = debs.needed(client, base.tag, HAPROXY_PACKAGES)
+    tag = haproxy_tag(base.tag, pins)
+    packages = ", ".join(f"{p.name} {p.version}" for p in pins)
+    what = f"built locally on {base.tag}: Debian {packages} (.debs from the host's apt)"
+    if _present(client, tag):
+        return Image(tag, f"{what} (cached)")
+    started = time.monotonic()
+    found = debs.download(pins, progress)
+    context = Path(tempfile.mkdtemp(prefix="haproxy-", dir=BUILD_DIR))
+    try:
+        shutil.copy2(HAPROXY_DIR / "Dockerfile", context / "Dockerfile")
+        shutil.copytree(found, context / "debs")
+        progress(f"building {tag} …")
+        _docker_build(client, context, tag, base.tag, progress, role="haproxy")
+    finally:
+        shutil.rmtree(context, ignore_errors=True)
+    return Image(tag, f"{what} (built now, {time.monotonic() - started:.1f} s)")
+
+
 def _ensure_official(client: docker.DockerClient, ref: str, package: str, fallback: Image,
                      progress: Callable[[str], None]) -> Image:
     """The official image `ref` if present or pullable, else the base image, which has Debian's `package`."""
@@ -387,7 +426,7 @@ def _ensure_official(client: docker.DockerClient, ref: str, package: str, fallba
 
 
 def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None]) -> ImageSet:
-    """Make sure the app, redis, nginx and node images exist, building or pulling only what is missing."""
+    """Make sure the app, redis, nginx, node and haproxy images exist, building or pulling only what is missing."""
     base = _ensure_base(client, progress)
     app = _ensure_app(client, base, progress)
     redis = _ensure_official(client, REDIS_OFFICIAL, "redis-server", base, progress)
@@ -397,5 +436,11 @@ def ensure_images(client: docker.DockerClient, *, progress: Callable[[str], None
     except ImageError as exc:
         node, node_error = None, str(exc)
         progress(f"the node image was not built, so the seed-node scenarios cannot run: {exc}")
+    try:
+        haproxy, haproxy_error = _ensure_haproxy(client, base, progress), ""
+    except ImageError as exc:
+        haproxy, haproxy_error = None, str(exc)
+        progress(f"the haproxy image was not built, so the scenarios with balancer = \"haproxy\" cannot run: {exc}")
     nats = Image(base.tag, f"Debian nats-server in {base.tag}")
-    return ImageSet(app=app, redis=redis, nginx=nginx, node=node, node_error=node_error, nats=nats)
+    return ImageSet(app=app, redis=redis, nginx=nginx, node=node, node_error=node_error, nats=nats,
+                    haproxy=haproxy, haproxy_error=haproxy_error)

@@ -14,12 +14,12 @@ from .readiness import http_get
 from .running import Handles, RunningStack
 from .usage import container_cpu
 
-#: a replica that does not answer (killed, or nginx cannot reach it)
+#: a replica that does not answer (killed, or the balancer cannot reach it)
 UNREACHABLE = (OSError, http.client.HTTPException, ValueError)
 
 
 def health(stack: RunningStack, name: str) -> dict[str, Any]:
-    """The replica's /healthz through nginx: {"status": 200, ...counters}; {"status": None, "error"} if gone."""
+    """The replica's /healthz through the balancer: {"status": 200, ...counters}; {"status": None, "error"} if gone."""
     try:
         status, body = http_get(stack.port, f"/_lab/{name}/healthz", host=stack.host)
         return {"status": status, **(json.loads(body) if status == 200 else {})}
@@ -27,11 +27,20 @@ def health(stack: RunningStack, name: str) -> dict[str, Any]:
         return {"status": None, "error": repr(exc)}
 
 
+def address(stack: Handles, name: str, role: str) -> str:
+    """`name`'s address on the stack's `role` network (front, back), which this host reaches over the
+    network's bridge when the stack runs on this engine."""
+    container = stack.containers[name]
+    container.reload()
+    return str(container.attrs["NetworkSettings"]["Networks"][stack.networks[role].name]["IPAddress"])
+
+
 def versions(stack: RunningStack, replicas: dict[str, dict[str, Any]]) -> dict[str, str]:
     """Versions of the parts that ran, read from the parts themselves (replicas: their /healthz)."""
     out = {"docker engine": stack.client.version().get("Version", "?")}
-    code, text = stack.containers["nginx"].exec_run(["nginx", "-v"])
-    out["nginx"] = text.decode(errors="replace").strip().removeprefix("nginx version: ")
+    balancer = stack.balancer
+    code, text = stack.containers[balancer.name].exec_run(list(balancer.version_command))
+    out[balancer.name] = balancer.version(text.decode(errors="replace"))
     redis = next((n for n in ("redis", "redis-1") if n in stack.containers), None)
     if redis is not None:
         code, text = stack.containers[redis].exec_run(["redis-server", "--version"])

@@ -1,5 +1,5 @@
 """What faults do to a running stack: kill, stop, pause and restart containers, cut a replica off Redis,
-and change its topology (a replica added or taken out of nginx's upstream, nginx reloaded). A Swarm's
+and change its topology (a replica added or taken out of the balancer's upstream, the balancer reloaded). A Swarm's
 operations (labs.infra.swarm.operations) add its nodes; on one engine a node fault is refused, on a Swarm
 a topology change.
 
@@ -13,8 +13,8 @@ from __future__ import annotations
 import docker.errors
 
 from ..errors import StackError
-from . import balancer
-from .balancer import Balancer
+from . import balancers
+from .balancers import BalancerAdapter
 from .inspect import redis_cli
 from .running import Handles, Scalable
 
@@ -27,7 +27,8 @@ class Operations:
     """One engine's: every call acts on a container or a network of `stack` (`running.StackOperations`).
     A topology change needs `topology` too (the stack itself; a live stack found by its label has none)."""
 
-    def __init__(self, stack: Handles, topology: Scalable | None = None, lb: Balancer = balancer.NGINX) -> None:
+    def __init__(self, stack: Handles, topology: Scalable | None = None,
+                 lb: BalancerAdapter = balancers.NGINX) -> None:
         self.stack = stack
         self.topology = topology
         self.lb = lb
@@ -94,10 +95,10 @@ class Operations:
         self._scalable("waiting for a replica").wait_replica(name)
 
     def reload_lb(self, config: str | None = None, *, retire_within: float | None = None) -> None:
-        """Write `config` into the load balancer (None: keep its file) and reload it (`balancer.reload`);
+        """Write `config` into the load balancer (None: keep its file) and reload it (`balancers.reload`);
         the signal is sent under `membership`."""
-        balancer.reload(self.stack.containers[self.lb.container], self.lb, config=config,
-                        retire_within=retire_within, signalling=self.stack.membership)
+        balancers.reload(self.stack.containers[self.lb.name], self.lb, config=config,
+                         retire_within=retire_within, signalling=self.stack.membership)
 
     def serve(self, replicas: tuple[str, ...], *, retire_within: float | None = None) -> None:
         """Reload the load balancer with `replicas` in its upstream."""

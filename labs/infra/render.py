@@ -77,7 +77,7 @@ class Upstream:
             raise RenderError(f"bad upstream port {self.port}: must be 1..65535")
 
 
-def _cidr(value: str) -> str:
+def cidr(value: str) -> str:
     """A network in CIDR form, normalised; anything else (a hostname, a ';', a space) is refused."""
     try:
         if not isinstance(value, str) or "/" not in value:
@@ -110,6 +110,13 @@ class NginxConfig:
     worker_rlimit_nofile: int | None = None
     #: one access-log line per request; off for runs of many thousands of connections
     access_log: bool = True
+    #: pending connections each listening socket queues (`listen ... backlog=`; None: nginx's 511), at most
+    #: net.core.somaxconn in nginx's network namespace
+    backlog: int | None = None
+    #: failed attempts after which nginx leaves a replica out for `fail_timeout` s; 0: never (nginx's
+    #: default is 1 for 10 s)
+    max_fails: int = 0
+    fail_timeout: int = 10
     #: `worker_shutdown_timeout`: after a reload, the old workers' connections are cut this long after they
     #: were told to stop. nginx reads it from the config the old workers started with, so it is written from
     #: the start. None: nginx's default, old workers live as long as their connections
@@ -140,12 +147,17 @@ class NginxConfig:
                 and self.worker_connections > self.worker_rlimit_nofile):
             raise RenderError(f"worker_connections {self.worker_connections} exceeds worker_rlimit_nofile "
                               f"{self.worker_rlimit_nofile}: a worker would run out of open files first")
+        if self.backlog is not None and not 1 <= self.backlog <= 65535:
+            raise RenderError(f"backlog {self.backlog} must be 1..65535")
+        if not 0 <= self.max_fails <= 1000 or not 1 <= self.fail_timeout <= 3600:
+            raise RenderError(f"max_fails {self.max_fails} must be 0..1000 and fail_timeout {self.fail_timeout} "
+                              f"1..3600 s")
         if not isinstance(self.cookie_name, str) or not COOKIE_RE.fullmatch(self.cookie_name):
             raise RenderError(f"bad cookie name {self.cookie_name!r}: must match {COOKIE_RE.pattern}")
         if not isinstance(self.sticky, Sticky):
             raise RenderError(f"unknown cookie stickiness {self.sticky!r} (one of: native, map)")
         if self.realip_from is not None:
-            object.__setattr__(self, "realip_from", _cidr(self.realip_from))
+            object.__setattr__(self, "realip_from", cidr(self.realip_from))
         if self.shutdown_timeout_ms is not None and (
                 isinstance(self.shutdown_timeout_ms, bool) or not isinstance(self.shutdown_timeout_ms, int)
                 or not 1 <= self.shutdown_timeout_ms <= MAX_SHUTDOWN_TIMEOUT_MS):
@@ -191,7 +203,8 @@ def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str
         return env.get_template("nginx.conf.j2").render(
             replicas=config.replicas, balance=config.balance.value, listen_ports=config.listen_ports,
             reuseport=config.reuseport, worker_rlimit_nofile=config.worker_rlimit_nofile,
-            access_log=config.access_log,
+            access_log=config.access_log, backlog=config.backlog, max_fails=config.max_fails,
+            fail_timeout=config.fail_timeout,
             read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
             workers=config.workers, worker_connections=config.worker_connections,
             cookie_name=config.cookie_name, sticky=config.sticky.value,

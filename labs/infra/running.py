@@ -15,6 +15,8 @@ from typing import Any, Protocol
 import docker
 from docker.models.containers import Container
 
+from .balancers import BalancerAdapter
+
 
 @dataclass
 class Timings:
@@ -78,9 +80,9 @@ class StackOperations(Protocol):
 
 
 class RunningStack(Handles, Protocol):
-    """A topology that is up: nginx at `host:port` (more nginx ports in `ports`), the replicas app-1..N,
-    the broker's containers. A context manager: entering starts it (and removes what a failed start made),
-    leaving removes it on every exit path."""
+    """A topology that is up: its load balancer (nginx or HAProxy, `balancer`) at `host:port` (more of its
+    ports in `ports`), the replicas app-1..N, the broker's containers. A context manager: entering starts it
+    (and removes what a failed start made), leaving removes it on every exit path."""
 
     @property
     def client(self) -> docker.DockerClient:
@@ -96,7 +98,12 @@ class RunningStack(Handles, Protocol):
     def ports(self) -> dict[int, int]: ...
 
     @property
-    def nginx_conf(self) -> str: ...
+    def balancer(self) -> BalancerAdapter:
+        """What balances: its container is `containers[balancer.name]`."""
+
+    @property
+    def balancer_conf(self) -> str:
+        """The balancer's config the run used."""
 
     @property
     def logs(self) -> dict[str, str]:

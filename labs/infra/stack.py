@@ -1,5 +1,6 @@
-"""The lab's containers, their lifecycle: two networks, Redis, N app replicas and nginx, started in
-parallel, awaited, and removed (paused, each network emptied one endpoint at a time, then all at once).
+"""The lab's containers, their lifecycle: two networks, Redis, N app replicas and the load balancer (nginx
+or HAProxy: `balancers`), started in parallel, awaited, and removed (paused, each network emptied one
+endpoint at a time, then all at once).
 
 Every resource carries the run's label and comes back on every exit path: `Stack` is a context manager
 that tears down in `__exit__`, and in `__enter__` too when start-up fails half-way. Each Docker call that
@@ -29,8 +30,7 @@ from docker.models.containers import Container
 from .. import signals
 from ..errors import EngineError, StackError
 from ..settings import LABEL, OWNER, OWNER_LABEL
-from . import balancer
-from .balancer import NGINX_CONF
+from .balancers import LISTEN_PORT, NGINX, READY_PATH, BalancerAdapter, write_config
 from .engine import NO_ANSWER, wedged
 from .images import ImageSet
 from .operations import Operations
@@ -42,10 +42,10 @@ from .readiness import wait_ready
 from .running import Timings as Timings
 
 APP_PORT = 8000
-NGINX_PORT = 8080
 LOG_TAIL = 20
 #: every process in every container: an unprivileged user (nobody), no capabilities, no way to gain any.
-#: Nothing here needs one: nginx listens on 8080, Redis writes under /tmp, the replicas only talk.
+#: Nothing here needs one: the balancer listens on 8080 (HAProxy keeps its pid file and stats socket under
+#: /tmp), Redis writes under /tmp, the replicas only talk.
 UNPRIVILEGED: dict[str, Any] = {"user": "65534:65534", "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"]}
 
 
@@ -106,7 +106,8 @@ class StackSpec:
     run_id: str
     replicas: int
     broker: str
-    nginx_conf: str
+    #: the balancer's rendered config (nginx.conf or haproxy.cfg)
+    balancer_conf: str
     images: ImageSet
     host_port: int | None = None
     ready_timeout: float = 30.0
@@ -122,14 +123,17 @@ class StackSpec:
     #: containers whose socket buffers are kept small (16 KiB), so that a backlog to a frozen replica
     #: cannot hide in the kernels (up to 32 MiB here) and Redis's own output buffer for it fills instead
     small_buffers: tuple[str, ...] = ()
-    #: when set, renders the nginx config from the front network's subnet once that network exists (the
-    #: host's connections arrive from it, so realip may trust that network and no other); else `nginx_conf`
-    nginx_conf_for: Renderer | None = None
+    #: when set, renders the balancer's config from the front network's subnet once that network exists (the
+    #: host's connections arrive from it, so realip may trust that network and no other); else `balancer_conf`
+    balancer_conf_for: Renderer | None = None
     #: more nginx container ports to publish, each on its own ephemeral 127.0.0.1 port (the host reaches a
     #: published port through one docker-proxy process per port, and each holds two files per connection)
     extra_nginx_ports: tuple[int, ...] = ()
     #: the open-file limit (soft = hard) of every container; None leaves the engine's default
     nofile: int | None = None
+    #: net.core.somaxconn in the balancer's and the replicas' network namespaces (it caps their backlogs);
+    #: None leaves the kernel's default (4096 since Linux 5.4, 128 before)
+    backlog: int | None = None
     #: the broker's containers; None: one Redis (with `redis_args`) when the broker is not "none"
     backends: tuple[Backend, ...] | None = None
     #: what the replicas are given as their broker's address (`--redis`, whatever the broker)
@@ -137,13 +141,19 @@ class StackSpec:
     #: run once every backend is ready, before the stack counts as up (a Redis Cluster is formed here); a
     #: failure tears the stack down like any other start-up failure
     form: Callable[[Stack], None] | None = None
+    #: what balances: nginx or HAProxy
+    balancer: BalancerAdapter = NGINX
 
     def __post_init__(self) -> None:
         ports = self.extra_nginx_ports
-        if len(set(ports)) != len(ports) or not all(1024 <= p <= 65535 and p != NGINX_PORT for p in ports):
-            raise StackError(f"bad extra nginx ports {ports!r}: distinct ports in 1024..65535 other than {NGINX_PORT}")
+        if len(set(ports)) != len(ports) or not all(1024 <= p <= 65535 and p != LISTEN_PORT for p in ports):
+            raise StackError(f"bad extra nginx ports {ports!r}: distinct ports in 1024..65535 other than {LISTEN_PORT}")
+        if ports and self.balancer is not NGINX:
+            raise StackError(f"extra listen ports are nginx's (the connections bench); this stack runs {self.balancer.name}")
         if self.nofile is not None and not 1024 <= self.nofile <= 1_048_576:
             raise StackError(f"nofile {self.nofile} must be 1024..1048576 (and at most the host's hard limit)")
+        if self.backlog is not None and not 128 <= self.backlog <= 65535:
+            raise StackError(f"backlog {self.backlog} must be 128..65535")
 
     @property
     def broker_backends(self) -> tuple[Backend, ...]:
@@ -170,12 +180,10 @@ def check_port_free(port: int) -> None:
             raise StackError(f"port 127.0.0.1:{port} is taken; pass another --port or leave it out") from None
 
 
-def _nginx_failed(nginx: Container, otherwise: str) -> StackError:
-    """nginx's own words when `nginx -t` rejected the config (it may exit before its port is read)."""
-    tail = _tail(nginx)
-    if "[emerg]" in tail:
-        return StackError(f"nginx rejected the rendered config (nginx -t):\n{tail}")
-    return StackError(otherwise)
+def _balancer_failed(balancer: BalancerAdapter, container: Container, otherwise: str) -> StackError:
+    """The balancer's own words, in one line, when its check (`nginx -t`, `haproxy -c`) rejected the config
+    (it may exit before its port is read)."""
+    return StackError(balancer.rejected(_tail(container)) or otherwise)
 
 
 def _tail(container: Container, lines: int = LOG_TAIL) -> str:
@@ -262,15 +270,15 @@ class Stack(Lifecycle):
     logs: dict[str, str] = field(default_factory=dict)
     timings: Timings = field(default_factory=Timings)
     port: int = 0
-    #: the address nginx's port is published on (a Swarm stack: its node's)
+    #: the address the balancer's port is published on (a Swarm stack: its node's)
     host: str = "127.0.0.1"
-    #: "front" joins nginx and the replicas; "back" joins the replicas and Redis (a partition cuts it)
+    #: "front" joins the balancer and the replicas; "back" joins the replicas and Redis (a partition cuts it)
     networks: dict[str, Any] = field(default_factory=dict)
-    #: the nginx config the run used
-    nginx_conf: str = ""
+    #: the balancer's config the run used
+    balancer_conf: str = ""
     #: names of what the teardown removed, also handed to `on_removed`
     removed: list[str] = field(default_factory=list)
-    #: nginx container port -> its published 127.0.0.1 port (NGINX_PORT's is `port`)
+    #: balancer container port -> its published 127.0.0.1 port (LISTEN_PORT's is `port`)
     ports: dict[int, int] = field(default_factory=dict)
     on_removed: Callable[[list[str]], None] = lambda names: None
     #: what the engine said changed while the run went: one engine says nothing (a Swarm: its nodes, tasks)
@@ -290,6 +298,10 @@ class Stack(Lifecycle):
     def _release(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    @property
+    def balancer(self) -> BalancerAdapter:
+        return self.spec.balancer
+
     # -- start -----------------------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -302,27 +314,27 @@ class Stack(Lifecycle):
         # finish a start before anything removes that container (Docker 20.10 can deadlock when a container
         # is removed while its start runs the network hook: every later call on it then hangs).
         with signals.deferred():
-            nginx = self._create_all()
+            lb = self._create_all()
             self._start_backends()
         self.client_net = self.networks["front"].attrs["IPAM"]["Config"][0]["Subnet"]
-        self.nginx_conf = spec.nginx_conf
-        if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self.client_net)
-        balancer.write_config(nginx, balancer.NGINX, self.nginx_conf)
-        self.progress(f"started {len(self.containers) - 1} backend container(s); starting nginx")
+        self.balancer_conf = spec.balancer_conf
+        if spec.balancer_conf_for is not None:
+            self.balancer_conf = spec.balancer_conf_for(self.client_net)
+        write_config(lb, self.balancer, self.balancer_conf)
+        self.progress(f"started {len(self.containers) - 1} backend container(s); starting {self.balancer.name}")
         try:
             with signals.deferred():
-                nginx.start()
+                lb.start()
         except docker.errors.APIError as exc:
-            raise StackError(f"nginx did not start: {exc.explanation or exc}") from None
-        self.port = self._published_port(nginx)
-        self.ports = {NGINX_PORT: self.port, **{p: self._published_port(nginx, p) for p in spec.extra_nginx_ports}}
+            raise StackError(f"{self.balancer.name} did not start: {exc.explanation or exc}") from None
+        self.port = self._published_port(lb)
+        self.ports = {LISTEN_PORT: self.port, **{p: self._published_port(lb, p) for p in spec.extra_nginx_ports}}
         # backends first, then what forms them: the pool runs jobs in order, so forming never waits for a
         # worker held by a replica that waits for the formed broker
         waits = [self._pool.submit(self._wait_backend, b) for b in spec.broker_backends]
         if spec.form is not None:
             waits.append(self._pool.submit(self._form, list(waits)))
-        waits.append(self._pool.submit(self._wait_nginx, nginx))
+        waits.append(self._pool.submit(self._wait_balancer, lb))
         waits += [self._pool.submit(self._wait_app, f"app-{i}") for i in range(1, spec.replicas + 1)]
         for w in waits:
             while True:  # short waits, so that a signal is handled between them
@@ -332,7 +344,7 @@ class Stack(Lifecycle):
                 except TimeoutError:
                     continue
         self.timings.up_s = time.monotonic() - t0
-        self.progress(f"all ready in {self.timings.up_s:.2f}s; nginx on 127.0.0.1:{self.port}")
+        self.progress(f"all ready in {self.timings.up_s:.2f}s; {self.balancer.name} on 127.0.0.1:{self.port}")
 
     def _create_all(self) -> Container:
         """Both networks, then every container (created, not started), in parallel."""
@@ -348,19 +360,17 @@ class Stack(Lifecycle):
                  for b in spec.broker_backends]
         jobs += [self._pool.submit(self._create_replica, name) for name in self.serving]
         jobs.append(self._pool.submit(
-            self._create, "nginx", spec.images.nginx.tag,
-            ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr -c {NGINX_CONF} "
-                         "-g 'daemon off;'"],
-            front, ports={f"{NGINX_PORT}/tcp": ("127.0.0.1", spec.host_port),
+            self._create, self.balancer.name, self.balancer.image(spec.images).tag, self.balancer.command(),
+            front, ports={f"{LISTEN_PORT}/tcp": ("127.0.0.1", spec.host_port),
                           **{f"{p}/tcp": ("127.0.0.1", None) for p in spec.extra_nginx_ports}}))
         _all(jobs)
         self.progress(f"created {len(self.containers)} container(s)")
-        return self.containers["nginx"]
+        return self.containers[self.balancer.name]
 
     def _start_backends(self) -> None:
-        """Start Redis and the replicas in parallel (before nginx: it resolves upstream names when it loads
-        its config)."""
-        _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != "nginx"])
+        """Start Redis and the replicas in parallel (before the balancer: it resolves the replicas' names when
+        it loads its config)."""
+        _all([self._pool.submit(c.start) for name, c in self.containers.items() if name != self.balancer.name])
 
     def _create_network(self, role: str) -> None:
         # The Redis side (and a cluster's bus) needs no route out of the host (and is faster without one).
@@ -380,21 +390,28 @@ class Stack(Lifecycle):
     def _create_backend(self, name: str, image: str, command: list[str], network: str,
                         more: tuple[str, ...] = ()) -> None:
         """Create a backend; a replica joins the broker's network too, a broker's container its `more`."""
-        container = self._create(name, image, command, network, **self._buffers(name))
+        container = self._create(name, image, command, network)
         if name.startswith("app-") and self.spec.needs_back:
             self.networks["back"].connect(container, aliases=[name])
         for role in more:
             self.networks[role].connect(container, aliases=[name])
 
-    def _buffers(self, name: str) -> dict[str, Any]:
-        if name not in self.spec.small_buffers:
-            return {}
-        return {"sysctls": {"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"}}
+    def _sysctls(self, name: str) -> dict[str, str]:
+        """Namespaced net.* sysctls, which an unprivileged container may set: small socket buffers, and the
+        listen backlog's cap for the balancer and the replicas."""
+        out = {}
+        if name in self.spec.small_buffers:
+            out.update({"net.ipv4.tcp_rmem": "4096 16384 16384", "net.ipv4.tcp_wmem": "4096 16384 16384"})
+        if self.spec.backlog is not None and (name == self.balancer.name or name.startswith("app-")):
+            out["net.core.somaxconn"] = str(self.spec.backlog)
+        return out
 
     def _create(self, name: str, image: str, command: list[str], network: str, **kwargs: Any) -> Container:
         endpoint = self.client.api.create_endpoint_config(aliases=[name])
         if self.spec.nofile is not None:
             kwargs["ulimits"] = [docker.types.Ulimit(name="nofile", soft=self.spec.nofile, hard=self.spec.nofile)]
+        if sysctls := self._sysctls(name):
+            kwargs["sysctls"] = sysctls
         try:
             container = self.client.containers.create(
                 image, command, name=f"wslab-{self.spec.run_id}-{name}", hostname=name,
@@ -406,11 +423,11 @@ class Stack(Lifecycle):
         self.containers[name] = container
         return container
 
-    def _published_port(self, container: Container, port: int = NGINX_PORT) -> int:
+    def _published_port(self, container: Container, port: int = LISTEN_PORT) -> int:
         container.reload()
         bindings = container.attrs["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
         if not bindings:
-            raise _nginx_failed(container, f"nginx exited at start:\n{_tail(container)}")
+            raise _balancer_failed(self.balancer, container, f"{self.balancer.name} exited at start:\n{_tail(container)}")
         return int(bindings[0]["HostPort"])
 
     def _poll(self, what: str, container: Container, probe: Callable[[], bool]) -> None:
@@ -424,14 +441,20 @@ class Stack(Lifecycle):
         wait_ready(what, probe, timeout=self.spec.ready_timeout, where=f"127.0.0.1:{self.port}",
                    stopping=self._stopping, gone=gone, logs=lambda: _tail(container), interval=0.02)
 
-    def _wait_nginx(self, nginx: Container) -> None:
+    def _wait_balancer(self, container: Container) -> None:
         def probe() -> bool:
-            return http_get(self.port, "/_lab/nginx")[0] == 200
+            return http_get(self.port, READY_PATH)[0] == 200
+
+        def reloadable() -> bool:
+            code, out = container.exec_run(["cat", "/proc/1/status"])
+            return code == 0 and self.balancer.catches_reload(out.decode(errors="replace"))
 
         try:
-            self._poll("nginx", nginx, probe)
+            self._poll(self.balancer.name, container, probe)
+            if self.balancer.await_reloadable:
+                self._poll(f"{self.balancer.name} taking {self.balancer.reload_signal}", container, reloadable)
         except StackError as exc:
-            raise _nginx_failed(nginx, str(exc)) from None
+            raise _balancer_failed(self.balancer, container, str(exc)) from None
 
     def _wait_app(self, name: str) -> None:
         self._poll(name, self.containers[name], lambda: http_get(self.port, f"/_lab/{name}/healthz")[0] == 200)
@@ -476,21 +499,22 @@ class Stack(Lifecycle):
         self._wait_app(name)
 
     def lb_config(self, replicas: tuple[str, ...]) -> str:
-        """nginx's config with `replicas` in its upstream."""
-        if self.spec.nginx_conf_for is None:
-            raise StackError("this stack's nginx config was given whole: it cannot be rendered for other replicas")
-        return self.spec.nginx_conf_for(self.client_net, replicas)
+        """The balancer's config with `replicas` in its upstream."""
+        if self.spec.balancer_conf_for is None:
+            raise StackError(f"this stack's {self.balancer.name} config was given whole: it cannot be rendered for "
+                             f"other replicas")
+        return self.spec.balancer_conf_for(self.client_net, replicas)
 
     def set_serving(self, replicas: tuple[str, ...], config: str) -> None:
-        """nginx now runs `config`, with `replicas` in its upstream."""
-        self.serving, self.nginx_conf = list(replicas), config
+        """The balancer now runs `config`, with `replicas` in its upstream."""
+        self.serving, self.balancer_conf = list(replicas), config
 
     def node_of(self) -> dict[str, str]:
         """Which node ran each container: one engine, this one."""
         return {name: "local" for name in self.containers}
 
     def operations(self) -> Operations:
-        return Operations(self, self)
+        return Operations(self, self, self.balancer)
 
     # -- teardown --------------------------------------------------------------------------------------
 

@@ -22,8 +22,12 @@ from rich.live import Live
 
 from .. import scenario, signals
 from ..errors import LabError
+from ..infra import inspect
+from ..infra.balancers import LISTEN_PORT
 from ..infra.launch import open_stack
 from ..infra.running import RunningStack
+from ..infra.sizing import FILES_PER_CONNECTION, Sizing
+from ..scenario import Balancer
 from ..settings import LABEL
 from . import remote, state, view
 from .state import LiveState
@@ -63,6 +67,8 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
             with open_stack(client, spec, scenario=p.scenario, progress=progress, on_removed=on_removed) as stack:
                 live = _update(name, port=stack.port, host=stack.host)
                 print(urls(live), flush=True)
+                if stack.host == LOCAL and stack.balancer.kind is Balancer.NGINX:
+                    print(load_line(stack, p.sizing), flush=True)
                 watch(stack, name)
         finally:
             client.close()
@@ -84,6 +90,15 @@ def urls(live: LiveState) -> str:
     lines += [f"faults:     python -m labs fault KIND TARGET{flag}   then   python -m labs heal{flag}",
               f"stop:       Ctrl-C here, or python -m labs down{flag}"]
     return "\n".join(lines)
+
+
+def load_line(stack: RunningStack, sizing: Sizing) -> str:
+    """Where a load tool on this host reaches nginx itself, and what each way in holds: the published port
+    goes through docker-proxy, which holds 6 files per connection (labs/infra/sizing.py)."""
+    held = f"{sizing.connections:,}" + (f" of {sizing.wanted:,}" if sizing.reduced else "")
+    proxy = sizing.fd_limit // FILES_PER_CONNECTION["proxy"]
+    return (f"load tools: ws://{inspect.address(stack, 'nginx', 'front')}:{LISTEN_PORT}/ws   (nginx itself: holds "
+            f"{held} connections; the 127.0.0.1 port passes docker-proxy, ~{proxy:,})")
 
 
 def watch(stack: RunningStack, name: str) -> None:

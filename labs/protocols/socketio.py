@@ -14,7 +14,7 @@ import engineio.payload
 
 from ..accounting.checker import Accounting
 from ..accounting.history import History
-from ..scenario import AppKind, Balance, Broker, Metric, Scenario
+from ..scenario import AppKind, Balance, Balancer, Broker, Metric, Scenario
 from .base import Link, Outcome, ProtocolAdapter, Sink, source_address
 from .cells import pct, ratio
 from .socketio_link import HttpEvent, SocketIOLink
@@ -108,7 +108,9 @@ class SocketIOProtocol(ProtocolAdapter):
         st = stickiness(outcome.history.http)
         top, wl = s.topology, s.workload
         policy = top.balance.value
-        if top.balance is Balance.COOKIE:
+        if top.balance is Balance.COOKIE and top.balancer is Balancer.HAPROXY:
+            policy += " (HAProxy's)"
+        elif top.balance is Balance.COOKIE:
             policy += " (native)" if "native" in outcome.sticky else " (open-source)"
         if wl.source_subnets > 1:
             policy += f", {wl.source_subnets} /24s via XFF"

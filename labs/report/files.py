@@ -1,6 +1,7 @@
 """results/<scenario>/<UTC stamp>/ for one run: result.json, history.json, report.md, report.html,
-timeline.png, placement.png, nginx.conf and a log per container. Written under a hidden name and renamed
-when complete, so a failed or interrupted run never leaves a half-written one."""
+timeline.png, placement.png, the balancer's config (nginx.conf or haproxy.cfg) and a log per container.
+Written under a hidden name and renamed when complete, so a failed or interrupted run never leaves a
+half-written one."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def write(result: RunResult, results_dir: Path, table: str) -> Path:
         (partial / "report.md").write_text(markdown(result, table))
         (partial / "report.html").write_text(html.page(result))
         plots.run_pngs(result, partial)
-        (partial / "nginx.conf").write_text(result.nginx_conf)
+        (partial / result.scenario.topology.balancer.config_file).write_text(result.balancer_conf)
         logs = partial / "logs"
         logs.mkdir()
         for name, text in result.logs.items():

@@ -2,7 +2,7 @@
 
 The verdict and the declared checks, the run's row of the table, a delivery timeline (per 100 ms of send
 time: deliveries that arrived and that were lost, with each fault's window shaded), the clients per
-replica, and the nginx config that ran. Pictures are inline SVG drawn here from the numbers in
+replica, and the balancer's config that ran. Pictures are inline SVG drawn here from the numbers in
 `series`, which also feeds the PNGs beside it; every text is escaped.
 """
 
@@ -102,8 +102,8 @@ def page(result: RunResult) -> str:
 {timeline_svg(result.history)}
 <h2>Clients per replica</h2>
 {placement_svg(result.outcome.accounting.placement)}
-<h2>nginx.conf</h2>
-<pre>{esc(result.nginx_conf)}</pre>
+<h2>{esc(result.scenario.topology.balancer.config_file)}</h2>
+<pre>{esc(result.balancer_conf)}</pre>
 <h2>Images and versions</h2>
 <ul>{facts}</ul>
 <p>Run {esc(result.run_id)} at {esc(result.stamp)}; up {result.timings.get('up', 0):.2f} s, down {result.timings.get('down', 0):.2f} s.</p>

@@ -25,8 +25,9 @@ class RunResult:
     #: every metric measured for this run (None: undefined)
     values: dict[Metric, float | None]
     verdict: Verdict
-    nginx_conf: str
-    #: how cookie stickiness was rendered for the nginx in use ("" when the policy is not cookie)
+    #: the balancer's rendered config (nginx.conf or haproxy.cfg)
+    balancer_conf: str
+    #: how cookie stickiness was built by the balancer in use ("" when the policy is not cookie)
     sticky: str = ""
     images: dict[str, str] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
@@ -80,7 +81,7 @@ def _summary(result: RunResult) -> dict[str, Any]:
         "stamp": result.stamp,
         "app": s.topology.app.value,
         "topology": {"replicas": s.topology.replicas, "broker": s.topology.broker.value,
-                     "balance": s.topology.balance.value},
+                     "balance": s.topology.balance.value, "balancer": s.topology.balancer.value},
         "workload": asdict(s.workload),
         "counts": counts,
         "latency_ms": None if a is None else {"p50": a.percentile_ms(0.5), "p99": a.percentile_ms(0.99),

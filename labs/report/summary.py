@@ -74,10 +74,13 @@ def _lost(a: Accounting, *, faulted: bool) -> str:
     return f"{a.lost} ({a.lost_outside_fault} outside the fault)" if faulted else str(a.lost)
 
 
-def summary_row(result: RunResult) -> dict[str, str]:
-    """One run's row; a run whose checker crashed has no figure but its verdict."""
+def summary_row(result: RunResult, *, balancer: bool = False) -> dict[str, str]:
+    """One run's row (with the balancer that ran it, when `balancer`: runs on nginx and HAProxy side by side);
+    a run whose checker crashed has no figure but its verdict."""
     a = result.accounting
-    row = {"scenario": result.scenario.name, "verdict": result.verdict_text}
+    row = {"scenario": result.scenario.name,
+           **({"balancer": result.scenario.topology.balancer.value} if balancer else {}),
+           "verdict": result.verdict_text}
     if a is None:
         cells = dict.fromkeys(("delivered", "lost", "duplicated", "p50 / p99 ms"), "-")
     else:

@@ -28,9 +28,11 @@ def render(rows: list[dict[str, str]]) -> str:
 
 
 def table(results: list[RunResult]) -> str:
-    """The summary with the reasons of verdicts under it, then each kind's detail table, titled, with its
-    adapter's notes under it (the kinds in the order their first run came; Swarm last)."""
-    summary = [render([summary_row(r) for r in results])]
+    """The summary with the reasons of verdicts under it (a balancer column when runs used more than one),
+    then each kind's detail table, titled, with its adapter's notes under it (the kinds in the order their
+    first run came; Swarm last)."""
+    mixed = len({r.scenario.topology.balancer for r in results}) > 1
+    summary = [render([summary_row(r, balancer=mixed) for r in results])]
     summary += [f"{r.scenario.name}: {r.verdict.reason}" for r in results if r.verdict.reason]
     parts = ["\n".join(summary)]
     for title, members in kinds(results).items():

@@ -24,9 +24,11 @@ from .model import (
     MAX_ROOMS,
     MAX_SEND_DURATION_S,
     MAX_SENDS,
+    MAX_SOFT_STOP_S,
     MIN_MASTERS,
     AppKind,
     Balance,
+    Balancer,
     Events,
     Fault,
     Scenario,
@@ -40,8 +42,8 @@ from .parse import NODE_BROKERS, available, load, on_swarm, parse
 __all__ = [
     "ALL_REPLICAS", "LB_CONTAINER", "TOPOLOGY_CHANGES",
     "CLUSTER_ONLY", "MAX_DELIVERIES", "MAX_FAULTS", "MAX_MASTERS", "MAX_RECOVERY_S", "MAX_REPLICAS", "MAX_ROOMS",
-    "MAX_SENDS", "MAX_SEND_DURATION_S", "MIN_MASTERS", "NODE_BROKERS", "SEED_NODE_WS_METRICS", "SOCKETIO_METRICS",
-    "SOCKETIO_ONLY", "WEBSOCKET_ONLY", "AppKind", "Balance", "Bound", "Broker", "BrokerFacts", "Events", "Fault",
+    "MAX_SENDS", "MAX_SEND_DURATION_S", "MAX_SOFT_STOP_S", "MIN_MASTERS", "NODE_BROKERS", "SEED_NODE_WS_METRICS", "SOCKETIO_METRICS",
+    "SOCKETIO_ONLY", "WEBSOCKET_ONLY", "AppKind", "Balance", "Balancer", "Bound", "Broker", "BrokerFacts", "Events", "Fault",
     "FaultKind", "Metric", "Scenario", "Swarm", "Topology", "Transport", "Workload", "available", "load", "on_swarm",
     "parse", "unfit",
 ]

@@ -27,6 +27,7 @@ from .model import (
     MAX_SHUTDOWN_TIMEOUT_S,
     MAX_STEP_PAUSE_S,
     NODE_RE,
+    Balancer,
     Fault,
     Swarm,
     Topology,
@@ -70,6 +71,10 @@ def faults(items: Any, topology: Topology, workload: Workload, where: str,
         if why:
             raise ScenarioError(f"{here}: {why}, this topology has {topology.broker.value}")
         if kind.changes_topology:
+            if topology.balancer is not Balancer.NGINX:
+                raise ScenarioError(f'{here}: {kind.value} runs behind nginx only (it renders nginx\'s upstream and '
+                                    f'worker_shutdown_timeout); this topology has balancer = '
+                                    f'"{topology.balancer.value}"')
             fault = _change(kind, item, here)
         else:
             fault = Fault(kind, _target(kind, item, topology, swarm, here), *_schedule(item, here))

@@ -59,6 +59,22 @@ class Balance(enum.Enum):
     ROOM = "room"
 
 
+class Balancer(enum.Enum):
+    """What runs the load balancer: nginx, or HAProxy (Debian 12's 2.6)."""
+
+    NGINX = "nginx"
+    HAPROXY = "haproxy"
+
+    @property
+    def config_file(self) -> str:
+        """The rendered config's file name, as a run's results keep it."""
+        return "haproxy.cfg" if self is Balancer.HAPROXY else "nginx.conf"
+
+
+#: a soft stop's knobs (HAProxy's hard-stop-after and close-spread-time), in seconds
+MAX_SOFT_STOP_S = 3600.0
+
+
 class AppKind(enum.Enum):
     """What the replicas run: the plain `websockets` server, a python-socketio server, or the seed article's
     own Node servers (images/node/): its `ws` + node-redis server, and its socket.io +
@@ -116,6 +132,11 @@ class Topology:
     #: Redis Cluster brokers: masters (redis-1..N) and replicas per master (redis-N+1..)
     cluster_masters: int = 3
     cluster_replicas: int = 0
+    balancer: Balancer = Balancer.NGINX
+    #: HAProxy only: the longest a soft stop (a reload's old process) may last, in seconds (None: unbounded)
+    hard_stop_after: float | None = None
+    #: HAProxy only: a soft stop closes its connections spread over this many seconds (None: all at once)
+    close_spread_time: float | None = None
 
     @property
     def cluster_nodes(self) -> int:

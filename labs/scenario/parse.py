@@ -34,12 +34,14 @@ from .model import (
     MAX_ROOMS,
     MAX_SEND_DURATION_S,
     MAX_SENDS,
+    MAX_SOFT_STOP_S,
     MIN_MASTERS,
     NAME_RE,
     NODE_RE,
     ROOM_RE,
     AppKind,
     Balance,
+    Balancer,
     Bound,
     Events,
     Scenario,
@@ -96,6 +98,23 @@ def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) 
                                 f'"{topology.broker.value}" (only the redis-cluster-* brokers use it)')
 
 
+def _soft_stop(top: dict[str, Any], balancer: Balancer, where: str) -> tuple[float | None, float | None]:
+    """HAProxy's soft-stop knobs, in seconds: (hard_stop_after, close_spread_time), each None when not set.
+    nginx has neither; a spread as long as the hard stop would be cut short by it (HAProxy's manual: set it
+    lower)."""
+    keys = ("hard_stop_after", "close_spread_time")
+    given = [key for key in keys if key in top]
+    if given and balancer is not Balancer.HAPROXY:
+        raise ScenarioError(f'{where}: topology.{given[0]} = {show(top[given[0]])} is an HAProxy setting; '
+                            f'this topology has balancer = "{balancer.value}" (use balancer = "haproxy")')
+    hard, spread = (float_of(top, key, 0.0, 0.001, MAX_SOFT_STOP_S, where) if key in top else None for key in keys)
+    if hard is not None and spread is not None and spread >= hard:
+        raise ScenarioError(f"{where}: topology.close_spread_time = {show(top['close_spread_time'])} must be less "
+                            f"than hard_stop_after = {show(top['hard_stop_after'])} (the hard stop would cut the "
+                            "spread short)")
+    return hard, spread
+
+
 def _planned(workload: Workload, interval: str, where: str) -> None:
     """Refuse a workload whose planned work would run until the run is killed."""
     c, m = workload.clients, workload.messages
@@ -131,6 +150,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
 
     top = subtable(data, "topology", where)
     refuse_unknown(top, set(Topology.__dataclass_fields__), f"{where} [topology]")
+    balancer = enum_of(top, "balancer", Topology.balancer, where)
+    hard_stop_after, close_spread_time = _soft_stop(top, balancer, where)
     topology = Topology(
         replicas=int_of(top, "replicas", Topology.replicas, 1, MAX_REPLICAS, where),
         broker=enum_of(top, "broker", Topology.broker, where),
@@ -140,6 +161,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         cookie_name=str_of(top, "cookie_name", Topology.cookie_name, COOKIE_RE, where),
         cluster_masters=_cluster_masters(top, where),
         cluster_replicas=int_of(top, "cluster_replicas", Topology.cluster_replicas, 0, 2, where),
+        balancer=balancer, hard_stop_after=hard_stop_after, close_spread_time=close_spread_time,
     )
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
@@ -186,6 +208,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     swarm = _swarm(data["swarm"], where) if "swarm" in data else None
     if swarm is not None:
         _swarm_broker(topology.broker, where)
+        _swarm_balancer(topology.balancer, where)
     faults = fault_table.faults(data.get("faults", []), topology, workload, where, swarm)
 
     exp = subtable(data, "expect", where)
@@ -233,12 +256,19 @@ def _swarm_broker(broker: Broker, where: str) -> None:
         raise ScenarioError(f"{where}: broker {broker.value} runs on one engine only ({why})")
 
 
+def _swarm_balancer(balancer: Balancer, where: str) -> None:
+    if balancer is not Balancer.NGINX:
+        raise ScenarioError(f'{where}: balancer = "{balancer.value}" runs on one engine only (the Swarm engine '
+                            'runs nginx as a service): leave out [swarm] and --engine swarm, or use balancer = "nginx"')
+
+
 def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
     """The scenario as run with `--engine swarm`: its own [swarm] table, or the defaults."""
     if scenario.swarm is not None:
         return scenario
     where = shown(str(scenario.path) if scenario.path else scenario.name)
     _swarm_broker(scenario.topology.broker, where)
+    _swarm_balancer(scenario.topology.balancer, where)
     for fault in scenario.faults:
         swarm_fault(fault.kind, where)
     return Scenario(**{**scenario.__dict__, "swarm": Swarm(nodes=min(nodes or Swarm.nodes, Swarm.nodes))})

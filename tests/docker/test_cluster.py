@@ -58,7 +58,7 @@ def test_a_cluster_that_fails_to_form_is_torn_down(client, images, nothing_left)
 
     run_id = f"cf{uuid.uuid4().hex[:6]}"
     spec = StackSpec(run_id=run_id, replicas=1, broker="redis-cluster-sharded",
-                     nginx_conf=render_nginx(for_replicas(1)), images=images,
+                     balancer_conf=render_nginx(for_replicas(1)), images=images,
                      backends=redis_cluster.cluster_backends(images.redis.tag, 3, 0), broker_url=redis_cluster.broker_url(3),
                      form=fail, ready_timeout=20.0)
     with pytest.raises(StackError, match="forming failed on purpose"):

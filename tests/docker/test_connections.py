@@ -18,9 +18,9 @@ import docker
 from labs.settings import LABEL, ROOT
 
 
-def start(results: Path, *args: str) -> subprocess.Popen[str]:
+def start(results: Path, *args: str, bench: str = "connections") -> subprocess.Popen[str]:
     """The bench as a terminal starts it: its own process group, SIGINT at its default."""
-    return subprocess.Popen([sys.executable, "-m", "labs.bench", "connections", *args], cwd=ROOT, text=True,
+    return subprocess.Popen([sys.executable, "-m", "labs.bench", bench, *args], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             # progress lines are what this test reads: CI=true would silence them
                             env={**{k: v for k, v in os.environ.items() if k != "CI"},
@@ -136,3 +136,27 @@ def test_partitioning_setups_hold_every_connection_and_say_what_each_node_did(cl
     assert one_redis["nodes"]["redis"]["publishes"] >= 40
     assert runs["none:room"][0]["nodes"] == {}
     assert (result_dir / "partitioning.md").read_text().startswith("# 600 connections in 20 rooms over 3 replicas")
+
+
+def test_the_default_stack_holds_what_it_is_sized_for_and_a_small_nginx_shows_refusals(client, images, tmp_path):
+    """The stack `up` starts (3 nginx workers, 20,000 files a process here) holds 600 connections through
+    nginx's own address with nothing refused; the same bench against one nginx worker of 64 connections
+    counts what that nginx refused and exits 1."""
+    proc = start(tmp_path / "sized", "--connections", "600", bench="defaults")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-2000:]
+    [result_dir] = (tmp_path / "sized" / "bench").glob("defaults-*")
+    result = json.loads((result_dir / "defaults.json").read_text())
+    assert result["refused"]["per_run"] == [0] and result["summary"]["lost"] == 0
+    assert result["results"][0]["connected"] == 600 and result["way_in"]["via"] == "bridge"
+    assert len(result["results"][0]["held"]["nginx"]) == result["sizing"]["nginx_workers"] >= 2
+
+    proc = start(tmp_path / "small", "--connections", "600", "--workers", "1", "--worker-connections", "64",
+                 bench="defaults")
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-2000:]
+    [result_dir] = (tmp_path / "small" / "bench").glob("defaults-*")
+    result = json.loads((result_dir / "defaults.json").read_text())
+    # 64 connections, two per client WebSocket and a few for nginx itself: ~30 held, the rest refused
+    assert 0 < result["results"][0]["connected"] < 64 and result["refused"]["per_run"][0] > 500
+    assert result["refused"]["nginx_errors"].get("worker_connections are not enough", 0) > 0

@@ -14,7 +14,7 @@ def test_a_scale_out_under_a_consistent_hash_moves_few_clients_and_adds_a_replic
     assert result.history.replicas == ["app-1", "app-2", "app-3", "app-4"]
     assert result.replicas["app-4"]["status"] == 200 and a.placement.keys() >= {"app-4"}
     assert any(s.replica == "app-4" for s in result.history.sessions)
-    assert "server app-4:8000;" in result.nginx_conf and "worker_shutdown_timeout 1000ms;" in result.nginx_conf
+    assert "server app-4:8000 " in result.balancer_conf and "worker_shutdown_timeout 1000ms;" in result.balancer_conf
     assert set(result.states.values()) == {"running"} and "app-4" in result.states
     # every WebSocket was cut once by the old workers, every client came back through the new upstream
     assert a.drops == 60 and a.failover.reconnected == 60
@@ -28,7 +28,7 @@ def test_a_scale_in_drains_then_stops_the_replica_and_only_its_clients_move(run_
     a = result.accounting
     assert result.passed, result.verdict.reason
     assert result.states["app-3"] == "exited" and "app-3" not in result.replicas
-    assert "app-3" not in result.nginx_conf
+    assert "app-3" not in result.balancer_conf
     moved = [s for s in result.history.sessions if s.closed is not None]
     assert {s.replica for s in moved} == {"app-3"} and a.remap.moved == a.remap.reconnected == 4
 
@@ -47,7 +47,7 @@ def test_a_reload_keeps_every_websocket_unless_a_shutdown_timeout_cuts_them(run_
     kept, cut = run_once("deploy-reload-no-timeout"), run_once("deploy-reload-timeout")
     assert kept.passed, kept.verdict.reason
     assert cut.passed, cut.verdict.reason
-    assert kept.accounting.drops == 0 and "worker_shutdown_timeout" not in kept.nginx_conf
-    assert cut.accounting.drops == 12 and "worker_shutdown_timeout 500ms;" in cut.nginx_conf
+    assert kept.accounting.drops == 0 and "worker_shutdown_timeout" not in kept.balancer_conf
+    assert cut.accounting.drops == 12 and "worker_shutdown_timeout 500ms;" in cut.balancer_conf
     # nginx took the config the reload wrote (it logs [emerg] when it refuses one)
     assert "[emerg]" not in cut.logs["nginx"]

@@ -80,7 +80,7 @@ def test_make_clean_removes_what_a_killed_run_left(client, images, nothing_left)
 
 def test_an_app_replica_exits_cleanly_on_sigterm(client, images, nothing_left):
     spec = StackSpec(run_id="sigterm0", replicas=1, broker="none",
-                     nginx_conf=render(scenario.parse(
+                     balancer_conf=render(scenario.parse(
                          "[topology]\nreplicas = 1\n[workload]\n[expect]\nlost = 0\n", name="one")),
                      images=images)
     with Stack(client, spec) as stack:
@@ -94,7 +94,7 @@ def test_an_app_replica_exits_cleanly_on_sigterm(client, images, nothing_left):
 
 def test_a_readiness_failure_tears_down_what_started(client, images, nothing_left):
     spec = StackSpec(run_id="broken00", replicas=1, broker="none", images=images,
-                     nginx_conf="events {}\nhttp { upstream app { server app-9:8000; } }\n")
+                     balancer_conf="events {}\nhttp { upstream app { server app-9:8000; } }\n")
     with pytest.raises(StackError, match="nginx"):
         with Stack(client, spec):
             pass
@@ -106,7 +106,7 @@ def test_a_teardown_waits_for_an_exec_in_flight_instead_of_pausing_under_it(clie
     import threading
 
     spec = StackSpec(run_id="execwait", replicas=1, broker="redis-pubsub",
-                     nginx_conf=render(scenario.parse(
+                     balancer_conf=render(scenario.parse(
                          "[topology]\nreplicas = 1\nbroker = \"redis-pubsub\"\n[workload]\n[expect]\nlost = 0\n",
                          name="one")), images=images)
     result: list[tuple[int, bytes]] = []

@@ -61,7 +61,7 @@ def run_id(prefix: str) -> str:
 
 def test_bad_frames_close_their_sender_with_a_policy_code_and_spare_the_room(client, images, nothing_left):
     spec = StackSpec(run_id=run_id("frm"), replicas=3, broker="redis-pubsub", images=images,
-                     nginx_conf=render_nginx(for_replicas(3)))
+                     balancer_conf=render_nginx(for_replicas(3)))
     with Stack(client, spec) as stack:
         out = node("bad_frames.mjs", stack.port, "--healthy", "3", "--messages", "20")
         replicas = {n: health(stack, n) for n in ("app-1", "app-2", "app-3")}
@@ -94,7 +94,7 @@ def test_bad_frames_close_their_sender_with_a_policy_code_and_spare_the_room(cli
 def test_streams_acks_name_the_entry_and_a_resume_says_which_seqs_were_trimmed(client, images, nothing_left):
     # MAXLEN ~ 4 with 4-entry stream nodes: Redis trims whole nodes, so most of 20 entries go
     spec = StackSpec(run_id=run_id("str"), replicas=2, broker="redis-streams", images=images,
-                     nginx_conf=render_nginx(for_replicas(2)), app_args=("--maxlen", "4"),
+                     balancer_conf=render_nginx(for_replicas(2)), app_args=("--maxlen", "4"),
                      redis_args=("--save", "", "--appendonly", "no", "--stream-node-max-entries", "4"))
     with Stack(client, spec) as stack:
         base = f"ws://127.0.0.1:{stack.port}/ws?room=s1"
@@ -155,7 +155,7 @@ def reader_gap(stack: Stack, url: str) -> tuple[dict[str, Any], list[dict[str, A
 
 def test_the_articles_socketio_client_gets_every_message_across_replicas(client, images, nothing_left):
     spec = StackSpec(run_id=run_id("art"), replicas=3, broker="redis-pubsub", images=images,
-                     app_module="wslab_app.sio", nginx_conf=render_nginx(for_replicas(3, balance=Balance.COOKIE)))
+                     app_module="wslab_app.sio", balancer_conf=render_nginx(for_replicas(3, balance=Balance.COOKIE)))
     with Stack(client, spec) as stack:
         out = node("article_socketio.mjs", stack.port, "--clients", "6", "--messages", "5",
                    "--transports", "polling,websocket")

@@ -52,7 +52,7 @@ def test_a_seed_node_scenario_matches_its_declared_outcome(name: str, run_once, 
 def test_a_node_replica_exits_cleanly_on_sigterm(app: AppKind, client, images):
     protocol = for_app(app)
     spec = StackSpec(run_id=new_run_id(), replicas=1, broker="redis-pubsub", images=images,
-                     nginx_conf=render_nginx(for_replicas(1)), app_module=protocol.app_module,
+                     balancer_conf=render_nginx(for_replicas(1)), app_module=protocol.app_module,
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag)
     with open_stack(client, spec) as stack:
         replica = stack.containers["app-1"]

@@ -41,7 +41,7 @@ def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_f
     result, acc = run(run_once, "sticky-ip-hash-subnets")
     assert all(acc.placement.values()) and result.values[Metric.HTTP_ERRORS] == 0
     # realip trusts the run's own client network (never the pre-start placeholder) and nginx saw the header
-    assert "real_ip_header X-Forwarded-For;" in result.nginx_conf and "192.0.2.0/24" not in result.nginx_conf
+    assert "real_ip_header X-Forwarded-For;" in result.balancer_conf and "192.0.2.0/24" not in result.balancer_conf
     assert " 198.18." in result.logs["nginx"]
     assert result.passed, result.verdict.reason
 
@@ -49,7 +49,7 @@ def test_ip_hash_spreads_clients_from_distinct_24s_through_a_trusted_forwarded_f
 def test_hash_spreads_distinct_addresses_with_no_400(run_once, nothing_left):
     result, acc = run(run_once, "sticky-hash-subnets")
     assert all(acc.placement.values()) and result.values[Metric.SESSION_UNKNOWN] == 0
-    assert "hash $remote_addr consistent;" in result.nginx_conf
+    assert "hash $remote_addr consistent;" in result.balancer_conf
     assert result.passed, result.verdict.reason
 
 
@@ -172,7 +172,7 @@ def test_every_policy_renders_a_config_nginx_accepts(client, images, nothing_lef
 
 def test_a_socketio_replica_exits_cleanly_on_sigterm(client, images, nothing_left):
     spec = StackSpec(run_id="siosigt0", replicas=1, broker="redis-pubsub", images=images,
-                     nginx_conf=render_nginx(for_replicas(1)), app_module="wslab_app.sio")
+                     balancer_conf=render_nginx(for_replicas(1)), app_module="wslab_app.sio")
     with open_stack(client, spec) as stack:
         assert inspect.health(stack, "app-1")["ok"]  # ready only once its Redis subscription answered
         app = stack.containers["app-1"]

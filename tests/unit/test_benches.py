@@ -39,7 +39,8 @@ def one_line(err: str) -> str:
 
 
 def test_every_bench_has_an_entry_and_help():
-    assert set(BENCHES) == {"lifecycle", "faults", "signals", "capacity", "replicas", "connections", "partitioning"}
+    assert set(BENCHES) == {"lifecycle", "faults", "signals", "capacity", "replicas", "connections", "partitioning",
+                            "defaults"}
     for name in BENCHES:
         assert main([name, "--help"]) == 0
 

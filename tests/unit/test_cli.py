@@ -48,6 +48,8 @@ def test_list_shows_each_scenario_with_its_expectation():
     r = lab("list")
     assert r.returncode == 0
     assert "no-broker" in r.stdout and "cross_server_ratio = 0" in r.stdout
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()}
+    assert rows["pubsub"][3] == "nginx" and rows["pubsub-haproxy"][3] == "haproxy"
 
 
 def test_a_crash_of_the_lab_is_one_line_exit_3_and_a_log_with_the_traceback(monkeypatch, capsys):
@@ -116,7 +118,7 @@ def passing_result(p):
     acc = account(h)
     values = measures(acc)
     return RunResult(scenario=p.scenario, protocol=p.protocol, run_id="r", stamp="s", history=h, accounting=acc,
-                     values=values, verdict=judge(values, p.scenario.expect), nginx_conf="")
+                     values=values, verdict=judge(values, p.scenario.expect), balancer_conf="")
 
 
 def test_a_stack_error_during_the_second_run_prints_the_first_runs_table_names_the_failure_and_exits_1(

@@ -9,7 +9,6 @@ from labs.bench.connections.plan import (
     PlanError,
     Via,
     assign,
-    capacity,
     median_of,
     nearest_limits,
     per_connection_bytes,
@@ -23,6 +22,7 @@ from labs.bench.connections.report import bound, broadcast_totals, per_node, sum
 from labs.bench.connections.run import nginx_config, nginx_reasons, node_load
 from labs.bench.connections.setup import parse_count, parse_setup, parse_via
 from labs.infra.redis_cluster import publish_calls
+from labs.infra.sizing import capacity
 
 
 def test_twenty_thousand_fit_under_a_20k_file_limit_with_room_to_spare():
@@ -125,7 +125,8 @@ def test_the_nginx_config_has_the_layouts_workers_ports_and_limits():
     conf = nginx_config(plan_layout(20_000, fd_limit=20_000))
     assert "worker_processes 3;" in conf and "worker_rlimit_nofile 20000;" in conf
     assert "worker_connections 19000;" in conf and "access_log off;" in conf
-    assert "listen 8080 reuseport;" in conf and "listen 8087 reuseport;" in conf and "listen 8088" not in conf
+    assert "listen 8080 reuseport backlog=4096;" in conf and "listen 8087 reuseport backlog=4096;" in conf
+    assert "listen 8088" not in conf
     assert "proxy_connect_timeout 5000ms;" in conf
 
 
@@ -321,3 +322,10 @@ def test_a_partitioning_row_says_how_the_connections_spread_and_what_each_part_u
                      "machine": {"cpus": 2, "platform": "p", "docker": "d", "python": "3"}})
     assert ("| one Redis (Pub/Sub), nginx room, 5 rooms | 100/100 | 40–60 | 2 | 0.10 s | 0.20 s | 0.30 s | 0 "
             "| 30% | 0.4% | 60 | 4.0 | 10% | 50% | 90% |") in text
+
+
+def test_connections_closed_while_held_leave_out_those_closed_while_connecting():
+    from labs.bench.connections.run import closed_since
+
+    assert closed_since({"no close frame": 3}, {"no close frame": 3, "1011": 2}) == {"1011": 2}
+    assert closed_since({}, {}) == {} and closed_since({"1011": 1}, {"1011": 4}) == {"1011": 3}

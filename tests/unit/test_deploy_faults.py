@@ -127,6 +127,6 @@ def test_a_topology_change_is_refused_on_a_swarm_before_the_run():
 
 def test_a_renamed_upstream_keeps_the_health_location_for_every_replica():
     conf = render_nginx(for_names(("app-1", "app-4"), shutdown_timeout_ms=1000))
-    assert "server app-1:8000;" in conf and "server app-4:8000;" in conf and "app-2" not in conf
+    assert "server app-1:8000 " in conf and "server app-4:8000 " in conf and "app-2" not in conf
     assert "location ~ ^/_lab/(?<lab_replica>app-[0-9]+)/healthz$" in conf
     assert "worker_shutdown_timeout 1000ms;" in conf

@@ -26,7 +26,7 @@ from labs.live import commands
 
 IMAGES: Any = SimpleNamespace(app=SimpleNamespace(tag="a"), redis=SimpleNamespace(tag="r"),
                               nginx=SimpleNamespace(tag="n"))
-SPEC = StackSpec(run_id="t1", replicas=3, broker="redis-pubsub", nginx_conf="", images=IMAGES)
+SPEC = StackSpec(run_id="t1", replicas=3, broker="redis-pubsub", balancer_conf="", images=IMAGES)
 LOCAL = nodes.Swarm("o", "10.251.7.254", tuple(nodes.Node(f"node-{i}", f"10.251.7.{i}", f"/s/node-{i}.sock")
                                                for i in (1, 2, 3)))
 

@@ -25,7 +25,7 @@ def run(description: str = "a <script>alert(1)</script> & more") -> RunResult:
     acc = account(h)
     values = measures(acc)
     return RunResult(scenario=s, protocol=WebSocketProtocol(), run_id="r1", stamp="s1", history=h, accounting=acc,
-                     values=values, verdict=judge(values, s.expect), nginx_conf="upstream app { server <x>; }")
+                     values=values, verdict=judge(values, s.expect), balancer_conf="upstream app { server <x>; }")
 
 
 def test_the_timeline_counts_arrived_and_lost_per_100ms_of_send_time():

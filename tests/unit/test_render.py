@@ -15,7 +15,7 @@ from labs.scenario import Balance
 def test_round_robin_config_lists_every_replica_and_the_upgrade_idiom():
     conf = render_nginx(for_replicas(3))
     for i in (1, 2, 3):
-        assert f"server app-{i}:8000;" in conf
+        assert f"server app-{i}:8000 max_fails=0;" in conf
     assert "map $http_upgrade $connection_upgrade" in conf
     assert "proxy_set_header Connection $connection_upgrade;" in conf
     assert "proxy_http_version 1.1;" in conf

@@ -22,7 +22,7 @@ def result(text: str, h: History) -> RunResult:
     acc = account(h)
     values = measures(acc)
     return RunResult(scenario=s, protocol=WS, run_id="r", stamp="s", history=h, accounting=acc, values=values,
-                     verdict=judge(values, s.expect), nginx_conf="")
+                     verdict=judge(values, s.expect), balancer_conf="")
 
 
 def no_broker() -> History:

@@ -2,7 +2,7 @@ import pytest
 
 from labs import scenario
 from labs.errors import ScenarioError
-from labs.scenario import Bound, Broker, Metric
+from labs.scenario import Balance, Balancer, Bound, Broker, Metric
 
 GOOD = """
 description = "d"
@@ -115,3 +115,44 @@ def test_unsent_is_a_count_every_app_can_declare():
 def test_maxlen_is_taken_with_redis_streams():
     s = parse(GOOD.replace('"redis-pubsub"', '"redis-streams"\nmaxlen = 10'))
     assert s.topology.maxlen == 10
+
+
+HAPROXY = GOOD.replace("replicas = 3", 'replicas = 3\nbalancer = "haproxy"')
+
+
+def test_the_balancer_is_nginx_unless_haproxy_is_named_with_its_soft_stop_knobs():
+    assert parse(GOOD).topology.balancer is Balancer.NGINX
+    top = parse(HAPROXY.replace("replicas = 3", "replicas = 3\nhard_stop_after = 30\nclose_spread_time = 2.5")).topology
+    assert (top.balancer, top.hard_stop_after, top.close_spread_time) == (Balancer.HAPROXY, 30.0, 2.5)
+    assert parse(HAPROXY).topology.hard_stop_after is None and parse(HAPROXY).topology.close_spread_time is None
+    assert Balancer.HAPROXY.config_file == "haproxy.cfg" and Balancer.NGINX.config_file == "nginx.conf"
+
+
+def test_hash_consistent_is_a_policy_of_both_balancers():
+    for text in (GOOD, HAPROXY):
+        s = parse(text.replace("replicas = 3", 'replicas = 3\nbalance = "hash-consistent"'))
+        assert s.topology.balance is Balance.HASH_CONSISTENT
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('"haproxy"', '"envoy"'), "unknown balancer 'envoy' (one of: nginx, haproxy)"),
+    (lambda t: t.replace('"haproxy"', '"nginx"\nhard_stop_after = 30'),
+     'topology.hard_stop_after = 30 is an HAProxy setting; this topology has balancer = "nginx"'),
+    (lambda t: t.replace("replicas = 3", "replicas = 3\nclose_spread_time = 1").replace('balancer = "haproxy"\n', ""),
+     'topology.close_spread_time = 1 is an HAProxy setting'),
+    (lambda t: t.replace('"haproxy"', '"haproxy"\nhard_stop_after = 5\nclose_spread_time = 5'),
+     "close_spread_time = 5 must be less than hard_stop_after = 5"),
+    (lambda t: t.replace('"haproxy"', '"haproxy"\nhard_stop_after = 0'), "hard_stop_after must be between 0.001 and 3600"),
+    (lambda t: t.replace('"haproxy"', '"haproxy"\nhard_stop_after = "30s"'), "hard_stop_after must be a number"),
+    (lambda t: t.replace('"haproxy"', '"haproxy"\nclose_spread_time = nan'), "close_spread_time must be between"),
+    (lambda t: t + "\n[swarm]\nnodes = 2\n", 'balancer = "haproxy" runs on one engine only'),
+])
+def test_a_balancer_setting_that_cannot_apply_is_refused_in_one_line(edit, message):
+    with pytest.raises(ScenarioError) as info:
+        parse(edit(HAPROXY))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_engine_swarm_refuses_haproxy_before_anything_starts():
+    with pytest.raises(ScenarioError, match='balancer = "haproxy" runs on one engine only'):
+        scenario.on_swarm(parse(HAPROXY))

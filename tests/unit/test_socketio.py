@@ -32,7 +32,7 @@ def result(name: str, h: SocketIOHistory, sticky: str = "") -> RunResult:
     acc = account(h)
     v = {**measures(acc), **SIO.measures(h, acc)}
     return RunResult(scenario=s, protocol=SIO, run_id="r", stamp="s", history=h, accounting=acc, values=v,
-                     verdict=judge(v, s.expect), nginx_conf="", sticky=sticky)
+                     verdict=judge(v, s.expect), balancer_conf="", sticky=sticky)
 
 
 def test_round_robin_polling_every_client_that_polled_again_got_a_400_and_none_joined():
@@ -99,6 +99,8 @@ def test_json_says_infinity_in_words_and_carries_placement_and_failover():
     assert out["failover"]["reconnect_max_s"] == "inf" and out["socketio"]["sticky"].startswith("nginx 1.22.1")
     assert "cookie (open-source)" in table([r]) and "cookie stickiness — nginx 1.22.1" in table([r])
     assert math.isinf(r.accounting.failover.reconnect_max_s)
+    twin = result("sticky-cookie-failover-haproxy", h, sticky="HAProxy's own `cookie wslab_srv insert indirect nocache`")
+    assert "cookie (HAProxy's)" in table([twin]) and "open-source" not in table([twin])
 
 
 def test_a_websocket_run_and_a_socketio_run_each_get_their_own_detail_table_after_one_summary():
@@ -109,7 +111,7 @@ def test_a_websocket_run_and_a_socketio_run_each_get_their_own_detail_table_afte
     h = SocketIOHistory(replicas=REPLICAS)  # a plain History's fields are all the WebSocket row needs
     acc = account(h)
     ws = RunResult(scenario=s, protocol=WebSocketProtocol(), run_id="r", stamp="s", history=h, accounting=acc,
-                   values=measures(acc), verdict=judge(measures(acc), s.expect), nginx_conf="")
+                   values=measures(acc), verdict=judge(measures(acc), s.expect), balancer_conf="")
     summary, *details = table([ws, sio]).split("\n\n")
     rows = [line for line in summary.splitlines()[2:] if line.startswith("| ")]
     assert len(rows) == 2 and rows[0].startswith("| pubsub ") and rows[1].startswith("| sticky-round-robin-polling ")

@@ -37,7 +37,7 @@ def run(name: str, h: History, **extra) -> RunResult:
     if s.topology.broker.cluster:
         values.update(cluster_measures(h))
     return RunResult(scenario=s, protocol=protocol, run_id="r", stamp="s", history=h, accounting=acc,
-                     values=values, verdict=judge(values, s.expect), nginx_conf="", **extra)
+                     values=values, verdict=judge(values, s.expect), balancer_conf="", **extra)
 
 
 def swarm_run() -> RunResult:
@@ -93,6 +93,14 @@ def test_a_mixed_command_gives_a_summary_of_every_run_and_one_detail_table_per_k
 def test_a_command_of_one_kind_prints_the_summary_and_that_one_detail_table():
     text = table([run("no-broker", room()), run("pubsub", room())])
     assert [title for title, _, _ in tables(text)] == ["", "WebSocket"]
+
+
+def test_runs_on_both_balancers_get_a_balancer_column_in_the_summary():
+    (_, head, rows), *_ = tables(table([run("pubsub", room()), run("pubsub-haproxy", room())]))
+    assert head == [SUMMARY[0], "balancer", *SUMMARY[1:]]
+    assert [row[:2] for row in rows] == [["pubsub", "nginx"], ["pubsub-haproxy", "haproxy"]]
+    (_, head, _), *_ = tables(table([run("pubsub-haproxy", room())]))
+    assert head == SUMMARY
 
 
 def test_the_pubsub_headline_stays_under_the_websocket_table():

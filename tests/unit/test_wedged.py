@@ -91,7 +91,7 @@ def engine(containers: list[Fake], networks: list[Fake]):  # type: ignore[no-unt
 def test_the_teardown_removes_everything_but_a_wedged_container_and_names_it():
     redis, app = Fake("wslab-r1-redis", wedged=True), Fake("wslab-r1-app-1")
     back, front = Fake("wslab-r1-back", members=("wslab-r1-redis", "wslab-r1-app-1")), Fake("wslab-r1-front")
-    spec = StackSpec(run_id="r1", replicas=1, broker="redis-pubsub", nginx_conf="", images=None)  # type: ignore[arg-type]
+    spec = StackSpec(run_id="r1", replicas=1, broker="redis-pubsub", balancer_conf="", images=None)  # type: ignore[arg-type]
     stack = Stack(engine([], []), spec)  # type: ignore[arg-type]
     stack.containers, stack.networks = {"redis": redis, "app-1": app}, {"back": back, "front": front}
     with pytest.raises(EngineError, match=r"^container wslab-r1-redis is wedged: .*`docker unpause wslab-r1-redis`"):

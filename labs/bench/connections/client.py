@@ -107,8 +107,8 @@ class Load:
         started = time.monotonic()
         await asyncio.gather(*(self.open_one(i, gate) for i in range(self.first, self.first + self.count)))
         return {"event": "connected", "ok": len(self.conns), "failed": self.count - len(self.conns),
-                "errors": dict(self.errors.most_common(5)), "started": started, "finished": time.monotonic(),
-                "rss_bytes": rss_bytes()}
+                "errors": dict(self.errors.most_common(5)), "closed": dict(self.closed), "started": started,
+                "finished": time.monotonic(), "rss_bytes": rss_bytes()}
 
     def wanted(self, round_: str) -> dict[int, str]:
         """Each open connection's message of `round_` (its room's), senders left out."""

@@ -1,23 +1,13 @@
-"""How to hold N WebSocket connections under a per-process open-file limit, and what a broadcast's arrival
-times say. Pure: no sockets, no Docker; `bench_connections` runs what `plan_layout` decides.
+"""How the connection bench lays out N WebSocket connections, and what a broadcast's arrival times say.
+Pure: no sockets, no Docker; `bench_connections` runs what `plan_layout` decides.
 
-Every process on the path holds files for each connection it carries, and none may hold more than the
-host's hard `nofile` limit (20,000 here, root included, containers too):
-
-  load process  -> docker-proxy (one per published port) -> nginx worker -> replica
-  1 per client     6 per client                               2 per client     1 per client
-
-docker-proxy (the userland proxy through which the host reaches a port published on 127.0.0.1) holds its
-two sockets and, measured here, two pipes (four files) per connection: Go's splice keeps a pipe per
-direction while it waits for data. So a published port carries ~3,300 connections at most, and the
-layout publishes many. The other way in (`Via.BRIDGE`) skips docker-proxy: the host connects to nginx's
-address on the lab's front network, where each nginx listen port gives the host's bridge address its own
-~28k ephemeral source ports; nothing more is published.
-
-So the layout spreads the connections over enough load processes, published ports (each its own
-docker-proxy and its own nginx listen port, and each its own ~28k ephemeral source ports), nginx workers
-(`listen ... reuseport`: the kernel spreads connections over them) and replicas, each kept to a share of
-the limit (`HEADROOM`) because spreading by hash or round robin is never exact.
+How many nginx workers and replicas carry N under the host's per-process open-file limit, and the limits
+they get, is `labs.infra.sizing`: every stack is sized there. What the bench adds is the load side: enough
+load processes, and the way in. A port published on 127.0.0.1 goes through one docker-proxy, which holds 6
+files per connection (~2,500 connections a port within the headroom), so the layout publishes many, each
+its own docker-proxy and nginx listen port with its own ~28k ephemeral source ports. The other way in
+(`Via.BRIDGE`) skips docker-proxy: the host connects to nginx's address on the lab's front network, where
+each nginx listen port gives the host's bridge address its own ~28k ephemeral source ports.
 """
 
 from __future__ import annotations
@@ -30,19 +20,21 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import LabError
+from ...infra.sizing import (
+    HEADROOM,
+    MAX_FILES,
+    MAX_REPLICAS,
+    MAX_WORKERS,
+    Sizing,
+    capacity,
+    replicas_for,
+    size_stack,
+)
 
-#: the fraction of the open-file limit a process is planned to use (the rest: spread, listeners, logs)
-HEADROOM = 0.75
-#: files per connection in each kind of process (docker-proxy: measured 6.1 at 2,000 connections)
-FILES_PER_CONNECTION = {"load": 1, "proxy": 6, "nginx": 2, "replica": 1}
-#: nginx keeps this many of a worker's files for itself (listeners, logs, its own healthz probes)
-NGINX_SPARE_FILES = 1000
 #: the ports nginx listens on inside its container: 8080 (the lab's usual one), then 8081, 8082, ...
 FIRST_LISTEN_PORT = 8080
-#: bounds of what the lab renders and starts (nginx workers, listen ports, replicas)
-MAX_WORKERS = 32
+#: bounds of what the lab publishes
 MAX_PORTS = 64
-MAX_REPLICAS = 32
 
 
 class Via(enum.Enum):
@@ -58,11 +50,10 @@ class Via(enum.Enum):
 CONNTRACK_PER_CONNECTION = {Via.PUBLISHED: 3, Via.BRIDGE: 2}
 #: at least this many replicas, so that a broadcast crosses replicas through the broker
 MIN_REPLICAS = 2
-#: at least one load process per core, and one nginx worker per core
+#: at least one load process per core
 MIN_LOAD = 2
-MIN_WORKERS = 2
-#: connection attempts in flight per replica: a replica accepts from a listen backlog of 100 (asyncio's
-#: default), and an overflowing backlog drops the SYN, which nginx sees as a failed upstream (502)
+#: connection attempts in flight per replica: each waits for its handshake in the replica's one event loop,
+#: so more in flight only wait longer (and time out) instead of connecting sooner
 IN_FLIGHT_PER_REPLICA = 80
 
 
@@ -98,11 +89,6 @@ class Layout:
         return math.ceil(self.connections / count)
 
 
-def capacity(kind: str, fd_limit: int) -> int:
-    """Connections one process of `kind` is planned to carry under `fd_limit` open files."""
-    return int(fd_limit * HEADROOM) // FILES_PER_CONNECTION[kind]
-
-
 def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: int = 28_232,
                 conntrack_max: int | None = None, via: Via = Via.PUBLISHED, replicas: int = 0) -> Layout:
     """The fewest processes of each kind that carry `connections` within `HEADROOM` of `fd_limit`, and at
@@ -116,23 +102,36 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
         raise PlanError(f"N={connections!r}: need a whole number of connections, at least 1 (e.g. N=20000)")
     if not 1024 <= fd_limit <= 1_048_576:
         raise PlanError(f"open-file limit {fd_limit} is outside 1024..1048576")
-    caps = {kind: capacity(kind, fd_limit) for kind in FILES_PER_CONNECTION}
-    if via is Via.BRIDGE:  # no docker-proxy: a listen port is bound by its ephemeral source ports only
-        caps["proxy"] = int(ephemeral_ports * HEADROOM)
-    ports = math.ceil(connections / caps["proxy"])
-    workers = max(MIN_WORKERS, math.ceil(connections / caps["nginx"]))
     if not 0 <= replicas <= MAX_REPLICAS:
         raise PlanError(f"replicas {replicas}: give 0 (as many as N needs) .. {MAX_REPLICAS}")
-    replicas = max(MIN_REPLICAS, replicas, math.ceil(connections / caps["replica"]))
-    load = max(MIN_LOAD, math.ceil(connections / caps["load"]))
-    most = min(MAX_PORTS * caps["proxy"], MAX_WORKERS * caps["nginx"], MAX_REPLICAS * caps["replica"])
+    limit = min(fd_limit, MAX_FILES)
+    proxy = proxy_capacity(via, limit, ephemeral_ports)
+    most = min(MAX_PORTS * proxy, MAX_WORKERS * capacity("nginx", limit), MAX_REPLICAS * capacity("replica", limit))
     if connections > most:
-        raise PlanError(f"N={connections} is more than this layout holds under a {fd_limit}-file limit "
+        raise PlanError(f"N={connections} is more than this layout holds under a {limit}-file limit "
                         f"(at most {most}: {MAX_PORTS} ports, {MAX_WORKERS} nginx workers, {MAX_REPLICAS} "
                         f"replicas); give a smaller N")
+    sizing = size_stack(max(MIN_REPLICAS, replicas, replicas_for(connections, limit)), fd_limit=limit,
+                        connections=connections)
+    return layout_on(sizing, ports=math.ceil(connections / proxy), via=via, ephemeral_ports=ephemeral_ports,
+                     conntrack_max=conntrack_max)
+
+
+def proxy_capacity(via: Via, fd_limit: int, ephemeral_ports: int) -> int:
+    """Connections one way in carries: a published port's docker-proxy under `fd_limit` files, or (over the
+    bridge, no docker-proxy) a listen port's ephemeral source ports."""
+    return capacity("proxy", fd_limit) if via is Via.PUBLISHED else int(ephemeral_ports * HEADROOM)
+
+
+def layout_on(sizing: Sizing, *, ports: int, via: Via, ephemeral_ports: int = 28_232,
+              conntrack_max: int | None = None) -> Layout:
+    """The load side for a stack sized by `sizing` and reached on `ports` ports: load processes for its
+    `wanted` connections, and the host's checks (ephemeral source ports, conntrack); PlanError otherwise."""
+    connections = sizing.wanted
+    load = max(MIN_LOAD, math.ceil(connections / capacity("load", sizing.fd_limit)))
     # Each (source address, destination address, destination port) has its own ephemeral source ports:
     # load -> 127.0.0.1:published port, docker-proxy -> nginx:listen port, nginx -> replica:8000.
-    busiest = max(math.ceil(connections / ports), math.ceil(connections / replicas))
+    busiest = max(math.ceil(connections / ports), math.ceil(connections / sizing.replicas))
     if busiest > ephemeral_ports:
         raise PlanError(f"N={connections} puts {busiest} connections on one destination, more than the "
                         f"{ephemeral_ports} ephemeral ports; give a smaller N")
@@ -141,10 +140,10 @@ def plan_layout(connections: int, *, fd_limit: int = 20_000, ephemeral_ports: in
         raise PlanError(f"N={connections} needs ~{tracked} tracked connections ({via.value}) but the host's conntrack "
                         f"table holds {conntrack_max}; give a smaller N, --via bridge, or raise "
                         f"net.netfilter.nf_conntrack_max")
-    return Layout(connections=connections, fd_limit=fd_limit, load_processes=load, ports=ports,
-                  nginx_workers=workers, worker_connections=fd_limit - NGINX_SPARE_FILES, replicas=replicas,
-                  ephemeral_ports=ephemeral_ports,
-                  concurrency=max(1, IN_FLIGHT_PER_REPLICA * replicas // load), via=via)
+    return Layout(connections=connections, fd_limit=sizing.fd_limit, load_processes=load, ports=ports,
+                  nginx_workers=sizing.nginx_workers, worker_connections=sizing.worker_connections,
+                  replicas=sizing.replicas, ephemeral_ports=ephemeral_ports,
+                  concurrency=max(1, IN_FLIGHT_PER_REPLICA * sizing.replicas // load), via=via)
 
 
 def assign(layout: Layout) -> list[tuple[int, int]]:

@@ -42,19 +42,21 @@ def usage(run: dict[str, Any], layout: Layout) -> dict[str, tuple[float, float]]
     return out
 
 
-def write(result: dict[str, Any], out: Path) -> None:
-    """connections.json and a short connections.md beside it."""
+def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro: tuple[str, ...] = ()) -> None:
+    """<name>.json and a short <name>.md beside it (`intro`: lines under its title)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "connections.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     s, lay = result["summary"], result["layout"]
     kib = s["bytes_per_connection"]
     nodes = per_node(result["results"])
+    ports = f"{lay['ports']} nginx port" + ("s" if lay["ports"] != 1 else "")
     lines = [
         f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
+        *intro,
         f"Setup: {result['setup']['text']}. Layout: {lay['load_processes']} load processes, " + (
-            f"{lay['ports']} nginx ports published on 127.0.0.1 (one docker-proxy each), "
+            f"{ports} published on 127.0.0.1 (one docker-proxy each), "
             if lay["via"] == Via.PUBLISHED.value else
-            f"{lay['ports']} nginx ports reached on its front-network address (no docker-proxy), ") +
+            f"{ports} reached on its front-network address (no docker-proxy), ") +
         f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas; "
         f"open-file limit {lay['fd_limit']} per process. Medians of {result['runs']} run(s), "
         f"{result['broadcasts']} rounds each (a round: one message into every room at once).", "",
@@ -79,7 +81,7 @@ def write(result: dict[str, Any], out: Path) -> None:
         "Nearest limits (used / limit, busiest run):", "",
         *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
         f"Bound: {result['bound']}", ""]
-    (out / "connections.md").write_text("\n".join(lines))
+    (out / f"{name}.md").write_text("\n".join(lines))
 
 
 def fmt(value: float | None, pattern: str) -> str:

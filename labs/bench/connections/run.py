@@ -27,14 +27,17 @@ import dataclasses
 import ipaddress
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ... import scenario
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
 from ...infra import inspect, redis_cluster
+from ...infra.images import ImageSet
 from ...infra.launch import open_stack
 from ...infra.render import for_replicas, render_nginx
 from ...infra.running import RunningStack
+from ...infra.sizing import BACKLOG
 from ...infra.stack import StackSpec, http_get
 from ...scenario import Balance, Broker
 from ...spec import broker_options, new_run_id, plan
@@ -93,12 +96,12 @@ def wait_for_conntrack(needed: int, *, progress: Progress, timeout: float = CONN
 
 def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
-    published port, reuseport, no access log."""
+    published port, reuseport and the lab's backlog, no access log."""
     config = dataclasses.replace(
         for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers,
         worker_connections=layout.worker_connections, worker_rlimit_nofile=layout.fd_limit,
         extra_listen_ports=layout.listen_ports[1:], reuseport=True, access_log=False,
-        connect_timeout_ms=CONNECT_TIMEOUT_MS)
+        connect_timeout_ms=CONNECT_TIMEOUT_MS, backlog=BACKLOG)
     return render_nginx(config)
 
 
@@ -107,10 +110,7 @@ def entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[int]]:
     front network and its listen ports."""
     if layout.via is Via.PUBLISHED:
         return "127.0.0.1", [stack.ports[port] for port in layout.listen_ports]
-    nginx = stack.containers["nginx"]
-    nginx.reload()
-    address = nginx.attrs["NetworkSettings"]["Networks"][stack.networks["front"].name]["IPAddress"]
-    return str(ipaddress.ip_address(address)), list(layout.listen_ports)
+    return str(ipaddress.ip_address(inspect.address(stack, "nginx", "front"))), list(layout.listen_ports)
 
 
 #: replica counters that explain a broadcast lost or refused (see labs/app/brokers.py)
@@ -181,19 +181,26 @@ def nginx_figures(stack: RunningStack) -> list[dict[str, int]]:
     return rows
 
 
-def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout: float, open_timeout: float,
-            setup: Setup) -> dict[str, Any]:
-    client, images, progress = bench.client, bench.images, bench.progress
+def bench_spec(images: ImageSet, layout: Layout, setup: Setup) -> StackSpec:
+    """The connection bench's own stack: the layout's replicas and nginx (its listen ports, each published
+    when the load goes through docker-proxy), `setup`'s broker and policy."""
     s = scenario.load("pubsub")
     s = dataclasses.replace(s, topology=dataclasses.replace(
         s.topology, replicas=layout.replicas, broker=setup.broker, balance=setup.balance,
         cluster_masters=setup.masters))
     p = plan(s)
-    spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=setup.broker.value,
-                     nginx_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
+    return StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker=setup.broker.value,
+                     balancer_conf=nginx_config(layout, setup.balance), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
-                     nofile=layout.fd_limit,
+                     nofile=layout.fd_limit, backlog=p.sizing.backlog,
                      **broker_options(p.scenario, images))
+
+
+def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout: float, open_timeout: float,
+            setup: Setup, spec: StackSpec | None = None) -> dict[str, Any]:
+    """One run on a fresh stack: `spec`'s (None: the bench's own, `bench_spec`), reached as `layout` says."""
+    client, progress = bench.client, bench.progress
+    spec = spec or bench_spec(bench.images, layout, setup)
     host_before = host_figures()
     progress(f"run {spec.run_id}: {layout.connections} connections; {setup.describe()}")
     with open_stack(client, spec, progress=progress) as stack:
@@ -249,19 +256,27 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
             "nodes": node_load(calls[0], calls[1], share["broadcasts"]),
             "replica_counters": {n: {k: c[k] for k in BROKER_COUNTERS} for n, c in counters.items()},
             "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
+            "closed_while_held": closed_since(merge([c.get("closed", {}) for c in connected]),
+                                              rounds[-1]["closed_connections"] if rounds else {}),
             **broadcast_totals(rounds),
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
 
 
+def closed_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Connections closed between two counts by close code (a load process counts them from its start)."""
+    return {code: n - before.get(code, 0) for code, n in after.items() if n > before.get(code, 0)}
+
+
 def run_setup(bench: Started, layout: Layout, setup: Setup, *, runs: int, broadcasts: int, collect_timeout: float,
-              open_timeout: float) -> list[dict[str, Any]]:
-    """`runs` runs of `setup`, each on a fresh stack once the host's conntrack table has room for it."""
+              open_timeout: float, spec: Callable[[], StackSpec] | None = None) -> list[dict[str, Any]]:
+    """`runs` runs of `setup`, each on a fresh stack (`spec()`'s, or the bench's own) once the host's
+    conntrack table has room for it."""
     out = []
     for i in range(runs):
         # the entries of closed connections (an earlier run's, anyone's) linger for a while
         wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=bench.progress)
         out.append(one_run(bench, layout, broadcasts=broadcasts, collect_timeout=collect_timeout,
-                           open_timeout=open_timeout, setup=setup))
+                           open_timeout=open_timeout, setup=setup, spec=spec() if spec else None))
         bench.progress(f"{setup.describe()}: run {i + 1}/{runs} done")
     return out
 

@@ -29,9 +29,10 @@ from docker.models.containers import Container
 from ... import signals
 from ...errors import StackError
 from ...settings import LABEL
+from ..balancers import LISTEN_PORT, NGINX, READY_PATH, BalancerAdapter
 from ..readiness import TRANSIENT, http_get, wait_ready
 from ..running import Timings
-from ..stack import APP_PORT, LOG_TAIL, NGINX_CONF, NGINX_PORT, Backend, Lifecycle, StackSpec, labels, remove_when_free
+from ..stack import APP_PORT, LOG_TAIL, Backend, Lifecycle, StackSpec, labels, remove_when_free
 from . import nodes as local
 from .events import watch
 from .nodes import Swarm, node_client
@@ -84,7 +85,7 @@ class SwarmStack(Lifecycle):
     host: str = ""
     port: int = 0
     ports: dict[int, int] = field(default_factory=dict)
-    nginx_conf: str = ""
+    balancer_conf: str = ""
     removed: list[str] = field(default_factory=list)
     #: (host monotonic time, what Swarm said changed): nodes going down and up, tasks stopped and started
     events: list[tuple[float, str]] = field(default_factory=list)
@@ -103,8 +104,15 @@ class SwarmStack(Lifecycle):
 
     # -- start -----------------------------------------------------------------------------------------
 
+    @property
+    def balancer(self) -> BalancerAdapter:
+        """nginx: the one balancer a Swarm runs (as a service with its config as a Swarm config)."""
+        return NGINX
+
     def start(self) -> None:
         spec = self.spec
+        if spec.balancer is not NGINX:
+            raise StackError(f"a Swarm runs nginx only, not {spec.balancer.name}: run this scenario on one engine")
         t0 = time.monotonic()
         self._cleanup.callback(self._remove_all)
         names = [b.name for b in spec.broker_backends] + self.replica_names() + ["nginx"]
@@ -124,25 +132,23 @@ class SwarmStack(Lifecycle):
             self._wait_task(name)
         for b in spec.broker_backends:
             self._wait_log(b)
-        self.nginx_conf = spec.nginx_conf
-        if spec.nginx_conf_for is not None:
-            self.nginx_conf = spec.nginx_conf_for(self._client_net())
+        self.balancer_conf = spec.balancer_conf
+        if spec.balancer_conf_for is not None:
+            self.balancer_conf = spec.balancer_conf_for(self._client_net())
         with signals.deferred():
-            config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.nginx_conf.encode(),
+            config = self.client.configs.create(name=f"wslab-{spec.run_id}-nginx", data=self.balancer_conf.encode(),
                                                 labels=labels(spec.run_id, "nginx-config"))
             self.configs.append(config)
-            self.port = spec.host_port or NGINX_PORT
-            self._service("nginx", spec.images.nginx.tag,
-                          ["sh", "-c", f"nginx -t -q -e stderr -c {NGINX_CONF} && exec nginx -e stderr "
-                                       f"-c {NGINX_CONF} -g 'daemon off;'"], ["front"],
-                          configs=[docker.types.ConfigReference(config.id, config.name, filename=NGINX_CONF,
+            self.port = spec.host_port or LISTEN_PORT
+            self._service("nginx", spec.images.nginx.tag, NGINX.command(), ["front"],
+                          configs=[docker.types.ConfigReference(config.id, config.name, filename=NGINX.config_path,
                                                                 uid="65534", gid="65534", mode=0o444)],
                           endpoint_spec=docker.types.EndpointSpec(
-                              mode="dnsrr", ports={self.port: (NGINX_PORT, "tcp", "host")}))
+                              mode="dnsrr", ports={self.port: (LISTEN_PORT, "tcp", "host")}))
         self._wait_task("nginx")
         self.host = self.swarm.node(self.placement["nginx"]).address
-        self.ports = {NGINX_PORT: self.port}
-        self._poll("nginx", lambda: http_get(self.port, "/_lab/nginx", host=self.host)[0] == 200)
+        self.ports = {LISTEN_PORT: self.port}
+        self._poll("nginx", lambda: http_get(self.port, READY_PATH, host=self.host)[0] == 200)
         for name in self.replica_names():
             self._poll(name, partial(self._healthy, name))
         self.timings.up_s = time.monotonic() - t0
@@ -328,7 +334,7 @@ class SwarmStack(Lifecycle):
                 f"its task on {self.placement[name]} has {sorted(task)}\n{self._tail(name)}")
 
     def reload_nginx(self) -> None:
-        code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX_CONF, "-s", "reload"])
+        code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX.config_path, "-s", "reload"])
         if code != 0:
             raise StackError(f"nginx reload failed ({code}): {out.decode(errors='replace').strip()}")
 
