@@ -41,9 +41,10 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 # topology changes on one engine: rolling restarts drained from nginx (SIGTERM under Streams, SIGKILL under
-# PubSub), then one nginx is not told about, a scale-in, nginx reloaded without and with worker_shutdown_timeout,
-# then a scale-out under a consistent and a plain hash
-DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-streams-rolling-no-drain \
+# PubSub), then two nginx is not told about (the lab's max_fails = 0, nginx's own 1), a scale-in, nginx reloaded
+# without and with worker_shutdown_timeout, then a scale-out under a consistent and a plain hash
+DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-streams-rolling-undrained \
+           deploy-streams-rolling-max-fails \
            deploy-scalein-pubsub \
            deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
 

@@ -87,7 +87,8 @@ def renderer(scenario: Scenario, sticky: Sticky, sizing: Sizing, *, templates: P
         config = for_names(replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
                            realip_from=realip_from, shutdown_timeout_ms=timeout)
         config = replace(config, workers=sizing.nginx_workers, worker_connections=sizing.worker_connections,
-                         worker_rlimit_nofile=sizing.worker_rlimit_nofile, reuseport=True, backlog=sizing.backlog)
+                         worker_rlimit_nofile=sizing.worker_rlimit_nofile, reuseport=True, backlog=sizing.backlog,
+                         max_fails=top.max_fails)
         return render_nginx(config, templates=templates)
 
     return render

@@ -133,6 +133,9 @@ class Topology:
     cluster_masters: int = 3
     cluster_replicas: int = 0
     balancer: Balancer = Balancer.NGINX
+    #: nginx only: failed connects after which nginx holds a replica down for 10 s (its `max_fails`; 0: never,
+    #: the lab's choice; nginx's own default is 1)
+    max_fails: int = 0
     #: HAProxy only: the longest a soft stop (a reload's old process) may last, in seconds (None: unbounded)
     hard_stop_after: float | None = None
     #: HAProxy only: a soft stop closes its connections spread over this many seconds (None: all at once)

@@ -115,6 +115,12 @@ def _soft_stop(top: dict[str, Any], balancer: Balancer, where: str) -> tuple[flo
     return hard, spread
 
 
+def _nginx_only(top: dict[str, Any], balancer: Balancer, where: str) -> None:
+    if "max_fails" in top and balancer is not Balancer.NGINX:
+        raise ScenarioError(f'{where}: topology.max_fails = {show(top["max_fails"])} is an nginx setting; this '
+                            f'topology has balancer = "{balancer.value}"')
+
+
 def _planned(workload: Workload, interval: str, where: str) -> None:
     """Refuse a workload whose planned work would run until the run is killed."""
     c, m = workload.clients, workload.messages
@@ -152,6 +158,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     refuse_unknown(top, set(Topology.__dataclass_fields__), f"{where} [topology]")
     balancer = enum_of(top, "balancer", Topology.balancer, where)
     hard_stop_after, close_spread_time = _soft_stop(top, balancer, where)
+    _nginx_only(top, balancer, where)
     topology = Topology(
         replicas=int_of(top, "replicas", Topology.replicas, 1, MAX_REPLICAS, where),
         broker=enum_of(top, "broker", Topology.broker, where),
@@ -162,6 +169,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         cluster_masters=_cluster_masters(top, where),
         cluster_replicas=int_of(top, "cluster_replicas", Topology.cluster_replicas, 0, 2, where),
         balancer=balancer, hard_stop_after=hard_stop_after, close_spread_time=close_spread_time,
+        max_fails=int_of(top, "max_fails", Topology.max_fails, 0, 1000, where),
     )
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "

@@ -125,6 +125,20 @@ def test_a_topology_change_is_refused_on_a_swarm_before_the_run():
         on_swarm(parse('kind = "rolling-restart"\nat = 1'))
 
 
+def test_max_fails_is_nginx_s_and_reaches_its_upstream():
+    s = scenario.parse(WS.replace("replicas = 3", "replicas = 3\nmax_fails = 1"), name="deploy")
+    assert s.topology.max_fails == 1 and "server app-1:8000 max_fails=1 fail_timeout=10s;" in render(s)
+    assert "server app-1:8000 max_fails=0;" in render(scenario.parse(WS, name="deploy"))
+    refused(WS.replace("replicas = 3", 'replicas = 3\nbalancer = "haproxy"\nmax_fails = 1'), "topology.max_fails = 1",
+            "nginx setting", 'balancer = "haproxy"')
+    refused(WS.replace("replicas = 3", "replicas = 3\nmax_fails = -1"), "max_fails must be between 0 and 1000")
+
+
+def test_a_topology_change_behind_haproxy_is_refused():
+    refused(with_faults('kind = "reload-lb"\nat = 1').replace("replicas = 3", 'replicas = 3\nbalancer = "haproxy"'),
+            "fault 1", "reload-lb runs behind nginx only", 'balancer = "haproxy"')
+
+
 def test_a_renamed_upstream_keeps_the_health_location_for_every_replica():
     conf = render_nginx(for_names(("app-1", "app-4"), shutdown_timeout_ms=1000))
     assert "server app-1:8000 " in conf and "server app-4:8000 " in conf and "app-2" not in conf
