@@ -35,7 +35,7 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-seed-node scenario-cluster scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-storm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -134,6 +134,9 @@ bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-pro
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
 	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
+
+bench-storm: setup images ## N (default 10000) clients reconnect at once after a replica is SIGKILLed (TRIGGER=restart-balancer: the balancer), per backoff setting (SETTINGS=no-jitter,socketio,wide): time until everyone is back, handshake peaks, refusals, loss, SUBSCRIBE/s -> results/bench/storm-*/
+	$(PYTHON) -m labs.bench storm --connections $(or $(N),10000) --runs $(or $(RUNS),1) --trigger $(or $(TRIGGER),kill-replica) $(if $(SETTINGS),--settings "$(SETTINGS)")
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

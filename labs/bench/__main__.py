@@ -17,6 +17,7 @@ from ..console import EXIT_PASS, EXIT_USAGE
 from . import capacity, faults, lifecycle, partitioning, replicas, signals
 from .common import BenchParser, run_bench
 from .connections import run as connections
+from .storm import run as storm
 
 
 class Bench(Protocol):
@@ -36,6 +37,7 @@ BENCHES: dict[str, tuple[Bench, str]] = {
     "replicas": (replicas, "the lab's Python replica vs the article's Node server: knees and their ratio"),
     "connections": (connections, "N idle WebSockets through nginx: connect rate, memory, round times, loss"),
     "partitioning": (partitioning, "N connections in R rooms: one Redis vs a Redis Cluster, by room or not"),
+    "storm": (storm, "N clients reconnect at once after a replica dies: recovery times, handshake peaks, loss"),
 }
 PROG = "python -m labs.bench"
 

@@ -1,0 +1,277 @@
+"""Reconnect storms (a benchmark, not a test): `python -m labs.bench storm` (`make bench-storm`).
+
+N clients (default 10,000) hold WebSockets through the balancer to 3 replicas on Redis Pub/Sub; then many
+connections drop at once (`--trigger kill-replica`: app-1 SIGKILLed and started again, its clients reconnect to
+whichever replica the balancer picks; `--trigger restart-balancer`: the balancer SIGKILLed and started again,
+everyone reconnects) and every client comes back with the backoff under test (`--settings`, socket.io-client's
+formula: labs/scenario/backoff.py). Each setting runs `--runs` times, each on a fresh stack.
+
+Per run, from the clients' own records (every attempt, when it started and ended, how it ended, which replica
+welcomed it): seconds after the drop until 50%, 95% and 100% of the dropped clients were back, the peak
+attempts per second at the balancer and handshakes per second at each replica, the attempts refused (HTTP
+502/503, timeouts, resets), what a low-rate broadcast room lost meanwhile, Redis's SUBSCRIBE calls per second
+(read by a meter container on the back network: every connection a replica accepts subscribes to the client's
+own channel) and the cores each process used. Writes results/bench/storm-<stamp>/: storm.json, storm.csv (one
+row per setting), storm-series.csv and storm.png (connections per replica over time), storm.md.
+
+The layout (load processes, nginx workers and their open files, replicas) is the connection bench's
+(`labs.bench.connections.plan.plan_layout`), and so are the load processes' plumbing (`LoadGroup`) and the way
+in (`--via bridge`, the default, or `published`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import threading
+import time
+from typing import Any
+
+from ...console import EXIT_FAIL, EXIT_PASS, Progress
+from ...infra.launch import open_stack
+from ...infra.running import RunningStack
+from ...infra.stack import Backend, StackSpec, redis_backend
+from ...spec import new_run_id
+from ..common import BenchParser, Started, started
+from ..connections.load import LoadGroup, cpu_snapshot
+from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign
+from ..connections.run import entrance, nginx_config, nginx_reasons, replica_figures, wait_for_conntrack
+from ..connections.setup import layout_for, parse_count
+from . import wave
+from .plan import (
+    DEFAULT_SETTINGS,
+    PRESETS,
+    Setting,
+    Trigger,
+    parse_balancer,
+    parse_positive,
+    parse_settings,
+    parse_target,
+    parse_trigger,
+)
+from .report import row, write
+
+DEFAULT_N = 10_000
+REPLICAS = 3
+#: every this-many-th client is in the broadcast room, which gets this many messages a second
+TICKER_EVERY, TICKER_RATE = 50, 5.0
+#: the broadcast runs this long before the trigger and after everyone is back
+BASELINE_S, TAIL_S = 3.0, 2.0
+#: how often the bench asks whether everyone is back, and reads every process's CPU
+POLL_S, CPU_EVERY_S = 0.25, 0.5
+#: the wave is over only once this long has passed since the trigger (a drop must be noticed first)
+SETTLE_S = 1.0
+METER = "meter"
+METER_EVERY_S = 0.25
+
+
+def meter_backend(image: str, every: float = METER_EVERY_S) -> Backend:
+    """A container beside Redis on the back network that prints Redis's clock (TIME) and its per-command call
+    counts (INFO commandstats) every `every` s: the host cannot reach Redis, and no exec runs in a container
+    the teardown pauses."""
+    sample = "printf 'TIME\\nINFO commandstats\\n' | redis-cli -h redis -p 6379"
+    script = (f"until redis-cli -h redis -p 6379 PING >/dev/null 2>&1; do sleep 0.1; done; echo meter ready; "
+              f"while :; do {sample}; sleep {every:g}; done")
+    return Backend(METER, image, ("sh", "-c", script), b"meter ready")
+
+
+class CpuSampler(threading.Thread):
+    """Reads every group's cumulative CPU seconds every CPU_EVERY_S until stopped (from /proc and cgroups)."""
+
+    def __init__(self, groups: dict[str, list[int]], containers: dict[str, list[str]]) -> None:
+        super().__init__(daemon=True)
+        self.groups, self.containers = groups, containers
+        self.samples: list[tuple[float, dict[str, float]]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            self.samples.append((time.monotonic(), cpu_snapshot(self.groups, self.containers)))
+            if self.done.wait(CPU_EVERY_S):
+                self.samples.append((time.monotonic(), cpu_snapshot(self.groups, self.containers)))
+                return
+
+
+def balancer_entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[int]]:
+    """Where the balancer is now: after a restart its address on the front network, or its published ports,
+    may have changed."""
+    if layout.via is Via.BRIDGE:
+        return entrance(stack, layout)
+    nginx = stack.containers["nginx"]
+    nginx.reload()
+    ports = nginx.attrs["NetworkSettings"]["Ports"]
+    return "127.0.0.1", [int(ports[f"{p}/tcp"][0]["HostPort"]) for p in layout.listen_ports]
+
+
+def pull(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
+         down_s: float) -> dict[str, float]:
+    """Drop the connections: SIGKILL the target (a replica, or the balancer), wait `down_s`, start it again.
+    Returns when each step happened."""
+    ops = stack.operations()
+    name = target if trigger is Trigger.KILL_REPLICA else "nginx"
+    at = {"trigger": time.monotonic()}
+    ops.kill(name)
+    at["killed"] = time.monotonic()
+    time.sleep(down_s)
+    ops.start_again(name)
+    at["started"] = time.monotonic()
+    if trigger is Trigger.RESTART_BALANCER:
+        host, ports = balancer_entrance(stack, layout)
+        load.tell({"cmd": "entrance", "host": host, "ports": ports})
+    return at
+
+
+def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout: float) -> float:
+    """Until every client is connected again after drops were seen (or `timeout` s after the trigger)."""
+    while True:
+        status = load.ask({"cmd": "status"}, "status", deadline_s=30)
+        now = time.monotonic()
+        drops, open_ = sum(s["drops"] for s in status), sum(s["open"] for s in status)
+        if (drops > drops_before and open_ == n and now - t0 >= SETTLE_S) or now - t0 > timeout:
+            return now
+        time.sleep(POLL_S)
+
+
+def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigger, target: str, down_s: float,
+            open_timeout: float, wave_timeout: float) -> dict[str, Any]:
+    client, images, progress = bench.client, bench.images, bench.progress
+    spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker="redis-pubsub",
+                     nginx_conf=nginx_config(layout), images=images, ready_timeout=60.0,
+                     extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
+                     nofile=layout.fd_limit,
+                     backends=(redis_backend(images.redis.tag), meter_backend(images.redis.tag)))
+    n = layout.connections
+    progress(f"run {spec.run_id}: {n} clients, {setting.describe()}, trigger {trigger.value}")
+    with open_stack(client, spec, progress=progress) as stack:
+        host, ports = entrance(stack, layout)
+        replicas = stack.replica_names()
+        attempts = -(-layout.per("load") // layout.concurrency)
+        ramp_s = 2 * open_timeout * attempts + 60
+        extra = {"ticker_every": TICKER_EVERY, "backoff": list(setting.backoff), "ramp_deadline": ramp_s}
+        with LoadGroup(assign(layout), host=host, ports=ports, room="", open_timeout=open_timeout,
+                       concurrency=layout.concurrency, module="labs.bench.storm.client", extra=extra) as load:
+            progress(f"{layout.load_processes} load process(es) opening {n} connections to {host} "
+                     f"({layout.via.value})")
+            connected = load.wait_connected(deadline_s=ramp_s + 30)
+            ok = sum(c["ok"] for c in connected)
+            span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
+            progress(f"connected {ok}/{n} in {span:.1f}s")
+            containers = {name: [stack.containers[name].id] for name in (*replicas, "nginx", "redis")}
+            groups = {f"load-{k + 1}": [p.pid] for k, p in enumerate(load.procs)}
+            load.tell({"cmd": "ticker", "rate": TICKER_RATE}, who=[0])
+            time.sleep(BASELINE_S)
+            drops_before = sum(s["drops"] for s in load.ask({"cmd": "status"}, "status", deadline_s=30))
+            sampler = CpuSampler(groups, containers)
+            sampler.start()
+            wall_to_monotonic = time.monotonic() - time.time()
+            try:
+                steps = pull(stack, layout, load, trigger, target, down_s)
+                t0 = steps["trigger"]
+                back = await_wave(load, n, t0, drops_before, timeout=wave_timeout)
+            finally:
+                sampler.done.set()
+                sampler.join()
+            progress(f"wave over {back - t0:.1f}s after the trigger")
+            time.sleep(TAIL_S)
+            load.ask({"cmd": "quiet"}, "quiet", deadline_s=30, who=[0])
+            records = load.ask({"cmd": "records"}, "records", deadline_s=60)
+            healthz = replica_figures(stack)
+    merged = {key: [x for r in records for x in r[key]] for key in ("attempts", "drops", "sent")}
+    receipts: dict[str, list[list[Any]]] = {}
+    for r in records:
+        for mid, rs in r["receipts"].items():
+            receipts.setdefault(mid, []).extend(rs)
+    answers = {mid: a for r in records for mid, a in r["answers"].items()}
+    att, drops = merged["attempts"], merged["drops"]
+    meter = wave.meter_samples(stack.logs.get(METER, ""), wall_to_monotonic=wall_to_monotonic)
+    members = list(range(0, n, TICKER_EVERY))
+    spans = wave.sessions(att, drops)
+    result = {
+        "setting": dataclasses.asdict(setting), "connections": n, "connected": ok, "connect_s": round(span, 2),
+        "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
+        "steps_s": {k: round(v - t0, 3) for k, v in steps.items()}, "wave_s": round(back - t0, 3),
+        **wave.recovery(att, drops, t0), "refused": wave.refusals(att, t0),
+        **wave.handshake_peaks(att, t0, replicas),
+        "ticker": {**wave.ticker_loss(merged["sent"], receipts, members, spans, since=t0, until=back),
+                   "unanswered": sum(1 for m in merged["sent"] if m[0] not in answers and t0 <= m[1] <= back)},
+        "subscribe": wave.command_rate(meter, "subscribe", since=t0, until=back),
+        "cores": wave.cores(sampler.samples),
+        "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
+        "replicas_at_end": {name: {"members": h["members"], "status": h["status"]} for name, h in healthz.items()},
+        "series": wave.open_series(att, drops, replicas, t0, start=-2.0, end=round(back - t0 + TAIL_S, 1)),
+        "up_s": stack.timings.up_s, "down_s": stack.timings.down_s,
+    }
+    progress(f"{setting.name}: {result['back']}/{result['dropped']} back, 95% in "
+             f"{_s(result['back_95_s'])}, 100% in {_s(result['back_100_s'])}; refused {sum(result['refused'].values())}; "
+             f"ticker lost {result['ticker']['lost']}/{result['ticker']['owed']}")
+    return result
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def parser(prog: str) -> BenchParser:
+    p = BenchParser(prog, __doc__)
+    p.add_argument("--connections", "-n", default=str(DEFAULT_N), help=f"N clients (default {DEFAULT_N})")
+    p.add_argument("--settings", default=DEFAULT_SETTINGS,
+                   help=f"backoffs, comma-separated: presets ({', '.join(PRESETS)}) or first:max:randomization "
+                        f"(default {DEFAULT_SETTINGS})")
+    p.add_argument("--runs", default="1", help="runs per setting, each on a fresh stack (default 1)")
+    p.add_argument("--trigger", default=Trigger.KILL_REPLICA.value,
+                   help=f"{' | '.join(t.value for t in Trigger)} (default kill-replica)")
+    p.add_argument("--target", default="app-1", help="the replica kill-replica kills (default app-1)")
+    p.add_argument("--down", default="0", help="seconds between the SIGKILL and the start again (default 0)")
+    p.add_argument("--balancer", default="nginx", help="the load balancer (default nginx)")
+    p.add_argument("--via", default=Via.BRIDGE.value, help="bridge (default) or published")
+    p.add_argument("--open-timeout", default="10", help="seconds one connection attempt may take (default 10)")
+    p.add_argument("--wave-timeout", default="180", help="seconds after the trigger to wait for everyone (default 180)")
+    return p
+
+
+def run_setting(bench: Started, layout: Layout, setting: Setting, *, runs: int, progress: Progress,
+                **options: Any) -> list[dict[str, Any]]:
+    out = []
+    for i in range(runs):
+        # closed connections' conntrack entries (an earlier run's) linger for a while
+        wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections * 2, progress=progress)
+        out.append(one_run(bench, layout, setting, **options))
+        progress(f"{setting.describe()}: run {i + 1}/{runs} done")
+    return out
+
+
+def everyone_back(runs: list[dict[str, Any]]) -> bool:
+    """Every client connected, some dropped, and every dropped client came back, in every run."""
+    return all(r["connected"] == r["connections"] and r["dropped"] > 0 and r["never_back"] == 0 for r in runs)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = parse_settings(args.settings)
+    runs_n = parse_count(args.runs)
+    if not 1 <= runs_n <= 20:
+        raise PlanError(f"--runs {runs_n}: give 1..20")
+    trigger, balancer = parse_trigger(args.trigger), parse_balancer(args.balancer)
+    target = parse_target(args.target, REPLICAS)
+    options = {"trigger": trigger, "target": target, "down_s": parse_positive("down", args.down, 0, 60),
+               "open_timeout": parse_positive("open-timeout", args.open_timeout, 1, 120),
+               "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200)}
+    layout = layout_for(args.connections, args.via, str(REPLICAS), 1)
+    if layout.replicas != REPLICAS:
+        raise PlanError(f"N={layout.connections} needs {layout.replicas} replicas; this bench runs {REPLICAS}: "
+                             "give a smaller N")
+    results: dict[str, list[dict[str, Any]]] = {}
+    with started("storm") as bench:
+        for setting in settings:
+            results[setting.name] = run_setting(bench, layout, setting, runs=runs_n, progress=bench.progress,
+                                                **options)
+        machine = bench.machine()
+        out = bench.folder()
+    result = {"benchmark": "storm", "connections": layout.connections, "replicas": REPLICAS, "balancer": balancer,
+              "trigger": trigger.value, "target": options["target"], "down_s": options["down_s"], "runs": runs_n,
+              "ticker": {"every": TICKER_EVERY, "rate": TICKER_RATE},
+              "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
+              "rows": [row(s, results[s.name]) for s in settings], "results": results, "machine": machine}
+    text = write(result, out)
+    print(text)
+    print(f"-> {out}")
+    return EXIT_PASS if all(everyone_back(rs) for rs in results.values()) else EXIT_FAIL
