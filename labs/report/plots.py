@@ -263,7 +263,8 @@ def capacity_pngs(steps: list[dict[str, Any]], out_dir: Path, *, knee_ms: float 
 
 
 def replicas_over_time_png(panels: Sequence[tuple[str, dict[str, list[Any]]]], path: Path, *,
-                           marks: Sequence[tuple[float, str]] = ((0.0, "trigger"),)) -> Path:
+                           marks: Sequence[tuple[float, str]] = ((0.0, "trigger"),),
+                           xlabel: str = "seconds after the trigger") -> Path:
     """One panel per series (a title and {"t": [...], replica: [...]}): connections open on each replica
     over time, with each mark (seconds, label) drawn as a vertical line. Used by the storm bench."""
     fig = _figure(8.0, 2.2 * max(1, len(panels)) + 0.6)
@@ -279,5 +280,5 @@ def replicas_over_time_png(panels: Sequence[tuple[str, dict[str, list[Any]]]], p
         ax.set_ylim(bottom=0)
         ax.set_title(title, fontsize=9, loc="left")
         ax.legend(fontsize=7, loc="lower right")
-    fig.axes[-1].set_xlabel("seconds after the trigger")
+    fig.axes[-1].set_xlabel(xlabel)
     return _save(fig, path)

@@ -7,7 +7,7 @@ from labs.bench.connections.plan import PlanError
 from labs.bench.storm import wave
 from labs.bench.storm.client import outcome_of, room_of
 from labs.bench.storm.plan import Setting, Trigger, parse_settings, parse_target, parse_trigger
-from labs.bench.storm.report import busiest, markdown, row
+from labs.bench.storm.report import busiest, markdown, others, row
 
 T0 = 100.0
 #: [client, started, ended, outcome, replica]; c1 and c2 were on app-1, c3 on app-2, c4 on app-3
@@ -52,6 +52,20 @@ def test_handshake_peaks_split_by_the_replica_that_welcomed_the_client():
     assert p["attempts"] == 5 and p["accepted"] == 2 and p["attempts_peak_per_s"] == 3
     assert p["replica_accepted"] == {"app-1": 0, "app-2": 1, "app-3": 1}
     assert p["replica_peak_per_s"] == {"app-1": 0, "app-2": 1, "app-3": 1}
+
+
+def test_drops_are_counted_by_close_code_and_attempts_by_second_and_outcome():
+    assert wave.drop_codes(DROPS, T0) == {"no close frame": 3}
+    bins = wave.timeline(ATTEMPTS, T0, end=3.0)
+    assert [b["t"] for b in bins] == [0.0, 1.0, 2.0, 3.0]
+    assert [b["started"] for b in bins] == [0, 3, 0, 1]
+    assert bins[1]["ended"] == {"http 502": 1, "ok": 1} and bins[3]["ended"] == {"ok": 1}
+
+
+def test_the_host_cpu_no_measured_process_explains_is_what_is_left():
+    cores = {"host busy": {"mean": 1.9, "peak": 2.0}, "host total": {"mean": 2.0, "peak": 2.0},
+             "app-1": {"mean": 0.5, "peak": 1.0}, "nginx": {"mean": 0.4, "peak": 0.6}}
+    assert others(cores) == 1.0 and others({}) is None
 
 
 def test_connections_per_replica_follow_welcomes_and_drops():
@@ -150,7 +164,8 @@ def run_result(back_100: float | None, never_back: int) -> dict:
             "back_95_s": 2.0, "back_100_s": back_100, "attempts_peak_per_s": 3, "accepted_peak_per_s": 2,
             "replica_peak_per_s": {"app-1": 0, "app-2": 1, "app-3": 1}, "refused": {"http 502": 2, "econnaborted": 1},
             "ticker": {"owed": 6, "lost": 0, "missed_away": 1}, "subscribe": {"peak_per_s": 12.0, "calls": 3},
-            "cores": {"app-2": {"peak": 0.9}, "load-1": {"peak": 0.4}, "host busy": {"peak": 1.8}}}
+            "cores": {"app-2": {"peak": 0.9, "mean": 0.5}, "load-1": {"peak": 0.4, "mean": 0.2},
+                      "host busy": {"peak": 1.8, "mean": 1.0}}}
 
 
 def test_a_row_takes_medians_and_a_run_that_left_a_client_out_has_no_100_percent():
@@ -158,6 +173,7 @@ def test_a_row_takes_medians_and_a_run_that_left_a_client_out_has_no_100_percent
     assert r["back_100_s"] is None and r["never_back"] == 1 and r["back_95_s"] == 2.0
     assert r["http_502"] == 2 and r["other_refused"] == 1 and r["refused_kinds"] == ["econnaborted", "http 502"]
     assert r["busiest"] == "app-2 0.90, load-1 0.40" and r["host_busy_peak"] == 1.8
+    assert r["host_busy_mean"] == 1.0 and r["unmeasured_mean"] == 0.3
     result = {"connections": 4, "replicas": 3, "balancer": "nginx", "trigger": "kill-replica", "target": "app-1",
               "down_s": 0.0, "runs": 3, "ticker": {"every": 50, "rate": 5.0},
               "layout": {"load_processes": 2, "nginx_workers": 2, "via": "bridge"}, "rows": [r],

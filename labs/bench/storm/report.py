@@ -19,11 +19,20 @@ CSV_FIELDS = ("setting", "first_s", "max_s", "randomization", "runs", "connectio
               "back_50_s", "back_95_s", "back_100_s", "attempts_peak_per_s", "accepted_peak_per_s",
               "replica_peak_per_s", "refused", "http_502", "http_503", "timeout", "reset", "refused_conn",
               "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "subscribe_peak_per_s",
-              "subscribe_calls", "busiest", "host_busy_peak")
+              "subscribe_calls", "busiest", "host_busy_mean", "unmeasured_mean")
 
 
 def _median(runs: list[dict[str, Any]], get: Any) -> float | None:
     return median_of([get(r) for r in runs])
+
+
+def others(cores: dict[str, dict[str, float]]) -> float | None:
+    """Cores the host spent on average beyond every measured process: the kernel's own network work, and any
+    other work on the machine (a shared machine's other tenants)."""
+    if "host busy" not in cores:
+        return None
+    return round(max(0.0, cores["host busy"]["mean"] - sum(v["mean"] for k, v in cores.items()
+                                                          if not k.startswith("host"))), 3)
 
 
 def busiest(cores: dict[str, dict[str, float]]) -> list[tuple[str, float]]:
@@ -62,6 +71,8 @@ def row(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "cores_peak": cores,
         "busiest": ", ".join(f"{k} {v:.2f}" for k, v in busiest({k: {"peak": v or 0.0} for k, v in cores.items()})[:2]),
         "host_busy_peak": cores.get("host busy"),
+        "host_busy_mean": _median(runs, lambda r: r["cores"].get("host busy", {}).get("mean")),
+        "unmeasured_mean": _median(runs, lambda r: others(r["cores"])),
     }
 
 
@@ -74,14 +85,15 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Reconnect storm: {result['connections']:,} clients, {result['replicas']} replicas behind "
         f"{result['balancer']}, Redis Pub/Sub ({m['cpus']} cores)", "",
         f"Trigger: {trigger}. Every client reconnects with the setting's backoff (socket.io-client's formula). "
-        f"Medians of {result['runs']} run(s) per setting; times are seconds after the trigger. Peaks: the most in "
-        f"any one second. Layout: {lay['load_processes']} load processes, {lay['nginx_workers']} nginx workers, "
+        f"Medians of {result['runs']} run(s) per setting; times are seconds after the first drop. Peaks: the most "
+        f"in any one second. Layout: {lay['load_processes']} load processes, {lay['nginx_workers']} nginx workers, "
         f"via {lay['via']}. The broadcast room: every {result['ticker']['every']}th client, "
         f"{result['ticker']['rate']:g} messages/s.", "",
         "| setting | runs | dropped | back 50% | 95% | 100% | never back | attempts/s at the balancer (peak) "
         "| handshakes/s per replica (peak) | refused: 502 / 503 / timeout / reset / refused / other "
-        "| broadcast lost / owed (missed while away) | SUBSCRIBE/s (peak) | busiest processes (cores, peak) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| broadcast lost / owed (missed while away) | SUBSCRIBE/s (peak) | busiest processes (cores, peak) "
+        "| host busy (mean cores; not by a measured process) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         per = " / ".join(f"{fmt(v, '{:,.0f}')}" for v in r["replica_peak_per_s"].values())
         lines.append(
@@ -91,7 +103,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {' / '.join(fmt(r[k], '{:,.0f}') for k in ('http_502', 'http_503', 'timeout', 'reset', 'refused_conn', 'other_refused'))} "
             f"| {fmt(r['ticker_lost'], '{:,.0f}')} / {fmt(r['ticker_owed'], '{:,.0f}')} "
             f"({fmt(r['ticker_missed_away'], '{:,.0f}')}) | {fmt(r['subscribe_peak_per_s'], '{:,.0f}')} "
-            f"| {r['busiest'] or '—'}; host {fmt(r['host_busy_peak'], '{:.2f}')} |")
+            f"| {r['busiest'] or '—'} | {fmt(r['host_busy_mean'], '{:.2f}')} ({fmt(r['unmeasured_mean'], '{:.2f}')}) |")
     lines += ["", "Handshakes per replica: " + ", ".join(result["rows"][0]["replica_peak_per_s"]) + ". "
               "Refused attempts of other kinds: " + (", ".join(sorted({k for r in result["rows"]
                                                                         for k in r["refused_kinds"]})) or "none") + ".",
@@ -121,7 +133,8 @@ def write(result: dict[str, Any], out: Path) -> str:
                     w2.writerow([name, k, t, *(s[r][i] for r in replicas)])
     panels = [(f"{r['setting']}: connections per replica (run 1 of {r['runs']})", result["results"][r["name"]][0]["series"])
               for r in result["rows"]]
-    replicas_over_time_png(panels, out / "storm.png")
+    replicas_over_time_png(panels, out / "storm.png", marks=((0.0, "first drop"),),
+                           xlabel="seconds after the first drop")
     text = markdown(result)
     (out / "storm.md").write_text(text)
     return text

@@ -25,6 +25,7 @@ import argparse
 import dataclasses
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
@@ -73,6 +74,20 @@ def meter_backend(image: str, every: float = METER_EVERY_S) -> Backend:
     script = (f"until redis-cli -h redis -p 6379 PING >/dev/null 2>&1; do sleep 0.1; done; echo meter ready; "
               f"while :; do {sample}; sleep {every:g}; done")
     return Backend(METER, image, ("sh", "-c", script), b"meter ready")
+
+
+def engine_pids(names: tuple[str, ...] = ("dockerd", "containerd")) -> dict[str, list[int]]:
+    """The container engine's own processes, by name: a kill, a start and every network change is their work."""
+    out: dict[str, list[int]] = {name: [] for name in names}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                comm = (entry / "comm").read_text().strip()
+            except OSError:
+                continue
+            if comm in out:
+                out[comm].append(int(entry.name))
+    return out
 
 
 class CpuSampler(threading.Thread):
@@ -158,7 +173,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
             progress(f"connected {ok}/{n} in {span:.1f}s")
             containers = {name: [stack.containers[name].id] for name in (*replicas, "nginx", "redis")}
-            groups = {f"load-{k + 1}": [p.pid] for k, p in enumerate(load.procs)}
+            groups = {**{f"load-{k + 1}": [p.pid] for k, p in enumerate(load.procs)}, **engine_pids()}
             load.tell({"cmd": "ticker", "rate": TICKER_RATE}, who=[0])
             time.sleep(BASELINE_S)
             drops_before = sum(s["drops"] for s in load.ask({"cmd": "status"}, "status", deadline_s=30))
@@ -184,22 +199,29 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             receipts.setdefault(mid, []).extend(rs)
     answers = {mid: a for r in records for mid, a in r["answers"].items()}
     att, drops = merged["attempts"], merged["drops"]
+    # every figure counts from the first drop: the engine takes a moment to kill a container
+    zero = wave.drop_instant(drops, t0)
     meter = wave.meter_samples(stack.logs.get(METER, ""), wall_to_monotonic=wall_to_monotonic)
     members = list(range(0, n, TICKER_EVERY))
     spans = wave.sessions(att, drops)
     result = {
         "setting": dataclasses.asdict(setting), "connections": n, "connected": ok, "connect_s": round(span, 2),
         "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
-        "steps_s": {k: round(v - t0, 3) for k, v in steps.items()}, "wave_s": round(back - t0, 3),
-        **wave.recovery(att, drops, t0), "refused": wave.refusals(att, t0),
-        **wave.handshake_peaks(att, t0, replicas),
-        "ticker": {**wave.ticker_loss(merged["sent"], receipts, members, spans, since=t0, until=back),
-                   "unanswered": sum(1 for m in merged["sent"] if m[0] not in answers and t0 <= m[1] <= back)},
-        "subscribe": wave.command_rate(meter, "subscribe", since=t0, until=back),
+        "steps_s": {**{k: round(v - t0, 3) for k, v in steps.items()}, "first drop": round(zero - t0, 3)},
+        "wave_s": round(back - zero, 3),
+        **wave.recovery(att, drops, zero), "refused": wave.refusals(att, zero),
+        "drop_codes": wave.drop_codes(drops, zero),
+        "timeline": wave.timeline(att, zero, end=back - zero + TAIL_S),
+        **wave.handshake_peaks(att, zero, replicas),
+        "ticker": {**wave.ticker_loss(merged["sent"], receipts, members, spans, since=zero, until=back),
+                   "unanswered": sum(1 for m in merged["sent"] if m[0] not in answers and zero <= m[1] <= back)},
+        "subscribe": wave.command_rate(meter, "subscribe", since=zero, until=back),
         "cores": wave.cores(sampler.samples),
         "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
-        "replicas_at_end": {name: {"members": h["members"], "status": h["status"]} for name, h in healthz.items()},
-        "series": wave.open_series(att, drops, replicas, t0, start=-2.0, end=round(back - t0 + TAIL_S, 1)),
+        # a replica that did not answer /healthz with 200 has no count of members: None, not 0
+        "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"]}
+                            for name, h in healthz.items()},
+        "series": wave.open_series(att, drops, replicas, zero, start=-2.0, end=round(back - zero + TAIL_S, 1)),
         "up_s": stack.timings.up_s, "down_s": stack.timings.down_s,
     }
     progress(f"{setting.name}: {result['back']}/{result['dropped']} back, 95% in "
@@ -225,7 +247,8 @@ def parser(prog: str) -> BenchParser:
     p.add_argument("--down", default="0", help="seconds between the SIGKILL and the start again (default 0)")
     p.add_argument("--balancer", default="nginx", help="the load balancer (default nginx)")
     p.add_argument("--via", default=Via.BRIDGE.value, help="bridge (default) or published")
-    p.add_argument("--open-timeout", default="10", help="seconds one connection attempt may take (default 10)")
+    p.add_argument("--open-timeout", default="20",
+                   help="seconds one connection attempt may take (default 20, socket.io-client's `timeout`)")
     p.add_argument("--wave-timeout", default="180", help="seconds after the trigger to wait for everyone (default 180)")
     return p
 

@@ -44,6 +44,11 @@ def first_drops(drops: Sequence[Drop], t0: float) -> dict[int, float]:
     return out
 
 
+def drop_instant(drops: Sequence[Drop], t0: float) -> float:
+    """When the wave began: the first drop at or after the trigger (the trigger itself when nothing dropped)."""
+    return min((float(d[1]) for d in drops if d[1] >= t0), default=t0)
+
+
 def back_times(attempts: Sequence[Attempt], drops: Sequence[Drop], t0: float) -> dict[int, float | None]:
     """Per client that dropped after the trigger, seconds from the trigger until its first connection after
     the drop was welcomed; None when none was."""
@@ -81,6 +86,26 @@ def handshake_peaks(attempts: Sequence[Attempt], t0: float, replicas: Sequence[s
             "attempts": len(wave), "accepted": len(ok),
             "replica_peak_per_s": {r: peak_rate([float(a[2]) for a in ok if a[4] == r]) for r in replicas},
             "replica_accepted": {r: sum(1 for a in ok if a[4] == r) for r in replicas}}
+
+
+def drop_codes(drops: Sequence[Drop], t0: float) -> dict[str, int]:
+    """How the connections that dropped at or after the trigger were closed (a close code, or none)."""
+    return dict(Counter(str(d[2]) for d in drops if d[1] >= t0).most_common())
+
+
+def timeline(attempts: Sequence[Attempt], t0: float, *, end: float, width: float = WINDOW_S) -> list[dict[str, Any]]:
+    """Per `width`-second bin from the trigger to `end` (seconds after it): attempts started, and attempts
+    ended by outcome ("ok" or why not)."""
+    n = int(end // width) + 1
+    started, ended = [0] * n, [Counter[str]() for _ in range(n)]
+    for _client, began, over, outcome, _replica in attempts:
+        k = int((began - t0) // width)
+        if 0 <= k < n:
+            started[k] += 1
+        k = int((over - t0) // width)
+        if 0 <= k < n:
+            ended[k][str(outcome)] += 1
+    return [{"t": round(k * width, 3), "started": started[k], "ended": dict(ended[k])} for k in range(n)]
 
 
 def open_series(attempts: Sequence[Attempt], drops: Sequence[Drop], replicas: Sequence[str], t0: float, *,
