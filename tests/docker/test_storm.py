@@ -28,8 +28,9 @@ def test_a_tiny_storm_brings_every_client_back_and_writes_its_files(client, imag
     # socket.io's first retry comes 0.5-1.5 s after the drop: nobody is back sooner
     assert run["back_50_s"] >= 0.5 and run["back_100_s"] >= run["back_95_s"] >= run["back_50_s"]
     assert run["accepted"] >= run["dropped"] and sum(run["replica_accepted"].values()) == run["accepted"]
-    # each reconnection subscribed its client's own channel: Redis counted at least that many SUBSCRIBEs
-    assert run["subscribe"]["calls"] >= run["dropped"]
+    # each reconnection subscribed its client's own channel (but the 4 broadcast-room members', whose room the
+    # other replicas had subscribed already): Redis counted at least that many SUBSCRIBEs
+    assert run["subscribe"]["calls"] >= run["dropped"] - 4 and run["subscribe"]["peak_per_s"] > 0
     assert run["ticker"]["owed"] > 0 and run["ticker"]["lost"] == 0
     assert sum(r["members"] for r in run["replicas_at_end"].values()) == 200
     series = run["series"]
