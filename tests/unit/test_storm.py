@@ -8,6 +8,7 @@ from labs.bench.storm import wave
 from labs.bench.storm.client import outcome_of, room_of
 from labs.bench.storm.plan import Setting, Trigger, parse_settings, parse_target, parse_trigger
 from labs.bench.storm.report import busiest, markdown, others, row
+from labs.bench.storm.run import parse_down
 
 T0 = 100.0
 #: [client, started, ended, outcome, replica]; c1 and c2 were on app-1, c3 on app-2, c4 on app-3
@@ -94,6 +95,13 @@ def test_a_message_a_connected_member_never_got_is_lost_and_a_second_copy_is_cou
     assert loss["lost"] == 1 and loss["delivered"] == 5 and loss["duplicated"] == 1
 
 
+def test_broadcast_delays_are_measured_from_send_to_receipt_and_none_without_receipts():
+    receipts = {"t1": [[5, 101.01], [10, 101.03]], "t2": [[5, 103.7]], "t0": [[5, 99.5]]}
+    d = wave.ticker_delays(SENT, receipts, since=T0, until=110.0)
+    assert d == {"delay_p50_s": 0.03, "delay_p99_s": 0.2, "delay_max_s": 0.2}
+    assert wave.ticker_delays(SENT, {}, since=T0, until=110.0)["delay_max_s"] is None
+
+
 LOG = """2026-12-06T01:00:00.100000000Z meter ready
 2026-12-06T01:00:00.200000000Z 1765000000
 2026-12-06T01:00:00.200000000Z 250000
@@ -142,6 +150,15 @@ def test_settings_parse_from_presets_and_triples():
 def test_bad_settings_are_refused_in_one_line(text, message):
     with pytest.raises(PlanError, match=message):
         parse_settings(text)
+
+
+def test_a_replica_comes_back_after_the_wave_unless_told_but_a_balancer_must_come_back():
+    assert parse_down(None, Trigger.KILL_REPLICA) is None and parse_down("wave", Trigger.KILL_REPLICA) is None
+    assert parse_down(None, Trigger.RESTART_BALANCER) == 0.0 and parse_down("2.5", Trigger.KILL_REPLICA) == 2.5
+    with pytest.raises(PlanError, match="nobody reconnects until the balancer is back"):
+        parse_down("wave", Trigger.RESTART_BALANCER)
+    with pytest.raises(PlanError, match="--down 'soon'"):
+        parse_down("soon", Trigger.KILL_REPLICA)
 
 
 def test_the_trigger_and_the_target_are_checked():

@@ -18,7 +18,7 @@ REFUSED = ("http 502", "http 503", "timeout", "reset", "refused")
 CSV_FIELDS = ("setting", "first_s", "max_s", "randomization", "runs", "connections", "dropped", "never_back",
               "back_50_s", "back_95_s", "back_100_s", "attempts_peak_per_s", "accepted_peak_per_s",
               "replica_peak_per_s", "refused", "http_502", "http_503", "timeout", "reset", "refused_conn",
-              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "subscribe_peak_per_s",
+              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_delay_p99_s", "ticker_delay_max_s", "subscribe_peak_per_s",
               "subscribe_calls", "busiest", "host_busy_mean", "unmeasured_mean")
 
 
@@ -27,8 +27,8 @@ def _median(runs: list[dict[str, Any]], get: Any) -> float | None:
 
 
 def others(cores: dict[str, dict[str, float]]) -> float | None:
-    """Cores the host spent on average beyond every measured process: the kernel's own network work, and any
-    other work on the machine (a shared machine's other tenants)."""
+    """Cores the host spent on average beyond every measured process and the kernel's software interrupts:
+    any other work on the machine (a shared machine's other tenants)."""
     if "host busy" not in cores:
         return None
     return round(max(0.0, cores["host busy"]["mean"] - sum(v["mean"] for k, v in cores.items()
@@ -66,6 +66,8 @@ def row(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ticker_owed": _median(runs, lambda r: r["ticker"]["owed"]),
         "ticker_lost": _median(runs, lambda r: r["ticker"]["lost"]),
         "ticker_missed_away": _median(runs, lambda r: r["ticker"]["missed_away"]),
+        "ticker_delay_p99_s": _median(runs, lambda r: r["ticker"].get("delay_p99_s")),
+        "ticker_delay_max_s": _median(runs, lambda r: r["ticker"].get("delay_max_s")),
         "subscribe_peak_per_s": _median(runs, lambda r: r["subscribe"]["peak_per_s"]),
         "subscribe_calls": _median(runs, lambda r: r["subscribe"]["calls"]),
         "cores_peak": cores,
@@ -78,9 +80,9 @@ def row(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def markdown(result: dict[str, Any]) -> str:
     m, lay = result["machine"], result["layout"]
-    trigger = (f"SIGKILL {result['target']}, started again after {result['down_s']:g} s"
-               if result["trigger"] == "kill-replica" else f"SIGKILL the balancer, started again after "
-               f"{result['down_s']:g} s")
+    down = result["down_s"]
+    again = "once every client was back" if down is None else f"{down:g} s after the SIGKILL"
+    trigger = f"SIGKILL {result['target']}, started again {again}"
     lines = [
         f"# Reconnect storm: {result['connections']:,} clients, {result['replicas']} replicas behind "
         f"{result['balancer']}, Redis Pub/Sub ({m['cpus']} cores)", "",
@@ -91,9 +93,9 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['ticker']['rate']:g} messages/s.", "",
         "| setting | runs | dropped | back 50% | 95% | 100% | never back | attempts/s at the balancer (peak) "
         "| handshakes/s per replica (peak) | refused: 502 / 503 / timeout / reset / refused / other "
-        "| broadcast lost / owed (missed while away) | SUBSCRIBE/s (peak) | busiest processes (cores, peak) "
-        "| host busy (mean cores; not by a measured process) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "| broadcast lost / owed (missed while away) | broadcast delay p99 / max | SUBSCRIBE/s (peak) "
+        "| busiest processes (cores, peak) | host busy, mean cores (no measured process) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         per = " / ".join(f"{fmt(v, '{:,.0f}')}" for v in r["replica_peak_per_s"].values())
         lines.append(
@@ -102,9 +104,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fmt(r['attempts_peak_per_s'], '{:,.0f}')} | {per} "
             f"| {' / '.join(fmt(r[k], '{:,.0f}') for k in ('http_502', 'http_503', 'timeout', 'reset', 'refused_conn', 'other_refused'))} "
             f"| {fmt(r['ticker_lost'], '{:,.0f}')} / {fmt(r['ticker_owed'], '{:,.0f}')} "
-            f"({fmt(r['ticker_missed_away'], '{:,.0f}')}) | {fmt(r['subscribe_peak_per_s'], '{:,.0f}')} "
+            f"({fmt(r['ticker_missed_away'], '{:,.0f}')}) "
+            f"| {fmt(r['ticker_delay_p99_s'], '{:.2f}')} / {fmt(r['ticker_delay_max_s'], '{:.2f}')} s "
+            f"| {fmt(r['subscribe_peak_per_s'], '{:,.0f}')} "
             f"| {r['busiest'] or '—'} | {fmt(r['host_busy_mean'], '{:.2f}')} ({fmt(r['unmeasured_mean'], '{:.2f}')}) |")
-    lines += ["", "Handshakes per replica: " + ", ".join(result["rows"][0]["replica_peak_per_s"]) + ". "
+    lines += ["", "Busiest processes: the most cores a process (or `softirq`, the kernel's network work) used "
+              "between two readings 0.5 s apart; a replica, a load process and Redis are one thread each.",
+              "", "Handshakes per replica: " + ", ".join(result["rows"][0]["replica_peak_per_s"]) + ". "
               "Refused attempts of other kinds: " + (", ".join(sorted({k for r in result["rows"]
                                                                         for k in r["refused_kinds"]})) or "none") + ".",
               "", f"Machine: {m['platform']}, {m['cpus']} cores, {m['memory_gib']} GiB, Docker {m['docker']}, "

@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
 from ...infra.launch import open_stack
 from ...infra.running import RunningStack
-from ...infra.stack import Backend, StackSpec, redis_backend
+from ...infra.stack import StackSpec, redis_backend
 from ...spec import new_run_id
 from ..common import BenchParser, Started, started
-from ..connections.load import LoadGroup, cpu_snapshot
+from ..connections.load import LoadGroup
 from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign
 from ..connections.run import entrance, nginx_config, nginx_reasons, replica_figures, wait_for_conntrack
 from ..connections.setup import layout_for, parse_count
@@ -50,6 +48,7 @@ from .plan import (
     parse_target,
     parse_trigger,
 )
+from .probes import METER, CpuSampler, engine_pids, meter_backend, others_running
 from .report import row, write
 
 DEFAULT_N = 10_000
@@ -57,54 +56,11 @@ REPLICAS = 3
 #: every this-many-th client is in the broadcast room, which gets this many messages a second
 TICKER_EVERY, TICKER_RATE = 50, 5.0
 #: the broadcast runs this long before the trigger and after everyone is back
-BASELINE_S, TAIL_S = 3.0, 2.0
-#: how often the bench asks whether everyone is back, and reads every process's CPU
-POLL_S, CPU_EVERY_S = 0.25, 0.5
+BASELINE_S, TAIL_S = 3.0, 5.0
+#: how often the bench asks whether everyone is back
+POLL_S = 0.25
 #: the wave is over only once this long has passed since the trigger (a drop must be noticed first)
 SETTLE_S = 1.0
-METER = "meter"
-METER_EVERY_S = 0.25
-
-
-def meter_backend(image: str, every: float = METER_EVERY_S) -> Backend:
-    """A container beside Redis on the back network that prints Redis's clock (TIME) and its per-command call
-    counts (INFO commandstats) every `every` s: the host cannot reach Redis, and no exec runs in a container
-    the teardown pauses."""
-    sample = "printf 'TIME\\nINFO commandstats\\n' | redis-cli -h redis -p 6379"
-    script = (f"until redis-cli -h redis -p 6379 PING >/dev/null 2>&1; do sleep 0.1; done; echo meter ready; "
-              f"while :; do {sample}; sleep {every:g}; done")
-    return Backend(METER, image, ("sh", "-c", script), b"meter ready")
-
-
-def engine_pids(names: tuple[str, ...] = ("dockerd", "containerd")) -> dict[str, list[int]]:
-    """The container engine's own processes, by name: a kill, a start and every network change is their work."""
-    out: dict[str, list[int]] = {name: [] for name in names}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                comm = (entry / "comm").read_text().strip()
-            except OSError:
-                continue
-            if comm in out:
-                out[comm].append(int(entry.name))
-    return out
-
-
-class CpuSampler(threading.Thread):
-    """Reads every group's cumulative CPU seconds every CPU_EVERY_S until stopped (from /proc and cgroups)."""
-
-    def __init__(self, groups: dict[str, list[int]], containers: dict[str, list[str]]) -> None:
-        super().__init__(daemon=True)
-        self.groups, self.containers = groups, containers
-        self.samples: list[tuple[float, dict[str, float]]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while True:
-            self.samples.append((time.monotonic(), cpu_snapshot(self.groups, self.containers)))
-            if self.done.wait(CPU_EVERY_S):
-                self.samples.append((time.monotonic(), cpu_snapshot(self.groups, self.containers)))
-                return
 
 
 def balancer_entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[int]]:
@@ -118,22 +74,22 @@ def balancer_entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[in
     return "127.0.0.1", [int(ports[f"{p}/tcp"][0]["HostPort"]) for p in layout.listen_ports]
 
 
-def pull(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
-         down_s: float) -> dict[str, float]:
-    """Drop the connections: SIGKILL the target (a replica, or the balancer), wait `down_s`, start it again.
-    Returns when each step happened."""
-    ops = stack.operations()
-    name = target if trigger is Trigger.KILL_REPLICA else "nginx"
+def pull(stack: RunningStack, trigger: Trigger, target: str) -> dict[str, float]:
+    """Drop the connections: SIGKILL the target (a replica, or the balancer). Returns when each step happened."""
     at = {"trigger": time.monotonic()}
-    ops.kill(name)
+    stack.operations().kill(target if trigger is Trigger.KILL_REPLICA else "nginx")
     at["killed"] = time.monotonic()
-    time.sleep(down_s)
-    ops.start_again(name)
+    return at
+
+
+def restore(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
+            at: dict[str, float]) -> None:
+    """Start the killed target again; a balancer may come back on another address: tell the clients."""
+    stack.operations().start_again(target if trigger is Trigger.KILL_REPLICA else "nginx")
     at["started"] = time.monotonic()
     if trigger is Trigger.RESTART_BALANCER:
         host, ports = balancer_entrance(stack, layout)
         load.tell({"cmd": "entrance", "host": host, "ports": ports})
-    return at
 
 
 def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout: float) -> float:
@@ -148,7 +104,7 @@ def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout
         time.sleep(POLL_S)
 
 
-def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigger, target: str, down_s: float,
+def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigger, target: str, down_s: float | None,
             open_timeout: float, wave_timeout: float) -> dict[str, Any]:
     client, images, progress = bench.client, bench.images, bench.progress
     spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker="redis-pubsub",
@@ -177,16 +133,22 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             load.tell({"cmd": "ticker", "rate": TICKER_RATE}, who=[0])
             time.sleep(BASELINE_S)
             drops_before = sum(s["drops"] for s in load.ask({"cmd": "status"}, "status", deadline_s=30))
+            neighbours = others_running(bench, spec.run_id)
             sampler = CpuSampler(groups, containers)
             sampler.start()
             wall_to_monotonic = time.monotonic() - time.time()
             try:
-                steps = pull(stack, layout, load, trigger, target, down_s)
+                steps = pull(stack, trigger, target)
                 t0 = steps["trigger"]
+                if down_s is not None:
+                    time.sleep(max(0.0, t0 + down_s - time.monotonic()))
+                    restore(stack, layout, load, trigger, target, steps)
                 back = await_wave(load, ok, t0, drops_before, timeout=wave_timeout)
             finally:
                 sampler.done.set()
                 sampler.join()
+            if "started" not in steps:  # a replica comes back once the wave is over: the engine's work is not in it
+                restore(stack, layout, load, trigger, target, steps)
             progress(f"wave over {back - t0:.1f}s after the trigger")
             time.sleep(TAIL_S)
             load.ask({"cmd": "quiet"}, "quiet", deadline_s=30, who=[0])
@@ -214,9 +176,10 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
         "timeline": wave.timeline(att, zero, end=back - zero + TAIL_S),
         **wave.handshake_peaks(att, zero, replicas),
         "ticker": {**wave.ticker_loss(merged["sent"], receipts, members, spans, since=zero, until=back),
+                   **wave.ticker_delays(merged["sent"], receipts, since=zero, until=back),
                    "unanswered": sum(1 for m in merged["sent"] if m[0] not in answers and zero <= m[1] <= back)},
         "subscribe": wave.command_rate(meter, "subscribe", since=zero, until=back),
-        "cores": wave.cores(sampler.samples),
+        "cores": wave.cores(sampler.samples), "other_containers": neighbours,
         "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
         # a replica that did not answer /healthz with 200 has no count of members: None, not 0
         "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"]}
@@ -244,7 +207,9 @@ def parser(prog: str) -> BenchParser:
     p.add_argument("--trigger", default=Trigger.KILL_REPLICA.value,
                    help=f"{' | '.join(t.value for t in Trigger)} (default kill-replica)")
     p.add_argument("--target", default="app-1", help="the replica kill-replica kills (default app-1)")
-    p.add_argument("--down", default="0", help="seconds between the SIGKILL and the start again (default 0)")
+    p.add_argument("--down", default=None,
+                   help="seconds between the SIGKILL and the start again, or `wave`: once every client is back "
+                        "(default: wave for kill-replica, 0 for restart-balancer)")
     p.add_argument("--balancer", default="nginx", help="the load balancer (default nginx)")
     p.add_argument("--via", default=Via.BRIDGE.value, help="bridge (default) or published")
     p.add_argument("--open-timeout", default="20",
@@ -264,6 +229,17 @@ def run_setting(bench: Started, layout: Layout, setting: Setting, *, runs: int, 
     return out
 
 
+def parse_down(text: str | None, trigger: Trigger) -> float | None:
+    """--down: seconds, or `wave` (None: start the replica again once everyone is back)."""
+    if text is None:
+        return None if trigger is Trigger.KILL_REPLICA else 0.0
+    if text == "wave":
+        if trigger is Trigger.RESTART_BALANCER:
+            raise PlanError("--down wave: nobody reconnects until the balancer is back; give seconds, e.g. --down 0")
+        return None
+    return parse_positive("down", text, 0, 60)
+
+
 def everyone_back(runs: list[dict[str, Any]]) -> bool:
     """Every client connected, some dropped, and every dropped client came back, in every run."""
     return all(r["connected"] == r["connections"] and r["dropped"] > 0 and r["never_back"] == 0 for r in runs)
@@ -276,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         raise PlanError(f"--runs {runs_n}: give 1..20")
     trigger, balancer = parse_trigger(args.trigger), parse_balancer(args.balancer)
     target = parse_target(args.target, REPLICAS)
-    options = {"trigger": trigger, "target": target, "down_s": parse_positive("down", args.down, 0, 60),
+    options = {"trigger": trigger, "target": target, "down_s": parse_down(args.down, trigger),
                "open_timeout": parse_positive("open-timeout", args.open_timeout, 1, 120),
                "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200)}
     layout = layout_for(args.connections, args.via, str(REPLICAS), 1)
@@ -291,7 +267,8 @@ def run(args: argparse.Namespace) -> int:
         machine = bench.machine()
         out = bench.folder()
     result = {"benchmark": "storm", "connections": layout.connections, "replicas": REPLICAS, "balancer": balancer,
-              "trigger": trigger.value, "target": options["target"], "down_s": options["down_s"], "runs": runs_n,
+              "trigger": trigger.value,
+              "target": target if trigger is Trigger.KILL_REPLICA else "nginx", "down_s": options["down_s"], "runs": runs_n,
               "ticker": {"every": TICKER_EVERY, "rate": TICKER_RATE},
               "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
               "rows": [row(s, results[s.name]) for s in settings], "results": results, "machine": machine}

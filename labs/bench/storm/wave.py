@@ -182,6 +182,19 @@ def ticker_loss(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[S
     return dict(out)
 
 
+def ticker_delays(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[Sequence[Any]]], *,
+                  since: float, until: float) -> dict[str, float | None]:
+    """Seconds from send to receipt of the broadcast room's messages sent between `since` and `until`: the
+    median, the 99th percentile and the longest (None when nothing arrived)."""
+    at = {str(m[0]): float(m[1]) for m in sent if since <= m[1] <= until}
+    delays = sorted(float(r[1]) - at[mid] for mid, rs in receipts.items() if mid in at for r in rs)
+    if not delays:
+        return {"delay_p50_s": None, "delay_p99_s": None, "delay_max_s": None}
+    return {"delay_p50_s": round(delays[(len(delays) - 1) // 2], 4),
+            "delay_p99_s": round(delays[min(len(delays) - 1, int(len(delays) * 0.99))], 4),
+            "delay_max_s": round(delays[-1], 4)}
+
+
 STAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\S+Z ")
 
 
