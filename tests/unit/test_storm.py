@@ -43,6 +43,11 @@ def test_a_welcome_before_the_drop_does_not_bring_a_client_back():
     assert wave.back_times(attempts, [[1, 100.1, "1006"]], T0) == {1: None}
 
 
+def test_attempt_times_cover_the_welcomed_attempts_after_the_trigger():
+    assert wave.attempt_times(ATTEMPTS, T0) == {"attempt_p50_s": 0.2, "attempt_p95_s": 0.5, "attempt_max_s": 0.5}
+    assert wave.attempt_times(RAMP, T0)["attempt_max_s"] is None
+
+
 def test_refusals_are_counted_by_kind_from_the_trigger_on():
     assert wave.refusals(ATTEMPTS, T0) == {"http 502": 1, "timeout": 1, "reset": 1}
     assert wave.refusals(ATTEMPTS + [[9, 99.0, 99.1, "http 503", ""]], T0) == {"http 502": 1, "timeout": 1, "reset": 1}
@@ -192,8 +197,9 @@ def test_a_row_takes_medians_and_a_run_that_left_a_client_out_has_no_100_percent
     assert r["busiest"] == "app-2 0.90, load-1 0.40" and r["host_busy_peak"] == 1.8
     assert r["host_busy_mean"] == 1.0 and r["unmeasured_mean"] == 0.3
     result = {"connections": 4, "replicas": 3, "balancer": "nginx", "trigger": "kill-replica", "target": "app-1",
-              "down_s": 0.0, "runs": 3, "ticker": {"every": 50, "rate": 5.0},
+              "down_s": 0.0, "upstream_timeout_ms": 5000, "runs": 3, "ticker": {"every": 50, "rate": 5.0},
               "layout": {"load_processes": 2, "nginx_workers": 2, "via": "bridge"}, "rows": [r],
               "machine": {"cpus": 2, "platform": "Linux", "memory_gib": 23.4, "docker": "20.10", "python": "3.11"}}
     text = markdown(result)
-    assert "| s (1 s → 5 s, ±50%) | 3 | 3 | 1.00 | 2.00 | — | 1 |" in text
+    assert "| s (1 s → 5 s, ±50%) | 3 | 3 | 1.00 | 2.00 | — | 1 | — |" in text
+    assert "started again 0 s after the SIGKILL; nginx tries a replica for 5000 ms" in text

@@ -16,7 +16,7 @@ from .plan import Setting
 #: refused attempts, in the table's classes (anything else is "other")
 REFUSED = ("http 502", "http 503", "timeout", "reset", "refused")
 CSV_FIELDS = ("setting", "first_s", "max_s", "randomization", "runs", "connections", "dropped", "never_back",
-              "back_50_s", "back_95_s", "back_100_s", "attempts_peak_per_s", "accepted_peak_per_s",
+              "back_50_s", "back_95_s", "back_100_s", "attempt_p95_s", "attempts_peak_per_s", "accepted_peak_per_s",
               "replica_peak_per_s", "refused", "http_502", "http_503", "timeout", "reset", "refused_conn",
               "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_delay_p99_s", "ticker_delay_max_s",
               "subscribe_peak_per_s",
@@ -54,6 +54,7 @@ def row(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "connected": min(r["connected"] for r in runs),
         "dropped": _median(runs, lambda r: r["dropped"]), "never_back": sum(r["never_back"] for r in runs),
         "back_50_s": _median(runs, lambda r: r["back_50_s"]), "back_95_s": _median(runs, lambda r: r["back_95_s"]),
+        "attempt_p95_s": _median(runs, lambda r: r.get("attempt_p95_s")),
         "back_100_s": (None if any(r["back_100_s"] is None for r in runs)
                        else _median(runs, lambda r: r["back_100_s"])),
         "attempts_peak_per_s": _median(runs, lambda r: r["attempts_peak_per_s"]),
@@ -87,21 +88,23 @@ def markdown(result: dict[str, Any]) -> str:
     lines = [
         f"# Reconnect storm: {result['connections']:,} clients, {result['replicas']} replicas behind "
         f"{result['balancer']}, Redis Pub/Sub ({m['cpus']} cores)", "",
-        f"Trigger: {trigger}. Every client reconnects with the setting's backoff (socket.io-client's formula). "
+        f"Trigger: {trigger}; nginx tries a replica for {result['upstream_timeout_ms']} ms before the next "
+        f"(proxy_connect_timeout). Every client reconnects with the setting's backoff (socket.io-client's formula). "
         f"Medians of {result['runs']} run(s) per setting; times are seconds after the first drop. Peaks: the most "
         f"in any one second. Layout: {lay['load_processes']} load processes, {lay['nginx_workers']} nginx workers, "
         f"via {lay['via']}. The broadcast room: every {result['ticker']['every']}th client, "
         f"{result['ticker']['rate']:g} messages/s.", "",
-        "| setting | runs | dropped | back 50% | 95% | 100% | never back | attempts/s at the balancer (peak) "
+        "| setting | runs | dropped | back 50% | 95% | 100% | never back | one attempt, 95% (s) | attempts/s at the balancer (peak) "
         "| handshakes/s per replica (peak) | refused: 502 / 503 / timeout / reset / refused / other "
         "| broadcast lost / owed (missed while away) | broadcast delay p99 / max | SUBSCRIBE/s (peak) "
         "| busiest processes (cores, peak) | host busy, mean cores (no measured process) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         per = " / ".join(f"{fmt(v, '{:,.0f}')}" for v in r["replica_peak_per_s"].values())
         lines.append(
             f"| {r['setting']} | {r['runs']} | {fmt(r['dropped'], '{:,.0f}')} | {fmt(r['back_50_s'], '{:.2f}')} "
             f"| {fmt(r['back_95_s'], '{:.2f}')} | {fmt(r['back_100_s'], '{:.2f}')} | {r['never_back']} "
+            f"| {fmt(r['attempt_p95_s'], '{:.2f}')} "
             f"| {fmt(r['attempts_peak_per_s'], '{:,.0f}')} | {per} "
             f"| {' / '.join(fmt(r[k], '{:,.0f}') for k in ('http_502', 'http_503', 'timeout', 'reset', 'refused_conn', 'other_refused'))} "
             f"| {fmt(r['ticker_lost'], '{:,.0f}')} / {fmt(r['ticker_owed'], '{:,.0f}')} "

@@ -34,7 +34,14 @@ from ...spec import new_run_id
 from ..common import BenchParser, Started, started
 from ..connections.load import LoadGroup
 from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign
-from ..connections.run import entrance, nginx_config, nginx_reasons, replica_figures, wait_for_conntrack
+from ..connections.run import (
+    CONNECT_TIMEOUT_MS,
+    entrance,
+    nginx_config,
+    nginx_reasons,
+    replica_figures,
+    wait_for_conntrack,
+)
 from ..connections.setup import layout_for, parse_count
 from . import wave
 from .plan import (
@@ -105,10 +112,10 @@ def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout
 
 
 def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigger, target: str, down_s: float | None,
-            open_timeout: float, wave_timeout: float) -> dict[str, Any]:
+            open_timeout: float, wave_timeout: float, upstream_timeout_ms: int) -> dict[str, Any]:
     client, images, progress = bench.client, bench.images, bench.progress
     spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker="redis-pubsub",
-                     nginx_conf=nginx_config(layout), images=images, ready_timeout=60.0,
+                     nginx_conf=nginx_config(layout, connect_timeout_ms=upstream_timeout_ms), images=images, ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit,
                      backends=(redis_backend(images.redis.tag), meter_backend(images.redis.tag)))
@@ -171,7 +178,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
         "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
         "steps_s": {**{k: round(v - t0, 3) for k, v in steps.items()}, "first drop": round(zero - t0, 3)},
         "wave_s": round(back - zero, 3),
-        **wave.recovery(att, drops, zero), "refused": wave.refusals(att, zero),
+        **wave.recovery(att, drops, zero), **wave.attempt_times(att, zero), "refused": wave.refusals(att, zero),
         "drop_codes": wave.drop_codes(drops, zero),
         "timeline": wave.timeline(att, zero, end=back - zero + TAIL_S),
         **wave.handshake_peaks(att, zero, replicas),
@@ -211,6 +218,9 @@ def parser(prog: str) -> BenchParser:
                    help="seconds between the SIGKILL and the start again, or `wave`: once every client is back "
                         "(default: wave for kill-replica, 0 for restart-balancer)")
     p.add_argument("--balancer", default="nginx", help="the load balancer (default nginx)")
+    p.add_argument("--upstream-timeout", default=str(CONNECT_TIMEOUT_MS),
+                   help="milliseconds the balancer tries a replica before the next one (nginx's "
+                        f"proxy_connect_timeout; default {CONNECT_TIMEOUT_MS}, the connection bench's)")
     p.add_argument("--via", default=Via.BRIDGE.value, help="bridge (default) or published")
     p.add_argument("--open-timeout", default="20",
                    help="seconds one connection attempt may take (default 20, socket.io-client's `timeout`)")
@@ -254,7 +264,8 @@ def run(args: argparse.Namespace) -> int:
     target = parse_target(args.target, REPLICAS)
     options = {"trigger": trigger, "target": target, "down_s": parse_down(args.down, trigger),
                "open_timeout": parse_positive("open-timeout", args.open_timeout, 1, 120),
-               "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200)}
+               "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200),
+               "upstream_timeout_ms": int(parse_positive("upstream-timeout", args.upstream_timeout, 100, 60_000))}
     layout = layout_for(args.connections, args.via, str(REPLICAS), 1)
     if layout.replicas != REPLICAS:
         raise PlanError(f"N={layout.connections} needs {layout.replicas} replicas; this bench runs {REPLICAS}: "
@@ -269,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
     result = {"benchmark": "storm", "connections": layout.connections, "replicas": REPLICAS, "balancer": balancer,
               "trigger": trigger.value,
               "target": target if trigger is Trigger.KILL_REPLICA else "nginx", "down_s": options["down_s"], "runs": runs_n,
+              "upstream_timeout_ms": options["upstream_timeout_ms"],
               "ticker": {"every": TICKER_EVERY, "rate": TICKER_RATE},
               "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
               "rows": [row(s, results[s.name]) for s in settings], "results": results, "machine": machine}

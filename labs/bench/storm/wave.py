@@ -71,6 +71,17 @@ def recovery(attempts: Sequence[Attempt], drops: Sequence[Drop], t0: float) -> d
     return {"dropped": n, "back": len(times), "never_back": n - len(times), **fractions}
 
 
+def attempt_times(attempts: Sequence[Attempt], t0: float) -> dict[str, float | None]:
+    """How long the welcomed attempts started at or after the trigger took, from the first byte sent to the
+    welcome: the median, the 95th percentile and the longest (None when none was welcomed)."""
+    spans = sorted(float(a[2]) - float(a[1]) for a in attempts if a[1] >= t0 and a[3] == "ok")
+    if not spans:
+        return {"attempt_p50_s": None, "attempt_p95_s": None, "attempt_max_s": None}
+    return {"attempt_p50_s": round(spans[(len(spans) - 1) // 2], 3),
+            "attempt_p95_s": round(spans[min(len(spans) - 1, int(len(spans) * 0.95))], 3),
+            "attempt_max_s": round(spans[-1], 3)}
+
+
 def refusals(attempts: Sequence[Attempt], t0: float) -> dict[str, int]:
     """Failed attempts started at or after the trigger, by outcome."""
     return dict(Counter(str(a[3]) for a in attempts if a[1] >= t0 and a[3] != "ok").most_common())
