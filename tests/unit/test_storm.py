@@ -85,19 +85,30 @@ def test_connections_per_replica_follow_welcomes_and_drops():
 #: the broadcast room: clients 0, 5 and 10; 0 sends. 5 stays connected; 10 drops at 104 and is back at 106
 SPANS = {0: [(1.0, None)], 5: [(1.0, None)], 10: [(1.0, 104.0), (106.0, None)]}
 SENT = [["t1", 101.0, 0], ["t2", 103.5, 0], ["t3", 105.0, 0], ["t4", 107.0, 0], ["t0", 99.0, 0]]
+ACKED = {f"t{n}": "ack" for n in range(5)}
 
 
 def test_the_broadcast_room_owes_only_what_was_sent_while_a_member_stayed_connected():
     receipts = {"t1": [[5, 101.01], [10, 101.01]], "t2": [[5, 103.6]], "t3": [[5, 105.1]], "t4": [[5, 107.1], [10, 107.1]]}
-    loss = wave.ticker_loss(SENT, receipts, [0, 5, 10], SPANS, since=T0, until=110.0)
-    assert loss == {"messages": 4, "owed": 6, "delivered": 6, "lost": 0, "missed_away": 1, "cut": 1, "duplicated": 0}
+    loss = wave.ticker_loss(SENT, receipts, ACKED, [0, 5, 10], SPANS, since=T0, until=110.0)
+    assert loss == {"messages": 4, "owed": 6, "delivered": 6, "lost": 0, "missed_away": 1, "cut": 1, "duplicated": 0,
+                    "unacked": 0, "lost_members": 0, "lost_sent_s": None}
 
 
 def test_a_message_a_connected_member_never_got_is_lost_and_a_second_copy_is_counted():
     receipts = {"t1": [[5, 101.01], [10, 101.01]], "t2": [[5, 103.6]], "t3": [[5, 105.1], [5, 105.2]],
                 "t4": [[5, 107.1]]}
-    loss = wave.ticker_loss(SENT, receipts, [0, 5, 10], SPANS, since=T0, until=110.0)
+    loss = wave.ticker_loss(SENT, receipts, ACKED, [0, 5, 10], SPANS, since=T0, until=110.0)
     assert loss["lost"] == 1 and loss["delivered"] == 5 and loss["duplicated"] == 1
+    assert loss["lost_members"] == 1 and loss["lost_sent_s"] == [7.0, 7.0]
+
+
+def test_a_message_the_senders_replica_never_acknowledged_is_unacked_not_lost_by_everyone():
+    """The sender wrote t3 to a connection that had died: nobody got it, and nobody is owed it."""
+    receipts = {"t1": [[5, 101.01], [10, 101.01]], "t2": [[5, 103.6]], "t4": [[5, 107.1], [10, 107.1]]}
+    loss = wave.ticker_loss(SENT, receipts, {**ACKED, "t3": "nack"}, [0, 5, 10], SPANS, since=T0, until=110.0)
+    assert loss["unacked"] == 1 and loss["lost"] == 0 and loss["owed"] == 5
+    assert wave.ticker_loss(SENT, receipts, ACKED, [0, 5, 10], SPANS, since=T0, until=110.0)["lost"] == 1
 
 
 def test_broadcast_delays_are_measured_from_send_to_receipt_and_none_without_receipts():
@@ -185,7 +196,7 @@ def run_result(back_100: float | None, never_back: int) -> dict:
     return {"connections": 4, "connected": 4, "dropped": 3, "never_back": never_back, "back_50_s": 1.0,
             "back_95_s": 2.0, "back_100_s": back_100, "attempts_peak_per_s": 3, "accepted_peak_per_s": 2,
             "replica_peak_per_s": {"app-1": 0, "app-2": 1, "app-3": 1}, "refused": {"http 502": 2, "econnaborted": 1},
-            "ticker": {"owed": 6, "lost": 0, "missed_away": 1}, "subscribe": {"peak_per_s": 12.0, "calls": 3},
+            "ticker": {"owed": 6, "lost": 0, "missed_away": 1, "unacked": 2}, "subscribe": {"peak_per_s": 12.0, "calls": 3},
             "cores": {"app-2": {"peak": 0.9, "mean": 0.5}, "load-1": {"peak": 0.4, "mean": 0.2},
                       "host busy": {"peak": 1.8, "mean": 1.0}}}
 
@@ -202,4 +213,5 @@ def test_a_row_takes_medians_and_a_run_that_left_a_client_out_has_no_100_percent
               "machine": {"cpus": 2, "platform": "Linux", "memory_gib": 23.4, "docker": "20.10", "python": "3.11"}}
     text = markdown(result)
     assert "| s (1 s → 5 s, ±50%) | 3 | 3 | 1.00 | 2.00 | — | 1 | — |" in text
+    assert "| 0 / 6 (1; 2) |" in text
     assert "started again 0 s after the SIGKILL; nginx tries a replica for 5000 ms" in text

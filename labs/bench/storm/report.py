@@ -18,7 +18,7 @@ REFUSED = ("http 502", "http 503", "timeout", "reset", "refused")
 CSV_FIELDS = ("setting", "first_s", "max_s", "randomization", "runs", "connections", "dropped", "never_back",
               "back_50_s", "back_95_s", "back_100_s", "attempt_p95_s", "attempts_peak_per_s", "accepted_peak_per_s",
               "replica_peak_per_s", "refused", "http_502", "http_503", "timeout", "reset", "refused_conn",
-              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_delay_p99_s", "ticker_delay_max_s",
+              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_unacked", "ticker_delay_p99_s", "ticker_delay_max_s",
               "subscribe_peak_per_s",
               "subscribe_calls", "busiest", "host_busy_mean", "unmeasured_mean")
 
@@ -68,6 +68,7 @@ def row(setting: Setting, runs: list[dict[str, Any]]) -> dict[str, Any]:
         "ticker_owed": _median(runs, lambda r: r["ticker"]["owed"]),
         "ticker_lost": _median(runs, lambda r: r["ticker"]["lost"]),
         "ticker_missed_away": _median(runs, lambda r: r["ticker"]["missed_away"]),
+        "ticker_unacked": _median(runs, lambda r: r["ticker"].get("unacked")),
         "ticker_delay_p99_s": _median(runs, lambda r: r["ticker"].get("delay_p99_s")),
         "ticker_delay_max_s": _median(runs, lambda r: r["ticker"].get("delay_max_s")),
         "subscribe_peak_per_s": _median(runs, lambda r: r["subscribe"]["peak_per_s"]),
@@ -96,7 +97,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['ticker']['rate']:g} messages/s.", "",
         "| setting | runs | dropped | back 50% | 95% | 100% | never back | one attempt, 95% (s) | attempts/s at the balancer (peak) "
         "| handshakes/s per replica (peak) | refused: 502 / 503 / timeout / reset / refused / other "
-        "| broadcast lost / owed (missed while away) | broadcast delay p99 / max | SUBSCRIBE/s (peak) "
+        "| broadcast lost / owed (missed while away; unacked) | broadcast delay p99 / max | SUBSCRIBE/s (peak) "
         "| busiest processes (cores, peak) | host busy, mean cores (no measured process) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
@@ -108,7 +109,7 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {fmt(r['attempts_peak_per_s'], '{:,.0f}')} | {per} "
             f"| {' / '.join(fmt(r[k], '{:,.0f}') for k in ('http_502', 'http_503', 'timeout', 'reset', 'refused_conn', 'other_refused'))} "
             f"| {fmt(r['ticker_lost'], '{:,.0f}')} / {fmt(r['ticker_owed'], '{:,.0f}')} "
-            f"({fmt(r['ticker_missed_away'], '{:,.0f}')}) "
+            f"({fmt(r['ticker_missed_away'], '{:,.0f}')}; {fmt(r['ticker_unacked'], '{:,.0f}')}) "
             f"| {fmt(r['ticker_delay_p99_s'], '{:.2f}')} / {fmt(r['ticker_delay_max_s'], '{:.2f}')} s "
             f"| {fmt(r['subscribe_peak_per_s'], '{:,.0f}')} "
             f"| {r['busiest'] or '—'} | {fmt(r['host_busy_mean'], '{:.2f}')} ({fmt(r['unmeasured_mean'], '{:.2f}')}) |")

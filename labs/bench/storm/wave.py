@@ -165,19 +165,28 @@ def sessions(attempts: Sequence[Attempt], drops: Sequence[Drop]) -> dict[int, li
 
 
 def ticker_loss(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[Sequence[Any]]],
-                members: Sequence[int], spans: dict[int, list[tuple[float, float | None]]], *,
-                since: float, until: float) -> dict[str, int]:
-    """The broadcast room's deliveries for the messages sent between `since` and `until`: a message is owed
+                answers: Mapping[str, str], members: Sequence[int], spans: dict[int, list[tuple[float, float | None]]],
+                *, since: float, until: float) -> dict[str, Any]:
+    """The broadcast room's deliveries for the messages sent between `since` and `until` that the sender's
+    replica acknowledged (`unacked`: the others, written to a connection that had already died): a message is owed
     to every other member whose connection was open when it was sent and stayed open `CUT_S` after;
     `lost` is owed and never received. `missed_away`: sent while the member had no connection (Redis Pub/Sub
-    keeps nothing for it); `cut`: sent in the last `CUT_S` before its connection dropped."""
+    keeps nothing for it); `cut`: sent in the last `CUT_S` before its connection dropped. `lost_members`: how
+    many members lost something, `lost_sent_s`: when the first and the last lost message were sent (seconds
+    after `since`)."""
     got = {mid: Counter(int(r[0]) for r in rs) for mid, rs in receipts.items()}
-    out = Counter(owed=0, delivered=0, lost=0, missed_away=0, cut=0, duplicated=0, messages=0)
+    out = Counter(owed=0, delivered=0, lost=0, missed_away=0, cut=0, duplicated=0, messages=0, unacked=0)
+    losers: Counter[int] = Counter()
+    lost_at: list[float] = []
     for mid, at, sender in sent:
         if not since <= at <= until:
             continue
         out["messages"] += 1
         copies = got.get(mid, Counter())
+        if answers.get(mid) != "ack":
+            out["unacked"] += 1
+            out["duplicated"] += sum(max(0, n - 1) for n in copies.values())
+            continue
         for k in members:
             if k == sender:
                 continue
@@ -190,7 +199,12 @@ def ticker_loss(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[S
             else:
                 out["owed"] += 1
                 out["delivered" if copies[k] else "lost"] += 1
-    return dict(out)
+                if not copies[k]:
+                    losers[k] += 1
+                    lost_at.append(float(at))
+    # who lost and when: a few members losing a run of messages is not a few messages lost by everyone
+    return {**dict(out), "lost_members": len(losers),
+            "lost_sent_s": [round(min(lost_at) - since, 2), round(max(lost_at) - since, 2)] if lost_at else None}
 
 
 def ticker_delays(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[Sequence[Any]]], *,
