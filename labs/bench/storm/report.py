@@ -18,9 +18,9 @@ REFUSED = ("http 502", "http 503", "timeout", "reset", "refused")
 CSV_FIELDS = ("setting", "first_s", "max_s", "randomization", "runs", "connections", "dropped", "never_back",
               "back_50_s", "back_95_s", "back_100_s", "attempt_p95_s", "attempts_peak_per_s", "accepted_peak_per_s",
               "replica_peak_per_s", "refused", "http_502", "http_503", "timeout", "reset", "refused_conn",
-              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_unacked", "ticker_delay_p99_s", "ticker_delay_max_s",
-              "subscribe_peak_per_s",
-              "subscribe_calls", "busiest", "host_busy_mean", "unmeasured_mean")
+              "other_refused", "ticker_owed", "ticker_lost", "ticker_missed_away", "ticker_unacked",
+              "ticker_delay_p99_s", "ticker_delay_max_s", "subscribe_peak_per_s", "subscribe_calls", "busiest",
+              "host_busy_mean", "unmeasured_mean")
 
 
 def _median(runs: list[dict[str, Any]], get: Any) -> float | None:
