@@ -49,7 +49,7 @@ DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-str
            deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
 
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -157,6 +157,9 @@ bench-partitioning: setup images ## N (default 20000) connections in 200 rooms o
 
 bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes through docker-proxy): refused connections, loss -> results/bench/defaults-*/
 	$(PYTHON) -m labs.bench defaults --runs $(or $(RUNS),1) --via $(or $(VIA),bridge)
+
+bench-storm: setup images ## N (default 10000) clients reconnect at once after a replica is SIGKILLed (TRIGGER=restart-balancer: the balancer), per backoff setting (SETTINGS=no-jitter,socketio,wide): time until everyone is back, handshake peaks, refusals, loss, SUBSCRIBE/s -> results/bench/storm-*/
+	$(PYTHON) -m labs.bench storm --connections $(or $(N),10000) --runs $(or $(RUNS),1) --trigger $(or $(TRIGGER),kill-replica) $(if $(SETTINGS),--settings "$(SETTINGS)")
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

@@ -5,12 +5,14 @@ A protocol supplies only the link (how to connect, join, send, and what comes ba
 monotonic clock, in one process, so a frame's latency is receive time minus send time. With `reconnect`,
 a client whose connection drops comes back with backoff (to whichever replica nginx picks) and resends
 what was never acknowledged, under the same ids; messages it generates while away wait for the next
-connection.
+connection. The backoff is the scenario's (`Workload.backoff`: socket.io-client's formula); its jitter draws
+from a random.Random seeded with the client's name, so a run's delays are the same every time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,7 +32,6 @@ from .accounting.history import (
 from .protocols.base import JoinFailed, Link, LinkDown, ProtocolAdapter
 from .scenario import Scenario
 
-BACKOFF = (0.05, 0.1, 0.2, 0.4, 0.5)
 #: errors a connection attempt may end with; anything else is a bug in the lab
 JOIN_ERRORS = (OSError, TimeoutError, JoinFailed, LinkDown, ConnectionError)
 During = Callable[[float], Awaitable[list[FaultEvent]]]
@@ -62,6 +63,8 @@ class Client:
         self.stopping = False
         self.watcher: asyncio.Task[None] | None = None
         self.error = ""
+        #: the backoff's jitter: seeded with the name, so that every run draws the same delays
+        self.rng = random.Random(name)
 
     # -- what the link reports (protocols.base.Sink) ---------------------------------------------------
 
@@ -133,7 +136,7 @@ class Client:
     async def reconnect(self) -> bool:
         attempt = 0
         while not self.stopping:
-            await asyncio.sleep(BACKOFF[min(attempt, len(BACKOFF) - 1)])
+            await asyncio.sleep(self.workload.backoff(attempt, self.rng))
             attempt += 1
             if not self.stopping and await self.join(self.workload.connect_timeout):
                 return True

@@ -17,6 +17,7 @@ from ..console import EXIT_PASS, EXIT_USAGE
 from . import capacity, defaults, faults, lifecycle, partitioning, replicas, signals
 from .common import BenchParser, run_bench
 from .connections import run as connections
+from .storm import run as storm
 
 
 class Bench(Protocol):
@@ -37,6 +38,7 @@ BENCHES: dict[str, tuple[Bench, str]] = {
     "connections": (connections, "N idle WebSockets through nginx: connect rate, memory, round times, loss"),
     "partitioning": (partitioning, "N connections in R rooms: one Redis vs a Redis Cluster, by room or not"),
     "defaults": (defaults, "the stack of `labs up pubsub` at its sized capacity (20,000): what was refused"),
+    "storm": (storm, "N clients reconnect at once after a replica dies: recovery times, handshake peaks, loss"),
 }
 PROG = "python -m labs.bench"
 

@@ -260,3 +260,25 @@ def capacity_pngs(steps: list[dict[str, Any]], out_dir: Path, *, knee_ms: float 
     groups = capacity_series(steps)
     out_dir.mkdir(parents=True, exist_ok=True)
     return [latency_png(groups, out_dir / LATENCY, knee_ms=knee_ms), cpu_png(groups, out_dir / CPU, cores=cores)]
+
+
+def replicas_over_time_png(panels: Sequence[tuple[str, dict[str, list[Any]]]], path: Path, *,
+                           marks: Sequence[tuple[float, str]] = ((0.0, "trigger"),),
+                           xlabel: str = "seconds after the trigger") -> Path:
+    """One panel per series (a title and {"t": [...], replica: [...]}): connections open on each replica
+    over time, with each mark (seconds, label) drawn as a vertical line. Used by the storm bench."""
+    fig = _figure(8.0, 2.2 * max(1, len(panels)) + 0.6)
+    axes = fig.subplots(max(1, len(panels)), 1, sharex=True, squeeze=False).flat
+    for ax, (title, series_) in zip(axes, panels):
+        names = [k for k in series_ if k != "t"]
+        for colour, name in zip(_colours(len(names)), names):
+            ax.plot(series_["t"], series_[name], label=name, color=colour, linewidth=1.4)
+        for at, label in marks:
+            ax.axvline(at, color=FAULT, linewidth=1.0, linestyle="--")
+            ax.text(at, 1.0, f" {label}", transform=ax.get_xaxis_transform(), fontsize=7, va="top")
+        ax.set_ylabel("connections")
+        ax.set_ylim(bottom=0)
+        ax.set_title(title, fontsize=9, loc="left")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.axes[-1].set_xlabel(xlabel)
+    return _save(fig, path)

@@ -6,10 +6,12 @@ Built and validated only by `parse`; trusted everywhere after.
 from __future__ import annotations
 
 import enum
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .backoff import backoff_delay
 from .brokers import Broker
 from .expect import Bound, Metric
 from .faults import FaultKind
@@ -45,6 +47,9 @@ MAX_SHUTDOWN_TIMEOUT_S = 600.0
 MAX_STEP_PAUSE_S = 60.0
 #: a Redis Cluster needs 3 masters at least (a failover needs a majority of masters); more is more containers
 MIN_MASTERS, MAX_MASTERS = 3, 6
+#: reconnection backoff: the first delay and the maximum (seconds)
+MIN_RECONNECT_DELAY, MAX_RECONNECT_DELAY = 0.001, 60.0
+MAX_RECONNECT_DELAY_MAX = 300.0
 
 
 class Balance(enum.Enum):
@@ -159,6 +164,12 @@ class Workload:
     drain_timeout: float = 15.0
     #: clients reconnect (with backoff) when their connection drops, and resume where they were
     reconnect: bool = False
+    #: the backoff before each reconnection attempt (`backoff.backoff_delay`): the first delay in seconds,
+    #: doubled at each attempt up to the maximum, moved by up to +/- `randomization` of itself. These
+    #: defaults wait 0.05, 0.1, 0.2, 0.4, then 0.5 s, with no jitter
+    reconnect_delay: float = 0.05
+    reconnect_delay_max: float = 0.5
+    randomization: float = 0.0
     transport: Transport = Transport.WEBSOCKET
     #: how many distinct /24 source networks clients appear to come from (via a trusted X-Forwarded-For)
     source_subnets: int = 1
@@ -166,6 +177,10 @@ class Workload:
     payload: int = 0
     #: the event shapes Socket.IO clients emit (app = "socketio")
     events: Events = Events.LAB
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        """Seconds to wait before reconnection attempt `attempt` (0: the first after a drop)."""
+        return backoff_delay(attempt, self.reconnect_delay, self.reconnect_delay_max, self.randomization, rng)
 
     @property
     def send_duration(self) -> float:

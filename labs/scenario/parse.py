@@ -30,12 +30,15 @@ from .model import (
     COOKIE_RE,
     MAX_DELIVERIES,
     MAX_MASTERS,
+    MAX_RECONNECT_DELAY,
+    MAX_RECONNECT_DELAY_MAX,
     MAX_REPLICAS,
     MAX_ROOMS,
     MAX_SEND_DURATION_S,
     MAX_SENDS,
     MAX_SOFT_STOP_S,
     MIN_MASTERS,
+    MIN_RECONNECT_DELAY,
     NAME_RE,
     NODE_RE,
     ROOM_RE,
@@ -119,6 +122,27 @@ def _nginx_only(top: dict[str, Any], balancer: Balancer, where: str) -> None:
     if "max_fails" in top and balancer is not Balancer.NGINX:
         raise ScenarioError(f'{where}: topology.max_fails = {show(top["max_fails"])} is an nginx setting; this '
                             f'topology has balancer = "{balancer.value}"')
+
+
+#: the workload keys that shape the reconnection backoff
+BACKOFF_KEYS = ("reconnect_delay", "reconnect_delay_max", "randomization")
+
+
+def _backoff(wl: dict[str, Any], reconnect: bool, where: str) -> dict[str, float]:
+    """The backoff keys, checked: each only with reconnect = true, the maximum at least the first delay."""
+    given = [key for key in BACKOFF_KEYS if key in wl]
+    if given and not reconnect:
+        raise ScenarioError(f"{where}: workload.{given[0]} = {show(wl[given[0]])} is ignored without "
+                            "reconnect = true (clients that do not reconnect never back off)")
+    initial = float_of(wl, "reconnect_delay", Workload.reconnect_delay, MIN_RECONNECT_DELAY, MAX_RECONNECT_DELAY, where)
+    maximum = float_of(wl, "reconnect_delay_max", max(Workload.reconnect_delay_max, initial), MIN_RECONNECT_DELAY,
+                     MAX_RECONNECT_DELAY_MAX, where)
+    if maximum < initial:
+        raise ScenarioError(f"{where}: reconnect_delay_max = {show(wl['reconnect_delay_max'])} is below "
+                            f"reconnect_delay = {initial:g}: the maximum caps the delays, "
+                            "give one at least as long as the first")
+    return {"reconnect_delay": initial, "reconnect_delay_max": maximum,
+            "randomization": float_of(wl, "randomization", Workload.randomization, 0.0, 1.0, where)}
 
 
 def _planned(workload: Workload, interval: str, where: str) -> None:
@@ -205,6 +229,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         drain_quiet=float_of(wl, "drain_quiet", Workload.drain_quiet, 0.05, 60.0, where),
         drain_timeout=float_of(wl, "drain_timeout", Workload.drain_timeout, 0.1, 600.0, where),
         reconnect=reconnect,
+        **_backoff(wl, reconnect, where),
         transport=enum_of(wl, "transport", Workload.transport, where),
         source_subnets=int_of(wl, "source_subnets", Workload.source_subnets, 1, 250, where),
         payload=int_of(wl, "payload", Workload.payload, 0, 65536, where),

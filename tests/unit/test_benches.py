@@ -40,7 +40,7 @@ def one_line(err: str) -> str:
 
 def test_every_bench_has_an_entry_and_help():
     assert set(BENCHES) == {"lifecycle", "faults", "signals", "capacity", "replicas", "connections", "partitioning",
-                            "defaults"}
+                            "defaults", "storm"}
     for name in BENCHES:
         assert main([name, "--help"]) == 0
 
@@ -79,6 +79,11 @@ def test_no_runs_or_fewer_is_one_line_and_exit_2_before_anything_starts(name, ru
     (["replicas", "--implementations", "go"], "bad implementations 'go'"),
     (["connections", "--via", "pigeon"], "--via 'pigeon'"),
     (["partitioning", "--setups", "redis-pubsub"], "give broker:balance"),
+    (["storm", "--settings", "socket.io"], "--settings 'socket.io': give a preset"),
+    (["storm", "--trigger", "kill-redis"], "--trigger 'kill-redis'"),
+    (["storm", "--balancer", "apache"], "--balancer 'apache': give one of nginx"),
+    (["storm", "--target", "app-9"], "--target 'app-9'"),
+    (["storm", "--connections", "60000"], "needs 4 replicas; this bench runs 3"),
 ])
 def test_bad_input_to_each_bench_is_one_line_and_exit_2_before_anything_starts(argv, words, nothing_starts, capsys):
     assert main(argv) == 2

@@ -1,8 +1,9 @@
 """The load processes of `bench_connections` and what the host says about the processes on the path.
 
-`LoadGroup` starts one `labs.bench.connections.client` per share of the connections, each in its own process
-group, and kills every group when it exits, on every path (an exception, Ctrl-C, SIGTERM). A load process
-also ends by itself when its stdin closes, so even a bench killed with SIGKILL leaves none behind for long.
+`LoadGroup` starts one `labs.bench.connections.client` (or another `module` that speaks the same JSON lines,
+such as the storm bench's) per share of the connections, each in its own process group, and kills every
+group when it exits, on every path (an exception, Ctrl-C, SIGTERM). A load process also ends by itself when
+its stdin closes, so even a bench killed with SIGKILL leaves none behind for long.
 """
 
 from __future__ import annotations
@@ -30,11 +31,17 @@ class LoadError(LabError):
     """A load process died or did not answer in time."""
 
 
+CLIENT = "labs.bench.connections.client"
+
+
 class LoadGroup:
     def __init__(self, shares: list[tuple[int, int]], *, host: str, ports: list[int], room: str,
-                 open_timeout: float, concurrency: int, rooms: int = 1) -> None:
+                 open_timeout: float, concurrency: int, rooms: int = 1, module: str = CLIENT,
+                 extra: dict[str, Any] | None = None) -> None:
         self.shares, self.host, self.ports, self.room, self.rooms = shares, host, ports, room, rooms
         self.open_timeout, self.concurrency = open_timeout, concurrency
+        #: the load process's module, and what its config holds besides the connection bench's keys
+        self.module, self.extra = module, dict(extra or {})
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[IO[str]] = []
         self.events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
@@ -43,11 +50,12 @@ class LoadGroup:
         try:
             for k, (first, count) in enumerate(self.shares):
                 config = {"host": self.host, "ports": self.ports, "first": first, "count": count, "room": self.room,
-                          "rooms": self.rooms, "concurrency": self.concurrency, "open_timeout": self.open_timeout}
+                          "rooms": self.rooms, "concurrency": self.concurrency, "open_timeout": self.open_timeout,
+                          **self.extra}
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)
                 with signals.deferred():  # a started process is ours before a signal is acted on
-                    proc = subprocess.Popen([sys.executable, "-m", "labs.bench.connections.client", json.dumps(config)],
+                    proc = subprocess.Popen([sys.executable, "-m", self.module, json.dumps(config)],
                                             cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                             text=True, start_new_session=True)
                     self.procs.append(proc)
@@ -111,6 +119,20 @@ class LoadGroup:
         log = self.logs[k]
         log.seek(0)
         return " / ".join(log.read().strip().splitlines()[-3:]) or "(no output)"
+
+    def ask(self, command: dict[str, Any], event: str, *, deadline_s: float,
+            who: list[int] | None = None) -> list[dict[str, Any]]:
+        """Send `command` to each of `who` (every process by default), and return each one's `event` answer."""
+        who = list(range(len(self.procs))) if who is None else who
+        for k in who:
+            self._tell(k, command)
+        got = self._await(event, who, deadline_s)
+        return [got[k] for k in who]
+
+    def tell(self, command: dict[str, Any], *, who: list[int] | None = None) -> None:
+        """Send `command` to each of `who` (every process by default); no answer is awaited."""
+        for k in range(len(self.procs)) if who is None else who:
+            self._tell(k, command)
 
     def wait_connected(self, *, deadline_s: float) -> list[dict[str, Any]]:
         got = self._await("connected", list(range(len(self.procs))), deadline_s)

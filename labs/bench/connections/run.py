@@ -94,14 +94,16 @@ def wait_for_conntrack(needed: int, *, progress: Progress, timeout: float = CONN
         free = conntrack_free()
 
 
-def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN) -> str:
+def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN, *,
+                 connect_timeout_ms: int = CONNECT_TIMEOUT_MS) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
-    published port, reuseport and the lab's backlog, no access log."""
+    published port, reuseport and the lab's backlog, no access log, and how long it tries a replica before
+    the next one."""
     config = dataclasses.replace(
         for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers,
         worker_connections=layout.worker_connections, worker_rlimit_nofile=layout.fd_limit,
         extra_listen_ports=layout.listen_ports[1:], reuseport=True, access_log=False,
-        connect_timeout_ms=CONNECT_TIMEOUT_MS, backlog=BACKLOG)
+        connect_timeout_ms=connect_timeout_ms, backlog=BACKLOG)
     return render_nginx(config)
 
 
