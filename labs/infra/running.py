@@ -125,7 +125,7 @@ class RunningStack(Handles, Protocol):
         """The teardown has begun: anything still waiting on the stack should give up."""
 
     def replica_names(self) -> list[str]:
-        """The replicas in nginx's upstream now (a scale-out adds to them, a scale-in removes)."""
+        """The replicas in the balancer's upstream now (a scale-out adds to them, a scale-in removes)."""
 
     def node_of(self) -> dict[str, str]:
         """Which node ran each container ("local" on one engine)."""

@@ -283,7 +283,7 @@ class Stack(Lifecycle):
     on_removed: Callable[[list[str]], None] = lambda names: None
     #: what the engine said changed while the run went: one engine says nothing (a Swarm: its nodes, tasks)
     events: list[tuple[float, str]] = field(default_factory=list)
-    #: the replicas in nginx's upstream now, in order (a topology change adds or removes some)
+    #: the replicas in the balancer's upstream now, in order (a topology change adds or removes some)
     serving: list[str] = field(default_factory=list)
     #: the front network's subnet, where the host's connections arrive from (what realip may trust)
     client_net: str = ""
@@ -469,14 +469,14 @@ class Stack(Lifecycle):
         self.spec.form(self)
 
     def replica_names(self) -> list[str]:
-        """The replicas in nginx's upstream now."""
+        """The replicas in the balancer's upstream now."""
         return list(self.serving)
 
     # -- what topology changes need (running.Scalable) ---------------------------------------------------
 
     def add_replica(self, name: str) -> None:
         """Make one more replica as the start makes them (image, networks, hardening, labels), start it and
-        wait until it is ready, through nginx's /_lab/<name>/healthz: it serves no client until it joins
+        wait until it is ready, through the balancer's /_lab/<name>/healthz: it serves no client until it joins
         the upstream. Held under `membership`, so the teardown either runs first (then nothing is made) or
         finds it; a create and a start are critical sections, as at the start."""
         if name in self.containers:
