@@ -90,13 +90,16 @@ def pull(stack: RunningStack, trigger: Trigger, target: str) -> dict[str, float]
 
 
 def restore(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
-            at: dict[str, float]) -> None:
-    """Start the killed target again; a balancer may come back on another address: tell the clients."""
+            at: dict[str, float]) -> str:
+    """Start the killed target again; a balancer may come back on another address: tell the clients. Returns
+    where the balancer is ("" for a replica)."""
     stack.operations().start_again(target if trigger is Trigger.KILL_REPLICA else "nginx")
     at["started"] = time.monotonic()
-    if trigger is Trigger.RESTART_BALANCER:
-        host, ports = balancer_entrance(stack, layout)
-        load.tell({"cmd": "entrance", "host": host, "ports": ports})
+    if trigger is not Trigger.RESTART_BALANCER:
+        return ""
+    host, ports = balancer_entrance(stack, layout)
+    load.tell({"cmd": "entrance", "host": host, "ports": ports})
+    return f"{host}:{','.join(map(str, ports))}"
 
 
 def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout: float) -> float:
@@ -147,9 +150,10 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             try:
                 steps = pull(stack, trigger, target)
                 t0 = steps["trigger"]
+                came_back = ""
                 if down_s is not None:
                     time.sleep(max(0.0, t0 + down_s - time.monotonic()))
-                    restore(stack, layout, load, trigger, target, steps)
+                    came_back = restore(stack, layout, load, trigger, target, steps)
                 back = await_wave(load, ok, t0, drops_before, timeout=wave_timeout)
             finally:
                 sampler.done.set()
@@ -176,6 +180,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
     result = {
         "setting": dataclasses.asdict(setting), "connections": n, "connected": ok, "connect_s": round(span, 2),
         "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
+        "entrance": {"before": f"{host}:{','.join(map(str, ports))}", "after": came_back or None},
         "steps_s": {**{k: round(v - t0, 3) for k, v in steps.items()}, "first drop": round(zero - t0, 3)},
         "wave_s": round(back - zero, 3),
         **wave.recovery(att, drops, zero), **wave.attempt_times(att, zero), "refused": wave.refusals(att, zero),
