@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..common import BenchParser, Started, started
 from ..connections.load import LoadGroup
 from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign
 from ..connections.run import (
+    BROKER_COUNTERS,
     CONNECT_TIMEOUT_MS,
     entrance,
     nginx_config,
@@ -190,10 +192,11 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
         "ticker": {**wave.ticker_loss(merged["sent"], receipts, answers, members, spans, since=zero, until=back),
                    **wave.ticker_delays(merged["sent"], receipts, since=zero, until=back)},
         "subscribe": wave.command_rate(meter, "subscribe", since=zero, until=back),
-        "cores": wave.cores(sampler.samples), "other_containers": neighbours,
+        "cores": wave.cores(sampler.samples, os.cpu_count() or 1), "other_containers": neighbours,
         "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
         # a replica that did not answer /healthz with 200 has no count of members: None, not 0
-        "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"]}
+        "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"],
+                                   **{k: h[k] if h["status"] == 200 else None for k in BROKER_COUNTERS}}
                             for name, h in healthz.items()},
         "series": wave.open_series(att, drops, replicas, zero, start=-2.0, end=round(back - zero + TAIL_S, 1)),
         "up_s": stack.timings.up_s, "down_s": stack.timings.down_s,
