@@ -146,10 +146,15 @@ def test_the_meter_log_becomes_samples_on_the_monotonic_clock_and_a_subscribe_ra
 def test_cores_per_group_count_a_restarted_containers_counter_from_zero():
     samples = [(0.0, {"app-1": 10.0, "load-1": 1.0}), (1.0, {"app-1": 0.2, "load-1": 1.5}),
                (2.0, {"app-1": 1.2, "load-1": 1.7})]
-    c = wave.cores(samples)
+    c = wave.cores(samples, 2)
     assert c["app-1"] == {"mean": 0.6, "peak": 1.0} and c["load-1"] == {"mean": 0.35, "peak": 0.5}
-    assert wave.cores(samples[:1]) == {}
+    assert wave.cores(samples[:1], 2) == {}
     assert busiest({**c, "host busy": {"peak": 2.0}})[0] == ("app-1", 1.0)
+
+
+def test_a_group_that_lost_a_process_counts_nothing_for_that_interval_not_its_whole_past():
+    samples = [(0.0, {"dockerd": 900.0}), (1.0, {"dockerd": 500.3}), (2.0, {"dockerd": 500.8})]
+    assert wave.cores(samples, 2)["dockerd"] == {"mean": 0.25, "peak": 0.5}
 
 
 def test_settings_parse_from_presets_and_triples():

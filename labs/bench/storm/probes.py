@@ -29,18 +29,24 @@ def meter_backend(image: str, every: float = METER_EVERY_S) -> Backend:
     return Backend(METER, image, ("sh", "-c", script), b"meter ready")
 
 
-def engine_pids(names: tuple[str, ...] = ("dockerd", "containerd")) -> dict[str, list[int]]:
-    """The container engine's own processes, by name: a kill, a start and every network change is their work."""
-    out: dict[str, list[int]] = {name: [] for name in names}
+def engine_pids(pidfile: Path = Path("/var/run/docker.pid")) -> dict[str, list[int]]:
+    """The engine's own processes: the dockerd of `pidfile` and the containerd it started (a kill, a start and
+    every network change is their work). Other engines on the machine (a local Swarm's) are not counted."""
+    try:
+        dockerd = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return {}
+    containerd = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                comm = (entry / "comm").read_text().strip()
+                stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            if comm in out:
-                out[comm].append(int(entry.name))
-    return out
+            name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+            if name == "containerd" and int(rest[1]) == dockerd:
+                containerd.append(int(entry.name))
+    return {"dockerd": [dockerd], "containerd": containerd}
 
 
 def softirq_seconds() -> float:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -35,6 +36,7 @@ from ..common import BenchParser, Started, started
 from ..connections.load import LoadGroup
 from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via, assign
 from ..connections.run import (
+    BROKER_COUNTERS,
     CONNECT_TIMEOUT_MS,
     entrance,
     nginx_config,
@@ -90,13 +92,16 @@ def pull(stack: RunningStack, trigger: Trigger, target: str) -> dict[str, float]
 
 
 def restore(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
-            at: dict[str, float]) -> None:
-    """Start the killed target again; a balancer may come back on another address: tell the clients."""
+            at: dict[str, float]) -> str:
+    """Start the killed target again; a balancer may come back on another address: tell the clients. Returns
+    where the balancer is ("" for a replica)."""
     stack.operations().start_again(target if trigger is Trigger.KILL_REPLICA else "nginx")
     at["started"] = time.monotonic()
-    if trigger is Trigger.RESTART_BALANCER:
-        host, ports = balancer_entrance(stack, layout)
-        load.tell({"cmd": "entrance", "host": host, "ports": ports})
+    if trigger is not Trigger.RESTART_BALANCER:
+        return ""
+    host, ports = balancer_entrance(stack, layout)
+    load.tell({"cmd": "entrance", "host": host, "ports": ports})
+    return f"{host}:{','.join(map(str, ports))}"
 
 
 def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout: float) -> float:
@@ -147,9 +152,10 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             try:
                 steps = pull(stack, trigger, target)
                 t0 = steps["trigger"]
+                came_back = ""
                 if down_s is not None:
                     time.sleep(max(0.0, t0 + down_s - time.monotonic()))
-                    restore(stack, layout, load, trigger, target, steps)
+                    came_back = restore(stack, layout, load, trigger, target, steps)
                 back = await_wave(load, ok, t0, drops_before, timeout=wave_timeout)
             finally:
                 sampler.done.set()
@@ -176,6 +182,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
     result = {
         "setting": dataclasses.asdict(setting), "connections": n, "connected": ok, "connect_s": round(span, 2),
         "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
+        "entrance": {"before": f"{host}:{','.join(map(str, ports))}", "after": came_back or None},
         "steps_s": {**{k: round(v - t0, 3) for k, v in steps.items()}, "first drop": round(zero - t0, 3)},
         "wave_s": round(back - zero, 3),
         **wave.recovery(att, drops, zero), **wave.attempt_times(att, zero), "refused": wave.refusals(att, zero),
@@ -185,10 +192,11 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
         "ticker": {**wave.ticker_loss(merged["sent"], receipts, answers, members, spans, since=zero, until=back),
                    **wave.ticker_delays(merged["sent"], receipts, since=zero, until=back)},
         "subscribe": wave.command_rate(meter, "subscribe", since=zero, until=back),
-        "cores": wave.cores(sampler.samples), "other_containers": neighbours,
+        "cores": wave.cores(sampler.samples, os.cpu_count() or 1), "other_containers": neighbours,
         "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
         # a replica that did not answer /healthz with 200 has no count of members: None, not 0
-        "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"]}
+        "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"],
+                                   **{k: h[k] if h["status"] == 200 else None for k in BROKER_COUNTERS}}
                             for name, h in healthz.items()},
         "series": wave.open_series(att, drops, replicas, zero, start=-2.0, end=round(back - zero + TAIL_S, 1)),
         "up_s": stack.timings.up_s, "down_s": stack.timings.down_s,

@@ -258,9 +258,10 @@ def command_rate(samples: Sequence[tuple[float, dict[str, int]]], command: str, 
             "peak_per_s": None if peak is None else round(peak, 1)}
 
 
-def cores(samples: Sequence[tuple[float, dict[str, float]]]) -> dict[str, dict[str, float]]:
+def cores(samples: Sequence[tuple[float, dict[str, float]]], cpus: int) -> dict[str, dict[str, float]]:
     """Per group, the cores it used on average over the samples and at most between two samples. A counter
-    that went down (a container started again: a new cgroup) counts from zero."""
+    that went down counts from zero when it could have started within the interval (a container started
+    again: a new cgroup); else a process of the group ended, and the interval counts nothing for it."""
     out: dict[str, dict[str, float]] = {}
     if len(samples) < 2:
         return out
@@ -269,7 +270,10 @@ def cores(samples: Sequence[tuple[float, dict[str, float]]]) -> dict[str, dict[s
         used, peak = 0.0, 0.0
         for (ta, a), (tb, b) in zip(samples, samples[1:]):
             before, after = a.get(group, 0.0), b.get(group, 0.0)
-            delta = after - before if after >= before else after
+            if after >= before:
+                delta = after - before
+            else:
+                delta = after if after <= (tb - ta) * cpus else 0.0
             used += delta
             if tb > ta:
                 peak = max(peak, delta / (tb - ta))
