@@ -3,7 +3,7 @@ broadcast room's loss, the meter's SUBSCRIBE counts, cores), from literal record
 
 import pytest
 
-from labs.bench.connections.plan import PlanError
+from labs.bench.connections.plan import PlanError, Via
 from labs.bench.storm import wave
 from labs.bench.storm.client import outcome_of, room_of
 from labs.bench.storm.plan import Setting, Trigger, parse_settings, parse_target, parse_trigger
@@ -182,6 +182,24 @@ def test_a_replica_comes_back_after_the_wave_unless_told_but_a_balancer_must_com
         parse_down("soon", Trigger.KILL_REPLICA)
 
 
+def test_haproxy_is_one_process_so_it_is_refused_past_what_its_files_hold():
+    from labs.bench.connections.plan import plan_layout
+    from labs.bench.storm.front import front_for, haproxy_most
+    from labs.scenario import Balancer
+
+    assert haproxy_most(20_000) == 9_836
+    small = plan_layout(9_000, via=Via.BRIDGE, replicas=3)
+    f = front_for(Balancer.HAPROXY, small, upstream_timeout_ms=1000, max_fails=None)
+    assert f.name == "haproxy" and "maxconn 9064" in f.config and "timeout connect 1000ms" in f.config
+    with pytest.raises(PlanError, match="HAProxy is one process.*give N <= 9836"):
+        front_for(Balancer.HAPROXY, plan_layout(10_000, via=Via.BRIDGE, replicas=3), upstream_timeout_ms=1000,
+                  max_fails=None)
+    with pytest.raises(PlanError, match="--max-fails is nginx's"):
+        front_for(Balancer.HAPROXY, small, upstream_timeout_ms=1000, max_fails=1)
+    nginx = front_for(Balancer.NGINX, small, upstream_timeout_ms=5000, max_fails=1)
+    assert "max_fails=1" in nginx.config and "proxy_connect_timeout 5000ms" in nginx.config
+
+
 def test_the_trigger_and_the_target_are_checked():
     assert parse_trigger("restart-balancer") is Trigger.RESTART_BALANCER
     with pytest.raises(PlanError, match="give one of kill-replica, restart-balancer"):
@@ -213,10 +231,11 @@ def test_a_row_takes_medians_and_a_run_that_left_a_client_out_has_no_100_percent
     assert r["busiest"] == "app-2 0.90, load-1 0.40" and r["host_busy_peak"] == 1.8
     assert r["host_busy_mean"] == 1.0 and r["unmeasured_mean"] == 0.3
     result = {"connections": 4, "replicas": 3, "balancer": "nginx", "trigger": "kill-replica", "target": "app-1",
-              "down_s": 0.0, "upstream_timeout_ms": 5000, "runs": 3, "ticker": {"every": 50, "rate": 5.0},
+              "down_s": 0.0, "upstream_timeout_ms": 5000, "max_fails": 0, "runs": 3, "ticker": {"every": 50, "rate": 5.0},
               "layout": {"load_processes": 2, "nginx_workers": 2, "via": "bridge"}, "rows": [r],
               "machine": {"cpus": 2, "platform": "Linux", "memory_gib": 23.4, "docker": "20.10", "python": "3.11"}}
     text = markdown(result)
     assert "| s (1 s → 5 s, ±50%) | 3 | 3 | 1.00 | 2.00 | — | 1 | — |" in text
     assert "| 0 / 6 (1; 2) |" in text
     assert "started again 0 s after the SIGKILL; nginx tries a replica for 5000 ms" in text
+    assert "leaves one out after no number of failures (max_fails=0)" in text

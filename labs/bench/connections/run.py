@@ -95,15 +95,15 @@ def wait_for_conntrack(needed: int, *, progress: Progress, timeout: float = CONN
 
 
 def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN, *,
-                 connect_timeout_ms: int = CONNECT_TIMEOUT_MS) -> str:
+                 connect_timeout_ms: int = CONNECT_TIMEOUT_MS, max_fails: int = 0) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
-    published port, reuseport and the lab's backlog, no access log, and how long it tries a replica before
-    the next one."""
+    published port, reuseport and the lab's backlog, no access log, how long it tries a replica before
+    the next one, and after how many failed tries it leaves one out for 10 s (0: never, the lab's)."""
     config = dataclasses.replace(
         for_replicas(layout.replicas, balance=balance), workers=layout.nginx_workers,
         worker_connections=layout.worker_connections, worker_rlimit_nofile=layout.fd_limit,
         extra_listen_ports=layout.listen_ports[1:], reuseport=True, access_log=False,
-        connect_timeout_ms=connect_timeout_ms, backlog=BACKLOG)
+        connect_timeout_ms=connect_timeout_ms, backlog=BACKLOG, max_fails=max_fails)
     return render_nginx(config)
 
 

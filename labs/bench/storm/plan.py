@@ -7,6 +7,7 @@ import enum
 import math
 from dataclasses import dataclass
 
+from ...scenario import Balancer
 from ..connections.plan import PlanError
 
 #: named backoff settings: (first delay s, maximum s, randomization)
@@ -17,8 +18,6 @@ PRESETS: dict[str, tuple[float, float, float]] = {
     "lab": (0.05, 0.5, 0.0),        # the lab's own scenario clients (workload defaults)
 }
 DEFAULT_SETTINGS = "no-jitter,socketio,wide"
-#: the balancers the bench can put in front (one adapter each)
-BALANCERS = ("nginx",)
 MAX_SETTINGS = 8
 
 
@@ -85,10 +84,21 @@ def parse_trigger(text: str) -> Trigger:
         raise PlanError(f"--trigger {text!r}: give one of {', '.join(t.value for t in Trigger)}") from None
 
 
-def parse_balancer(text: str) -> str:
-    if text not in BALANCERS:
-        raise PlanError(f"--balancer {text!r}: give one of {', '.join(BALANCERS)}")
-    return text
+def parse_balancer(text: str) -> Balancer:
+    try:
+        return Balancer(text)
+    except ValueError:
+        raise PlanError(f"--balancer {text!r}: give one of {', '.join(b.value for b in Balancer)}") from None
+
+
+def parse_max_fails(text: str | None) -> int | None:
+    """nginx's max_fails: None (the lab's 0: never leave a replica out), or 0..1000."""
+    if text is None:
+        return None
+    value = parse_positive("max-fails", text, 0, 1000)
+    if value != int(value):
+        raise PlanError(f"--max-fails {text!r}: give a whole number from 0 to 1000")
+    return int(value)
 
 
 def parse_target(text: str, replicas: int) -> str:

@@ -86,13 +86,20 @@ def markdown(result: dict[str, Any]) -> str:
     down = result["down_s"]
     again = "once every client was back" if down is None else f"{down:g} s after the SIGKILL"
     trigger = f"SIGKILL {result['target']}, started again {again}"
+    if result["balancer"] == "nginx":
+        front = (f"nginx tries a replica for {result['upstream_timeout_ms']} ms before the next "
+                 f"(proxy_connect_timeout) and leaves one out after " + (
+                     "no number of failures (max_fails=0)" if not result.get("max_fails")
+                     else f"{result['max_fails']} failure(s) for 10 s (max_fails)"))
+    else:
+        front = (f"HAProxy tries a replica for {result['upstream_timeout_ms']} ms (timeout connect), then once "
+                 "more on another (retries 1, option redispatch)")
     lines = [
         f"# Reconnect storm: {result['connections']:,} clients, {result['replicas']} replicas behind "
         f"{result['balancer']}, Redis Pub/Sub ({m['cpus']} cores)", "",
-        f"Trigger: {trigger}; nginx tries a replica for {result['upstream_timeout_ms']} ms before the next "
-        f"(proxy_connect_timeout). Every client reconnects with the setting's backoff (socket.io-client's formula). "
+        f"Trigger: {trigger}; {front}. Every client reconnects with the setting's backoff (socket.io-client's formula). "
         f"Medians of {result['runs']} run(s) per setting; times are seconds after the first drop. Peaks: the most "
-        f"in any one second. Layout: {lay['load_processes']} load processes, {lay['nginx_workers']} nginx workers, "
+        f"in any one second. Layout: {lay['load_processes']} load processes, {lay['nginx_workers']} balancer workers, "
         f"via {lay['via']}. The broadcast room: every {result['ticker']['every']}th client, "
         f"{result['ticker']['rate']:g} messages/s.", "",
         "| setting | runs | dropped | back 50% | 95% | 100% | never back | one attempt, 95% (s) | attempts/s at the balancer (peak) "

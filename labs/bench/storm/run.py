@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import time
 from typing import Any
 
 from ...console import EXIT_FAIL, EXIT_PASS, Progress
+from ...infra import inspect
 from ...infra.launch import open_stack
 from ...infra.running import RunningStack
+from ...infra.sizing import BACKLOG
 from ...infra.stack import StackSpec, redis_backend
+from ...scenario import Balancer
 from ...spec import new_run_id
 from ..common import BenchParser, Started, started
 from ..connections.load import LoadGroup
@@ -38,20 +42,20 @@ from ..connections.plan import CONNTRACK_PER_CONNECTION, Layout, PlanError, Via,
 from ..connections.run import (
     BROKER_COUNTERS,
     CONNECT_TIMEOUT_MS,
-    entrance,
-    nginx_config,
     nginx_reasons,
     replica_figures,
     wait_for_conntrack,
 )
 from ..connections.setup import layout_for, parse_count
 from . import wave
+from .front import Front, front_for
 from .plan import (
     DEFAULT_SETTINGS,
     PRESETS,
     Setting,
     Trigger,
     parse_balancer,
+    parse_max_fails,
     parse_positive,
     parse_settings,
     parse_target,
@@ -72,34 +76,34 @@ POLL_S = 0.25
 SETTLE_S = 1.0
 
 
-def balancer_entrance(stack: RunningStack, layout: Layout) -> tuple[str, list[int]]:
-    """Where the balancer is now: after a restart its address on the front network, or its published ports,
-    may have changed."""
+def balancer_entrance(stack: RunningStack, layout: Layout, front: Front) -> tuple[str, list[int]]:
+    """Where the balancer is: its published ports, or its address on the front network (after a restart
+    either may have changed)."""
     if layout.via is Via.BRIDGE:
-        return entrance(stack, layout)
-    nginx = stack.containers["nginx"]
-    nginx.reload()
-    ports = nginx.attrs["NetworkSettings"]["Ports"]
+        return str(ipaddress.ip_address(inspect.address(stack, front.name, "front"))), list(layout.listen_ports)
+    container = stack.containers[front.name]
+    container.reload()
+    ports = container.attrs["NetworkSettings"]["Ports"]
     return "127.0.0.1", [int(ports[f"{p}/tcp"][0]["HostPort"]) for p in layout.listen_ports]
 
 
 def pull(stack: RunningStack, trigger: Trigger, target: str) -> dict[str, float]:
     """Drop the connections: SIGKILL the target (a replica, or the balancer). Returns when each step happened."""
     at = {"trigger": time.monotonic()}
-    stack.operations().kill(target if trigger is Trigger.KILL_REPLICA else "nginx")
+    stack.operations().kill(target)
     at["killed"] = time.monotonic()
     return at
 
 
-def restore(stack: RunningStack, layout: Layout, load: LoadGroup, trigger: Trigger, target: str,
+def restore(stack: RunningStack, layout: Layout, load: LoadGroup, front: Front, target: str,
             at: dict[str, float]) -> str:
     """Start the killed target again; a balancer may come back on another address: tell the clients. Returns
     where the balancer is ("" for a replica)."""
-    stack.operations().start_again(target if trigger is Trigger.KILL_REPLICA else "nginx")
+    stack.operations().start_again(target)
     at["started"] = time.monotonic()
-    if trigger is not Trigger.RESTART_BALANCER:
+    if target != front.name:
         return ""
-    host, ports = balancer_entrance(stack, layout)
+    host, ports = balancer_entrance(stack, layout, front)
     load.tell({"cmd": "entrance", "host": host, "ports": ports})
     return f"{host}:{','.join(map(str, ports))}"
 
@@ -116,18 +120,21 @@ def await_wave(load: LoadGroup, n: int, t0: float, drops_before: int, *, timeout
         time.sleep(POLL_S)
 
 
-def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigger, target: str, down_s: float | None,
-            open_timeout: float, wave_timeout: float, upstream_timeout_ms: int) -> dict[str, Any]:
+def one_run(bench: Started, layout: Layout, setting: Setting, *, front: Front, trigger: Trigger, down_s: float | None,
+            open_timeout: float, wave_timeout: float, target: str) -> dict[str, Any]:
+    """One stack, N clients in, the trigger pulled, the wave awaited: the run's figures. `target` is the
+    container the trigger kills (a replica, or the balancer)."""
     client, images, progress = bench.client, bench.images, bench.progress
     spec = StackSpec(run_id=new_run_id(), replicas=layout.replicas, broker="redis-pubsub",
-                     balancer_conf=nginx_config(layout, connect_timeout_ms=upstream_timeout_ms), images=images, ready_timeout=60.0,
+                     balancer=front.adapter, balancer_conf=front.config, backlog=BACKLOG, images=images,
+                     ready_timeout=60.0,
                      extra_nginx_ports=layout.listen_ports[1:] if layout.via is Via.PUBLISHED else (),
                      nofile=layout.fd_limit,
                      backends=(redis_backend(images.redis.tag), meter_backend(images.redis.tag)))
     n = layout.connections
     progress(f"run {spec.run_id}: {n} clients, {setting.describe()}, trigger {trigger.value}")
     with open_stack(client, spec, progress=progress) as stack:
-        host, ports = entrance(stack, layout)
+        host, ports = balancer_entrance(stack, layout, front)
         replicas = stack.replica_names()
         attempts = -(-layout.per("load") // layout.concurrency)
         ramp_s = 2 * open_timeout * attempts + 60
@@ -140,7 +147,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
             progress(f"connected {ok}/{n} in {span:.1f}s")
-            containers = {name: [stack.containers[name].id] for name in (*replicas, "nginx", "redis")}
+            containers = {name: [stack.containers[name].id] for name in (*replicas, front.name, "redis")}
             groups = {**{f"load-{k + 1}": [p.pid] for k, p in enumerate(load.procs)}, **engine_pids()}
             load.tell({"cmd": "ticker", "rate": TICKER_RATE}, who=[0])
             time.sleep(BASELINE_S)
@@ -155,13 +162,13 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
                 came_back = ""
                 if down_s is not None:
                     time.sleep(max(0.0, t0 + down_s - time.monotonic()))
-                    came_back = restore(stack, layout, load, trigger, target, steps)
+                    came_back = restore(stack, layout, load, front, target, steps)
                 back = await_wave(load, ok, t0, drops_before, timeout=wave_timeout)
             finally:
                 sampler.done.set()
                 sampler.join()
             if "started" not in steps:  # a replica comes back once the wave is over: the engine's work is not in it
-                restore(stack, layout, load, trigger, target, steps)
+                restore(stack, layout, load, front, target, steps)
             progress(f"wave over {back - t0:.1f}s after the trigger")
             time.sleep(TAIL_S)
             load.ask({"cmd": "quiet"}, "quiet", deadline_s=30, who=[0])
@@ -181,7 +188,7 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
     spans = wave.sessions(att, drops)
     result = {
         "setting": dataclasses.asdict(setting), "connections": n, "connected": ok, "connect_s": round(span, 2),
-        "trigger": trigger.value, "target": target if trigger is Trigger.KILL_REPLICA else "nginx",
+        "trigger": trigger.value, "target": target,
         "entrance": {"before": f"{host}:{','.join(map(str, ports))}", "after": came_back or None},
         "steps_s": {**{k: round(v - t0, 3) for k, v in steps.items()}, "first drop": round(zero - t0, 3)},
         "wave_s": round(back - zero, 3),
@@ -193,7 +200,8 @@ def one_run(bench: Started, layout: Layout, setting: Setting, *, trigger: Trigge
                    **wave.ticker_delays(merged["sent"], receipts, since=zero, until=back)},
         "subscribe": wave.command_rate(meter, "subscribe", since=zero, until=back),
         "cores": wave.cores(sampler.samples, os.cpu_count() or 1), "other_containers": neighbours,
-        "nginx_errors": nginx_reasons(stack.logs.get("nginx", "")),
+        # nginx's error log says why it gave up on a replica; HAProxy's log here is an access log
+        "balancer_errors": nginx_reasons(stack.logs.get(front.name, "")) if front.name == "nginx" else None,
         # a replica that did not answer /healthz with 200 has no count of members: None, not 0
         "replicas_at_end": {name: {"members": h["members"] if h["status"] == 200 else None, "status": h["status"],
                                    **{k: h[k] if h["status"] == 200 else None for k in BROKER_COUNTERS}}
@@ -224,7 +232,11 @@ def parser(prog: str) -> BenchParser:
     p.add_argument("--down", default=None,
                    help="seconds between the SIGKILL and the start again, or `wave`: once every client is back "
                         "(default: wave for kill-replica, 0 for restart-balancer)")
-    p.add_argument("--balancer", default="nginx", help="the load balancer (default nginx)")
+    p.add_argument("--balancer", default="nginx", help="nginx (default) or haproxy (one process: N <= ~9,800 here; "
+                   "--via bridge)")
+    p.add_argument("--max-fails", default=None,
+                   help="nginx's max_fails: failed tries after which it leaves a replica out for 10 s (default: the "
+                        "lab's 0, never; nginx's own default is 1)")
     p.add_argument("--upstream-timeout", default=str(CONNECT_TIMEOUT_MS),
                    help="milliseconds the balancer tries a replica before the next one (nginx's "
                         f"proxy_connect_timeout; default {CONNECT_TIMEOUT_MS}, the connection bench's)")
@@ -268,15 +280,17 @@ def run(args: argparse.Namespace) -> int:
     if not 1 <= runs_n <= 20:
         raise PlanError(f"--runs {runs_n}: give 1..20")
     trigger, balancer = parse_trigger(args.trigger), parse_balancer(args.balancer)
-    target = parse_target(args.target, REPLICAS)
-    options = {"trigger": trigger, "target": target, "down_s": parse_down(args.down, trigger),
-               "open_timeout": parse_positive("open-timeout", args.open_timeout, 1, 120),
-               "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200),
-               "upstream_timeout_ms": int(parse_positive("upstream-timeout", args.upstream_timeout, 100, 60_000))}
     layout = layout_for(args.connections, args.via, str(REPLICAS), 1)
     if layout.replicas != REPLICAS:
         raise PlanError(f"N={layout.connections} needs {layout.replicas} replicas; this bench runs {REPLICAS}: "
-                             "give a smaller N")
+                        "give a smaller N")
+    upstream_timeout_ms = int(parse_positive("upstream-timeout", args.upstream_timeout, 100, 60_000))
+    front = front_for(balancer, layout, upstream_timeout_ms=upstream_timeout_ms,
+                      max_fails=parse_max_fails(args.max_fails))
+    target = parse_target(args.target, REPLICAS) if trigger is Trigger.KILL_REPLICA else front.name
+    options = {"front": front, "trigger": trigger, "target": target, "down_s": parse_down(args.down, trigger),
+               "open_timeout": parse_positive("open-timeout", args.open_timeout, 1, 120),
+               "wave_timeout": parse_positive("wave-timeout", args.wave_timeout, 5, 1200)}
     results: dict[str, list[dict[str, Any]]] = {}
     with started("storm") as bench:
         for setting in settings:
@@ -284,10 +298,10 @@ def run(args: argparse.Namespace) -> int:
                                                 **options)
         machine = bench.machine()
         out = bench.folder()
-    result = {"benchmark": "storm", "connections": layout.connections, "replicas": REPLICAS, "balancer": balancer,
-              "trigger": trigger.value,
-              "target": target if trigger is Trigger.KILL_REPLICA else "nginx", "down_s": options["down_s"], "runs": runs_n,
-              "upstream_timeout_ms": options["upstream_timeout_ms"],
+    result = {"benchmark": "storm", "connections": layout.connections, "replicas": REPLICAS,
+              "balancer": balancer.value, "trigger": trigger.value, "target": target, "down_s": options["down_s"],
+              "runs": runs_n, "upstream_timeout_ms": upstream_timeout_ms,
+              "max_fails": (parse_max_fails(args.max_fails) or 0) if balancer is Balancer.NGINX else None,
               "ticker": {"every": TICKER_EVERY, "rate": TICKER_RATE},
               "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
               "rows": [row(s, results[s.name]) for s in settings], "results": results, "machine": machine}
