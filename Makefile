@@ -158,8 +158,8 @@ bench-partitioning: setup images ## N (default 20000) connections in 200 rooms o
 bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes through docker-proxy): refused connections, loss -> results/bench/defaults-*/
 	$(PYTHON) -m labs.bench defaults --runs $(or $(RUNS),1) --via $(or $(VIA),bridge)
 
-bench-storm: setup images ## N (default 10000) clients reconnect at once after a replica is SIGKILLed (TRIGGER=restart-balancer: the balancer), per backoff setting (SETTINGS=no-jitter,socketio,wide): time until everyone is back, handshake peaks, refusals, loss, SUBSCRIBE/s -> results/bench/storm-*/
-	$(PYTHON) -m labs.bench storm --connections $(or $(N),10000) --runs $(or $(RUNS),1) --trigger $(or $(TRIGGER),kill-replica) $(if $(SETTINGS),--settings "$(SETTINGS)")
+bench-storm: setup images ## N (default 10000) clients reconnect at once after a replica is SIGKILLed (TRIGGER=restart-balancer: the balancer; BALANCER=haproxy), per backoff setting (SETTINGS=no-jitter,socketio,wide): time until everyone is back, handshake peaks, refusals, loss, SUBSCRIBE/s -> results/bench/storm-*/
+	$(PYTHON) -m labs.bench storm --connections $(or $(N),10000) --runs $(or $(RUNS),1) --trigger $(or $(TRIGGER),kill-replica) $(if $(SETTINGS),--settings "$(SETTINGS)") $(if $(BALANCER),--balancer $(BALANCER))
 
 clean: setup ## remove containers and networks left behind by killed runs
 	$(LAB) clean

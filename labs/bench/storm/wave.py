@@ -17,9 +17,6 @@ from ..connections.plan import median_of, time_to_fraction
 
 Attempt = Sequence[Any]
 Drop = Sequence[Any]
-#: a message sent this close before its recipient's drop may have been on its way when the drop cut it: it is
-#: counted as cut, neither owed nor lost
-CUT_S = 1.0
 #: the width of the window a peak rate is counted over, and the step of the time series
 WINDOW_S, STEP_S = 1.0, 0.1
 
@@ -169,9 +166,10 @@ def ticker_loss(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[S
                 *, since: float, until: float) -> dict[str, Any]:
     """The broadcast room's deliveries for the messages sent between `since` and `until` that the sender's
     replica acknowledged (`unacked`: the others, written to a connection that had already died): a message is owed
-    to every other member whose connection was open when it was sent and stayed open `CUT_S` after;
-    `lost` is owed and never received. `missed_away`: sent while the member had no connection (Redis Pub/Sub
-    keeps nothing for it); `cut`: sent in the last `CUT_S` before its connection dropped. `lost_members`: how
+    to every other member whose connection was open when it was sent and never dropped after; `lost` is owed
+    and never received. `missed_away`: sent while the member had no connection (Redis Pub/Sub keeps nothing
+    for it); `cut`: sent while the member's connection was open but doomed (it dropped later: a killed
+    replica's sockets close over a second or more, and what reached it meanwhile went nowhere). `lost_members`: how
     many members lost something, `lost_sent_s`: when the first and the last lost message were sent (seconds
     after `since`)."""
     got = {mid: Counter(int(r[0]) for r in rs) for mid, rs in receipts.items()}
@@ -194,7 +192,7 @@ def ticker_loss(sent: Sequence[Sequence[Any]], receipts: Mapping[str, Sequence[S
             span = next((s for s in spans.get(k, []) if s[0] <= at and (s[1] is None or s[1] >= at)), None)
             if span is None:
                 out["missed_away"] += 1
-            elif span[1] is not None and span[1] < at + CUT_S:
+            elif span[1] is not None:
                 out["cut"] += 1
             else:
                 out["owed"] += 1
