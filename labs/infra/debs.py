@@ -112,15 +112,25 @@ def download(pins: list[Pin], progress: Callable[[str], None]) -> Path:
     target = DEBS_DIR / "-".join(sorted({p.name for p in pins}))[:60] / _digest(pins)
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="partial-", dir=target.parent))
-    try:
-        progress(f"downloading {', '.join(map(str, pins))} …")
+    progress(f"downloading {', '.join(map(str, pins))} …")
+
+    def fill(partial: Path) -> None:
         # apt's sandbox user may not write here (build/ belongs to whoever runs the lab): download as we are
         _apt(["-q", "-o", "APT::Sandbox::User=root", "download", *map(str, pins)], cwd=partial)
         found = {p.name.split("_", 1)[0] for p in partial.glob("*.deb")}
         if found != {p.name for p in pins}:
             raise ImageError(f"apt-get download left {sorted(found)}, not {[p.name for p in pins]}")
+
+    return fetch_once(target, fill)
+
+
+def fetch_once(target: Path, fill: Callable[[Path], None]) -> Path:
+    """`target`, filled by `fill` in a scratch directory beside it and renamed into place only when complete:
+    a fetch cut short leaves nothing a later run would take for done."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix="partial-", dir=target.parent))
+    try:
+        fill(partial)
         partial.chmod(0o755)
         partial.rename(target)
     finally:

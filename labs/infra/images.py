@@ -297,10 +297,9 @@ def _wheels(requirements: Path, python: str | None, progress: Callable[[str], No
     target = BUILD_DIR / "wheels" / _short_hash(requirements.read_bytes(), str(python).encode())
     if target.is_dir():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix="partial-", dir=target.parent))
-    try:
-        progress(f"downloading wheels for {requirements.relative_to(ROOT)} …")
+    progress(f"downloading wheels for {requirements.relative_to(ROOT)} …")
+
+    def fill(partial: Path) -> None:
         done = subprocess.run(
             [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
              "--only-binary=:all:", *(["--python-version", python] if python else []),
@@ -309,11 +308,8 @@ def _wheels(requirements: Path, python: str | None, progress: Callable[[str], No
         )
         if done.returncode != 0:
             raise ImageError(f"pip download failed (exit {done.returncode}): {_tail(done.stderr, 3)}")
-        partial.chmod(0o755)
-        partial.rename(target)
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return target
+
+    return debs.fetch_once(target, fill)
 
 
 def _docker_build(client: docker.DockerClient, context: Path, tag: str, base: str,

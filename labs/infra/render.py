@@ -190,9 +190,11 @@ def for_names(names: tuple[str, ...], *, balance: Balance = Balance.ROUND_ROBIN,
                        shutdown_timeout_ms=shutdown_timeout_ms)
 
 
-def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str:
+def render_template(balancer: str, name: str, templates: Path, **values: object) -> str:
+    """One balancer's template (`templates/<balancer>/<name>`) formatted with validated values; a missing
+    value is an error (StrictUndefined), never an empty string."""
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates / "nginx"),
+        loader=jinja2.FileSystemLoader(templates / balancer),
         undefined=jinja2.StrictUndefined,
         autoescape=False,
         trim_blocks=True,
@@ -200,19 +202,24 @@ def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str
         keep_trailing_newline=True,
     )
     try:
-        return env.get_template("nginx.conf.j2").render(
-            replicas=config.replicas, balance=config.balance.value, listen_ports=config.listen_ports,
-            reuseport=config.reuseport, worker_rlimit_nofile=config.worker_rlimit_nofile,
-            access_log=config.access_log, backlog=config.backlog, max_fails=config.max_fails,
-            fail_timeout=config.fail_timeout,
-            read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
-            workers=config.workers, worker_connections=config.worker_connections,
-            cookie_name=config.cookie_name, sticky=config.sticky.value,
-            sticky_map=config.balance is Balance.COOKIE and config.sticky is Sticky.MAP,
-            replica_header=REPLICA_HEADER, realip_from=config.realip_from,
-            replica_port=config.replicas[0].port, shutdown_timeout_ms=config.shutdown_timeout_ms,
-        )
+        return env.get_template(name).render(**values)
     except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"nginx template not found: {exc.name} under {templates / 'nginx'}") from None
+        raise RenderError(f"{balancer} template not found: {exc.name} under {templates / balancer}") from None
     except jinja2.TemplateError as exc:
-        raise RenderError(f"nginx template error: {exc}") from None
+        raise RenderError(f"{balancer} template error: {exc}") from None
+
+
+def render_nginx(config: NginxConfig, *, templates: Path = TEMPLATES_DIR) -> str:
+    return render_template(
+        "nginx", "nginx.conf.j2", templates,
+        replicas=config.replicas, balance=config.balance.value, listen_ports=config.listen_ports,
+        reuseport=config.reuseport, worker_rlimit_nofile=config.worker_rlimit_nofile,
+        access_log=config.access_log, backlog=config.backlog, max_fails=config.max_fails,
+        fail_timeout=config.fail_timeout,
+        read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
+        workers=config.workers, worker_connections=config.worker_connections,
+        cookie_name=config.cookie_name, sticky=config.sticky.value,
+        sticky_map=config.balance is Balance.COOKIE and config.sticky is Sticky.MAP,
+        replica_header=REPLICA_HEADER, realip_from=config.realip_from,
+        replica_port=config.replicas[0].port, shutdown_timeout_ms=config.shutdown_timeout_ms,
+    )

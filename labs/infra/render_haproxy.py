@@ -7,11 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import jinja2
-
 from ..scenario import MAX_SOFT_STOP_S, Balance
 from ..settings import TEMPLATES_DIR
-from .render import COOKIE_RE, MIN_READ_TIMEOUT, RenderError, Upstream, cidr
+from .render import COOKIE_RE, MIN_READ_TIMEOUT, RenderError, Upstream, cidr, render_template
 
 #: nginx's `worker_connections` (render.NginxConfig): nginx counts both sides of a proxied connection,
 #: HAProxy's `maxconn` the client side only, so half of it holds as many proxied WebSockets
@@ -85,23 +83,11 @@ def for_replicas(count: int, *, balance: Balance = Balance.ROUND_ROBIN, port: in
 
 
 def render_haproxy(config: HaproxyConfig, *, templates: Path = TEMPLATES_DIR) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(templates / "haproxy"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
+    return render_template(
+        "haproxy", "haproxy.cfg.j2", templates,
+        replicas=config.replicas, balance=config.balance.value, listen_port=config.listen_port,
+        read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
+        threads=config.threads, maxconn=config.maxconn, cookie_name=config.cookie_name,
+        cookie=config.balance is Balance.COOKIE, realip_from=config.realip_from,
+        hard_stop_after_ms=config.hard_stop_after_ms, close_spread_time_ms=config.close_spread_time_ms,
     )
-    try:
-        return env.get_template("haproxy.cfg.j2").render(
-            replicas=config.replicas, balance=config.balance.value, listen_port=config.listen_port,
-            read_timeout=config.read_timeout, connect_timeout_ms=config.connect_timeout_ms,
-            threads=config.threads, maxconn=config.maxconn, cookie_name=config.cookie_name,
-            cookie=config.balance is Balance.COOKIE, realip_from=config.realip_from,
-            hard_stop_after_ms=config.hard_stop_after_ms, close_spread_time_ms=config.close_spread_time_ms,
-        )
-    except jinja2.TemplateNotFound as exc:
-        raise RenderError(f"haproxy template not found: {exc.name} under {templates / 'haproxy'}") from None
-    except jinja2.TemplateError as exc:
-        raise RenderError(f"haproxy template error: {exc}") from None

@@ -14,7 +14,6 @@ from typing import Any
 
 from ..errors import ScenarioError
 from ..settings import SCENARIOS_DIR
-from . import fault_table
 from .brokers import Broker
 from .expect import (
     CLUSTER_ONLY,
@@ -25,6 +24,7 @@ from .expect import (
     bound,
     show,
 )
+from .fault_table import faults as parse_faults
 from .fault_table import swarm_fault
 from .model import (
     COOKIE_RE,
@@ -242,7 +242,7 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
     if swarm is not None:
         _swarm_broker(topology.broker, where)
         _swarm_balancer(topology.balancer, where)
-    faults = fault_table.faults(data.get("faults", []), topology, workload, where, swarm)
+    faults = parse_faults(data.get("faults", []), topology, workload, where, swarm)
 
     exp = subtable(data, "expect", where)
     if not exp:

@@ -17,7 +17,7 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ...errors import LabError
 from ...infra.sizing import (
@@ -57,8 +57,19 @@ MIN_LOAD = 2
 IN_FLIGHT_PER_REPLICA = 80
 
 
+E = TypeVar("E", bound=enum.Enum)
+
+
 class PlanError(LabError):
     """N connections cannot be laid out under the limits given."""
+
+
+def parse_choice(kind: type[E], flag: str, text: str) -> E:
+    """A command-line word that must be one of an enum's values; else one line naming them."""
+    try:
+        return kind(text)
+    except ValueError:
+        raise PlanError(f"{flag} {text!r}: give one of {', '.join(str(k.value) for k in kind)}") from None
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ...infra import redis_cluster
 from ...scenario import MAX_MASTERS, MIN_MASTERS, Balance, Broker
-from .plan import Layout, PlanError, Via, plan_layout
+from .plan import Layout, PlanError, Via, parse_choice, plan_layout
 
 #: the brokers this bench sets up: one Redis, a Redis Cluster (classic or sharded Pub/Sub), or none
 BROKERS = (Broker.REDIS_PUBSUB, Broker.REDIS_CLUSTER_PUBSUB, Broker.REDIS_CLUSTER_SHARDED, Broker.NONE)
@@ -90,10 +90,7 @@ def parse_count(text: str) -> int:
 
 
 def parse_via(text: str) -> Via:
-    try:
-        return Via(text)
-    except ValueError:
-        raise PlanError(f"--via {text!r}: give one of {', '.join(v.value for v in Via)}") from None
+    return parse_choice(Via, "--via", text)
 
 
 def layout_for(connections: str, via: str, replicas: str, rooms: int) -> Layout:

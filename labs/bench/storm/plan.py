@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from ...scenario import Balancer
-from ..connections.plan import PlanError
+from ..connections.plan import PlanError, parse_choice
 
 #: named backoff settings: (first delay s, maximum s, randomization)
 PRESETS: dict[str, tuple[float, float, float]] = {
@@ -78,17 +78,11 @@ def parse_settings(text: str) -> list[Setting]:
 
 
 def parse_trigger(text: str) -> Trigger:
-    try:
-        return Trigger(text)
-    except ValueError:
-        raise PlanError(f"--trigger {text!r}: give one of {', '.join(t.value for t in Trigger)}") from None
+    return parse_choice(Trigger, "--trigger", text)
 
 
 def parse_balancer(text: str) -> Balancer:
-    try:
-        return Balancer(text)
-    except ValueError:
-        raise PlanError(f"--balancer {text!r}: give one of {', '.join(b.value for b in Balancer)}") from None
+    return parse_choice(Balancer, "--balancer", text)
 
 
 def parse_max_fails(text: str | None) -> int | None:
