@@ -137,6 +137,7 @@ def stack_spec(client: docker.DockerClient, p: Plan, images: ImageSet, *,
                      images=images, balancer=balancer, nofile=p.sizing.nofile, backlog=p.sizing.backlog,
                      host_port=host_port, app_module=protocol.app_module, app_args=protocol.replica_args(s),
                      app_command=protocol.replica_command(), app_image=protocol.replica_image(images).tag,
+                     graceful_stop=all(f.graceful for f in s.faults if f.kind is FaultKind.ROLLING_RESTART),
                      **broker_options(s, images))
     return spec, sticky_note
 

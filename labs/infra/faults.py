@@ -21,7 +21,6 @@ from ..accounting.reach import BROKER, LB, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
 from .balancers import NAMES
-from .operations import STOP_GRACE_S
 from .redis_cluster import myself_flags
 from .running import RunningStack, StackOperations
 
@@ -210,40 +209,17 @@ class ReloadLB(Action):
 
 
 class RollingRestart(Action):
-    """Replace the replicas (the target, or every one in order) `max_unavailable` at a time: stop each
-    (SIGTERM and wait for the exit, or SIGKILL), start it again, wait until it is ready; `step_pause`
-    between steps. With `drain`, nginx is reloaded without the step's replicas first and with them again
-    once they are ready; without, it learns they are gone by failing to reach them (and then holds them
-    down for its fail_timeout). The stops of one step go one after the other (see `membership`)."""
+    """Replace the replicas (the target, or every one in order) `max_unavailable` at a time, each step as the
+    engine does it (`StackOperations.replace`): on one engine stop (SIGTERM and wait for the exit, or SIGKILL),
+    start again, wait until ready, `step_pause` between steps, and with `drain` nginx reloaded without the
+    step's replicas first and with them once they are ready; on a Swarm a service update."""
 
     def apply(self) -> None:
         f = self.knobs()
         everyone = self.ops.replicas()
         names = everyone if f.restarts_all else [self.target]
         for k in range(0, len(names), f.max_unavailable):
-            if k:
-                time.sleep(f.step_pause)
-            batch = names[k:k + f.max_unavailable]
-            began: dict[str, float] = {}
-            if f.drain:  # the step begins with the reload that takes its replicas out
-                began = dict.fromkeys(batch, time.monotonic())
-                self.ops.serve(tuple(r for r in everyone if r not in batch))
-            for name in batch:
-                began.setdefault(name, time.monotonic())
-                if f.graceful:
-                    self.ops.stop(name, timeout=STOP_GRACE_S)
-                else:
-                    self.ops.kill(name)
-            for name in batch:
-                self.ops.start_again(name)
-            ready = {}
-            for name in batch:
-                self.ops.wait_replica(name)
-                ready[name] = time.monotonic()
-            if f.drain:
-                self.ops.serve(tuple(everyone))
-                ready = dict.fromkeys(batch, time.monotonic())
-            self.steps += [(name, began[name], ready[name]) for name in batch]
+            self.steps += self.ops.replace(names[k:k + f.max_unavailable], f, serving=tuple(everyone), first=not k)
 
 
 ACTIONS: dict[FaultKind, type[Action]] = {

@@ -10,9 +10,12 @@ members holds the stack's `membership` lock (`labs.infra.stack.Lifecycle.members
 
 from __future__ import annotations
 
+import time
+
 import docker.errors
 
 from ..errors import StackError
+from ..scenario import Fault
 from . import balancers
 from .balancers import BalancerAdapter
 from .inspect import redis_cli
@@ -120,6 +123,37 @@ class Operations:
         stack = self._scalable("scale-in")
         self.serve(tuple(r for r in stack.replica_names() if r != name), retire_within=retire_within)
         self.stop(name, timeout=STOP_GRACE_S)
+
+    def replace(self, batch: list[str], fault: Fault, *, serving: tuple[str, ...], first: bool
+                ) -> list[tuple[str, float, float]]:
+        """One step of a rolling restart (`faults.RollingRestart`): after `step_pause` (not before the first),
+        stop each replica of `batch` (SIGTERM and wait for the exit, or SIGKILL), start them again and wait
+        until they are ready. With `drain`, the step begins with nginx reloaded without them (of `serving`) and
+        ends with it reloaded with them again; without, nginx learns they are gone by failing to reach them
+        (and then holds them down for its fail_timeout). The stops go one after the other (`membership`).
+        Each replica's (name, from, until)."""
+        if not first:
+            time.sleep(fault.step_pause)
+        began: dict[str, float] = {}
+        if fault.drain:
+            began = dict.fromkeys(batch, time.monotonic())
+            self.serve(tuple(r for r in serving if r not in batch))
+        for name in batch:
+            began.setdefault(name, time.monotonic())
+            if fault.graceful:
+                self.stop(name, timeout=STOP_GRACE_S)
+            else:
+                self.kill(name)
+        for name in batch:
+            self.start_again(name)
+        ready = {}
+        for name in batch:
+            self.wait_replica(name)
+            ready[name] = time.monotonic()
+        if fault.drain:
+            self.serve(serving)
+            ready = dict.fromkeys(batch, time.monotonic())
+        return [(name, began[name], ready[name]) for name in batch]
 
     def kill_node(self, name: str) -> None:
         raise _no_nodes("kill-node", name)

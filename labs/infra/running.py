@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import docker
 from docker.models.containers import Container
 
+from ..scenario import Fault
 from .balancers import BalancerAdapter
 
 
@@ -77,6 +78,8 @@ class StackOperations(Protocol):
     def serve(self, replicas: tuple[str, ...], *, retire_within: float | None = None) -> None: ...
     def scale_out(self, names: list[str], *, retire_within: float | None = None) -> None: ...
     def scale_in(self, name: str, *, retire_within: float | None = None) -> None: ...
+    def replace(self, batch: list[str], fault: Fault, *, serving: tuple[str, ...], first: bool
+                ) -> list[tuple[str, float, float]]: ...
 
 
 class RunningStack(Handles, Protocol):

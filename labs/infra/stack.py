@@ -143,6 +143,9 @@ class StackSpec:
     form: Callable[[Stack], None] | None = None
     #: what balances: nginx or HAProxy
     balancer: BalancerAdapter = NGINX
+    #: on a Swarm, how a replica's task is stopped (a service update, the teardown): SIGTERM with time to
+    #: exit (True), or SIGKILL (a rolling restart with graceful = false)
+    graceful_stop: bool = True
 
     def __post_init__(self) -> None:
         ports = self.extra_nginx_ports

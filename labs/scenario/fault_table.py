@@ -10,12 +10,13 @@ the whole run.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from typing import Any
 
 from ..errors import ScenarioError
 from .brokers import unfit
 from .expect import show
-from .faults import KIND_KEYS, NOT_ON_SWARM, FaultKind
+from .faults import KIND_KEYS, NOT_ON_SWARM, FaultKind, UpdateOrder
 from .model import (
     ALL_REPLICAS,
     DEFAULT_RECOVERY_S,
@@ -44,6 +45,20 @@ def swarm_fault(kind: FaultKind, where: str) -> None:
                             "partition-node or kill-node are the Swarm's own")
 
 
+def swarm_changes(faults: Sequence[Fault], where: str) -> None:
+    """What a rolling restart on a Swarm (a service update) cannot do: drain (its nginx reads a Swarm config,
+    never rendered anew), or mix graceful and killed restarts in one run (a task is stopped with the signal its
+    service was created with)."""
+    restarts = [(n, f) for n, f in enumerate(faults, 1) if f.kind is FaultKind.ROLLING_RESTART]
+    for n, f in restarts:
+        if f.drain:
+            raise ScenarioError(f"{where} fault {n}: drain = true does not run on a Swarm (its nginx reads its config "
+                                f"from a Swarm config, never rendered anew): leave drain out")
+    if len({f.graceful for _, f in restarts}) > 1:
+        raise ScenarioError(f"{where}: rolling restarts with graceful = true and graceful = false on a Swarm: a task "
+                            f"stops with the signal its service was created with, one for the run")
+
+
 def faults(items: Any, topology: Topology, workload: Workload, where: str,
            swarm: Swarm | None = None) -> tuple[Fault, ...]:
     if not isinstance(items, list):
@@ -67,6 +82,9 @@ def faults(items: Any, topology: Topology, workload: Workload, where: str,
                                     f"take{'s' if len(kinds) == 1 else ''} it)")
         if swarm is not None:
             swarm_fault(kind, here)
+        elif "order" in item:
+            raise ScenarioError(f"{here}: order = {show(item['order'])} is a Swarm service update's: it needs a [swarm] "
+                                f"table (on one engine a rolling restart always stops a replica first)")
         why = unfit(kind, topology.broker)
         if why:
             raise ScenarioError(f"{here}: {why}, this topology has {topology.broker.value}")
@@ -89,6 +107,8 @@ def faults(items: Any, topology: Topology, workload: Workload, where: str,
                                     f"{other.at:g}s until {other.at + other.heal_after:g}s): one fault at a time "
                                     f"per target")
         out.append(fault)
+    if swarm is not None:
+        swarm_changes(out, where)
     return _in_order(out, topology, where)
 
 
@@ -160,7 +180,8 @@ def _change(kind: FaultKind, item: dict[str, Any], where: str) -> Fault:
                  step_pause=float_of(item, "step_pause", 0.0, 0.0, MAX_STEP_PAUSE_S, where),
                  shutdown_timeout=None if timeout is None else float_of(item, "shutdown_timeout", 0.0, 0.001,
                                                                           MAX_SHUTDOWN_TIMEOUT_S, where),
-                 count=int_of(item, "count", 1, 1, MAX_SCALE_OUT, where))
+                 count=int_of(item, "count", 1, 1, MAX_SCALE_OUT, where),
+                 order=enum_of(item, "order", UpdateOrder.STOP_FIRST, where))
 
 
 def _in_order(faults: list[Fault], topology: Topology, where: str) -> tuple[Fault, ...]:

@@ -61,12 +61,23 @@ class FaultKind(enum.Enum):
 
 TOPOLOGY_CHANGES = frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.ROLLING_RESTART,
                               FaultKind.RELOAD_LB})
+
+
+class UpdateOrder(enum.Enum):
+    """A rolling restart on a Swarm (`docker service update --update-order`): the old task stopped before the
+    new one starts (Swarm's default, and what one engine always does), or the new one running first."""
+
+    STOP_FIRST = "stop-first"
+    START_FIRST = "start-first"
+
+
 #: the keys only some kinds take (any other kind refuses them)
 KIND_KEYS: dict[str, frozenset[FaultKind]] = {
     "graceful": frozenset({FaultKind.ROLLING_RESTART}),
     "drain": frozenset({FaultKind.ROLLING_RESTART}),
     "max_unavailable": frozenset({FaultKind.ROLLING_RESTART}),
     "step_pause": frozenset({FaultKind.ROLLING_RESTART}),
+    "order": frozenset({FaultKind.ROLLING_RESTART}),
     "shutdown_timeout": frozenset({FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.RELOAD_LB}),
     "count": frozenset({FaultKind.SCALE_OUT}),
 }
@@ -84,5 +95,6 @@ NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, w
                 FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
                 FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
                 FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only",
-                **{kind: "the one engine's nginx and replicas are changed in place; a Swarm updates its services "
-                         "its own way" for kind in sorted(TOPOLOGY_CHANGES, key=lambda k: k.value)}}
+                **{kind: "it renders nginx's upstream anew, and a Swarm's nginx reads its config from a Swarm "
+                         "config: only rolling-restart (a service update) runs there"
+                   for kind in sorted(TOPOLOGY_CHANGES - {FaultKind.ROLLING_RESTART}, key=lambda k: k.value)}}

@@ -14,7 +14,7 @@ from pathlib import Path
 from .backoff import backoff_delay
 from .brokers import Broker
 from .expect import Bound, Metric
-from .faults import FaultKind
+from .faults import FaultKind, UpdateOrder
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 #: a room is also a NATS subject token (`chat.<room>`): these characters never split one ('.') or widen it
@@ -220,6 +220,8 @@ class Fault:
     shutdown_timeout: float | None = None
     #: scale-out: how many replicas are added
     count: int = 1
+    #: rolling-restart on a Swarm: the service update's order (one engine always stops first)
+    order: UpdateOrder = UpdateOrder.STOP_FIRST
 
     @property
     def restarts_all(self) -> bool:

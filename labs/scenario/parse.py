@@ -25,7 +25,7 @@ from .expect import (
     show,
 )
 from .fault_table import faults as parse_faults
-from .fault_table import swarm_fault
+from .fault_table import swarm_changes, swarm_fault
 from .model import (
     COOKIE_RE,
     MAX_DELIVERIES,
@@ -304,6 +304,7 @@ def on_swarm(scenario: Scenario, nodes: int | None = None) -> Scenario:
     _swarm_balancer(scenario.topology.balancer, where)
     for fault in scenario.faults:
         swarm_fault(fault.kind, where)
+    swarm_changes(scenario.faults, where)
     return Scenario(**{**scenario.__dict__, "swarm": Swarm(nodes=min(nodes or Swarm.nodes, Swarm.nodes))})
 
 

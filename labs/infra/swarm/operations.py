@@ -1,22 +1,25 @@
 """What faults do to a stack on a Swarm: the one engine's operations where Swarm lets them be (pause,
-redis-cli), a replica killed and started again through its service, and a node killed, cut off or drained.
+redis-cli), a replica killed and started again through its service, a rolling restart as service updates
+(`rolling`), and a node killed, cut off or drained.
 """
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
+from ...scenario import Fault
 from ..operations import Operations
 from ..running import Handles
+from . import rolling
 
 
-class OnSwarm(Handles, Protocol):
+class OnSwarm(Handles, rolling.Updating, Protocol):
     """What the operations use of a `SwarmStack` (which builds them, so they do not import it)."""
 
     @property
     def services(self) -> dict[str, Any]: ...
 
-    def refresh(self, names: list[str], timeout: float = 60.0) -> None: ...
+    def replica_names(self) -> list[str]: ...
     def kill_node(self, node: str) -> None: ...
     def restart_node(self, node: str) -> None: ...
     def cut_node(self, node: str) -> None: ...
@@ -38,6 +41,15 @@ class SwarmOperations(Operations):
     def start_again(self, name: str) -> None:
         self._scale(name, 1)
         self.swarm.refresh([name])
+
+    def replicas(self) -> list[str]:
+        return self.swarm.replica_names()
+
+    def replace(self, batch: list[str], fault: Fault, *, serving: tuple[str, ...], first: bool
+                ) -> list[tuple[str, float, float]]:
+        """One step of a rolling restart: the replicas' services updated (`rolling.replace`); the pause
+        between steps is the update's own delay."""
+        return rolling.replace(self.swarm, batch, fault)
 
     def _scale(self, name: str, replicas: int) -> None:
         service = self.swarm.services[name]

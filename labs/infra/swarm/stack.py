@@ -29,7 +29,7 @@ from docker.models.containers import Container
 from ... import signals
 from ...errors import StackError
 from ...settings import LABEL
-from ..balancers import LISTEN_PORT, NGINX, READY_PATH, BalancerAdapter
+from ..balancers import LISTEN_PORT, NGINX, READY_PATH, BalancerAdapter, workers
 from ..readiness import TRANSIENT, http_get, wait_ready
 from ..running import Timings
 from ..stack import APP_PORT, LOG_TAIL, Backend, Lifecycle, StackSpec, labels, remove_when_free
@@ -37,6 +37,7 @@ from . import nodes as local
 from .events import watch
 from .nodes import Swarm, node_client
 from .operations import SwarmOperations
+from .rolling import stop_settings, update_settled
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
@@ -126,7 +127,7 @@ class SwarmStack(Lifecycle):
                 self._service(b.name, b.image, list(b.command), ["back"])
             for name in self.replica_names():
                 self._service(name, spec.app_image or spec.images.app.tag, self._app_command(name),
-                              ["front", "back"] if spec.needs_back else ["front"])
+                              ["front", "back"] if spec.needs_back else ["front"], **stop_settings(spec.graceful_stop))
         self.progress(f"created {len(self.services)} service(s) over {len(set(self.placement.values()))} node(s)")
         for name in list(self.services):
             self._wait_task(name)
@@ -232,9 +233,11 @@ class SwarmStack(Lifecycle):
     def _healthy(self, name: str) -> bool:
         return http_get(self.port, f"/_lab/{name}/healthz", host=self.host)[0] == 200
 
-    def running_task(self, name: str) -> dict[str, Any] | None:
-        """The service's task that runs now (None while none does); raises when Swarm gave up on it."""
-        tasks: list[dict[str, Any]] = self.services[name].tasks(filters={"desired-state": "running"})
+    def running_task(self, name: str, other_than: str | None = None) -> dict[str, Any] | None:
+        """The service's task that runs now, other than the task `other_than` (None while none does); raises
+        when Swarm gave up on it."""
+        tasks: list[dict[str, Any]] = [t for t in self.services[name].tasks(filters={"desired-state": "running"})
+                                       if t["ID"] != other_than]
         for t in tasks:
             if t["Status"]["State"] == "running" and t["Status"].get("ContainerStatus", {}).get("ContainerID"):
                 return t
@@ -244,12 +247,13 @@ class SwarmStack(Lifecycle):
                              f"{failed[-1]['Status'].get('Err', '')}")
         return None
 
-    def _wait_task(self, name: str, timeout: float | None = None) -> None:
-        """Until the service's task runs; then its container, on its node, is `containers[name]`."""
+    def _wait_task(self, name: str, timeout: float | None = None, other_than: str | None = None) -> None:
+        """Until the service's task (other than `other_than`) runs; then its container, on its node, is
+        `containers[name]`."""
         found: list[dict[str, Any]] = []
 
         def probe() -> bool:
-            task = self.running_task(name)
+            task = self.running_task(name, other_than)
             if task is not None:
                 found.append(task)
             return task is not None
@@ -299,15 +303,21 @@ class SwarmStack(Lifecycle):
         """After a node came back: as `refresh`, for every task of that node."""
         self.refresh(self.on_node(node), timeout)
 
-    def refresh(self, names: list[str], timeout: float = 60.0) -> None:
-        """Wait until Swarm runs these services' tasks again, take the new containers, and have nginx
-        resolve the names again (a new task may have a new address)."""
+    def refresh(self, names: list[str], timeout: float = 60.0, *, replaced: dict[str, str] | None = None) -> None:
+        """Wait until Swarm runs these services' tasks again (a service in `replaced`: a task other than the
+        one named there, which its update replaces), take the new containers, and have nginx reach them: wait
+        until nginx's node resolves each name to its task's address (in `replaced`: to that alone, the old
+        task's gone), reload nginx, and wait until each replica answers through it."""
+        replaced = replaced or {}
         for name in names:
-            self._wait_task(name, timeout)
-        for name in names:
-            if name != "nginx":
-                self._poll(name, partial(self._resolves, name), timeout, logs=partial(self._resolved, name))
+            self._wait_task(name, timeout, other_than=replaced.get(name))
+        apps = [name for name in names if name != "nginx"]
+        for name in apps:
+            self._poll(name, partial(self._resolves, name, only=name in replaced), timeout,
+                       logs=partial(self._resolved, name))
         self.reload_nginx()
+        for name in apps:
+            self._poll(name, partial(self._healthy, name), timeout)
 
     def operations(self) -> SwarmOperations:
         return SwarmOperations(self)
@@ -319,10 +329,10 @@ class SwarmStack(Lifecycle):
         task = {n["IPAddress"] for n in networks.values() if n.get("IPAddress")}
         return (set(out.decode().split()) - {name} if code == 0 else set()), task
 
-    def _resolves(self, name: str) -> bool:
-        """nginx's node resolves `name` to the task's current address."""
+    def _resolves(self, name: str, only: bool = False) -> bool:
+        """nginx's node resolves `name` to the task's current address (`only`: to no other)."""
         resolved, task = self._addresses(name)
-        return bool(resolved & task)
+        return bool(resolved & task) and (not only or resolved <= task)
 
     def _resolved(self, name: str) -> str:
         """Why `_resolves` is false: both sides, and the task's log."""
@@ -334,9 +344,34 @@ class SwarmStack(Lifecycle):
                 f"its task on {self.placement[name]} has {sorted(task)}\n{self._tail(name)}")
 
     def reload_nginx(self) -> None:
-        code, out = self.containers["nginx"].exec_run(["nginx", "-c", NGINX.config_path, "-s", "reload"])
+        """`nginx -s reload`, then wait until a new generation of workers runs (they resolved the names anew)."""
+        container = self.containers["nginx"]
+        before = workers(container)
+        code, out = container.exec_run(["nginx", "-c", NGINX.config_path, "-s", "reload"])
         if code != 0:
             raise StackError(f"nginx reload failed ({code}): {out.decode(errors='replace').strip()}")
+        self._poll("nginx", lambda: bool(workers(container) - before))
+
+    def update_service(self, name: str, config: docker.types.UpdateConfig) -> str:
+        """`docker service update --force` with `config`: Swarm replaces the service's task. Returns the id
+        of the task being replaced."""
+        task = self.running_task(name)
+        if task is None:
+            raise StackError(f"{name}: no task runs, nothing to replace")
+        service = self.services[name]
+        service.reload()  # an update names the version it changes: the one Swarm holds now
+        service.update(force_update=True, update_config=config)
+        return str(task["ID"])
+
+    def wait_updated(self, name: str, timeout: float) -> None:
+        """Until Swarm calls the service's update completed (after its delay and monitor period)."""
+        service = self.services[name]
+
+        def probe() -> bool:
+            service.reload()
+            return update_settled(name, service.attrs.get("UpdateStatus"))
+
+        self._poll(name, probe, timeout)
 
     # -- teardown --------------------------------------------------------------------------------------
 
