@@ -17,16 +17,18 @@ def has_changes(s: Scenario) -> bool:
     return any(f.kind.changes_topology for f in s.faults)
 
 
-def change_text(f: Fault) -> str:
-    """`scale-out app-4 (+1, shutdown 1s)`, `rolling-restart all (SIGKILL, drained, 1 at a time)`."""
+def change_text(f: Fault, *, swarm: bool = False) -> str:
+    """`scale-out app-4 (+1, shutdown 1s)`, `rolling-restart all (SIGKILL, drained, 1 at a time)`; on a Swarm
+    `rolling-restart all (start-first, SIGTERM, not drained, 1 at a time, delay 0.5s)`."""
     knobs = []
     if f.kind is FaultKind.SCALE_OUT:
         knobs.append(f"+{f.count}")
     if f.kind is FaultKind.ROLLING_RESTART:
+        knobs += [f.order.value] if swarm else []
         knobs += ["SIGTERM" if f.graceful else "SIGKILL", "drained" if f.drain else "not drained",
                   f"{f.max_unavailable} at a time"]
         if f.step_pause:
-            knobs.append(f"pause {f.step_pause:g}s")
+            knobs.append(f"{'delay' if swarm else 'pause'} {f.step_pause:g}s")
     if f.kind.reloads_lb:
         knobs.append(f"shutdown {f.shutdown_timeout:g}s" if f.shutdown_timeout is not None else "no shutdown timeout")
     return f"{f.kind.value} {f.target} ({', '.join(knobs)})"
@@ -37,7 +39,7 @@ def change_columns(outcome: Outcome) -> dict[str, str]:
     f = a.failover
     remap = a.remap
     return {
-        "change": "; ".join(change_text(x) for x in s.faults), "broker": s.topology.broker.value,
+        "change": "; ".join(change_text(x, swarm=s.swarm is not None) for x in s.faults), "broker": s.topology.broker.value,
         "balance": s.topology.balance.value, "clients": str(s.workload.clients), "drops": str(a.drops),
         "back": f"{f.reconnected}/{f.dropped}" if f.dropped else "-", "never back": str(a.never_back),
         "reconnect max s": "-" if f.reconnect_max_s is None else f"{f.reconnect_max_s:.2f}",

@@ -163,6 +163,25 @@ def test_a_killed_node_comes_back_and_streams_lose_nothing(
 
 
 
+def test_a_start_first_rolling_restart_runs_the_new_task_then_stops_the_old_one_within_its_step(
+        client: docker.DockerClient, images, local_swarm: nodes.Swarm, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
+    """app-2's service updated start-first: Swarm runs a new task, stops the old one (SIGTERM: its clients get
+    1001), nginx reaches the new one, and Streams lose nothing; the step covers both tasks' changes."""
+    text = (ROOT / "scenarios" / "swarm-deploy-streams-start-first.toml").read_text()
+    text = text.replace("messages = 300", "messages = 80").replace("# no target", '\ntarget = "app-2"  #')
+    result = execute(client, plan(scenario.parse(text, name="swarm-deploy-one")), images)
+    assert result.passed, result.verdict_text
+    (step,) = [f for f in result.history.faults if f.kind == "rolling-restart"]
+    cut = [s for s in result.history.sessions if s.replica == "app-2" and s.code == 1001]
+    assert step.target == "app-2" and cut and all(step.applied <= s.closed <= step.healed for s in cut)  # type: ignore[operator]
+    said = [what for _, what in result.swarm_events]
+    after = said[said.index("fault rolling-restart app-2 applied"):]
+    new = [w for w in after if w.startswith("app-2 task ") and w.endswith(": running on node-2")]
+    old = [w for w in after if w.startswith("app-2 task ") and w.endswith(": shutdown on node-2")]
+    assert len(new) == 1 and len(old) == 1 and after.index(new[0]) < after.index(old[0]), after
+    assert result.states["app-2"] == "running"
+
+
 def test_a_swarm_given_by_its_manager_runs_through_each_nodes_engine_url(
         client: docker.DockerClient, images, local_swarm: nodes.Swarm, nothing_left: None) -> None:  # type: ignore[no-untyped-def]
     """`swarm use`'s path, on the local Swarm seen as a real one: nodes from the manager, engines by URL."""

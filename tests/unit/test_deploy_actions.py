@@ -36,6 +36,9 @@ class Ops:
     def replicas(self) -> list[str]:
         return list(self.serving)
 
+    #: one engine's step of a rolling restart, over the recorded calls
+    replace = Operations.replace
+
 
 def action(*tables: str) -> tuple[Ops, object]:
     (fault,) = parse(*tables).faults

@@ -117,12 +117,13 @@ def test_a_topology_change_that_does_not_fit_is_refused_with_one_line(tables, pa
     refused(with_faults(*tables), *parts)
 
 
-def test_a_topology_change_is_refused_on_a_swarm_before_the_run():
+def test_a_topology_change_other_than_a_rolling_restart_is_refused_on_a_swarm_before_the_run():
     message = refused(with_faults('kind = "scale-out"\nat = 1') + "[swarm]\nnodes = 3\n", "scale-out",
                       "does not run on a Swarm")
-    assert "updates its services" in message
-    with pytest.raises(ScenarioError, match="rolling-restart does not run on a Swarm"):
-        on_swarm(parse('kind = "rolling-restart"\nat = 1'))
+    assert "only rolling-restart" in message
+    with pytest.raises(ScenarioError, match="reload-lb does not run on a Swarm"):
+        on_swarm(parse('kind = "reload-lb"\nat = 1'))
+    assert on_swarm(parse('kind = "rolling-restart"\nat = 1')).swarm is not None
 
 
 def test_max_fails_is_nginx_s_and_reaches_its_upstream():

@@ -63,13 +63,15 @@ class Updating(Protocol):
 
     def update_service(self, name: str, config: docker.types.UpdateConfig) -> str: ...
     def refresh(self, names: list[str], timeout: float = 60.0, *, replaced: dict[str, str] | None = None) -> None: ...
+    def wait_stopped(self, name: str, task_id: str, timeout: float) -> None: ...
     def wait_updated(self, name: str, timeout: float) -> None: ...
 
 
 def replace(stack: Updating, batch: list[str], fault: Fault) -> list[tuple[str, float, float]]:
     """Update every service of `batch` at once, then for each, wait until its new task runs and nginx reaches
-    it, then until Swarm calls each update completed. Each replica's (name, from, until): from the update
-    to the new task being reached through nginx."""
+    it and its old task has stopped, then until Swarm calls each update completed. Each replica's (name,
+    from, until): from the update until both (start-first: the old task is stopped last, 2 s after it left
+    the names; stop-first: the new one is reached last)."""
     config = update_config(fault)
     began: dict[str, float] = {}
     old: dict[str, str] = {}
@@ -79,6 +81,7 @@ def replace(stack: Updating, batch: list[str], fault: Fault) -> list[tuple[str, 
     ready: dict[str, float] = {}
     for name in batch:
         stack.refresh([name], STEP_TIMEOUT_S, replaced={name: old[name]})
+        stack.wait_stopped(name, old[name], STEP_TIMEOUT_S)
         ready[name] = time.monotonic()
     for name in batch:
         stack.wait_updated(name, STEP_TIMEOUT_S)

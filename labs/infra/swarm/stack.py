@@ -41,6 +41,8 @@ from .rolling import stop_settings, update_settled
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
+#: a task that no longer runs
+TASK_STOPPED = {"shutdown", "complete", *TASK_FAILED}
 #: What the single-engine stack gives every container (`stack.UNPRIVILEGED`), as far as a service takes it:
 #: user nobody and no capabilities, but no `no-new-privileges` of its own. A service's ContainerSpec has no
 #: such field in API 1.41 (Docker 20.10): its `Privileges` holds CredentialSpec and SELinuxContext only
@@ -309,15 +311,20 @@ class SwarmStack(Lifecycle):
         until nginx's node resolves each name to its task's address (in `replaced`: to that alone, the old
         task's gone), reload nginx, and wait until each replica answers through it."""
         replaced = replaced or {}
+        t0 = time.monotonic()
         for name in names:
             self._wait_task(name, timeout, other_than=replaced.get(name))
+        running = time.monotonic() - t0
         apps = [name for name in names if name != "nginx"]
         for name in apps:
             self._poll(name, partial(self._resolves, name, only=name in replaced), timeout,
                        logs=partial(self._resolved, name))
+        resolved = time.monotonic() - t0
         self.reload_nginx()
         for name in apps:
             self._poll(name, partial(self._healthy, name), timeout)
+        self.progress(f"{', '.join(names)}: new task running {running:.2f}s, resolved by nginx's node "
+                      f"{resolved:.2f}s, reached through nginx {time.monotonic() - t0:.2f}s")
 
     def operations(self) -> SwarmOperations:
         return SwarmOperations(self)
@@ -362,6 +369,18 @@ class SwarmStack(Lifecycle):
         service.reload()  # an update names the version it changes: the one Swarm holds now
         service.update(force_update=True, update_config=config)
         return str(task["ID"])
+
+    def wait_stopped(self, name: str, task_id: str, timeout: float) -> None:
+        """Until the service's task `task_id` no longer runs (a replaced task leaves the names first, then is
+        stopped: Docker waits 2 s between, for the overlay's gossip)."""
+
+        def probe() -> bool:
+            tasks = self.services[name].tasks(filters={"id": task_id})
+            return not tasks or tasks[0]["Status"]["State"] in TASK_STOPPED
+
+        t0 = time.monotonic()
+        self._poll(name, probe, timeout)
+        self.progress(f"{name}: old task stopped {time.monotonic() - t0:.2f}s later")
 
     def wait_updated(self, name: str, timeout: float) -> None:
         """Until Swarm calls the service's update completed (after its delay and monitor period)."""
