@@ -36,9 +36,11 @@ BALANCERS := $(foreach s,$(BALANCED),$(s) $(s)-haproxy)
 # load per node), then a master killed under sharded Pub/Sub
 CLUSTER := cluster-pubsub cluster-sharded cluster-rooms-pubsub cluster-rooms-sharded cluster-sharded-kill-master
 
-# on a Docker Swarm: same-node then cross-node latency, node loss PubSub vs Streams, a cut-off and a drained node
+# on a Docker Swarm: same-node then cross-node latency, node loss PubSub vs Streams, a cut-off and a drained node,
+# rolling service updates start-first vs stop-first
 SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-loss-streams \
-           swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling
+           swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling \
+           swarm-deploy-streams-start-first swarm-deploy-streams-stop-first swarm-deploy-pubsub-kill
 
 # topology changes on one engine: rolling restarts drained from nginx (SIGTERM under Streams, SIGKILL under
 # PubSub), then two nginx is not told about (the lab's max_fails = 0, nginx's own 1), a scale-in, nginx reloaded
@@ -88,7 +90,7 @@ scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 
 scenario-deploys: setup ## topology changes as faults: rolling restarts, scale-in, nginx reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary, then one table
 	$(LAB) run $(DEPLOYS)
 
-scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams — a summary, then one table per kind
+scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams, rolling updates — a summary, then one table per kind
 	$(LAB) run --swarm-up 3 $(SWARM)
 
 swarm-up: setup images ## a local 3-node Docker Swarm on this machine (root): extra engines in network namespaces
