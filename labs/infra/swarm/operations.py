@@ -5,7 +5,7 @@ redis-cli), a replica killed and started again through its service, a rolling re
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from ...scenario import Fault
 from ..operations import Operations
@@ -15,9 +15,6 @@ from . import rolling
 
 class OnSwarm(Handles, rolling.Updating, Protocol):
     """What the operations use of a `SwarmStack` (which builds them, so they do not import it)."""
-
-    @property
-    def services(self) -> dict[str, Any]: ...
 
     def replica_names(self) -> list[str]: ...
     def kill_node(self, node: str) -> None: ...

@@ -13,6 +13,8 @@ The mapping is pure (`update_config`, `stop_settings`, `update_settled`); `repla
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any, Protocol
 
 import docker.types
@@ -29,6 +31,8 @@ STEP_TIMEOUT_S = 60.0
 #: UpdateStatus states that end an update without completing it: the lab's updates pause on a failure
 #: (`failure_action = pause`), and a rollback is what someone else asked for
 NOT_COMPLETED = {"paused", "rollback_started", "rollback_paused", "rollback_completed"}
+#: a task that no longer runs
+TASK_STOPPED = {"shutdown", "complete", "failed", "rejected", "orphaned", "remove"}
 
 _NS = 1_000_000_000
 
@@ -61,10 +65,15 @@ def update_settled(name: str, status: dict[str, Any] | None) -> bool:
 class Updating(Protocol):
     """What a rolling restart uses of a `SwarmStack`."""
 
-    def update_service(self, name: str, config: docker.types.UpdateConfig) -> str: ...
+    @property
+    def services(self) -> dict[str, Any]: ...
+
+    @property
+    def progress(self) -> Callable[[str], None]: ...
+
+    def running_task(self, name: str, other_than: str | None = None) -> dict[str, Any] | None: ...
+    def poll(self, what: str, probe: Callable[[], bool], timeout: float) -> None: ...
     def refresh(self, names: list[str], timeout: float = 60.0, *, replaced: dict[str, str] | None = None) -> None: ...
-    def wait_stopped(self, name: str, task_id: str, timeout: float) -> None: ...
-    def wait_updated(self, name: str, timeout: float) -> None: ...
 
 
 def replace(stack: Updating, batch: list[str], fault: Fault) -> list[tuple[str, float, float]]:
@@ -77,12 +86,39 @@ def replace(stack: Updating, batch: list[str], fault: Fault) -> list[tuple[str, 
     old: dict[str, str] = {}
     for name in batch:
         began[name] = time.monotonic()
-        old[name] = stack.update_service(name, config)
+        old[name] = update(stack, name, config)
     ready: dict[str, float] = {}
     for name in batch:
         stack.refresh([name], STEP_TIMEOUT_S, replaced={name: old[name]})
-        stack.wait_stopped(name, old[name], STEP_TIMEOUT_S)
+        t0 = time.monotonic()
+        stack.poll(name, partial(stopped, stack, name, old[name]), STEP_TIMEOUT_S)
         ready[name] = time.monotonic()
+        stack.progress(f"{name}: old task stopped {ready[name] - t0:.2f}s later")
     for name in batch:
-        stack.wait_updated(name, STEP_TIMEOUT_S)
+        stack.poll(name, partial(settled, name, stack.services[name]), STEP_TIMEOUT_S)
     return [(name, began[name], ready[name]) for name in batch]
+
+
+def update(stack: Updating, name: str, config: docker.types.UpdateConfig) -> str:
+    """`docker service update --force` with `config`: Swarm replaces the service's task. Returns the id of
+    the task being replaced."""
+    task = stack.running_task(name)
+    if task is None:
+        raise StackError(f"{name}: no task runs, nothing to replace")
+    service = stack.services[name]
+    service.reload()  # an update names the version it changes: the one Swarm holds now
+    service.update(force_update=True, update_config=config)
+    return str(task["ID"])
+
+
+def stopped(stack: Updating, name: str, task_id: str) -> bool:
+    """The service's task `task_id` no longer runs (a replaced task leaves the names first, then is stopped:
+    Docker waits 2 s between, for the overlay's gossip)."""
+    tasks = stack.services[name].tasks(filters={"id": task_id})
+    return not tasks or tasks[0]["Status"]["State"] in TASK_STOPPED
+
+
+def settled(name: str, service: Any) -> bool:
+    """Swarm called the service's update completed (after its delay and monitor period)."""
+    service.reload()
+    return update_settled(name, service.attrs.get("UpdateStatus"))

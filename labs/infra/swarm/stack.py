@@ -37,12 +37,10 @@ from . import nodes as local
 from .events import watch
 from .nodes import Swarm, node_client
 from .operations import SwarmOperations
-from .rolling import stop_settings, update_settled
+from .rolling import stop_settings
 
 #: a task that will not run: Swarm says why in its status
 TASK_FAILED = {"failed", "rejected", "orphaned", "remove"}
-#: a task that no longer runs
-TASK_STOPPED = {"shutdown", "complete", *TASK_FAILED}
 #: What the single-engine stack gives every container (`stack.UNPRIVILEGED`), as far as a service takes it:
 #: user nobody and no capabilities, but no `no-new-privileges` of its own. A service's ContainerSpec has no
 #: such field in API 1.41 (Docker 20.10): its `Privileges` holds CredentialSpec and SELinuxContext only
@@ -359,38 +357,9 @@ class SwarmStack(Lifecycle):
             raise StackError(f"nginx reload failed ({code}): {out.decode(errors='replace').strip()}")
         self._poll("nginx", lambda: bool(workers(container) - before))
 
-    def update_service(self, name: str, config: docker.types.UpdateConfig) -> str:
-        """`docker service update --force` with `config`: Swarm replaces the service's task. Returns the id
-        of the task being replaced."""
-        task = self.running_task(name)
-        if task is None:
-            raise StackError(f"{name}: no task runs, nothing to replace")
-        service = self.services[name]
-        service.reload()  # an update names the version it changes: the one Swarm holds now
-        service.update(force_update=True, update_config=config)
-        return str(task["ID"])
-
-    def wait_stopped(self, name: str, task_id: str, timeout: float) -> None:
-        """Until the service's task `task_id` no longer runs (a replaced task leaves the names first, then is
-        stopped: Docker waits 2 s between, for the overlay's gossip)."""
-
-        def probe() -> bool:
-            tasks = self.services[name].tasks(filters={"id": task_id})
-            return not tasks or tasks[0]["Status"]["State"] in TASK_STOPPED
-
-        t0 = time.monotonic()
-        self._poll(name, probe, timeout)
-        self.progress(f"{name}: old task stopped {time.monotonic() - t0:.2f}s later")
-
-    def wait_updated(self, name: str, timeout: float) -> None:
-        """Until Swarm calls the service's update completed (after its delay and monitor period)."""
-        service = self.services[name]
-
-        def probe() -> bool:
-            service.reload()
-            return update_settled(name, service.attrs.get("UpdateStatus"))
-
-        self._poll(name, probe, timeout)
+    def poll(self, what: str, probe: Callable[[], bool], timeout: float) -> None:
+        """Poll `probe` on this stack until true (`readiness.wait_ready`; the container's log at the deadline)."""
+        self._poll(what, probe, timeout)
 
     # -- teardown --------------------------------------------------------------------------------------
 
