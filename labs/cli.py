@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 _removed_names: list[str] = []
+#: what an interrupted command says it removed when it removed nothing
+_nothing_removed = "nothing (nothing had been started yet)"
 
 
 def _removed(names: list[str]) -> None:
@@ -217,6 +219,8 @@ def cmd_change(args: argparse.Namespace) -> int:
     """scale, deploy, reload: change the topology of the stack `up` keeps running."""
     from .live import changes
 
+    global _nothing_removed
+    _nothing_removed = "nothing (the live stack stays up: the line above says what serves)"
     return int(getattr(changes, args.command)(args))
 
 
@@ -336,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         name = exc.args[0] if isinstance(exc, signals.Interrupted) else "SIGINT"
-        removed = ", ".join(_removed_names) or "nothing (nothing had been started yet)"
+        removed = ", ".join(_removed_names) or _nothing_removed
         print(f"wslab: interrupted by {name}; removed: {removed}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in the lab: one line, the traceback in a file
