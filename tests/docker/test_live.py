@@ -9,6 +9,7 @@ import json
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import docker
 import pytest
@@ -162,29 +163,31 @@ def test_after_a_sigkill_of_up_a_second_up_is_refused_and_down_removes_by_label(
 
 # -- topology changes on the live stack -----------------------------------------------------------------
 
-def chat_user(port: int, client: str) -> tuple[websockets.sync.client.ClientConnection, str]:
-    """A chat user in room lobby, through nginx; returns the connection and the replica it landed on."""
-    ws = websockets.sync.client.connect(f"ws://127.0.0.1:{port}/ws?room=lobby&client={client}", open_timeout=10)
+def chat_user(sockets: ExitStack, port: int, client: str) -> tuple[websockets.sync.client.ClientConnection, str]:
+    """A chat user in room lobby, through nginx (closed with `sockets`): the connection and its replica."""
+    ws = sockets.enter_context(websockets.sync.client.connect(
+        f"ws://127.0.0.1:{port}/ws?room=lobby&client={client}", open_timeout=10))
     welcome = json.loads(ws.recv(timeout=10))
     assert welcome["type"] == "welcome"
     return ws, str(welcome["replica"])
 
 
-def landed(port: int, count: int) -> set[str]:
-    """The replicas `count` connections landed on, one after the other."""
+def landed(sockets: ExitStack, port: int, count: int) -> set[str]:
+    """The replicas `count` connections landed on, one after the other (each closed once it has)."""
     found = set()
     for i in range(count):
-        ws, replica = chat_user(port, f"probe-{i}")
+        ws, replica = chat_user(sockets, port, f"probe-{i}")
         ws.close()
         found.add(replica)
     return found
 
 
-def users_on_two_replicas(port: int, tag: str) -> list[tuple[websockets.sync.client.ClientConnection, str]]:
+def users_on_two_replicas(sockets: ExitStack, port: int, tag: str
+                          ) -> list[tuple[websockets.sync.client.ClientConnection, str]]:
     """Two users on different replicas (round-robin: the next connection goes to the next replica)."""
-    users = [chat_user(port, f"{tag}-0")]
+    users = [chat_user(sockets, port, f"{tag}-0")]
     for i in range(1, 8):
-        ws, replica = chat_user(port, f"{tag}-{i}")
+        ws, replica = chat_user(sockets, port, f"{tag}-{i}")
         if replica != users[0][1]:
             return [users[0], (ws, replica)]
         ws.close()
@@ -220,9 +223,10 @@ def change(name: str, *argv: str) -> str:
 
 def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_throughout(client, images, name):
     proc = lab("up", "pubsub", "--name", name)
+    sockets = ExitStack()
     try:
         live = wait_until_up(proc, name)
-        (a, on_a), (b, on_b) = users_on_two_replicas(live.port, "before")
+        (a, on_a), (b, on_b) = users_on_two_replicas(sockets, live.port, "before")
         assert delivered(a, b, "hello-before")["origin"] == on_a
 
         out = change(name, "scale", "4")
@@ -232,7 +236,7 @@ def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_througho
         app4 = client.containers.get(f"wslab-{live.run_id}-app-4")
         assert app4.status == "running" and app4.labels[LABEL] == live.run_id
         assert app4.labels[OWNER_LABEL] == OWNER and app4.attrs["Config"]["User"] == "65534:65534"
-        assert landed(live.port, 12) == {"app-1", "app-2", "app-3", "app-4"}  # app-4 is in the upstream
+        assert landed(sockets, live.port, 12) == {"app-1", "app-2", "app-3", "app-4"}  # app-4 is in the upstream
 
         out = change(name, "deploy", "--max-unavailable", "2")
         last = out.splitlines()[-1]
@@ -240,7 +244,7 @@ def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_througho
         assert "; 2 connection(s) dropped, " in last  # the two users', each closed by its replica's stop
         assert [line.split()[0] for line in out.splitlines()[:-1]] == ["app-1", "app-2", "app-3", "app-4"]
         assert closed_by(a) == 1001  # going away: its replica stopped gracefully
-        (a, on_a), (b, on_b) = users_on_two_replicas(live.port, "after-deploy")
+        (a, on_a), (b, on_b) = users_on_two_replicas(sockets, live.port, "after-deploy")
         assert delivered(b, a, "hello-after-deploy")["origin"] == on_b
 
         out = change(name, "reload")
@@ -254,6 +258,7 @@ def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_througho
         assert proc.wait(timeout=30) == 130
         assert labelled(client, live.run_id) == (0, 0)
     finally:
+        sockets.close()
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
             proc.communicate(timeout=60)
