@@ -269,6 +269,9 @@ def add_change_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
                         help="replicas replaced at a time (default 1)")
     deploy.add_argument("--pause", type=float, default=0.0, metavar="S",
                         help="seconds between one step's replicas being ready and the next step (default 0; 0..60)")
+    deploy.add_argument("--settle", type=float, default=10.0, metavar="S",
+                        help="after the last step, wait up to S seconds for the clients it dropped to come back, "
+                             "and say when they did (default 10; 0: do not wait)")
     reload = sub.add_parser("reload", help="reload the running stack's balancer with its WebSockets open",
                             description="Reload nginx (or HAProxy) with the same upstream. nginx's old workers keep "
                                         "the worker_shutdown_timeout they started with: --shutdown-timeout T writes "

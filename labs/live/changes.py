@@ -47,6 +47,10 @@ from .state import LiveState
 #: where a stack on this engine publishes its balancer (a Swarm's is on a node's address)
 LOCAL = "127.0.0.1"
 IMAGE_ROLES = ("app", "redis", "nginx", "node", "nats", "haproxy")
+#: the longest a deploy waits, after its last step, for the clients it dropped to come back
+MAX_SETTLE_S = 60.0
+#: how often it counts them meanwhile (a measurement's sampling period, not a readiness wait)
+SAMPLE_S = 0.1
 
 
 class Stopped(Exception):
@@ -61,11 +65,13 @@ def check_scale(count: int) -> int:
     return count
 
 
-def check_deploy(max_unavailable: int, pause: float) -> None:
+def check_deploy(max_unavailable: int, pause: float, settle: float = 0.0) -> None:
     if not 1 <= max_unavailable <= MAX_REPLICAS:
         raise LabError(f"--max-unavailable {max_unavailable}: give 1..{MAX_REPLICAS} (replicas replaced at a time)")
     if not 0.0 <= pause <= MAX_STEP_PAUSE_S:
         raise LabError(f"--pause {pause:g}: give 0..{MAX_STEP_PAUSE_S:g} seconds between steps")
+    if not 0.0 <= settle <= MAX_SETTLE_S:
+        raise LabError(f"--settle {settle:g}: give 0..{MAX_SETTLE_S:g} seconds to wait for the clients to come back")
 
 
 def check_timeout(timeout: float | None) -> None:
@@ -158,6 +164,32 @@ def attach(client: docker.DockerClient, live: LiveState, *, timeout: float | Non
 def connections(stack: Stack, names: list[str]) -> dict[str, int | None]:
     """Each replica's WebSocket connections now, from its /healthz through the balancer (None: no answer)."""
     return {n: view.connected(view.read_healthz(stack.port, n, stack.host)) for n in names}
+
+
+def total(found: dict[str, int | None]) -> int:
+    return sum(v for v in found.values() if v is not None)
+
+
+def wait_back(stack: Stack, names: list[str], before: int, window: float) -> tuple[dict[str, int | None], float | None]:
+    """Count the replicas' connections until they hold `before` again, for at most `window` seconds: what
+    they hold then, and after how long (None: not within the window)."""
+    began = time.monotonic()
+    while True:
+        found = connections(stack, names)
+        if total(found) >= before:
+            return found, time.monotonic() - began
+        if time.monotonic() - began >= window:
+            return found, None
+        time.sleep(SAMPLE_S)
+
+
+def back_text(before: int, found: dict[str, int | None], after: float | None, window: float) -> str:
+    """How many of the connections there were before a change are back, and when."""
+    if before == 0:
+        return f"no connection before it; now {counted(found)}"
+    if after is not None:
+        return f"all {before} back {after:.1f}s after the last was ready: {counted(found)}"
+    return f"{total(found)} of {before} back within {window:g}s of the last being ready: {counted(found)}"
 
 
 def counted(found: dict[str, int | None]) -> str:
@@ -330,7 +362,7 @@ def deploy(args: argparse.Namespace) -> int:
     """A rolling restart of every serving replica, `--max-unavailable` at a time, `--pause` seconds between
     steps: SIGTERM and wait for the exit (--graceful: its clients get 1001) or SIGKILL (--kill), start it
     again, wait until it is ready."""
-    check_deploy(args.max_unavailable, args.pause)
+    check_deploy(args.max_unavailable, args.pause, args.settle)
 
     def body(change: Change, stack: Stack) -> str:
         names = list(change.live.replica_names)
@@ -340,13 +372,14 @@ def deploy(args: argparse.Namespace) -> int:
         ops = Stepwise(stack, change, pause=args.pause, steps=steps)
         fault = Fault(FaultKind.ROLLING_RESTART, ALL_REPLICAS, 0.0, graceful=args.graceful,
                       max_unavailable=args.max_unavailable)
+        before = total(connections(stack, names))
         with signals.deferred():
             RollingRestart(ops, ALL_REPLICAS, fault).apply()
-        back = connections(stack, names)
+        took = change.elapsed()
+        found, after = wait_back(stack, names, before, args.settle)
         how = "SIGTERM (clients get 1001)" if args.graceful else "SIGKILL"
-        return (f"deploy: {len(names)} replica(s) replaced in {change.elapsed():.1f}s, {args.max_unavailable} at a "
-                f"time, {how}; {ops.dropped} connection(s) dropped, {counted(back)} connected when the last "
-                f"was ready")
+        return (f"deploy: {len(names)} replica(s) replaced in {took:.1f}s, {args.max_unavailable} at a time, {how}; "
+                f"{ops.dropped} connection(s) dropped; {back_text(before, found, after, args.settle)}")
 
     return run(args, "deploy", body, renders=False)
 

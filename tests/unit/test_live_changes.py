@@ -54,6 +54,7 @@ def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, s
     (("deploy", "--max-unavailable", "0"), "--max-unavailable 0: give 1..32 (replicas replaced at a time)"),
     (("deploy", "--pause", "-1"), "--pause -1: give 0..60 seconds between steps"),
     (("deploy", "--pause", "61"), "--pause 61: give 0..60 seconds between steps"),
+    (("deploy", "--settle", "61"), "--settle 61: give 0..60 seconds to wait for the clients to come back"),
     (("reload", "--shutdown-timeout", "0"), "--shutdown-timeout 0: give 0.001..600 seconds"),
     (("scale", "4"), "nothing is up (no stack named 'default'); start one with `python -m labs up SCENARIO`"),
     (("deploy", "--name", "demo"), "nothing is up (no stack named 'demo'); start one with "
@@ -129,6 +130,15 @@ def test_numbers_are_never_reused_after_a_scale_in() -> None:
 
 def test_a_scale_to_what_serves_changes_nothing() -> None:
     assert changes.scaled(live(), 3) == ([], [])
+
+
+def test_clients_back_after_a_deploy_are_counted_against_the_connections_before_it() -> None:
+    now = {"app-1": 3, "app-2": 3, "app-3": None}
+    assert changes.back_text(6, now, 1.24, 10.0) == "all 6 back 1.2s after the last was ready: 6 (app-1 3, app-2 3, app-3 -)"
+    assert changes.back_text(8, now, None, 10.0) == ("6 of 8 back within 10s of the last being ready: "
+                                                     "6 (app-1 3, app-2 3, app-3 -)")
+    assert changes.back_text(0, {"app-1": 0}, 0.0, 10.0) == "no connection before it; now 0 (app-1 0)"
+    assert changes.counted({"app-1": None}) == "- (app-1 -)"
 
 
 # -- what the renderer and the state file keep -----------------------------------------------------------
