@@ -124,7 +124,7 @@ def rendering(s: Scenario, timeout: float | None) -> Scenario:
 
 def images_of(images: ImageSet) -> dict[str, str]:
     """An image set as the state file keeps it: role -> tag ("" for one the set does not have)."""
-    return {role: image.tag if isinstance(image := getattr(images, role), Image) else "" for role in IMAGE_ROLES}
+    return {role: image.tag if isinstance(image := getattr(images, role, None), Image) else "" for role in IMAGE_ROLES}
 
 
 def image_set(tags: dict[str, str]) -> ImageSet:
