@@ -217,11 +217,11 @@ def cmd_live(args: argparse.Namespace) -> int:
 
 def cmd_change(args: argparse.Namespace) -> int:
     """scale, deploy, reload: change the topology of the stack `up` keeps running."""
-    from .live import changes
+    from .live import topology
 
     global _nothing_removed
     _nothing_removed = "nothing (the live stack stays up: the line above says what serves)"
-    return int(getattr(changes, args.command)(args))
+    return int(getattr(topology, args.command)(args))
 
 
 def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

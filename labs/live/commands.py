@@ -1,5 +1,5 @@
 """`up`, `down`, `fault`, `heal`: a scenario's stack kept running for a live demonstration (`scale`,
-`deploy` and `reload` change its topology: labs.live.changes).
+`deploy` and `reload` change its topology: labs.live.topology).
 
 `up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, launch.open_stack: on a Swarm
 when the scenario has a [swarm] table), prints the URLs and shows the live view until Ctrl-C or SIGTERM;

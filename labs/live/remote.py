@@ -25,7 +25,7 @@ from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
 #: the live stack runs on one engine: node faults are for Swarm scenarios; a topology change has its own
-#: commands there (`scale`, `deploy`, `reload`: labs.live.changes)
+#: commands there (`scale`, `deploy`, `reload`: labs.live.topology)
 KINDS = tuple(k.value for k in FaultKind if not k.targets_node and not k.changes_topology)
 #: faults applied with `redis-cli` inside the Redis container
 TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)

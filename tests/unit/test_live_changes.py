@@ -16,9 +16,10 @@ import pytest
 from labs import cli, scenario
 from labs.errors import LabError
 from labs.infra.faults import RollingRestart
-from labs.live import changes, state, view
-from labs.live.changes import Change, Stepwise, Stopped
+from labs.live import changes, state, topology, view
+from labs.live.changes import Change, Stopped
 from labs.live.state import AppliedFault, LiveState
+from labs.live.topology import Stepwise
 from labs.scenario import ALL_REPLICAS, Fault, FaultKind
 from labs.spec import shutdown_timeout_ms
 
@@ -134,10 +135,10 @@ def test_a_scale_to_what_serves_changes_nothing() -> None:
 
 def test_clients_back_after_a_deploy_are_counted_against_the_connections_before_it() -> None:
     now = {"app-1": 3, "app-2": 3, "app-3": None}
-    assert changes.back_text(6, now, 1.24, 10.0) == "all 6 back 1.2s after the last was ready: 6 (app-1 3, app-2 3, app-3 -)"
-    assert changes.back_text(8, now, None, 10.0) == ("6 of 8 back within 10s of the last being ready: "
+    assert topology.back_text(6, now, 1.24, 10.0) == "all 6 back 1.2s after the last was ready: 6 (app-1 3, app-2 3, app-3 -)"
+    assert topology.back_text(8, now, None, 10.0) == ("6 of 8 back within 10s of the last being ready: "
                                                      "6 (app-1 3, app-2 3, app-3 -)")
-    assert changes.back_text(0, {"app-1": 0}, 0.0, 10.0) == "no connection before it; now 0 (app-1 0)"
+    assert topology.back_text(0, {"app-1": 0}, 0.0, 10.0) == "no connection before it; now 0 (app-1 0)"
     assert changes.counted({"app-1": None}) == "- (app-1 -)"
 
 
@@ -239,8 +240,8 @@ def deploying(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     def make(names: list[str], **signal_after: str):  # type: ignore[no-untyped-def]
         calls: list[str] = []
         stack = FakeStack(names, calls, **signal_after)
-        monkeypatch.setattr(changes.signals, "pending", lambda: stack.received[0] if stack.received else None)
-        monkeypatch.setattr(changes, "connections", lambda stack, names: dict.fromkeys(names, 2))
+        monkeypatch.setattr(topology.signals, "pending", lambda: stack.received[0] if stack.received else None)
+        monkeypatch.setattr(topology, "connections", lambda stack, names: dict.fromkeys(names, 2))
         state.claim(live(serving=tuple(names), replicas=len(names)))
         box = [state.read("default")]
         change = Change(box, progress=lambda line: None)  # type: ignore[list-item]
