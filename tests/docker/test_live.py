@@ -241,7 +241,7 @@ def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_througho
         out = change(name, "deploy", "--max-unavailable", "2", "--settle", "0")  # these users do not come back
         last = out.splitlines()[-1]
         assert last.startswith("deploy: 4 replica(s) replaced in ") and "2 at a time, SIGTERM" in last, out
-        assert "; 2 connection(s) dropped, " in last  # the two users', each closed by its replica's stop
+        assert "; 2 connection(s) dropped; 0 of 2 back within 0s" in last  # the two users, closed by their replicas
         assert [line.split()[0] for line in out.splitlines()[:-1]] == ["app-1", "app-2", "app-3", "app-4"]
         assert closed_by(a) == 1001  # going away: its replica stopped gracefully
         (a, on_a), (b, on_b) = users_on_two_replicas(sockets, live.port, "after-deploy")
