@@ -14,6 +14,7 @@ later command starts from what runs.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -44,7 +45,6 @@ LOCAL = "127.0.0.1"
 IMAGE_ROLES = ("app", "redis", "nginx", "node", "nats", "haproxy")
 #: the longest a deploy waits, after its last step, for the clients it dropped to come back
 MAX_SETTLE_S = 60.0
-
 
 
 class Stopped(Exception):
@@ -164,7 +164,6 @@ def total(found: dict[str, int | None]) -> int:
     return sum(v for v in found.values() if v is not None)
 
 
-
 def counted(found: dict[str, int | None]) -> str:
     known = [v for v in found.values() if v is not None]
     each = ", ".join(f"{n} {'-' if v is None else v}" for n, v in found.items())
@@ -220,7 +219,7 @@ def run(args: argparse.Namespace, command: str, body: Callable[[Change, Stack], 
                 said = exc.explanation if isinstance(exc, docker.errors.APIError) else exc
                 change.record(change="", changed=f"{command} failed after {change.elapsed():.1f}s: {said}")
                 print(f"wslab: {command} failed after {change.elapsed():.1f}s: {said}; serving now: "
-                      f"{', '.join(change.live.replica_names)}")
+                      f"{', '.join(change.live.replica_names)}", file=sys.stderr)
                 return EXIT_FAIL
             except Stopped as exc:
                 change.record(change="", changed=str(exc))
@@ -231,6 +230,9 @@ def run(args: argparse.Namespace, command: str, body: Callable[[Change, Stack], 
                 change.record(change="", changed=f"{command} interrupted after {change.elapsed():.1f}s")
                 print(f"{command} interrupted after {change.elapsed():.1f}s; serving now: "
                       f"{', '.join(change.live.replica_names)}")
+                raise
+            except Exception as exc:  # the lab's own failure (exit 3): the state still says what serves
+                change.record(change="", changed=f"{command} broke off after {change.elapsed():.1f}s: {exc}")
                 raise
             change.note(change="", changed=line)
             print(line)

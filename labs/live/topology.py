@@ -74,12 +74,13 @@ def scale(args: argparse.Namespace) -> int:
                 change.note(serving=tuple(stack.replica_names()), replicas=len(stack.replica_names()))
         for name in removed:
             change.note(change=f"scale-in: draining {name}")
+            held = connections(stack, [name])[name]  # those of the replicas removed before it came back here too
             with signals.deferred():
                 ScaleIn(ops, name, Fault(FaultKind.SCALE_IN, name, 0.0,
                                          shutdown_timeout=change.live.shutdown_timeout)).apply()
                 change.note(serving=tuple(stack.replica_names()), replicas=len(stack.replica_names()))
-            change.progress(f"{name} out of the upstream and stopped ({before.get(name) or 0} connection(s) closed "
-                            f"with 1001)")
+            change.progress(f"{name} out of the upstream and stopped ({'-' if held is None else held} connection(s) "
+                            f"closed with 1001)")
         after = connections(stack, stack.replica_names())
         what = f"added {', '.join(added)}" if added else f"removed {', '.join(removed)}"
         return (f"scale to {count}: {what} in {change.elapsed():.1f}s; connections before {counted(before)}, "
