@@ -277,3 +277,54 @@ def test_without_a_signal_every_replica_is_replaced_in_order(deploying) -> None:
     RollingRestart(ops, ALL_REPLICAS, Fault(FaultKind.ROLLING_RESTART, ALL_REPLICAS, 0.0)).apply()
     assert calls == ["stop app-1", "start app-1", "ready app-1", "stop app-4", "start app-4", "ready app-4"]
     assert ops.replaced == ["app-1", "app-4"]
+
+
+# -- one change's end, whatever it is ---------------------------------------------------------------------
+
+@pytest.fixture
+def attached(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`run` up to the body: an engine that answers and the stack found (stand-ins: no Docker here)."""
+    from labs.infra import engine
+
+    monkeypatch.setattr(engine, "connect_existing", lambda: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(changes, "attach", lambda client, live, timeout, progress: SimpleNamespace())
+    monkeypatch.setattr(changes, "check_stack", lambda live, command, renders: None)
+    state.claim(live())
+
+
+def test_a_step_that_fails_is_one_line_exit_1_and_the_state_says_what_serves(attached, capsys) -> None:
+    from labs.errors import StackError
+
+    def body(change: Change, stack: object) -> str:
+        change.note(change="scale-out: starting app-4", highest=4)
+        raise StackError("app-4 not ready after 30.0s (127.0.0.1:32772)")
+
+    assert changes.run(SimpleNamespace(name="default"), "scale", body, renders=True) == 1
+    out, err = capsys.readouterr()
+    assert err.startswith("wslab: scale failed after ") and err.endswith(
+        ": app-4 not ready after 30.0s (127.0.0.1:32772); serving now: app-1, app-2, app-3\n") and out == ""
+    after = state.read("default")
+    assert after is not None and after.change == "" and after.highest == 4 and after.changed.startswith("scale failed")
+
+
+def test_a_change_stopped_between_steps_exits_130_with_the_state_written(attached, capsys, monkeypatch) -> None:
+    monkeypatch.setattr(changes.signals, "_state", SimpleNamespace(received=[signal.SIGTERM], depth=0, raised=False))
+
+    def body(change: Change, stack: object) -> str:
+        change.note(change="deploy step 2 of 3: app-1 restarting")
+        raise Stopped("deploy stopped after 1 replica(s) (app-1): app-2, app-3 not replaced; every replica runs")
+
+    code, out, err = run_cli_with(capsys, monkeypatch, body)
+    assert code == 130 and out.startswith("deploy stopped after 1 replica(s) (app-1)")
+    assert err == ("wslab: interrupted by SIGTERM; removed: nothing (the live stack stays up: the line above says "
+                   "what serves)\n")
+    after = state.read("default")
+    assert after is not None and after.change == "" and after.changed.startswith("deploy stopped after 1 replica")
+
+
+def run_cli_with(capsys, monkeypatch, body):  # type: ignore[no-untyped-def]
+    """`python -m labs deploy` whose body is `body`."""
+    monkeypatch.setattr(topology, "run", lambda args, command, _, renders: changes.run(args, command, body,
+                                                                                      renders=renders))
+    monkeypatch.setattr(cli.signals, "install", lambda: None)
+    return run_cli(capsys, "deploy")
