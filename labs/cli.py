@@ -1,4 +1,4 @@
-"""python -m labs run|list|clean|images|up|down|fault|heal|swarm
+"""python -m labs run|list|clean|images|up|down|fault|heal|scale|deploy|reload|swarm
 
 Exit codes: 0 every verdict as declared; 1 an expectation was not met, or a scenario failed during its run
 (the tables of the runs that completed, then one line naming it); 2 bad input or a setup problem found
@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 _removed_names: list[str] = []
+#: what an interrupted command says it removed when it removed nothing
+_nothing_removed = "nothing (nothing had been started yet)"
 
 
 def _removed(names: list[str]) -> None:
@@ -213,6 +215,15 @@ def cmd_live(args: argparse.Namespace) -> int:
     return int(getattr(commands, args.command)(args))
 
 
+def cmd_change(args: argparse.Namespace) -> int:
+    """scale, deploy, reload: change the topology of the stack `up` keeps running."""
+    from .live import topology
+
+    global _nothing_removed
+    _nothing_removed = "nothing (the live stack stays up: the line above says what serves)"
+    return int(getattr(topology, args.command)(args))
+
+
 def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     name_help = "which live stack (default: default; one per name per checkout)"
     up = sub.add_parser("up", help="start a scenario's stack and keep it up, with a live view",
@@ -238,6 +249,38 @@ def add_live_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     heal.add_argument("--name", default="default", help=name_help)
     for p in (down, fault, heal):
         p.set_defaults(func=cmd_live)
+    add_change_commands(sub, name_help)
+
+
+def add_change_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], name_help: str) -> None:
+    scale = sub.add_parser("scale", help="scale the running stack to N replicas (nginx reloaded with them)",
+                           description="Start replicas (the next numbers) and reload nginx with them once ready, or "
+                                       "take the newest out of nginx's upstream and stop them, one at a time.")
+    scale.add_argument("count", metavar="N", type=int, help="replicas to serve (1..32)")
+    deploy = sub.add_parser("deploy", help="rolling restart of every replica of the running stack",
+                            description="Replace the replicas --max-unavailable at a time: stop (SIGTERM, or SIGKILL "
+                                        "with --kill), start again, wait until ready, --pause between steps. Ctrl-C "
+                                        "lets the step under way finish, then stops.")
+    how = deploy.add_mutually_exclusive_group()
+    how.add_argument("--graceful", dest="graceful", action="store_true", default=True,
+                     help="SIGTERM: the replica closes its clients with 1001 and exits (default)")
+    how.add_argument("--kill", dest="graceful", action="store_false", help="SIGKILL: the clients' sockets drop")
+    deploy.add_argument("--max-unavailable", type=int, default=1, metavar="K",
+                        help="replicas replaced at a time (default 1)")
+    deploy.add_argument("--pause", type=float, default=0.0, metavar="S",
+                        help="seconds between one step's replicas being ready and the next step (default 0; 0..60)")
+    deploy.add_argument("--settle", type=float, default=10.0, metavar="S",
+                        help="after the last step, wait up to S seconds for the clients it dropped to come back, "
+                             "and say when they did (default 10; 0: do not wait)")
+    reload = sub.add_parser("reload", help="reload the running stack's balancer with its WebSockets open",
+                            description="Reload nginx (or HAProxy) with the same upstream. nginx's old workers keep "
+                                        "the worker_shutdown_timeout they started with: --shutdown-timeout T writes "
+                                        "T into the new config, and the reload after this one cuts after T seconds.")
+    reload.add_argument("--shutdown-timeout", type=float, default=None, metavar="T",
+                        help="nginx's worker_shutdown_timeout in the new config, seconds (0.001..600)")
+    for p in (scale, deploy, reload):
+        p.add_argument("--name", default="default", help=name_help)
+        p.set_defaults(func=cmd_change)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -300,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         name = exc.args[0] if isinstance(exc, signals.Interrupted) else "SIGINT"
-        removed = ", ".join(_removed_names) or "nothing (nothing had been started yet)"
+        removed = ", ".join(_removed_names) or _nothing_removed
         print(f"wslab: interrupted by {name}; removed: {removed}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # noqa: BLE001 - a bug in the lab: one line, the traceback in a file

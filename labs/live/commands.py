@@ -1,4 +1,5 @@
-"""`up`, `down`, `fault`, `heal`: a scenario's stack kept running for a live demonstration.
+"""`up`, `down`, `fault`, `heal`: a scenario's stack kept running for a live demonstration (`scale`,
+`deploy` and `reload` change its topology: labs.live.topology).
 
 `up` builds the stack exactly as `run` does (spec.plan, spec.stack_spec, launch.open_stack: on a Swarm
 when the scenario has a [swarm] table), prints the URLs and shows the live view until Ctrl-C or SIGTERM;
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -28,8 +30,9 @@ from ..infra.launch import open_stack
 from ..infra.running import RunningStack
 from ..infra.sizing import FILES_PER_CONNECTION, Sizing
 from ..scenario import Balancer
-from ..settings import LABEL
+from ..settings import LABEL, OWNER
 from . import remote, state, view
+from .changes import images_of
 from .state import LiveState
 
 #: the live view reads the stack this often (seconds)
@@ -44,7 +47,7 @@ Progress = Callable[[str], None]
 def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: Progress,
        on_removed: Callable[[list[str]], None]) -> int:
     """Start the scenario's stack, print its URLs, show the live view until Ctrl-C, SIGTERM or `down`."""
-    from ..spec import describe, plan, stack_spec
+    from ..spec import describe, plan, shutdown_timeout_ms, stack_spec
 
     name = state.check_name(args.name)
     if args.port is not None and not 1024 <= args.port <= 65535:
@@ -52,8 +55,12 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
     p = plan(scenario.load(args.scenario))
     top = p.scenario.topology
     pid = os.getpid()
+    timeout = shutdown_timeout_ms(p.scenario)
     state.claim(LiveState(name=name, scenario=p.scenario.name, pid=pid, pid_start=state.process_start(pid),
-                          replicas=top.replicas, broker=top.broker.value, app=top.app.value))
+                          replicas=top.replicas, broker=top.broker.value, app=top.app.value,
+                          source=str(Path(args.scenario).resolve()) if args.scenario.endswith(".toml") else args.scenario,
+                          balancer=top.balancer.value, owner=OWNER, highest=top.replicas,
+                          shutdown_timeout=None if timeout is None else timeout / 1000))
     # A demo's terminal may be closed instead of Ctrl-C'd: its SIGHUP gets the SIGTERM treatment (the one
     # handler in labs.signals), so the stack is removed rather than left running without its `up`.
     if signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
@@ -62,7 +69,7 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
         client, images = setup(progress)
         try:
             spec, sticky_note = stack_spec(client, p, images, host_port=args.port)
-            _update(name, run_id=spec.run_id)
+            _update(name, run_id=spec.run_id, images=images_of(images))
             progress(describe(p, spec, sticky_note))
             with open_stack(client, spec, scenario=p.scenario, progress=progress, on_removed=on_removed) as stack:
                 live = _update(name, port=stack.port, host=stack.host)
@@ -88,6 +95,7 @@ def urls(live: LiveState) -> str:
     lines = [f"chat page:  {live.url()}   (open it in two tabs: each shows its replica)"]
     lines += [f"{f'app-{i} health:':<12}{live.url(f'/_lab/app-{i}/healthz')}" for i in range(1, live.replicas + 1)]
     lines += [f"faults:     python -m labs fault KIND TARGET{flag}   then   python -m labs heal{flag}",
+              f"changes:    python -m labs scale N{flag}   deploy{flag}   reload{flag}",
               f"stop:       Ctrl-C here, or python -m labs down{flag}"]
     return "\n".join(lines)
 
@@ -113,7 +121,8 @@ def watch(stack: RunningStack, name: str) -> None:
             current = state.read(name)
             if current is None:
                 raise LabError(f"the state file of stack {name!r} was removed; removing the stack")
-            live.update(view.render(current, view.poll(stack, pool, probe)), refresh=True)
+            snap = view.poll(stack, pool, probe, list(current.replica_names))
+            live.update(view.render(current, snap), refresh=True)
             signals.check()
             time.sleep(max(0.0, tick + REFRESH_S - time.monotonic()))  # the refresh period, not a readiness wait
 

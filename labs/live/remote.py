@@ -24,8 +24,8 @@ from ..scenario import Broker, FaultKind, unfit
 from ..settings import LABEL
 from .state import AppliedFault, LiveState
 
-#: the live stack runs on one engine: node faults are for Swarm scenarios; a topology change is scheduled in
-#: a scenario (it needs the stack that renders nginx's config, not one found by its label)
+#: the live stack runs on one engine: node faults are for Swarm scenarios; a topology change has its own
+#: commands there (`scale`, `deploy`, `reload`: labs.live.topology)
 KINDS = tuple(k.value for k in FaultKind if not k.targets_node and not k.changes_topology)
 #: faults applied with `redis-cli` inside the Redis container
 TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
@@ -38,8 +38,8 @@ def check_kind(kind: str) -> FaultKind:
     except ValueError:
         raise LabError(f"unknown fault kind {kind!r}; choose one of {', '.join(KINDS)}") from None
     if found.changes_topology:
-        raise LabError(f"{kind} is a topology change: schedule it in a scenario's [[faults]] "
-                       f"(on a live stack: {', '.join(KINDS)})")
+        raise LabError(f"{kind} is a topology change: on a live stack run `python -m labs scale N`, `deploy` or "
+                       f"`reload` (faults here: {', '.join(KINDS)})")
     return found
 
 
@@ -53,9 +53,8 @@ def check_target(kind: FaultKind, target: str, state: LiveState) -> None:
             raise LabError(f"{kind.value} needs a node of a Redis Cluster (redis-1..N); this stack "
                            f"({state.scenario}) has broker {state.broker}, target {target!r}")
     elif kind.targets_replica:
-        names = [f"app-{i}" for i in range(1, state.replicas + 1)]
-        if target not in names:
-            raise LabError(f"{kind.value} needs a replica of this stack, app-1..app-{state.replicas}; "
+        if target not in state.replica_names:
+            raise LabError(f"{kind.value} needs a replica serving in this stack ({', '.join(state.replica_names)}); "
                            f"got {target!r}")
         if kind is FaultKind.SLOW_CONSUMER and state.broker != "redis-pubsub":
             raise LabError(f"slow-consumer needs broker redis-pubsub; this stack ({state.scenario}) has "

@@ -4,7 +4,9 @@
 `up` claims the file before it starts anything (created exclusively: two `up`s cannot both win), adds the
 run id once the stack's spec exists and the port once it is ready, and removes the file when its stack is
 gone. `fault` and `heal` record the faults they applied there, so `heal` can undo them and the live view
-can show them. Every change is a whole-file replace under a lock; readers never see half a file.
+can show them; `scale`, `deploy` and `reload` record the replicas serving after each step, so every other
+command and the view see the replica set as it is. Every change is a whole-file replace under a lock;
+readers never see half a file.
 """
 
 from __future__ import annotations
@@ -53,10 +55,35 @@ class LiveState:
     #: where nginx's port is published: this host, or a Swarm node's address
     host: str = "127.0.0.1"
     faults: tuple[AppliedFault, ...] = ()
+    #: what `up` was given (a scenario's name, or its file's absolute path): a topology change renders the
+    #: balancer's config and makes replicas from it again
+    source: str = ""
+    balancer: str = "nginx"
+    #: WSLAB_OWNER of `up`: every container of the run carries it (`make clean` and the tests find them by it)
+    owner: str = ""
+    #: the images `up` ran, by role (app, redis, nginx, node, nats, haproxy; "" for one it had not)
+    images: dict[str, str] = field(default_factory=dict)
+    #: the replicas in the balancer's upstream now, in order (empty: app-1..`replicas`, as `up` started them)
+    serving: tuple[str, ...] = ()
+    #: the highest replica number used so far: a scale-out names the next ones (numbers are never reused)
+    highest: int = 0
+    #: nginx's worker_shutdown_timeout in its config now (seconds; None: none, old workers live on)
+    shutdown_timeout: float | None = None
+    #: the topology change under way ("" when none), and what the last one did
+    change: str = ""
+    changed: str = ""
 
     @property
     def ready(self) -> bool:
         return bool(self.run_id and self.port)
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return self.serving or tuple(f"app-{i}" for i in range(1, self.replicas + 1))
+
+    @property
+    def last_number(self) -> int:
+        return max([self.highest, self.replicas, *(int(n.removeprefix("app-")) for n in self.serving)])
 
     def url(self, path: str = "/") -> str:
         return f"http://{self.host}:{self.port}{path}"
@@ -81,7 +108,8 @@ def decode(text: str) -> LiveState:
     try:
         data: dict[str, Any] = json.loads(text)
         faults = tuple(AppliedFault(**f) for f in data.pop("faults", []))
-        return LiveState(**data, faults=faults)
+        serving = tuple(data.pop("serving", ()))
+        return LiveState(**data, faults=faults, serving=serving)
     except (ValueError, TypeError, AttributeError) as exc:
         raise LabError(f"the live stack's state file is damaged ({exc}); run `python -m labs down`") from None
 
@@ -133,9 +161,20 @@ def updating(name: str, directory: Path | None = None) -> Iterator[list[LiveStat
         box = [current]
         yield box
         if box[0] != current:
-            partial = path.with_suffix(".partial")
-            partial.write_text(encode(box[0]))
-            partial.rename(path)
+            save(box[0], directory)
+
+
+def save(state: LiveState, directory: Path | None = None) -> bool:
+    """Replace the state file with `state` (whole: readers never see half a file), by the holder of its lock
+    (`updating`) between the steps of a change; False, and nothing written, when the file is gone (`down`
+    removed the stack meanwhile: no state is written back for it)."""
+    path = path_for(state.name, directory)
+    if not path.exists():
+        return False
+    partial = path.with_suffix(".partial")
+    partial.write_text(encode(state))
+    partial.rename(path)
+    return True
 
 
 def nothing_up(name: str) -> str:

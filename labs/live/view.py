@@ -114,9 +114,11 @@ class BrokerProbe:
         return parse_broker("\n".join(str(item) for item in reply))
 
 
-def poll(stack: RunningStack, pool: ThreadPoolExecutor, probe: BrokerProbe | None) -> Snapshot:
-    """Read every replica's /healthz (in parallel) and Redis, about once a second."""
-    names = stack.replica_names()
+def poll(stack: RunningStack, pool: ThreadPoolExecutor, probe: BrokerProbe | None,
+         names: list[str] | None = None) -> Snapshot:
+    """Read every replica's /healthz (in parallel) and Redis, about once a second: the replicas `names` (what
+    the state file says serves: `scale` and `deploy` change it from another process), else the stack's."""
+    names = stack.replica_names() if names is None else names
     replicas = dict(zip(names, pool.map(lambda n: read_healthz(stack.port, n, stack.host), names)))
     for name, h in replicas.items():
         if isinstance(h, str):  # why not: Docker's word for it (exited, paused), else "no answer"
@@ -131,13 +133,24 @@ def poll(stack: RunningStack, pool: ThreadPoolExecutor, probe: BrokerProbe | Non
 
 
 def container_state(stack: RunningStack, name: str) -> str:
-    """The container's state when it is not running (exited, paused, restarting), else ""."""
+    """The container's state when it is not running (exited, paused, restarting), else "" (also for a replica
+    another process added: this stack has no handle on it)."""
     try:
         container = stack.containers[name]
         container.reload()
         return "" if container.status == "running" else str(container.status)
-    except docker.errors.APIError:
+    except (docker.errors.APIError, KeyError):
         return ""
+
+
+def connected(h: dict[str, Any] | str) -> int | None:
+    """A replica's WebSocket connections now, from its /healthz body (None: it did not answer)."""
+    if isinstance(h, str):
+        return None
+    if h.get("app") == "socketio":
+        return int(h.get("connections", 0)) - int(h.get("disconnects", 0))
+    rooms: dict[str, int] = h.get("rooms", {})
+    return sum(rooms.values())
 
 
 def replica_row(name: str, h: dict[str, Any] | str, broker: str = "none") -> tuple[str, ...]:
@@ -148,13 +161,12 @@ def replica_row(name: str, h: dict[str, Any] | str, broker: str = "none") -> tup
             h, "its container is not running")
         return (name, h, "-", "-", "-", "-", why)
     state = "up" if h.get("ok") else "broker down"
+    now = connected(h)
     if h.get("app") == "socketio":
-        now = int(h.get("connections", 0)) - int(h.get("disconnects", 0))
         broker = str(h.get("manager", "?"))
         return (name, state, f"{now} ({h.get('connections', 0)})", f"{h.get('joins', 0)} joins",
                 str(h.get("received", 0)), "-", broker)
     rooms: dict[str, int] = h.get("rooms", {})
-    now = sum(rooms.values())
     room_text = ", ".join(f"{r}:{n}" for r, n in sorted(rooms.items())) or "-"
     broker_parts = ["none (in memory)"] if broker == "none" else [f"pub {h.get('published', 0)}"]
     for key, label in (("published_to_nobody", "to nobody"), ("publish_failed", "failed"),
@@ -179,6 +191,10 @@ def render(state: LiveState, snap: Snapshot) -> Group:
         style = "" if row[1] == "up" else "yellow" if row[1] in {"no answer", "broker down"} else "red"
         replicas.add_row(*row, style=style)
     parts: list[Any] = [header, replicas]
+    if state.change:
+        parts.append(Text(f"under way: {state.change}", style="yellow bold"))
+    elif state.changed:
+        parts.append(Text(f"last change: {state.changed}", style="dim"))
     if state.broker != "none":
         redis = Table(title=f"redis ({state.broker})", title_justify="left")
         redis.add_column("channel / stream")

@@ -136,6 +136,17 @@ def test_with_pubsub_a_message_reaches_the_tabs_on_every_replica(client, images,
         send(sender, "<img src=x onerror=\"document.title='owned'\">")
         expect(received(other, "<img src=x")).to_have_count(1, timeout=WAIT_MS)
         assert other.locator("#messages img").count() == 0 and other.title() == "wslab chat"
+        # its replica stopped as a deploy stops it (SIGTERM: close 1001): the tabs on it come back by themselves
+        # on the others, after the page's backoff, and every tab gets what the sender sends then
+        stack.operations().stop(origin, timeout=10)
+        for tab in (sender, neighbour):
+            expect(tab.locator("#status")).to_contain_text(f"back after a close: {origin} → ", timeout=WAIT_MS)
+        now = sender.locator("#replica").inner_text()
+        assert now != origin and sender.locator("#replica").get_attribute("data-state") == "open"
+        send(sender, "hello after the stop")
+        for tab in (neighbour, other):
+            expect(received(tab, "hello after the stop")).to_have_count(1, timeout=WAIT_MS)
+            assert received(tab, "hello after the stop").get_attribute("data-origin") == now
 
 
 def test_socketio_page_with_the_redis_manager_crosses_replicas(client, images, tmp_path):

@@ -1,19 +1,24 @@
-"""`up` keeps a stack running until `down`; `fault` and `heal` act on it from other processes; nothing with
-the run's label is left after `down`, SIGTERM, or a crash of the live view."""
+"""`up` keeps a stack running until `down`; `fault` and `heal` act on it from other processes, `scale`,
+`deploy` and `reload` change its topology; nothing with the run's label is left after `down`, SIGTERM, or a
+crash of the live view."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import docker
 import pytest
+import websockets.exceptions
+import websockets.sync.client
 
 from labs.infra.stack import http_get, remove_leftovers
 from labs.live import commands, state, view
-from labs.settings import LABEL
+from labs.settings import LABEL, OWNER, OWNER_LABEL
 
 from .test_lifecycle import lab
 
@@ -154,3 +159,106 @@ def test_after_a_sigkill_of_up_a_second_up_is_refused_and_down_removes_by_label(
     out, err = down.communicate(timeout=60)
     assert down.returncode == 0, err
     assert labelled(client, live.run_id) == (0, 0) and state.read(name) is None
+
+
+# -- topology changes on the live stack -----------------------------------------------------------------
+
+def chat_user(sockets: ExitStack, port: int, client: str) -> tuple[websockets.sync.client.ClientConnection, str]:
+    """A chat user in room lobby, through nginx (closed with `sockets`): the connection and its replica."""
+    ws = sockets.enter_context(websockets.sync.client.connect(
+        f"ws://127.0.0.1:{port}/ws?room=lobby&client={client}", open_timeout=10))
+    welcome = json.loads(ws.recv(timeout=10))
+    assert welcome["type"] == "welcome"
+    return ws, str(welcome["replica"])
+
+
+def landed(sockets: ExitStack, port: int, count: int) -> set[str]:
+    """The replicas `count` connections landed on, one after the other (each closed once it has)."""
+    found = set()
+    for i in range(count):
+        ws, replica = chat_user(sockets, port, f"probe-{i}")
+        ws.close()
+        found.add(replica)
+    return found
+
+
+def users_on_two_replicas(sockets: ExitStack, port: int, tag: str
+                          ) -> list[tuple[websockets.sync.client.ClientConnection, str]]:
+    """Two users on different replicas (round-robin: the next connection goes to the next replica)."""
+    users = [chat_user(sockets, port, f"{tag}-0")]
+    for i in range(1, 8):
+        ws, replica = chat_user(sockets, port, f"{tag}-{i}")
+        if replica != users[0][1]:
+            return [users[0], (ws, replica)]
+        ws.close()
+    raise AssertionError("eight connections through round-robin all landed on one replica")
+
+
+def delivered(sender: websockets.sync.client.ClientConnection, receiver: websockets.sync.client.ClientConnection,
+              body: str) -> dict[str, object]:
+    """`body` sent by one user reaches the other (the frame it receives, within 10 s)."""
+    sender.send(json.dumps({"id": body, "ts": time.time(), "body": body}))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        frame = json.loads(receiver.recv(timeout=max(0.01, deadline - time.monotonic())))
+        if frame.get("type") == "msg" and frame.get("body") == body:
+            return dict(frame)
+    raise AssertionError(f"{body!r} not delivered within 10s")
+
+
+def closed_by(ws: websockets.sync.client.ClientConnection) -> int | None:
+    """The close code the server sent, once the frames before it are read (None: no close frame)."""
+    with pytest.raises(websockets.exceptions.ConnectionClosed) as closed:
+        while True:
+            ws.recv(timeout=10)
+    return None if closed.value.rcvd is None else closed.value.rcvd.code
+
+
+def change(name: str, *argv: str) -> str:
+    done = lab(*argv, "--name", name)
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0 and err == "", (out, err)
+    return out
+
+
+def test_scale_deploy_reload_on_the_live_stack_and_chat_across_replicas_throughout(client, images, name):
+    proc = lab("up", "pubsub", "--name", name)
+    sockets = ExitStack()
+    try:
+        live = wait_until_up(proc, name)
+        (a, on_a), (b, on_b) = users_on_two_replicas(sockets, live.port, "before")
+        assert delivered(a, b, "hello-before")["origin"] == on_a
+
+        out = change(name, "scale", "4")
+        assert out.splitlines()[-1].startswith("scale to 4: added app-4 in ")
+        after = state.read(name)
+        assert after is not None and after.replica_names == ("app-1", "app-2", "app-3", "app-4") and after.change == ""
+        app4 = client.containers.get(f"wslab-{live.run_id}-app-4")
+        assert app4.status == "running" and app4.labels[LABEL] == live.run_id
+        assert app4.labels[OWNER_LABEL] == OWNER and app4.attrs["Config"]["User"] == "65534:65534"
+        assert landed(sockets, live.port, 12) == {"app-1", "app-2", "app-3", "app-4"}  # app-4 is in the upstream
+
+        out = change(name, "deploy", "--max-unavailable", "2", "--settle", "0")  # these users do not come back
+        last = out.splitlines()[-1]
+        assert last.startswith("deploy: 4 replica(s) replaced in ") and "2 at a time, SIGTERM" in last, out
+        assert "; 2 connection(s) dropped; 0 of 2 back within 0s" in last  # the two users, closed by their replicas
+        assert [line.split()[0] for line in out.splitlines()[:-1]] == ["app-1", "app-2", "app-3", "app-4"]
+        assert closed_by(a) == 1001  # going away: its replica stopped gracefully
+        (a, on_a), (b, on_b) = users_on_two_replicas(sockets, live.port, "after-deploy")
+        assert delivered(b, a, "hello-after-deploy")["origin"] == on_b
+
+        out = change(name, "reload")
+        assert out.startswith("nginx reloaded in ") and "hold their connections" in out
+        assert delivered(a, b, "hello-across-reload")["origin"] == on_a  # the same sockets: not cut
+
+        assert proc.poll() is None, "the live view died during the changes"
+        down = lab("down", "--name", name)
+        out, err = down.communicate(timeout=120)
+        assert down.returncode == 0, err
+        assert proc.wait(timeout=30) == 130
+        assert labelled(client, live.run_id) == (0, 0)
+    finally:
+        sockets.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=60)

@@ -105,8 +105,8 @@ def test_an_unknown_fault_kind_lists_the_kinds() -> None:
 
 
 @pytest.mark.parametrize("kind, target, stack, message", [
-    ("kill-replica", "app-4", live(), "kill-replica needs a replica of this stack, app-1..app-3; got 'app-4'"),
-    ("kill-replica", "redis", live(), "kill-replica needs a replica of this stack, app-1..app-3; got 'redis'"),
+    ("kill-replica", "app-4", live(), "kill-replica needs a replica serving in this stack (app-1, app-2, app-3); got 'app-4'"),
+    ("kill-replica", "redis", live(), "kill-replica needs a replica serving in this stack (app-1, app-2, app-3); got 'redis'"),
     ("pause-redis", "app-1", live(), "pause-redis targets redis; got 'app-1'"),
     ("restart-redis", "redis", live(broker="none"), "restart-redis needs a Redis broker; this stack (pubsub) has none"),
     ("slow-consumer", "app-1", live(broker="redis-streams"),
@@ -144,7 +144,7 @@ def test_an_unknown_fault_kind_is_refused_before_the_state_is_read(capsys: pytes
 def test_an_unknown_target_on_a_live_stack_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     state.claim(live())
     code, out, err = run_cli(capsys, "fault", "kill-replica", "app-7")
-    assert (code, err) == (2, "wslab: kill-replica needs a replica of this stack, app-1..app-3; got 'app-7'\n")
+    assert (code, err) == (2, "wslab: kill-replica needs a replica serving in this stack (app-1, app-2, app-3); got 'app-7'\n")
 
 
 def test_up_while_a_stack_is_up_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str],
@@ -228,10 +228,10 @@ def test_only_faults_that_last_are_kept_for_heal() -> None:
     assert [k.value for k in live if not remote.lasting(k)] == ["kill-pubsub-clients"]
 
 
-def test_a_topology_change_is_refused_on_a_live_stack_with_one_line() -> None:
+def test_a_topology_change_as_a_fault_names_the_live_commands_for_it() -> None:
     with pytest.raises(LabError) as info:
         remote.check_kind("scale-out")
-    assert str(info.value).startswith("scale-out is a topology change: schedule it in a scenario's [[faults]]")
+    assert str(info.value).startswith("scale-out is a topology change: on a live stack run `python -m labs scale N`")
 
 
 def test_up_names_nginx_itself_for_load_tools_and_what_the_published_port_holds() -> None:
