@@ -226,3 +226,29 @@ def test_a_haproxy_twin_is_its_deploy_with_the_same_workload_and_expect_where_th
                                        target="lb" if f.kind is FaultKind.RELOAD_LB else f.target)
         assert list(map(change, twin.faults)) == list(map(change, nginx.faults)), name
         assert [f.shutdown_timeout for f in twin.faults] == [f.shutdown_timeout for f in nginx.faults], name
+
+
+def test_haproxys_master_is_seen_catching_its_reload_signal_in_the_hosts_proc(tmp_path):
+    c = Container()  # its main process is pid 1 in the engine's list
+    (tmp_path / "1").mkdir()
+    status = tmp_path / "1" / "status"
+    status.write_text("Name:\thaproxy\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000000800\n")  # SIGUSR2: bit 12
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is True  # type: ignore[arg-type]
+    status.write_text("Name:\thaproxy\nSigIgn:\t0000000000000800\nSigCgt:\t0000000000004002\n")  # re-executing
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is False  # type: ignore[arg-type]
+    # another process under that pid (the lab in another PID namespace), or none: unknown, not "no"
+    status.write_text("Name:\tsystemd\nSigCgt:\t0000000000000800\n")
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is None  # type: ignore[arg-type]
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path / "none") is None  # type: ignore[arg-type]
+
+
+def test_a_haproxy_reload_waits_until_the_master_takes_the_signal_again(monkeypatch):
+    c = Container()
+    seen = iter([False, False, True])
+    monkeypatch.setattr(balancers, "catches_reload_now", lambda container, balancer: next(seen))
+    balancers.reload(c, balancers.HAPROXY, config="global\n")  # type: ignore[arg-type]
+    assert c.signals == ["SIGUSR2"] and next(seen, "used up") == "used up"
+    monkeypatch.setattr(balancers, "catches_reload_now", lambda container, balancer: False)
+    with pytest.raises(StackError, match="haproxy's main process did not take SIGUSR2 within 0.05s"):
+        balancers.await_reloadable(c, balancers.HAPROXY, timeout=0.05)  # type: ignore[arg-type]
+    balancers.await_reloadable(c, balancers.NGINX, timeout=0.0)  # type: ignore[arg-type]  # nginx: always
