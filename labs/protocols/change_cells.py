@@ -1,6 +1,6 @@
 """The detail table of runs under topology changes (a deploy: scale-out, scale-in, a rolling restart, a
-balancer reload), nginx's and HAProxy's side by side: what each change was, what it cut, who came back and where, what was lost or replayed, and
-how slow delivery was meanwhile. A figure that was not measured is "-", never 0."""
+balancer reload), nginx's and HAProxy's side by side: what each change was, what it cut, who came back and
+where, what was lost or replayed, and how slow delivery was meanwhile. A figure that was not measured is "-", never 0."""
 
 from __future__ import annotations
 

@@ -16,7 +16,6 @@ from ..connections.plan import Layout, PlanError, Via
 from ..connections.run import nginx_config
 
 
-
 @dataclass(frozen=True)
 class Front:
     adapter: BalancerAdapter
