@@ -49,7 +49,7 @@ def test_a_scale_out_adds_the_new_server_with_its_own_id_on_the_consistent_ring(
 
 def test_a_scale_out_under_the_plain_hash_keeps_the_static_map():
     conf = config(haproxy('kind = "scale-out"\nat = 1', balance="hash"), ("app-1", "app-2", "app-3", "app-4"))
-    assert "    balance source\n    hash-type map-based\n" in conf and "server app-4 app-4:8000 id 4" in conf
+    assert "    balance source\n    hash-type map-based sdbm avalanche\n" in conf and "server app-4 app-4:8000 id 4" in conf
 
 
 def test_a_scale_in_takes_the_server_out_and_the_others_keep_their_ids():

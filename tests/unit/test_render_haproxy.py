@@ -18,7 +18,7 @@ def backend(conf: str) -> str:
 @pytest.mark.parametrize("balance, directives", [
     (Balance.ROUND_ROBIN, ["balance roundrobin"]),
     (Balance.IP_HASH, ["balance source"]),
-    (Balance.HASH, ["balance source", "hash-type map-based"]),
+    (Balance.HASH, ["balance source", "hash-type map-based sdbm avalanche"]),
     (Balance.HASH_CONSISTENT, ["balance source", "hash-type consistent"]),
     (Balance.COOKIE, ["balance roundrobin", 'cookie srv insert indirect nocache httponly attr "SameSite=Lax"']),
     (Balance.ROOM, ["balance url_param room", "hash-type consistent"]),
