@@ -42,13 +42,15 @@ SWARM   := swarm-pubsub-one-node swarm-pubsub swarm-node-loss-pubsub swarm-node-
            swarm-partition-node-streams swarm-drain-node-streams swarm-sticky-round-robin-polling swarm-sticky-cookie-polling \
            swarm-deploy-streams-start-first swarm-deploy-streams-stop-first swarm-deploy-pubsub-kill
 
-# topology changes on one engine: rolling restarts drained from nginx (SIGTERM under Streams, SIGKILL under
-# PubSub), then two nginx is not told about (the lab's max_fails = 0, nginx's own 1), a scale-in, nginx reloaded
-# without and with worker_shutdown_timeout, then a scale-out under a consistent and a plain hash
-DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-streams-rolling-undrained \
-           deploy-streams-rolling-max-fails \
-           deploy-scalein-pubsub \
-           deploy-reload-no-timeout deploy-reload-timeout deploy-scaleout-hash-consistent deploy-scaleout-hash
+# topology changes on one engine, each beside its HAProxy twin: rolling restarts drained from the balancer
+# (SIGTERM under Streams, SIGKILL under PubSub), then one the balancer is not told about, a scale-in, the
+# balancer reloaded without and with a shutdown bound (worker_shutdown_timeout, hard-stop-after), then a
+# scale-out under a consistent and a plain hash; nginx's own max_fails = 1 has no twin (HAProxy here runs
+# no health checks: it never holds a replica down)
+DEPLOYED := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-streams-rolling-undrained \
+            deploy-scalein-pubsub deploy-reload-no-timeout deploy-reload-timeout \
+            deploy-scaleout-hash-consistent deploy-scaleout-hash
+DEPLOYS := $(foreach s,$(DEPLOYED),$(s) $(s)-haproxy) deploy-streams-rolling-max-fails
 
 .DEFAULT_GOAL := help
 .PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
@@ -87,7 +89,7 @@ scenario-seed-node: setup ## the article's own Node servers: glob bug, pSubscrib
 scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 and 200 rooms (bus bytes/msg, load per node), a master killed — a summary, then one table per kind
 	$(LAB) run $(CLUSTER)
 
-scenario-deploys: setup ## topology changes as faults: rolling restarts, scale-in, nginx reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary, then one table
+scenario-deploys: setup ## topology changes as faults, nginx and HAProxy side by side: rolling restarts, scale-in, balancer reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary with a balancer column, then one table
 	$(LAB) run $(DEPLOYS)
 
 scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams, rolling updates — a summary, then one table per kind

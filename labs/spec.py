@@ -54,7 +54,8 @@ class Plan:
 def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR, fd_limit: int | None = None) -> Plan:
     """Check, without Docker, that the scenario can run: its stack is sized for `fd_limit` open files per
     process (None: this host's hard limit) and its balancer's config renders from `templates`."""
-    sizing = size_stack(scenario.topology.replicas, fd_limit=host_file_limit() if fd_limit is None else fd_limit)
+    sizing = size_stack(scenario.topology.replicas, fd_limit=host_file_limit() if fd_limit is None else fd_limit,
+                        balancer=scenario.topology.balancer)
     renderer(scenario, Sticky.MAP, sizing, templates=templates)(PLACEHOLDER_NET)
     if scenario.topology.balance is Balance.COOKIE and scenario.topology.balancer is Balancer.NGINX:
         renderer(scenario, Sticky.NATIVE, sizing, templates=templates)(PLACEHOLDER_NET)
@@ -63,27 +64,29 @@ def plan(scenario: Scenario, *, templates: Path = TEMPLATES_DIR, fd_limit: int |
 
 def shutdown_timeout_ms(scenario: Scenario) -> int | None:
     """nginx's `worker_shutdown_timeout` for the run: the one every reloading fault declares (parse makes
-    them agree), in the config from the start, since old workers read it from the config they started with."""
+    them agree), in the config from the start, since old workers read it from the config they started with.
+    HAProxy's counterpart, `hard-stop-after`, is the topology's `hard_stop_after`."""
     declared = {f.shutdown_timeout for f in scenario.faults if f.kind.reloads_lb and f.shutdown_timeout is not None}
     return max(1, round(declared.pop() * 1000)) if declared else None
 
 
 def renderer(scenario: Scenario, sticky: Sticky, sizing: Sizing, *, templates: Path = TEMPLATES_DIR) -> Renderer:
-    """The balancer's config (nginx's, sized by `sizing`, or HAProxy's with its soft-stop knobs) as a
+    """The balancer's config (nginx's, or HAProxy's with its soft-stop knobs, each sized by `sizing`) as a
     function of the client network (trusted for X-Forwarded-For when clients stand for several /24s; that
-    network exists only once the stack made it) and, for nginx, of the replicas in its upstream (app-1..N at
-    the start; a topology change renders it again with others). `sticky` is how nginx builds cookie
-    stickiness (HAProxy has its own)."""
+    network exists only once the stack made it) and of the replicas it balances over (app-1..N at the start;
+    a topology change renders it again with others). `sticky` is how nginx builds cookie stickiness (HAProxy
+    has its own)."""
     top, wl = scenario.topology, scenario.workload
     first = tuple(f"app-{i}" for i in range(1, top.replicas + 1))
     timeout = shutdown_timeout_ms(scenario)
 
     def render(client_net: str, replicas: tuple[str, ...] = first) -> str:
         realip_from = client_net if wl.source_subnets > 1 else None
-        if top.balancer is Balancer.HAPROXY:  # topology changes run on nginx only (parse refuses them here)
-            return render_haproxy.render_haproxy(render_haproxy.for_replicas(
-                top.replicas, balance=top.balance, cookie_name=top.cookie_name, realip_from=realip_from,
-                hard_stop_after=top.hard_stop_after, close_spread_time=top.close_spread_time), templates=templates)
+        if top.balancer is Balancer.HAPROXY:
+            return render_haproxy.render_haproxy(render_haproxy.for_names(
+                replicas, balance=top.balance, cookie_name=top.cookie_name, realip_from=realip_from,
+                hard_stop_after=top.hard_stop_after, close_spread_time=top.close_spread_time,
+                maxconn=sizing.haproxy_maxconn), templates=templates)
         config = for_names(replicas, balance=top.balance, cookie_name=top.cookie_name, sticky=sticky,
                            realip_from=realip_from, shutdown_timeout_ms=timeout)
         config = replace(config, workers=sizing.nginx_workers, worker_connections=sizing.worker_connections,

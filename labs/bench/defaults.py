@@ -51,9 +51,12 @@ def parser(prog: str) -> BenchParser:
 def sized_plan(workers: str | None, worker_connections: str | None) -> Plan:
     """`up`'s plan of the scenario, with nginx's workers or connections replaced when given."""
     p = plan(scenario.load(SCENARIO))
-    changes = {k: parse_count(v) for k, v in (("nginx_workers", workers), ("worker_connections", worker_connections))
-               if v is not None}
-    return dataclasses.replace(p, sizing=dataclasses.replace(p.sizing, **changes)) if changes else p
+    sizing = p.sizing
+    if workers is not None:
+        sizing = dataclasses.replace(sizing, nginx_workers=parse_count(workers))
+    if worker_connections is not None:
+        sizing = dataclasses.replace(sizing, worker_connections=parse_count(worker_connections))
+    return dataclasses.replace(p, sizing=sizing)
 
 
 def plan_run(p: Plan, connections: str | None, via: str) -> Layout:

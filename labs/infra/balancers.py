@@ -11,7 +11,9 @@ a teardown pauses containers, and Docker 20.10 wedges a container paused with an
 goes in with the Docker API's archive upload (`put_archive`), the reload is the adapter's signal to its main
 process (the Docker API's kill with a signal), and whether it happened is read from the process list the
 engine reads on the host (`docker top`): a worker that was not there before is the new generation, and the
-old one is gone when none of its workers is left.
+old one is gone when none of its workers is left. HAProxy's master takes the next reload only once it has
+re-executed itself after the last one (until then it ignores SIGUSR2, and the signal is lost): before each
+signal the reload waits until the master catches it, read from the host's /proc/<pid>/status.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import tarfile
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 import docker.errors
 from docker.models.containers import Container
@@ -136,15 +139,54 @@ def write_config(container: Container, balancer: BalancerAdapter, text: str) -> 
     container.put_archive("/", archive(balancer.config_path, text))
 
 
-def workers(container: Container) -> set[str]:
-    """The process ids of the balancer's workers: every process of the container but its main one (the
-    master, whose parent is outside the container), as the engine lists them (`docker top`, no exec)."""
+def processes(container: Container) -> list[tuple[str, str]]:
+    """(pid, parent pid) of every process of the container, as the engine lists them on the host (`docker
+    top`, no exec)."""
     top = container.top()
     titles = top.get("Titles") or []
     pid, ppid = titles.index("PID"), titles.index("PPID")
-    rows = top.get("Processes") or []
-    pids = {row[pid] for row in rows}
-    return {row[pid] for row in rows if row[ppid] in pids}
+    return [(row[pid], row[ppid]) for row in top.get("Processes") or []]
+
+
+def workers(container: Container) -> set[str]:
+    """The process ids of the balancer's workers: every process of the container but its main one (the
+    master, whose parent is outside the container)."""
+    rows = processes(container)
+    pids = {pid for pid, _ in rows}
+    return {pid for pid, parent in rows if parent in pids}
+
+
+def main_pid(container: Container) -> str | None:
+    """The host's process id of the container's main process (whose parent is outside it)."""
+    rows = processes(container)
+    pids = {pid for pid, _ in rows}
+    return next((pid for pid, parent in rows if parent not in pids), None)
+
+
+def catches_reload_now(container: Container, balancer: BalancerAdapter, proc: Path = Path("/proc")) -> bool | None:
+    """Whether the balancer's main process catches its reload signal now; None when this host's /proc does not
+    show that process (an engine on another host, or another PID namespace: its name must be the balancer's)."""
+    pid = main_pid(container)
+    try:
+        status = (proc / str(pid) / "status").read_text() if pid is not None else ""
+    except OSError:
+        return None
+    if re.search(rf"^Name:\s*{re.escape(balancer.version_command[0])}$", status, re.MULTILINE) is None:
+        return None
+    return balancer.catches_reload(status)
+
+
+def await_reloadable(container: Container, balancer: BalancerAdapter, timeout: float = RELOAD_TIMEOUT_S) -> None:
+    """Return once the balancer's main process catches its reload signal (at once for one that always does,
+    or where it cannot be seen); StackError if it does not within `timeout`."""
+    if not balancer.await_reloadable:
+        return
+    deadline = time.monotonic() + timeout
+    while catches_reload_now(container, balancer) is False:
+        if time.monotonic() > deadline:
+            raise StackError(f"{balancer.name}'s main process did not take {balancer.reload_signal} within "
+                             f"{timeout:g}s of the last reload (it re-executes itself after each)")
+        time.sleep(POLL_S)
 
 
 def reload(container: Container, balancer: BalancerAdapter, *, config: str | None = None,
@@ -158,6 +200,7 @@ def reload(container: Container, balancer: BalancerAdapter, *, config: str | Non
     since = int(time.time())
     if config is not None:
         write_config(container, balancer, config)
+    await_reloadable(container, balancer)
     with signalling or nullcontext():
         container.kill(signal=balancer.reload_signal)
     deadline = time.monotonic() + RELOAD_TIMEOUT_S

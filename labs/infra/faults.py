@@ -3,8 +3,9 @@
 One small class per kind with `apply()` and `heal()`; `run_faults` schedules them against the workload's
 clock (host `time.monotonic()`), runs the Docker calls in threads so the clients keep going, and heals
 every applied fault even when the run is cancelled. Topology changes (a deploy: scale-out, scale-in, a
-rolling restart, nginx reloaded) heal nothing and run one at a time, in the order of their `at`; a rolling
-restart reports each replica it replaced as a fault of its own, reaching that replica while it was down.
+rolling restart, the balancer reloaded: nginx or HAProxy, through its adapter) heal nothing and run one at
+a time, in the order of their `at`; a rolling restart reports each replica it replaced as a fault of its
+own, reaching that replica while it was down.
 """
 
 from __future__ import annotations
@@ -183,8 +184,8 @@ class DrainNode(Action):
 
 
 class ScaleOut(Action):
-    """Start the next replica(s) (app-N+1…, named by the scenario), wait until ready, then reload nginx with
-    them in the upstream. Nothing to heal: they stay (a scale-in removes one)."""
+    """Start the next replica(s) (app-N+1…, named by the scenario), wait until ready, then reload the balancer
+    with them among its servers. Nothing to heal: they stay (a scale-in removes one)."""
 
     def apply(self) -> None:
         first = int(self.target.removeprefix("app-"))
@@ -193,16 +194,16 @@ class ScaleOut(Action):
 
 
 class ScaleIn(Action):
-    """Take the replica out of the upstream and reload nginx, then SIGTERM it and wait until it exited (its
-    clients are closed with 1001 and come back through the others). Nothing to heal."""
+    """Take the replica out of the balancer's servers and reload it, then SIGTERM the replica and wait until it
+    exited (its clients are closed with 1001 and come back through the others). Nothing to heal."""
 
     def apply(self) -> None:
         self.ops.scale_in(self.target, retire_within=self.retire_within())
 
 
 class ReloadLB(Action):
-    """Reload nginx with the same upstream while WebSockets are open: with a shutdown timeout, wait until
-    the old workers cut theirs."""
+    """Reload the balancer with the same servers while WebSockets are open: with a shutdown timeout (nginx's
+    worker_shutdown_timeout, HAProxy's hard-stop-after), wait until the old workers cut theirs."""
 
     def apply(self) -> None:
         self.ops.serve(tuple(self.ops.replicas()), retire_within=self.retire_within())
@@ -211,8 +212,10 @@ class ReloadLB(Action):
 class RollingRestart(Action):
     """Replace the replicas (the target, or every one in order) `max_unavailable` at a time, each step as the
     engine does it (`StackOperations.replace`): on one engine stop (SIGTERM and wait for the exit, or SIGKILL),
-    start again, wait until ready, `step_pause` between steps, and with `drain` nginx reloaded without the
-    step's replicas first and with them once they are ready; on a Swarm a service update."""
+    start again, wait until ready, `step_pause` between steps; on a Swarm a service update. With `drain`, the
+    balancer is reloaded without the step's replicas first and with them again once they are ready; without,
+    it learns they are gone by failing to reach them (nginx with max_fails then holds them down for its
+    fail_timeout). The stops of one step go one after the other (see `membership`)."""
 
     def apply(self) -> None:
         f = self.knobs()
@@ -245,8 +248,8 @@ ACTIONS: dict[FaultKind, type[Action]] = {
 def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
     """What the fault reaches, for the checker: a node fault, every replica that ran on the node, the broker
     and the load balancer when they did; a scale-out its new replicas; any other kind what
-    labs/accounting/reach.py says of it. A change that reloads nginx with a shutdown timeout reaches the load
-    balancer too: every connection through an old worker is cut."""
+    labs/accounting/reach.py says of it. A change that reloads the balancer with a shutdown timeout reaches
+    the load balancer too: every connection through an old worker is cut."""
     if fault.kind.targets_node:
         here = sorted(name for name, node in node_of.items() if node == fault.target)
         parts = [name for name in here if name.startswith("app-")]

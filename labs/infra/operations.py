@@ -104,7 +104,7 @@ class Operations:
                          retire_within=retire_within, signalling=self.stack.membership)
 
     def serve(self, replicas: tuple[str, ...], *, retire_within: float | None = None) -> None:
-        """Reload the load balancer with `replicas` in its upstream."""
+        """Reload the load balancer with `replicas` as its servers (nginx's upstream, HAProxy's backend)."""
         stack = self._scalable("a new upstream")
         config = stack.lb_config(replicas)
         self.reload_lb(config, retire_within=retire_within)

@@ -19,6 +19,11 @@ nginx gets enough workers (`listen ... reuseport`: the kernel spreads connection
 the whole limit (`worker_rlimit_nofile`) and nearly all of it as `worker_connections`; every container gets
 the same `nofile`. Each process is planned to use at most `HEADROOM` of the limit, because spreading by hash
 or round robin is never exact.
+
+HAProxy is one process (its threads share one table of files): each proxied WebSocket holds two of its
+files, so its `maxconn` (global and in its frontend) is half the limit less a few files of its own, and one
+HAProxy holds `haproxy_most` proxied WebSockets: 9,836 under a limit of 20,000, about half what nginx's
+workers hold together. A HAProxy stack is sized to that.
 """
 
 from __future__ import annotations
@@ -28,12 +33,13 @@ import resource
 from dataclasses import dataclass
 
 from ..errors import LabError
+from ..scenario import Balancer
 from .render import MAX_WORKERS
 
 #: the fraction of the open-file limit a process is planned to use (the rest: spread, listeners, logs)
 HEADROOM = 0.75
 #: files per connection in each kind of process (docker-proxy: measured 6.1 at 2,000 connections)
-FILES_PER_CONNECTION = {"load": 1, "proxy": 6, "nginx": 2, "replica": 1}
+FILES_PER_CONNECTION = {"load": 1, "proxy": 6, "nginx": 2, "haproxy": 2, "replica": 1}
 #: nginx keeps this many of a worker's files for itself (listeners, logs, its own healthz probes)
 NGINX_SPARE_FILES = 1000
 #: at least one nginx worker per core (two cores here)
@@ -45,6 +51,12 @@ DEFAULT_CONNECTIONS = 20_000
 MAX_FILES = 20_000
 #: the least a process needs to run at all
 MIN_FILES = 1024
+#: HAProxy keeps this many of its files for itself (listeners, its stats socket, the master's socket pair,
+#: the DNS resolver's socket, its pollers and wake-up pipes)
+HAPROXY_SPARE_FILES = 200
+#: client connections HAProxy accepts beyond the WebSockets it is planned for (its own health answers, a
+#: reconnect racing a close)
+HAPROXY_MAXCONN_SPARE = 64
 #: pending connections each listening socket may queue (nginx's, per worker, and each replica's, which
 #: labs/app/server.py sets alike): a connect burst waits there instead of being dropped. The kernel caps it
 #: at net.core.somaxconn, which the stack sets to the same value in each container's network namespace.
@@ -63,6 +75,16 @@ def capacity(kind: str, fd_limit: int) -> int:
 def nginx_workers(connections: int, fd_limit: int) -> int:
     """nginx workers that carry `connections` within `HEADROOM` of `fd_limit` (at least one per core)."""
     return max(MIN_WORKERS, math.ceil(connections / capacity("nginx", fd_limit)))
+
+
+def haproxy_maxconn(fd_limit: int) -> int:
+    """HAProxy's `maxconn` under `fd_limit` open files: two files per client connection it accepts."""
+    return (fd_limit - HAPROXY_SPARE_FILES) // FILES_PER_CONNECTION["haproxy"]
+
+
+def haproxy_most(fd_limit: int) -> int:
+    """The most proxied WebSockets one HAProxy process holds under `fd_limit` open files."""
+    return haproxy_maxconn(fd_limit) - HAPROXY_MAXCONN_SPARE
 
 
 def replicas_for(connections: int, fd_limit: int) -> int:
@@ -90,6 +112,7 @@ class Sizing:
     nginx_workers: int
     worker_connections: int
     backlog: int = BACKLOG
+    balancer: Balancer = Balancer.NGINX
 
     def __post_init__(self) -> None:
         if not MIN_FILES <= self.fd_limit <= MAX_FILES:
@@ -101,6 +124,11 @@ class Sizing:
     @property
     def worker_rlimit_nofile(self) -> int:
         return self.fd_limit
+
+    @property
+    def haproxy_maxconn(self) -> int:
+        """HAProxy's `maxconn`, global and in its frontend (a HAProxy stack's; nginx's ignore it)."""
+        return haproxy_maxconn(self.fd_limit)
 
     @property
     def nofile(self) -> int:
@@ -115,15 +143,17 @@ class Sizing:
         held = (f"holds {self.connections:,} of {self.wanted:,} connections" if self.reduced
                 else f"holds {self.connections:,} connections")
         workers = f"{self.nginx_workers} worker" + ("s" if self.nginx_workers != 1 else "")
-        return (f"{held}: nginx {workers} x {self.worker_connections:,} connections, {self.replicas} replica(s), "
-                f"{self.fd_limit:,} open files per process")
+        front = (f"HAProxy 1 process, maxconn {self.haproxy_maxconn:,}" if self.balancer is Balancer.HAPROXY
+                 else f"nginx {workers} x {self.worker_connections:,} connections")
+        return f"{held}: {front}, {self.replicas} replica(s), {self.fd_limit:,} open files per process"
 
 
-def size_stack(replicas: int, *, fd_limit: int, connections: int = DEFAULT_CONNECTIONS) -> Sizing:
-    """The sizing that lets nginx and `replicas` replicas hold `connections` WebSockets under a hard limit of
-    `fd_limit` files per process, or as many as they can when that is fewer (`Sizing.reduced` says so):
-    each replica carries `capacity("replica")`, nginx at most MAX_WORKERS workers. A limit below MIN_FILES
-    is a SizingError (one line)."""
+def size_stack(replicas: int, *, fd_limit: int, connections: int = DEFAULT_CONNECTIONS,
+               balancer: Balancer = Balancer.NGINX) -> Sizing:
+    """The sizing that lets the balancer and `replicas` replicas hold `connections` WebSockets under a hard
+    limit of `fd_limit` files per process, or as many as they can when that is fewer (`Sizing.reduced` says
+    so): each replica carries `capacity("replica")`, nginx at most MAX_WORKERS workers, HAProxy its one
+    process's `haproxy_most`. A limit below MIN_FILES is a SizingError (one line)."""
     if isinstance(connections, bool) or not isinstance(connections, int) or connections < 1:
         raise SizingError(f"connections {connections!r}: need a whole number, at least 1")
     if not 1 <= replicas <= MAX_REPLICAS:
@@ -132,7 +162,8 @@ def size_stack(replicas: int, *, fd_limit: int, connections: int = DEFAULT_CONNE
         raise SizingError(f"the host's hard open-file limit is {fd_limit}, below the {MIN_FILES} a process here "
                           f"needs; raise it (`ulimit -Hn`, or LimitNOFILE= for a service)")
     limit = min(fd_limit, MAX_FILES)
-    held = min(connections, replicas * capacity("replica", limit), MAX_WORKERS * capacity("nginx", limit))
+    front = haproxy_most(limit) if balancer is Balancer.HAPROXY else MAX_WORKERS * capacity("nginx", limit)
+    held = min(connections, replicas * capacity("replica", limit), front)
     return Sizing(connections=held, wanted=connections, fd_limit=limit, replicas=replicas,
                   nginx_workers=nginx_workers(held, limit),
-                  worker_connections=limit - min(NGINX_SPARE_FILES, limit // 4))
+                  worker_connections=limit - min(NGINX_SPARE_FILES, limit // 4), balancer=balancer)

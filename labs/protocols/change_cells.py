@@ -1,6 +1,6 @@
-"""The detail table of runs under topology changes (a deploy: scale-out, scale-in, a rolling restart, an
-nginx reload): what each change was, what it cut, who came back and where, what was lost or replayed, and
-how slow delivery was meanwhile. A figure that was not measured is "-", never 0."""
+"""The detail table of runs under topology changes (a deploy: scale-out, scale-in, a rolling restart, a
+balancer reload), nginx's and HAProxy's side by side: what each change was, what it cut, who came back and
+where, what was lost or replayed, and how slow delivery was meanwhile. A figure that was not measured is "-", never 0."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def change_columns(outcome: Outcome) -> dict[str, str]:
     f = a.failover
     remap = a.remap
     return {
-        "change": "; ".join(change_text(x, swarm=s.swarm is not None) for x in s.faults), "broker": s.topology.broker.value,
+        "change": "; ".join(change_text(x, swarm=s.swarm is not None) for x in s.faults),
+        "balancer": s.topology.balancer.value, "broker": s.topology.broker.value,
         "balance": s.topology.balance.value, "clients": str(s.workload.clients), "drops": str(a.drops),
         "back": f"{f.reconnected}/{f.dropped}" if f.dropped else "-", "never back": str(a.never_back),
         "reconnect max s": "-" if f.reconnect_max_s is None else f"{f.reconnect_max_s:.2f}",

@@ -15,7 +15,6 @@ from .expect import (
 from .faults import TOPOLOGY_CHANGES, FaultKind
 from .model import (
     ALL_REPLICAS,
-    LB_CONTAINER,
     MAX_DELIVERIES,
     MAX_FAULTS,
     MAX_MASTERS,
@@ -42,7 +41,7 @@ from .model import (
 from .parse import NODE_BROKERS, available, load, on_swarm, parse
 
 __all__ = [
-    "ALL_REPLICAS", "LB_CONTAINER", "TOPOLOGY_CHANGES",
+    "ALL_REPLICAS", "TOPOLOGY_CHANGES",
     "CLUSTER_ONLY", "MAX_DELIVERIES", "MAX_FAULTS", "MAX_MASTERS", "MAX_RECOVERY_S", "MAX_REPLICAS", "MAX_ROOMS",
     "MAX_SENDS", "MAX_SEND_DURATION_S", "MAX_SHUTDOWN_TIMEOUT_S", "MAX_SOFT_STOP_S",
     "MAX_STEP_PAUSE_S", "MIN_MASTERS", "NODE_BROKERS", "SEED_NODE_WS_METRICS", "SOCKETIO_METRICS",

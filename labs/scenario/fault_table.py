@@ -4,7 +4,9 @@ Topology changes (scale-out, scale-in, rolling-restart, reload-lb) run one at a 
 `at`, so the replicas each one finds are known here: a scale-out's new replicas are named (app-N+1 …), a
 scale-in or a rolling restart must name a replica that is serving then, and nginx's
 `worker_shutdown_timeout`, which its old workers read from the config they started with, is one value for
-the whole run.
+the whole run. Behind HAProxy its counterpart is the topology's `hard_stop_after` (a global setting, read
+by the old process from the config it started with too): every change that reloads the balancer carries it
+as its `shutdown_timeout`, and the fault's own key is refused there.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from .faults import KIND_KEYS, NOT_ON_SWARM, FaultKind, UpdateOrder
 from .model import (
     ALL_REPLICAS,
     DEFAULT_RECOVERY_S,
-    LB_CONTAINER,
     MAX_FAULTS,
     MAX_RECOVERY_S,
     MAX_REPLICAS,
@@ -89,11 +90,7 @@ def faults(items: Any, topology: Topology, workload: Workload, where: str,
         if why:
             raise ScenarioError(f"{here}: {why}, this topology has {topology.broker.value}")
         if kind.changes_topology:
-            if topology.balancer is not Balancer.NGINX:
-                raise ScenarioError(f'{here}: {kind.value} runs behind nginx only (it renders nginx\'s upstream and '
-                                    f'worker_shutdown_timeout); this topology has balancer = '
-                                    f'"{topology.balancer.value}"')
-            fault = _change(kind, item, here)
+            fault = _change(kind, item, topology, here)
         else:
             fault = Fault(kind, _target(kind, item, topology, swarm, here), *_schedule(item, here))
         if fault.at + fault.heal_after >= end:
@@ -151,36 +148,42 @@ def _cluster_target(kind: FaultKind, target: Any, topology: Topology, where: str
         raise ScenarioError(f"{where}: {kind.value} needs cluster_replicas >= 1 (no replica could be promoted)")
 
 
-def _change(kind: FaultKind, item: dict[str, Any], where: str) -> Fault:
+def _change(kind: FaultKind, item: dict[str, Any], topology: Topology, where: str) -> Fault:
     """A topology change with its own keys; its target is checked against the replicas serving at its time
-    once every fault is read (`_in_order`)."""
+    once every fault is read (`_in_order`). Behind HAProxy a change that reloads it carries the topology's
+    `hard_stop_after` as its `shutdown_timeout`."""
     if "heal_after" in item:
         raise ScenarioError(f"{where}: heal_after = {show(item['heal_after'])} does not fit {kind.value}: a topology "
                             f"change is not healed (a scale-in undoes a scale-out)")
     at, _, recovery_s = _schedule(item, where)
-    default = {FaultKind.SCALE_OUT: "", FaultKind.ROLLING_RESTART: ALL_REPLICAS,
-               FaultKind.RELOAD_LB: LB_CONTAINER}.get(kind)
+    lb = topology.balancer.value  # the balancer's container is named after it
+    default = {FaultKind.SCALE_OUT: "", FaultKind.ROLLING_RESTART: ALL_REPLICAS, FaultKind.RELOAD_LB: lb}.get(kind)
     target = item.get("target", default)
     if kind is FaultKind.SCALE_OUT and "target" in item:
         raise ScenarioError(f"{where}: scale-out names its new replicas itself (the next app-N), got target = "
                             f"{show(target)}: give count instead")
     if target is None:
         raise ScenarioError(f"{where}: {kind.value} needs target, the replica to remove (app-N)")
-    if kind is FaultKind.RELOAD_LB and target != LB_CONTAINER:
-        raise ScenarioError(f"{where}: reload-lb targets {LB_CONTAINER}, got {show(target)} (the load balancer)")
+    if kind is FaultKind.RELOAD_LB and target != lb:
+        raise ScenarioError(f"{where}: reload-lb targets {lb}, got {show(target)} (the load balancer)")
     if not isinstance(target, str):
         raise ScenarioError(f"{where}: target must be a replica's name (app-N), got {show(target)}")
     flags = {key: item.get(key, default) for key, default in (("graceful", True), ("drain", False))}
     for key, value in flags.items():
         if not isinstance(value, bool):
             raise ScenarioError(f"{where}: {key} must be true or false, got {show(value)}")
-    timeout = item.get("shutdown_timeout")
+    timeout = None if "shutdown_timeout" not in item else float_of(item, "shutdown_timeout", 0.0, 0.001,
+                                                                     MAX_SHUTDOWN_TIMEOUT_S, where)
+    if topology.balancer is Balancer.HAPROXY:
+        if timeout is not None:
+            raise ScenarioError(f"{where}: shutdown_timeout = {show(item['shutdown_timeout'])} is nginx's "
+                                f"worker_shutdown_timeout; behind HAProxy the old process's connections are cut "
+                                f"by hard-stop-after: set topology.hard_stop_after instead")
+        timeout = topology.hard_stop_after if kind.reloads_lb else None
     return Fault(kind, target, at, 0.0, recovery_s, **flags,
                  max_unavailable=int_of(item, "max_unavailable", 1, 1, MAX_REPLICAS, where),
                  step_pause=float_of(item, "step_pause", 0.0, 0.0, MAX_STEP_PAUSE_S, where),
-                 shutdown_timeout=None if timeout is None else float_of(item, "shutdown_timeout", 0.0, 0.001,
-                                                                          MAX_SHUTDOWN_TIMEOUT_S, where),
-                 count=int_of(item, "count", 1, 1, MAX_SCALE_OUT, where),
+                 shutdown_timeout=timeout, count=int_of(item, "count", 1, 1, MAX_SCALE_OUT, where),
                  order=enum_of(item, "order", UpdateOrder.STOP_FIRST, where))
 
 
@@ -232,8 +235,12 @@ def _in_order(faults: list[Fault], topology: Topology, where: str) -> tuple[Faul
                 raise ScenarioError(f"{here}: max_unavailable = {f.max_unavailable} but the rolling restart "
                                     f"replaces {most} replica(s) ({f.target})")
     timeout = next((t for t in timeouts if t is not None), None)
+    if topology.balancer is Balancer.HAPROXY:
+        timeout, knob = topology.hard_stop_after, "topology.hard_stop_after"
+    else:
+        knob = "shutdown_timeout"
     if drained is not None and timeout is not None:
-        raise ScenarioError(f"{where} fault {drained}: drain reloads nginx at every step, and this run's "
-                            f"shutdown_timeout = {show(timeout)} would cut every WebSocket each time: use one or "
+        raise ScenarioError(f"{where} fault {drained}: drain reloads {topology.balancer.value} at every step, and "
+                            f"this run's {knob} = {show(timeout)} would cut every WebSocket each time: use one or "
                             f"the other")
     return tuple(out)

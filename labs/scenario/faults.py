@@ -27,13 +27,13 @@ class FaultKind(enum.Enum):
     PARTITION_NODE = "partition-node"
     #: a Swarm node set to drain: Swarm stops its tasks (heal: active again)
     DRAIN_NODE = "drain-node"
-    #: start replica N+1 (more with `count`), then reload nginx with it in the upstream
+    #: start replica N+1 (more with `count`), then reload the balancer with it among its servers
     SCALE_OUT = "scale-out"
-    #: take a replica out of nginx's upstream, reload nginx, then SIGTERM the replica and wait for it to exit
+    #: take a replica out of the balancer's servers, reload it, then SIGTERM the replica and wait for it to exit
     SCALE_IN = "scale-in"
     #: replace the replicas one at a time (SIGTERM or SIGKILL, start again, wait until ready)
     ROLLING_RESTART = "rolling-restart"
-    #: nginx reloads its config (SIGHUP) while WebSockets are open
+    #: the balancer reloads its config (nginx: SIGHUP, HAProxy: SIGUSR2) while WebSockets are open
     RELOAD_LB = "reload-lb"
 
     @property
@@ -55,7 +55,7 @@ class FaultKind(enum.Enum):
 
     @property
     def reloads_lb(self) -> bool:
-        """It reloads nginx (so `shutdown_timeout` applies to it)."""
+        """It reloads the balancer (so `shutdown_timeout` applies to it)."""
         return self in {FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.RELOAD_LB}
 
 

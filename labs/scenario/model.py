@@ -39,8 +39,6 @@ DEFAULT_RECOVERY_S = 5.0
 MAX_ROOMS = 1000
 #: a rolling restart's target when none is named: every replica, in order
 ALL_REPLICAS = "all"
-#: the load balancer's container: what reload-lb targets
-LB_CONTAINER = "nginx"
 #: scale-out adds at most this many replicas at once; a shutdown timeout and a step pause are bounded too
 MAX_SCALE_OUT = 8
 MAX_SHUTDOWN_TIMEOUT_S = 600.0
@@ -208,15 +206,16 @@ class Fault:
     recovery_s: float = DEFAULT_RECOVERY_S
     #: rolling-restart: SIGTERM and wait for the exit (True), or SIGKILL (False)
     graceful: bool = True
-    #: rolling-restart: take each replica out of nginx's upstream (a reload) before it stops, and put it back
-    #: once it is ready; False: nginx is not told, and finds out by failing to reach it
+    #: rolling-restart: take each replica out of the balancer's servers (a reload) before it stops, and put it
+    #: back once it is ready; False: the balancer is not told, and finds out by failing to reach it
     drain: bool = False
     #: rolling-restart: how many replicas are replaced at a time
     max_unavailable: int = 1
     #: rolling-restart: seconds between one step's replicas being ready and the next step
     step_pause: float = 0.0
-    #: kinds that reload nginx: its `worker_shutdown_timeout` (the old workers' connections are cut this long
-    #: after a reload); None: nginx's default, old workers live as long as their connections
+    #: kinds that reload the balancer: the old workers' connections are cut this long after a reload (nginx's
+    #: `worker_shutdown_timeout`; behind HAProxy the topology's `hard_stop_after`, `hard-stop-after`); None:
+    #: both balancers' default, old workers live as long as their connections
     shutdown_timeout: float | None = None
     #: scale-out: how many replicas are added
     count: int = 1

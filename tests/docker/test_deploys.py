@@ -51,3 +51,18 @@ def test_a_reload_keeps_every_websocket_unless_a_shutdown_timeout_cuts_them(run_
     assert cut.accounting.drops == 12 and "worker_shutdown_timeout 500ms;" in cut.balancer_conf
     # nginx took the config the reload wrote (it logs [emerg] when it refuses one)
     assert "[emerg]" not in cut.logs["nginx"]
+
+
+def test_a_scale_out_behind_haproxy_renders_its_backend_again_and_cuts_at_hard_stop_after(run_once, nothing_left):
+    result = run_once("deploy-scaleout-hash-consistent-haproxy")
+    a = result.accounting
+    assert result.passed, result.verdict.reason
+    # app-4 answered its /healthz through HAProxy before it was a server (resolved by name when asked), then
+    # joined the backend with its own id; the old process cut every WebSocket at hard-stop-after
+    assert result.history.replicas == ["app-1", "app-2", "app-3", "app-4"]
+    assert result.replicas["app-4"]["status"] == 200 and any(s.replica == "app-4" for s in result.history.sessions)
+    assert "    server app-4 app-4:8000 id 4\n" in result.balancer_conf
+    assert "    hard-stop-after 1000ms\n" in result.balancer_conf and "[ALERT]" not in result.logs["haproxy"]
+    assert a.drops == 60 and a.failover.reconnected == 60 and 0 < a.remap.moved < 30
+    (fault,) = result.history.faults
+    assert fault.kind == "scale-out" and fault.reaches == ("app-4", "lb")

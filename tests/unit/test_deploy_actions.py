@@ -4,6 +4,7 @@ of the stack, in which order, what it reports, and how a reload is seen to have 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 
 import pytest
@@ -193,9 +194,64 @@ def test_the_archive_holds_the_one_config_file_where_nginx_reads_it():
         assert tar.extractfile(member).read() == b"worker_processes 1;\n"  # type: ignore[union-attr]
 
 
-def test_make_scenario_deploys_runs_exactly_the_deploy_scenarios():
+def deploys() -> tuple[list[str], list[str]]:
+    """The Makefile's deploy scenarios that have a HAProxy twin, and those that run alone."""
     makefile = (ROOT / "Makefile").read_text()
-    listed = makefile.split("DEPLOYS :=", 1)[1].split("\n\n", 1)[0].replace("\\", " ").split()
+    twinned = makefile.split("DEPLOYED :=", 1)[1].split("\nDEPLOYS :=", 1)[0].replace("\\", " ").split()
+    line = makefile.split("DEPLOYS :=", 1)[1].split("\n", 1)[0]
+    assert line.startswith(" $(foreach s,$(DEPLOYED),$(s) $(s)-haproxy) "), line
+    return twinned, line.split(")")[-1].split()
+
+
+def test_make_scenario_deploys_runs_exactly_the_deploy_scenarios_each_beside_its_haproxy_twin():
+    twinned, alone = deploys()
+    listed = [n for name in twinned for n in (name, f"{name}-haproxy")] + alone
     assert sorted(listed) == [n for n in scenario.available() if n.startswith("deploy-")]
-    assert {f.kind for n in listed for f in scenario.load(n).faults} == {
-        FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.ROLLING_RESTART, FaultKind.RELOAD_LB}
+    for kind in scenario.Balancer:
+        assert {f.kind for n in listed for f in scenario.load(n).faults
+                if scenario.load(n).topology.balancer is kind} == {
+            FaultKind.SCALE_OUT, FaultKind.SCALE_IN, FaultKind.ROLLING_RESTART, FaultKind.RELOAD_LB}
+    # nginx's own max_fails runs alone: HAProxy here has no health checks to hold a replica down
+    assert alone == ["deploy-streams-rolling-max-fails"]
+
+
+def test_a_haproxy_twin_is_its_deploy_with_the_same_workload_and_expect_where_the_behaviour_is_the_same():
+    twinned, _ = deploys()
+    for name in twinned:
+        nginx, twin = scenario.load(name), scenario.load(f"{name}-haproxy")
+        assert (nginx.topology.balancer, twin.topology.balancer) == (scenario.Balancer.NGINX, scenario.Balancer.HAPROXY)
+        assert twin.workload == nginx.workload and twin.expect == nginx.expect, name
+        assert twin.topology.balance == nginx.topology.balance and twin.topology.broker == nginx.topology.broker
+        # the same change (a reload targets the balancer's own container); nginx's shutdown_timeout is the
+        # twin's hard_stop_after
+        def change(f: scenario.Fault) -> scenario.Fault:
+            return dataclasses.replace(f, shutdown_timeout=None,
+                                       target="lb" if f.kind is FaultKind.RELOAD_LB else f.target)
+        assert list(map(change, twin.faults)) == list(map(change, nginx.faults)), name
+        assert [f.shutdown_timeout for f in twin.faults] == [f.shutdown_timeout for f in nginx.faults], name
+
+
+def test_haproxys_master_is_seen_catching_its_reload_signal_in_the_hosts_proc(tmp_path):
+    c = Container()  # its main process is pid 1 in the engine's list
+    (tmp_path / "1").mkdir()
+    status = tmp_path / "1" / "status"
+    status.write_text("Name:\thaproxy\nSigIgn:\t0000000000001000\nSigCgt:\t0000000000000800\n")  # SIGUSR2: bit 12
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is True  # type: ignore[arg-type]
+    status.write_text("Name:\thaproxy\nSigIgn:\t0000000000000800\nSigCgt:\t0000000000004002\n")  # re-executing
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is False  # type: ignore[arg-type]
+    # another process under that pid (the lab in another PID namespace), or none: unknown, not "no"
+    status.write_text("Name:\tsystemd\nSigCgt:\t0000000000000800\n")
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path) is None  # type: ignore[arg-type]
+    assert balancers.catches_reload_now(c, balancers.HAPROXY, proc=tmp_path / "none") is None  # type: ignore[arg-type]
+
+
+def test_a_haproxy_reload_waits_until_the_master_takes_the_signal_again(monkeypatch):
+    c = Container()
+    seen = iter([False, False, True])
+    monkeypatch.setattr(balancers, "catches_reload_now", lambda container, balancer: next(seen))
+    balancers.reload(c, balancers.HAPROXY, config="global\n")  # type: ignore[arg-type]
+    assert c.signals == ["SIGUSR2"] and next(seen, "used up") == "used up"
+    monkeypatch.setattr(balancers, "catches_reload_now", lambda container, balancer: False)
+    with pytest.raises(StackError, match="haproxy's main process did not take SIGUSR2 within 0.05s"):
+        balancers.await_reloadable(c, balancers.HAPROXY, timeout=0.05)  # type: ignore[arg-type]
+    balancers.await_reloadable(c, balancers.NGINX, timeout=0.0)  # type: ignore[arg-type]  # nginx: always

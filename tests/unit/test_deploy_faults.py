@@ -135,9 +135,6 @@ def test_max_fails_is_nginx_s_and_reaches_its_upstream():
     refused(WS.replace("replicas = 3", "replicas = 3\nmax_fails = -1"), "max_fails must be between 0 and 1000")
 
 
-def test_a_topology_change_behind_haproxy_is_refused():
-    refused(with_faults('kind = "reload-lb"\nat = 1').replace("replicas = 3", 'replicas = 3\nbalancer = "haproxy"'),
-            "fault 1", "reload-lb runs behind nginx only", 'balancer = "haproxy"')
 
 
 def test_a_renamed_upstream_keeps_the_health_location_for_every_replica():

@@ -18,7 +18,7 @@ def backend(conf: str) -> str:
 @pytest.mark.parametrize("balance, directives", [
     (Balance.ROUND_ROBIN, ["balance roundrobin"]),
     (Balance.IP_HASH, ["balance source"]),
-    (Balance.HASH, ["balance source", "hash-type map-based"]),
+    (Balance.HASH, ["balance source", "hash-type map-based sdbm avalanche"]),
     (Balance.HASH_CONSISTENT, ["balance source", "hash-type consistent"]),
     (Balance.COOKIE, ["balance roundrobin", 'cookie srv insert indirect nocache httponly attr "SameSite=Lax"']),
     (Balance.ROOM, ["balance url_param room", "hash-type consistent"]),
@@ -29,7 +29,7 @@ def test_each_policy_renders_its_directives_in_the_backend(balance, directives):
     assert lines[:len(directives)] == directives
     cookie = balance is Balance.COOKIE
     for i in (1, 2, 3):
-        assert f"    server app-{i} app-{i}:8000{f' cookie app-{i}' if cookie else ''}\n" in section
+        assert f"    server app-{i} app-{i}:8000 id {i}{f' cookie app-{i}' if cookie else ''}\n" in section
     if balance is Balance.IP_HASH:
         assert "hash-type" not in section  # HAProxy's default map-based, as nginx's ip_hash is not consistent
     if not cookie:
@@ -53,17 +53,22 @@ def test_timeouts_outlive_the_ping_interval_and_tunnels_are_websockets():
 def test_the_lab_endpoints_are_answered_by_the_balancer_and_by_each_replica_alone():
     conf = render_haproxy(for_replicas(2))
     assert f'http-request return status 200 content-type text/plain string "ok\\n" if {{ path {READY_PATH} }}' in conf
-    for i in (1, 2):
-        assert f"use_backend lab-app-{i} if {{ path /_lab/app-{i}/healthz }}" in conf
-        assert f"backend lab-app-{i}\n    http-request set-path /healthz\n    server app-{i} app-{i}:8000\n" in conf
-    assert "    default_backend app\n" in conf
+    # any app-N's /healthz, by its name resolved when asked (Docker's DNS): not only the servers listed here
+    assert "    acl lab_replica path_reg ^/_lab/app-[0-9]+/healthz$\n" in conf
+    assert "    http-request do-resolve(txn.lab_addr,docker,ipv4) var(txn.lab_replica) if lab_replica\n" in conf
+    assert "resolvers docker\n    nameserver dns 127.0.0.11:53\n" in conf
+    lab = conf.split("\nbackend lab-replica\n", 1)[1]
+    assert "    http-request set-path /healthz\n    http-request set-dst var(txn.lab_addr)\n" in lab
+    assert "    server replica 0.0.0.0:8000\n" in lab and "lab-app-" not in conf
+    assert conf.index("use_backend lab-replica if lab_replica") < conf.index("    default_backend app\n")
     # nginx answers the same path: the stack's readiness probe is one for both
     assert f"location = {READY_PATH} {{" in render.render_nginx(render.for_replicas(1))
 
 
 def test_one_thread_pid_socket_under_tmp_and_logs_on_stdout():
     conf = render_haproxy(for_replicas(1))
-    assert "    nbthread 1\n    # " in conf and "    maxconn 2048\n" in conf
+    assert "    nbthread 1\n    # " in conf and "    maxconn 2048\n" in conf.split("\ndefaults\n")[0]
+    assert "    bind :8080\n    maxconn 2048\n" in conf  # the frontend's own limit, else HAProxy's global one
     assert "    pidfile /tmp/haproxy.pid\n" in conf and "    stats socket /tmp/haproxy.sock mode 600 level user\n" in conf
     assert "    log stdout format raw local0\n" in conf and "    log global\n" in conf
     directives = {line.split()[0] for line in conf.splitlines() if line.strip() and not line.lstrip().startswith("#")}

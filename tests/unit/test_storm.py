@@ -185,7 +185,8 @@ def test_a_replica_comes_back_after_the_wave_unless_told_but_a_balancer_must_com
 
 def test_haproxy_is_one_process_so_it_is_refused_past_what_its_files_hold():
     from labs.bench.connections.plan import plan_layout
-    from labs.bench.storm.front import front_for, haproxy_most
+    from labs.bench.storm.front import front_for
+    from labs.infra.sizing import haproxy_most
     from labs.scenario import Balancer
 
     assert haproxy_most(20_000) == 9_836

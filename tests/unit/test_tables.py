@@ -222,3 +222,15 @@ def test_a_deploy_gets_its_own_table_with_what_the_change_cut_and_where_clients_
     assert cells["change"] == "scale-in app-3 (no shutdown timeout)"
     assert (cells["drops"], cells["back"], cells["remapped"], cells["close codes"]) == ("1", "1/1", "1/1 (1.00)", "1001 ×1")
     assert "WebSocket" in by_title and "remapped" not in by_title["WebSocket"][0]
+
+
+def test_a_deploy_and_its_haproxy_twin_stand_side_by_side_with_their_balancer():
+    h = room()
+    h.sessions = [Session("a", "app-3", 0.0, 1.2, 1001), Session("a", "app-1", 1.3), Session("b", "app-1", 0.0)]
+    h.faults = [FaultEvent("scale-in", "app-3", 1.0, 1.5, ("app-3",))]
+    text = table([run("deploy-scalein-pubsub", h), run("deploy-scalein-pubsub-haproxy", h)])
+    (_, summary_columns, summary_rows), *details = tables(text)
+    assert [dict(zip(summary_columns, r))["balancer"] for r in summary_rows] == ["nginx", "haproxy"]
+    by_title = {title: (columns, rows) for title, columns, rows in details}
+    columns, rows = by_title["WebSocket under topology changes"]
+    assert [dict(zip(columns, r))["balancer"] for r in rows] == ["nginx", "haproxy"]

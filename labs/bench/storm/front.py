@@ -10,14 +10,10 @@ from dataclasses import dataclass
 from ...infra.balancers import ADAPTERS, BalancerAdapter
 from ...infra.render import Upstream
 from ...infra.render_haproxy import HaproxyConfig, render_haproxy
+from ...infra.sizing import FILES_PER_CONNECTION, HAPROXY_MAXCONN_SPARE, haproxy_most
 from ...scenario import Balancer
 from ..connections.plan import Layout, PlanError, Via
 from ..connections.run import nginx_config
-
-#: HAProxy is one process: each proxied WebSocket holds two of its files, plus its listeners, pipes and logs
-HAPROXY_FILES_PER_CONNECTION, HAPROXY_SPARE_FILES = 2, 200
-#: client connections HAProxy accepts beyond the clients (its own health answers, a reconnect racing a close)
-HAPROXY_MAXCONN_SPARE = 64
 
 
 @dataclass(frozen=True)
@@ -29,11 +25,6 @@ class Front:
     def name(self) -> str:
         """Its container's name in the stack."""
         return self.adapter.name
-
-
-def haproxy_most(fd_limit: int) -> int:
-    """The most proxied WebSockets one HAProxy process holds under `fd_limit` open files."""
-    return (fd_limit - HAPROXY_SPARE_FILES) // HAPROXY_FILES_PER_CONNECTION - HAPROXY_MAXCONN_SPARE
 
 
 def front_for(balancer: Balancer, layout: Layout, *, upstream_timeout_ms: int, max_fails: int | None) -> Front:
@@ -49,7 +40,7 @@ def front_for(balancer: Balancer, layout: Layout, *, upstream_timeout_ms: int, m
     most = haproxy_most(layout.fd_limit)
     if layout.connections > most:
         raise PlanError(f"N={layout.connections}: HAProxy is one process, and {layout.connections} proxied "
-                        f"WebSockets need ~{HAPROXY_FILES_PER_CONNECTION * layout.connections:,} open files; one "
+                        f"WebSockets need ~{FILES_PER_CONNECTION['haproxy'] * layout.connections:,} open files; one "
                         f"process holds {layout.fd_limit:,} here: give N <= {most}")
     config = HaproxyConfig(tuple(Upstream(f"app-{i}", f"app-{i}", 8000) for i in range(1, layout.replicas + 1)),
                            connect_timeout_ms=upstream_timeout_ms, threads=layout.nginx_workers,
