@@ -28,7 +28,6 @@ from ..errors import LabError, StackError
 from ..infra.images import Image, ImageSet
 from ..infra.stack import Stack
 from ..scenario import (
-    LB_CONTAINER,
     MAX_REPLICAS,
     MAX_SHUTDOWN_TIMEOUT_S,
     MAX_STEP_PAUSE_S,
@@ -112,7 +111,7 @@ def rendering(s: Scenario, timeout: float | None) -> Scenario:
     """The scenario whose renderer writes nginx's config with `timeout` as its worker_shutdown_timeout: the
     one reloading fault that declares it (spec.shutdown_timeout_ms reads it there), the others as they are."""
     kept = tuple(f for f in s.faults if not f.kind.reloads_lb)
-    declared = (Fault(FaultKind.RELOAD_LB, LB_CONTAINER, 0.0, shutdown_timeout=timeout),) if timeout is not None else ()
+    declared = (Fault(FaultKind.RELOAD_LB, s.topology.balancer.value, 0.0, shutdown_timeout=timeout),) if timeout is not None else ()
     return replace(s, faults=kept + declared)
 
 

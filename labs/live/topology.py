@@ -19,7 +19,7 @@ from ..errors import LabError
 from ..infra.faults import ReloadLB, RollingRestart, ScaleIn, ScaleOut
 from ..infra.operations import Operations
 from ..infra.stack import Stack
-from ..scenario import ALL_REPLICAS, LB_CONTAINER, Fault, FaultKind
+from ..scenario import ALL_REPLICAS, Fault, FaultKind
 from .changes import Change, Stopped, check_deploy, check_scale, check_timeout, connections, counted, run, scaled, total
 
 #: how often a deploy counts the connections while its clients come back (a measurement's sampling period,
@@ -186,7 +186,7 @@ def reload(args: argparse.Namespace) -> int:
         change.note(change=f"reloading {stack.balancer.name}")
         with signals.deferred():
             ReloadLB(stack.operations(), stack.balancer.name,
-                     Fault(FaultKind.RELOAD_LB, LB_CONTAINER, 0.0, shutdown_timeout=old)).apply()
+                     Fault(FaultKind.RELOAD_LB, stack.balancer.name, 0.0, shutdown_timeout=old)).apply()
             if args.shutdown_timeout is not None:
                 change.note(shutdown_timeout=args.shutdown_timeout)
         after = connections(stack, names)
