@@ -33,15 +33,18 @@ class Rejoin:
     offset_sent: bool
     recovered: bool | None
     replayed: tuple[str, ...] = ()
+    #: the offset the CONNECT carried (None: none)
+    offset: str | None = None
 
 
 @dataclass(frozen=True)
 class DropRecovery:
     """One dropped connection and how it came back.
 
-    `missed`: (message, this client) pairs owed, sent from the dropped connection's opening until the
-    client was back, that neither reached it before it dropped nor came live once it was back (a sender's
-    resend, a message still on its way): what only a replay could give; `filled`: of those, the ones the
+    `missed`: (message, this client) pairs owed that the server had (acknowledged; else generated) from the
+    moment the dropped connection was answered until the client was back, that neither reached it before it
+    dropped nor came live on the next connection (a message still on its way): what only a replay could
+    give; `filled`: of those, the ones the
     replay delivered; `duplicates`: replayed copies of pairs it already had (or had twice in one replay),
     and live copies, once it was back, of pairs the replay had just given it;
     `lost`: missed pairs never delivered by the end of the run."""
@@ -100,16 +103,27 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
     for rejoin in sorted(rejoins, key=lambda r: r.started):
         by_client.setdefault(rejoin.client, []).append(rejoin)
     sender_of = {m.id: m.sender for m in h.sent}
+    # when the server had a message: its first acknowledgement (a message generated while its sender was
+    # away goes out only once the sender is back), else when it was generated
+    had: dict[str, float] = {}
+    for a in h.acks:
+        had[a.id] = min(a.at, had.get(a.id, a.at))
     out: list[DropRecovery] = []
     for s in sorted((s for s in h.sessions if s.closed is not None), key=lambda s: s.closed or 0.0):
         closed = s.closed
         assert closed is not None
-        j = _next_rejoin(by_client.get(s.client, []), closed)
+        mine = by_client.get(s.client, [])
+        j = _next_rejoin(mine, closed)
         back = j.at if j is not None else None
         until = back if back is not None else float("inf")
+        # the connection that dropped was live from its CONNECT answer; the next one until it dropped
+        start = max((r.at for r in mine if r.recovered is not None and r.at <= s.opened), default=s.opened)
+        after = next((n for n in sessions.get(s.client, []) if n.opened >= until), None)
+        live_until = float("inf") if after is None or after.closed is None else after.closed
         owed = [m.id for m in h.sent if m.sender != s.client and room_of.get(m.sender) == room_of.get(s.client)
-                and joined.get(s.client, float("inf")) <= m.at and s.opened <= m.at < until]
-        missed = {mid for mid in owed if not any(t < closed or t >= until for t in got.get((mid, s.client), ()))}
+                and joined.get(s.client, float("inf")) <= m.at and start <= had.get(m.id, m.at) < until]
+        missed = {mid for mid in owed
+                  if not any(t < closed or until <= t < live_until for t in got.get((mid, s.client), ()))}
         replayed = [mid for mid in (j.replayed if j is not None else ()) if sender_of.get(mid) != s.client]
         seen = Counter[str]()
         duplicates = 0

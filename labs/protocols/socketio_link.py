@@ -162,12 +162,13 @@ class SocketIOLink(Link):
         self.recovery.opening()
         auth = self.recovery.connect_auth()
         sent = (bool(auth and "pid" in auth), bool(auth and "offset" in auth))
+        offset = auth.get("offset") if auth else None
         replayed: list[str] = []
         answered: list[Rejoin] = []
 
         def on_connect_packet(data: Any) -> None:
             recovered = self.recovery.on_connect(data)
-            answered.append(Rejoin(self.name, started, time.monotonic(), *sent, recovered, tuple(replayed)))
+            answered.append(Rejoin(self.name, started, time.monotonic(), *sent, recovered, tuple(replayed), offset))
             self.rejoins.append(answered[0])
 
         def on_event_packet(data: list[Any]) -> None:
@@ -200,7 +201,7 @@ class SocketIOLink(Link):
         try:
             await sio.connect(self.url, transports=self.transports, wait=False, auth=auth)
         except (socketio.exceptions.ConnectionError, ValueError) as exc:
-            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None))
+            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None, (), offset))
             raise JoinFailed(f"connect failed: {exc}") from None
         waiter: asyncio.Future[Any] = asyncio.ensure_future(closed.wait())
         try:
@@ -212,7 +213,7 @@ class SocketIOLink(Link):
         if not joined.done():
             joined.cancel()
         if not answered:
-            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None, tuple(replayed)))
+            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None, tuple(replayed), offset))
         failed = [e for e in self.http_log if e.client == self.name and not e.ok]
         why = f"{failed[-1].status} {failed[-1].detail}" if failed else f"not in the room after {timeout:g}s"
         await self._dispose(grace=0.0)
