@@ -7,7 +7,8 @@
 //   @socket.io/redis-streams-adapter (its `maxLen` from --maxlen) and turns connection state recovery on
 //   (`maxDisconnectionDuration` from --max-disconnection-ms): what a reader reaches for when PubSub's
 //   at-most-once bites. Everything else stays as written. Its Redis client counts its errors (as the
-//   adapter's README has it, without an 'error' listener, the process ends on a Redis restart).
+//   adapter's README has it, without an 'error' listener, the process ends on a Redis restart), and every
+//   session it persists or restores, and why a restore failed, is counted and logged (watchSessions).
 // - The Server is attached to an HTTP server that also answers GET /healthz (lab.mjs), on the port the
 //   command line gives (the article: 3000); the Redis URL comes from the command line too, and the Redis
 //   clients name themselves after the replica (CLIENT SETNAME), so /healthz can see in CLIENT LIST that
@@ -57,6 +58,7 @@ if (recovery) { // lab: the Streams adapter, with recovery
   pubClient.on('error', () => { counters.redis_errors += 1; });
   await pubClient.connect();
   io.adapter(createStreamsAdapter(pubClient, { maxLen: opts.maxLen }));
+  watchSessions(io.of('/').adapter);
 } else if (opts.broker === 'redis-pubsub') { // lab: the adapter on
   await lab.waitForRedis(opts.redis); // lab
   // Redis 어댑터 설정 (자동으로 PubSub 처리)
@@ -87,6 +89,42 @@ ready = true; // lab
 function redisClients() {
   const adapter = io.of('/').adapter;
   return [...new Set([pubClient, adapter.pubClient, adapter.subClient])].filter(Boolean);
+}
+
+// lab: what the adapter does with sessions, counted and logged (one JSON line each, with the time in ms):
+// each session it persists when a socket closes, each restore and why one failed (socket.io then starts a
+// new session and says only `recovered: false`)
+function watchSessions(adapter) {
+  counters.persisted = 0;
+  counters.restored = 0;
+  counters.restore_failed = {};
+  const persist = adapter.persistSession.bind(adapter);
+  const restore = adapter.restoreSession.bind(adapter);
+  adapter.persistSession = (session) => {
+    counters.persisted += 1;
+    console.log(JSON.stringify({ at: Date.now(), persist: session.pid, rooms: session.rooms.length }));
+    return persist(session);
+  };
+  adapter.restoreSession = async (pid, offset) => {
+    // asked on the same connection just before the adapter's own GETDEL and XRANGE, which say only
+    // "session or offset not found": whether the session, and the offset's entry, were there
+    const seen = Promise.all([pubClient.exists(`sio:session:${pid}`),
+                              /^[0-9]+-[0-9]+$/.test(offset) ? pubClient.xRange('socket.io', offset, offset) : []]);
+    seen.catch(() => {}); // read only when the restore failed
+    try {
+      const session = await restore(pid, offset);
+      counters.restored += 1;
+      console.log(JSON.stringify({ at: Date.now(), restored: pid, offset, missed: session.missedPackets.length }));
+      return session;
+    } catch (err) {
+      const [session, entry] = await seen.catch(() => [null, null]);
+      const why = `${String(err?.message ?? err)} (session ${session ? 'present' : session === 0 ? 'absent' : '?'}, `
+        + `offset ${entry === null ? '?' : entry.length ? 'present' : 'absent'})`;
+      counters.restore_failed[why] = (counters.restore_failed[why] ?? 0) + 1;
+      console.log(JSON.stringify({ at: Date.now(), restore_failed: pid, offset, why }));
+      throw err;
+    }
+  };
 }
 
 // lab: this replica's Redis connections as Redis sees them (CLIENT LIST, by the name they share): the
