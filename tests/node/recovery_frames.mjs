@@ -11,9 +11,10 @@
 // - "fresh" closes its transport before it received anything, and reconnects with its pid alone;
 // - "sender" sends the four messages.
 // Prints one JSON object: {"listener": {"frames": [[dir, text], ...], "recovered": bool},
-//                          "fresh": {...}}, each frame an Engine.IO message's text (a Socket.IO packet), dir
-// "out" (written) or "in" (read), in order.
-import { io } from "socket.io-client";
+//                          "fresh": {...}}, each frame an Engine.IO message as its text goes on the wire
+// ("4" then the Socket.IO packet: 40{...} a CONNECT, 42[...] an EVENT), dir "out" (written) or "in" (read),
+// in order.
+import { Manager } from "socket.io-client";
 
 const args = Object.fromEntries(
   process.argv.slice(2).reduce((pairs, arg, i, all) => (arg.startsWith("--") ? [...pairs, [arg.slice(2), all[i + 1]]] : pairs), []),
@@ -26,24 +27,32 @@ if (!port) {
 }
 const url = `http://127.0.0.1:${port}`;
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const deadline = setTimeout(() => { console.error("timed out"); process.exit(1); }, 30_000);
-
-function recorded(name) {
-  const socket = io(url, { transports: ["websocket"], reconnectionDelay: 200, reconnectionDelayMax: 200,
-                           randomizationFactor: 0 });
-  const frames = [];
-  socket.io.on("open", () => {
-    const engine = socket.io.engine;
-    engine.on("packetCreate", (p) => { if (p.type === "message") frames.push(["out", String(p.data)]); });
-    engine.on("packet", (p) => { if (p.type === "message") frames.push(["in", String(p.data)]); });
-  });
-  const got = [];
-  socket.on("new-message", (message) => got.push(message.id));
-  return { name, socket, frames, got };
-}
+let step = "connecting";
+const deadline = setTimeout(() => { console.error(`timed out while ${step}`); process.exit(1); }, 30_000);
 
 const once = (socket, event) => new Promise((resolve) => socket.once(event, resolve));
 const join = (socket) => new Promise((resolve) => socket.emit("join-room", room, resolve));
+
+function recorded(name) {
+  // the Manager's "open" listener is ours before the socket's (which writes CONNECT on it), so every frame
+  // of every connection is seen
+  const manager = new Manager(url, { transports: ["websocket"], reconnectionDelay: 200, reconnectionDelayMax: 200,
+                                     randomizationFactor: 0, autoConnect: false });
+  const frames = [];
+  manager.on("open", () => {
+    const engine = manager.engine;
+    // as on the wire: Engine.IO's message type (4) before the Socket.IO packet
+    engine.on("packetCreate", (p) => { if (p.type === "message") frames.push(["out", `4${p.data}`]); });
+    engine.on("packet", (p) => { if (p.type === "message") frames.push(["in", `4${p.data}`]); });
+  });
+  const socket = manager.socket("/");
+  const got = [];
+  socket.on("new-message", (message) => got.push(message.id));
+  const connected = once(socket, "connect");
+  socket.connect();
+  return { name, socket, frames, got, connected };
+}
+
 
 async function until(test) {
   while (!test()) await sleep(20);
@@ -53,9 +62,10 @@ const listener = recorded("listener");
 const fresh = recorded("fresh");
 const sender = recorded("sender");
 for (const c of [listener, fresh, sender]) {
-  await once(c.socket, "connect");
+  await c.connected;
   await join(c.socket);
 }
+step = "fresh reconnecting";
 // fresh: away before it received anything
 const freshBack = once(fresh.socket, "connect");
 fresh.socket.io.engine.close();
@@ -63,6 +73,7 @@ await freshBack;
 await join(fresh.socket);
 
 const send = (n) => sender.socket.emit("chat-message", room, { id: `m${n}`, sender: "sender" });
+step = "listener receiving";
 send(1);
 send(2);
 await until(() => listener.got.length >= 2);
@@ -70,8 +81,11 @@ const listenerBack = once(listener.socket, "connect");
 listener.socket.io.engine.close();
 send(3);
 send(4);
+step = "sender receiving";
 await until(() => sender.got.length >= 4);
+step = "listener reconnecting";
 await listenerBack;
+step = "listener receiving the replay";
 await until(() => listener.got.length >= 4);
 clearTimeout(deadline);
 const out = {};
