@@ -91,7 +91,7 @@ def lost_text(a: Accounting, *, faulted: bool) -> str:
 def recovery_json(drops: list[DropRecovery]) -> dict[str, Any]:
     t = totals(drops)
     return {**asdict(t), "gap_filled": t.gap_filled,
-            "drops": [{**asdict(d), "gap_filled": d.gap_filled} for d in drops]}
+            "per_drop": [{**asdict(d), "gap_filled": d.gap_filled} for d in drops]}
 
 
 class SocketIOProtocol(ProtocolAdapter):
