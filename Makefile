@@ -52,7 +52,7 @@ DEPLOYS := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-str
 # @socket.io/redis-streams-adapter (recovery on), then the classic adapter as the control that recovers none
 RECOVERY := recovery-transport-close recovery-graceful-shutdown recovery-kill-replica recovery-restart-redis \
            recovery-rolling-restart recovery-past-max-disconnection recovery-trimmed recovery-twice \
-           recovery-nothing-received recovery-control-transport-close
+           recovery-nothing-received recovery-long-lived recovery-control-transport-close
 
 .DEFAULT_GOAL := help
 .PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-recovery scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
