@@ -52,8 +52,14 @@ DEPLOYED := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-st
             deploy-scaleout-hash-consistent deploy-scaleout-hash
 DEPLOYS := $(foreach s,$(DEPLOYED),$(s) $(s)-haproxy) deploy-streams-rolling-max-fails
 
+# Socket.IO connection state recovery, one fault per row: the seed Node server with
+# @socket.io/redis-streams-adapter (recovery on), then the classic adapter as the control that recovers none
+RECOVERY := recovery-transport-close recovery-graceful-shutdown recovery-kill-replica recovery-restart-redis \
+           recovery-rolling-restart recovery-past-max-disconnection recovery-trimmed recovery-twice \
+           recovery-nothing-received recovery-long-lived recovery-control-transport-close
+
 .DEFAULT_GOAL := help
-.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
+.PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-recovery scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z%_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -91,6 +97,9 @@ scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 
 
 scenario-deploys: setup ## topology changes as faults, nginx and HAProxy side by side: rolling restarts, scale-in, balancer reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary with a balancer column, then one table
 	$(LAB) run $(DEPLOYS)
+
+scenario-recovery: setup ## Socket.IO connection state recovery under each fault (transport closed, graceful and SIGKILLed server, Redis restarted, rolling restart, past maxDisconnectionDuration, trimmed, twice, nothing received yet) and the classic adapter's control — one table
+	$(LAB) run $(RECOVERY)
 
 scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams, rolling updates — a summary, then one table per kind
 	$(LAB) run --swarm-up 3 $(SWARM)

@@ -29,12 +29,15 @@ from .accounting.history import (
     Sent,
     Session,
 )
+from .infra.faults import ClientSide
 from .protocols.base import JoinFailed, Link, LinkDown, ProtocolAdapter
-from .scenario import Scenario
+from .scenario import ALL_REPLICAS, Scenario
 
 #: errors a connection attempt may end with; anything else is a bug in the lab
 JOIN_ERRORS = (OSError, TimeoutError, JoinFailed, LinkDown, ConnectionError)
-During = Callable[[float], Awaitable[list[FaultEvent]]]
+During = Callable[[float, ClientSide], Awaitable[list[FaultEvent]]]
+#: how long a fault's thread waits for the clients to close their transports
+CLOSE_TIMEOUT_S = 30.0
 Progress = Callable[[str], None]
 
 
@@ -158,10 +161,27 @@ class Client:
         return self.current is not None and not self.unacked
 
 
+class Clients(ClientSide):
+    """The scripted clients as a fault sees them, from its own thread (infra.faults.ClientSide)."""
+
+    def __init__(self, clients: list[Client]) -> None:
+        self.clients = clients
+        self.loop = asyncio.get_running_loop()
+
+    def close_transports(self, target: str) -> list[str]:
+        return asyncio.run_coroutine_threadsafe(self._close(target), self.loop).result(CLOSE_TIMEOUT_S)
+
+    async def _close(self, target: str) -> list[str]:
+        chosen = [c for c in self.clients
+                  if c.current is not None and (target == ALL_REPLICAS or c.current[0] == target)]
+        await asyncio.gather(*(c.link.drop_transport() for c in chosen))
+        return [c.name for c in chosen]
+
+
 async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, replicas: list[str], host: str = "127.0.0.1",
               during: During | None = None, progress: Progress = lambda line: None) -> History:
     """Join every client (one at a time, so round-robin placement is exact), send from every client that
-    got in while `during(started)` runs the faults, settle, drain, close; return the History."""
+    got in while `during(started, clients)` runs the faults, settle, drain, close; return the History."""
     wl = scenario.workload
     protocol.prepare()
     history = protocol.new_history()
@@ -186,7 +206,7 @@ async def run(port: int, scenario: Scenario, protocol: ProtocolAdapter, *, repli
         if ready:
             started = time.monotonic()
             if during is not None:
-                side = asyncio.ensure_future(during(started))
+                side = asyncio.ensure_future(during(started, Clients(ready)))
             body = "x" * wl.payload
             # each client on its own phase of the interval: the room's sends come evenly spaced, not in
             # bursts of one per client (a burst queues at the broker and measures the burst, not the hop)

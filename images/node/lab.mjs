@@ -1,6 +1,7 @@
 // What the lab adds around the seed article's Node servers, kept out of them so that seed-ws.mjs and
 // seed-socketio.mjs stay close to the article's text: the command line the lab's Stack gives every replica
-// (--name app-N --port P --broker B --redis URL), a /healthz endpoint, a wait for Redis at start-up, the
+// (--name app-N --port P --broker B --redis URL, and for the Redis Streams adapter --maxlen N
+// --max-disconnection-ms MS), a /healthz endpoint, a wait for Redis at start-up, the
 // versions that ran, and a clean exit on SIGTERM.
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
@@ -25,6 +26,8 @@ export function options(brokers) {
       options: {
         name: { type: 'string' }, port: { type: 'string', default: '8000' },
         broker: { type: 'string' }, redis: { type: 'string', default: 'redis://redis:6379/0' },
+        maxlen: { type: 'string', default: '10000' },
+        'max-disconnection-ms': { type: 'string', default: '120000' },
       },
     }));
   } catch (err) {
@@ -35,7 +38,15 @@ export function options(brokers) {
   if (!Number.isInteger(port) || port < 1 || port > 65535) refuse('--port must be 1..65535');
   if (!brokers.includes(values.broker)) refuse(`--broker must be one of ${brokers.join(', ')}`);
   if (!REDIS_RE.test(values.redis)) refuse('--redis must be redis://HOST:PORT[/DB]');
-  return { name: values.name, port, broker: values.broker, redis: values.redis };
+  const maxLen = integer(values.maxlen, 1, 10_000_000, '--maxlen');
+  const maxDisconnectionMs = integer(values['max-disconnection-ms'], 1, 3_600_000, '--max-disconnection-ms');
+  return { name: values.name, port, broker: values.broker, redis: values.redis, maxLen, maxDisconnectionMs };
+}
+
+function integer(text, min, max, flag) {
+  const value = /^[0-9]{1,8}$/.test(text) ? Number(text) : NaN;
+  if (!(value >= min && value <= max)) refuse(`${flag} must be an integer ${min}..${max}`);
+  return value;
 }
 
 /** Resolve once Redis accepts a TCP connection (it starts beside the replicas); fail after `timeout` ms.

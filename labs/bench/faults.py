@@ -29,6 +29,7 @@ FAULT_TEXT = {
     "kill-cluster-master": "kill master {t} (SIGKILL), restart", "kill-node": "kill {t}'s engine",
     "partition-node": "cut {t} off", "drain-node": "drain {t}", "scale-out": "scale out: {t} added",
     "scale-in": "scale in: {t} drained, stopped", "rolling-restart": "rolling restart of {t}", "reload-lb": "reload nginx",
+    "close-transports": "clients on {t} close their transports",
 }
 COLUMNS = ("lost", "lost_outside_fault", "duplicated", "nacked", "recovered", "trimmed", "max_gap_s")
 FIGURES = COLUMNS + ("sent", "expected")

@@ -15,15 +15,24 @@ import contextlib
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ..accounting.history import FaultEvent
-from ..accounting.reach import BROKER, LB, reach
+from ..accounting.reach import BROKER, LB, client, reach
 from ..errors import StackError
 from ..scenario import Fault, FaultKind
 from .balancers import NAMES
 from .redis_cluster import myself_flags
 from .running import RunningStack, StackOperations
+
+
+class ClientSide(Protocol):
+    """The scripted clients of a run, for a fault that acts on them. Called from the fault's thread."""
+
+    def close_transports(self, target: str) -> list[str]:
+        """Close the transports of the clients connected to replica `target` (every client: "all"), as
+        each client itself would; return their names."""
+        ...
 
 
 @dataclass
@@ -34,6 +43,10 @@ class Action:
     fault: Fault | None = None
     #: what it did one replica at a time: (replica, from, until), each reported as a fault of its own
     steps: list[tuple[str, float, float]] = field(default_factory=list)
+    #: the run's clients (a client-side fault acts on them)
+    clients: ClientSide | None = None
+    #: the parts it reached, when only applying it tells (the clients whose transports it closed)
+    reached: tuple[str, ...] = ()
 
     def apply(self) -> None:
         raise NotImplementedError
@@ -225,6 +238,17 @@ class RollingRestart(Action):
             self.steps += self.ops.replace(names[k:k + f.max_unavailable], f, serving=tuple(everyone), first=not k)
 
 
+class CloseTransports(Action):
+    """The clients on the target replica (or every client) close their transports, as a browser whose
+    network changed: no Socket.IO DISCONNECT, so the server keeps the session for recovery. They come back
+    as the workload reconnects. Nothing to heal."""
+
+    def apply(self) -> None:
+        if self.clients is None:
+            raise StackError("close-transports acts on a run's clients, and this stack was given none")
+        self.reached = tuple(client(name) for name in self.clients.close_transports(self.target))
+
+
 ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.KILL_NODE: KillNode,
     FaultKind.PARTITION_NODE: PartitionNode,
@@ -242,6 +266,7 @@ ACTIONS: dict[FaultKind, type[Action]] = {
     FaultKind.SCALE_IN: ScaleIn,
     FaultKind.RELOAD_LB: ReloadLB,
     FaultKind.ROLLING_RESTART: RollingRestart,
+    FaultKind.CLOSE_TRANSPORTS: CloseTransports,
 }
 
 
@@ -265,12 +290,12 @@ def reaches(fault: Fault, node_of: dict[str, str]) -> tuple[str, ...]:
 
 
 async def run_fault(stack: RunningStack, fault: Fault, *, started_at: float,
-                    one_at_a_time: asyncio.Lock | None = None) -> list[FaultEvent]:
+                    one_at_a_time: asyncio.Lock | None = None, clients: ClientSide | None = None) -> list[FaultEvent]:
     """Apply one fault at `started_at + fault.at`, heal it `heal_after` later (or on cancellation). A fault
     whose apply raised is healed too (it may have half happened) before the error goes on. A topology change
     first waits for `one_at_a_time` (the one before it still under way). What happened: one event, or one
     per step of a rolling restart."""
-    action = ACTIONS[fault.kind](stack.operations(), fault.target, fault)
+    action = ACTIONS[fault.kind](stack.operations(), fault.target, fault, clients=clients)
     parts = reaches(fault, stack.node_of())
     await asyncio.sleep(max(0.0, started_at + fault.at - time.monotonic()))
     async with one_at_a_time or contextlib.nullcontext():
@@ -290,22 +315,23 @@ async def run_fault(stack: RunningStack, fault: Fault, *, started_at: float,
     if action.steps:
         return [FaultEvent(fault.kind.value, name, began, ended, (name,), fault.recovery_s)
                 for name, began, ended in action.steps]
-    return [FaultEvent(fault.kind.value, fault.target, applied, healed, parts, fault.recovery_s)]
+    return [FaultEvent(fault.kind.value, fault.target, applied, healed, action.reached or parts, fault.recovery_s)]
 
 
 def fault_schedule(stack: RunningStack, faults: tuple[Fault, ...]
-                   ) -> Callable[[float], Coroutine[Any, Any, list[FaultEvent]]] | None:
+                   ) -> Callable[[float, ClientSide], Coroutine[Any, Any, list[FaultEvent]]] | None:
     """What a workload runs beside its clients once sending starts: the scenario's faults, or nothing."""
     if not faults:
         return None
-    return lambda started: run_faults(stack, faults, started_at=started)
+    return lambda started, clients: run_faults(stack, faults, started_at=started, clients=clients)
 
 
-async def run_faults(stack: RunningStack, faults: tuple[Fault, ...], *, started_at: float) -> list[FaultEvent]:
+async def run_faults(stack: RunningStack, faults: tuple[Fault, ...], *, started_at: float,
+                     clients: ClientSide | None = None) -> list[FaultEvent]:
     """Run every fault of a scenario concurrently (topology changes one at a time, in the order of their
     `at`); return what happened, in order of application."""
     changes = asyncio.Lock()
-    events = await asyncio.gather(*(run_fault(stack, f, started_at=started_at,
+    events = await asyncio.gather(*(run_fault(stack, f, started_at=started_at, clients=clients,
                                               one_at_a_time=changes if f.kind.changes_topology else None)
                                     for f in sorted(faults, key=lambda f: f.at)))
     return sorted((e for each in events for e in each), key=lambda e: e.applied)

@@ -26,7 +26,8 @@ from .state import AppliedFault, LiveState
 
 #: the live stack runs on one engine: node faults are for Swarm scenarios; a topology change has its own
 #: commands there (`scale`, `deploy`, `reload`: labs.live.topology)
-KINDS = tuple(k.value for k in FaultKind if not k.targets_node and not k.changes_topology)
+KINDS = tuple(k.value for k in FaultKind if not k.targets_node and not k.changes_topology
+              and not k.targets_clients)
 #: faults applied with `redis-cli` inside the Redis container
 TALKS_TO_REDIS = (FaultKind.SLOW_CONSUMER, FaultKind.KILL_PUBSUB_CLIENTS)
 
@@ -40,6 +41,9 @@ def check_kind(kind: str) -> FaultKind:
     if found.changes_topology:
         raise LabError(f"{kind} is a topology change: on a live stack run `python -m labs scale N`, `deploy` or "
                        f"`reload` (faults here: {', '.join(KINDS)})")
+    if found.targets_clients:
+        raise LabError(f"{kind} acts on a run's scripted clients: schedule it in a scenario's [[faults]] "
+                       f"(on a live stack: {', '.join(KINDS)})")
     return found
 
 

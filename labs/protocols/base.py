@@ -82,6 +82,11 @@ class Link(ABC):
     async def wait_closed(self) -> None:
         """Return once the current connection has ended (for whatever reason)."""
 
+    async def drop_transport(self) -> None:
+        """Close the current connection's transport as the client itself would when its network changed,
+        without leaving (the close-transports fault). Only Socket.IO links can."""
+        raise NotImplementedError(f"{type(self).__name__} cannot close its transport by itself")
+
     @abstractmethod
     async def close(self, *, grace: float) -> None:
         """End the client for good (the harness is done), giving a close `grace` s to go out."""

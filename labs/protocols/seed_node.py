@@ -8,7 +8,10 @@ which is not a delivery (the ack already said Redis has the message).
 
 `seed-node-socketio` is the article's socket.io + @socket.io/redis-adapter server (seed-socketio.mjs),
 driven by the lab's Socket.IO clients with the article's events (the lab's python-socketio replica takes
-those too: scenarios/socketio-article-events.toml).
+those too: scenarios/socketio-article-events.toml). With broker `redis-streams` the same server runs
+@socket.io/redis-streams-adapter with connection state recovery on (its `maxLen` the topology's `maxlen`,
+its `maxDisconnectionDuration` the topology's `max_disconnection_duration`); the classic adapter is the
+control that recovers nothing.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from websockets.exceptions import ConnectionClosed
 from ..accounting.history import History
 from ..errors import ImageError
 from ..infra.images import Image, ImageSet
-from ..scenario import NODE_BROKERS, AppKind, Scenario
+from ..scenario import NODE_BROKERS, AppKind, Broker, Scenario
 from .base import Link, LinkDown, Outcome, Sink
 from .socketio import SocketIOProtocol
 from .websocket import WebSocketLink, WebSocketProtocol
@@ -85,6 +88,14 @@ class SeedNodeWsProtocol(WebSocketProtocol):
 class SeedNodeSocketIOProtocol(SocketIOProtocol):
     app = AppKind.SEED_NODE_SOCKETIO
     app_module = "seed-socketio.mjs"
+
+    def replica_args(self, scenario: Scenario) -> tuple[str, ...]:
+        """With the Streams adapter: its `maxLen`, and how long a session is kept for recovery (in ms)."""
+        top = scenario.topology
+        if top.broker is not Broker.REDIS_STREAMS:
+            return ()
+        return ("--maxlen", str(top.maxlen),
+                "--max-disconnection-ms", str(max(1, round(top.max_disconnection_duration * 1000))))
 
     def replica_command(self) -> tuple[str, ...]:
         return ("node", f"{NODE_DIR}/{self.app_module}")

@@ -14,6 +14,7 @@ import engineio.payload
 
 from ..accounting.checker import Accounting
 from ..accounting.history import History
+from ..accounting.recovery import DropRecovery, Rejoin, per_drop, totals
 from ..scenario import AppKind, Balance, Balancer, Broker, Metric, Scenario
 from .base import Link, Outcome, ProtocolAdapter, Sink, source_address
 from .cells import pct, ratio
@@ -30,6 +31,8 @@ MANAGERS = {Broker.NONE: "none (in-memory)", Broker.REDIS_PUBSUB: "AsyncRedisMan
 @dataclass
 class SocketIOHistory(History):
     http: list[HttpEvent] = field(default_factory=list)
+    #: every connection's CONNECT exchange: what it carried for recovery, what the server answered
+    rejoins: list[Rejoin] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,27 @@ def failover_text(a: Accounting) -> str:
             f"others lost {a.lost_undisturbed}")
 
 
+def recovery_text(drops: list[DropRecovery]) -> str:
+    """Recovery over the run's drops: how many the server recovered, what was replayed and filled."""
+    t = totals(drops)
+    if not t.drops:
+        return "-"
+    gap = "-" if t.gap_filled is None else f"{t.gap_filled:.0%}"
+    return (f"{t.recovered}/{t.back} recovered ({t.drops} drops); replayed {t.replayed}, filled {t.filled}/"
+            f"{t.missed} ({gap}), dup {t.duplicates}, lost {t.lost}")
+
+
 def lost_text(a: Accounting, *, faulted: bool) -> str:
     """Deliveries lost; under faults, how many of them were sent inside a fault's window and outside."""
     if not faulted:
         return str(a.lost)
     return f"{a.lost} ({a.lost_in_fault} in / {a.lost_outside_fault} outside fault)"
+
+
+def recovery_json(drops: list[DropRecovery]) -> dict[str, Any]:
+    t = totals(drops)
+    return {**asdict(t), "gap_filled": t.gap_filled,
+            "per_drop": [{**asdict(d), "gap_filled": d.gap_filled} for d in drops]}
 
 
 class SocketIOProtocol(ProtocolAdapter):
@@ -91,15 +110,20 @@ class SocketIOProtocol(ProtocolAdapter):
         assert isinstance(history, SocketIOHistory)
         wl = scenario.workload
         return SocketIOLink(name, host=host, port=port, room=wl.room, transport=wl.transport, events=wl.events,
-                            source=source_address(index, wl.source_subnets), sink=sink, http_log=history.http)
+                            source=source_address(index, wl.source_subnets), sink=sink, http_log=history.http,
+                            rejoins=history.rejoins)
 
     def measures(self, history: History, acc: Accounting) -> dict[Metric, float | None]:
         assert isinstance(history, SocketIOHistory)
         s = stickiness(history.http)
+        t = totals(per_drop(history, history.rejoins))
         return {
             Metric.SESSION_UNKNOWN: s.session_unknown,
             Metric.POLLERS_WITH_400_RATIO: s.pollers_with_400 / s.pollers if s.pollers else None,
             Metric.HTTP_ERRORS: s.http_errors,
+            Metric.RECOVERED_DROPS: t.recovered, Metric.UNRECOVERED_DROPS: t.unrecovered,
+            Metric.REPLAYED: t.replayed, Metric.GAP_FILLED_RATIO: t.gap_filled,
+            Metric.REPLAY_DUPLICATES: t.duplicates, Metric.MISSED_LOST: t.lost,
         }
 
     def columns(self, outcome: Outcome) -> dict[str, str]:
@@ -126,6 +150,7 @@ class SocketIOProtocol(ProtocolAdapter):
             "lost": lost_text(a, faulted=bool(s.faults)),
             "unacked": str(a.unacked),
             "failover (killed replica)": failover_text(a),
+            "recovery (per drop)": recovery_text(per_drop(outcome.history, outcome.history.rejoins)),
         }
 
     def kind(self, outcome: Outcome) -> str:
@@ -139,6 +164,7 @@ class SocketIOProtocol(ProtocolAdapter):
             "manager": MANAGERS.get(s.topology.broker, s.topology.broker.value),
             "balance": s.topology.balance.value, "sticky": outcome.sticky or None,
             "source_subnets": s.workload.source_subnets, "http": asdict(stickiness(outcome.history.http)),
+            "recovery": recovery_json(per_drop(outcome.history, outcome.history.rejoins)),
         }}
 
     def notes(self, outcomes: list[Outcome]) -> list[str]:

@@ -7,6 +7,12 @@ that session records each response's status, and the body of every error, so an 
 session" is kept with the client that got it. Reconnection is the workload's, not python-socketio's: a
 new AsyncClient per connection, on the same session.
 
+Connection state recovery is socket.io-client's (protocols/recovery.py): once a server's CONNECT answer
+carried a private session id, every later CONNECT sends it back with the offset of the last event received;
+each connection is recorded as a `Rejoin` (what its CONNECT carried, whether the answer said recovered, the
+events that came before the answer: the replay). A server without recovery sends no session id, and nothing
+changes.
+
 Event shapes: `lab` (join-room {room, client}; chat-message {id, ts} acknowledged by the server) or the
 seed article's (join-room roomId; chat-message roomId, message; `new-message` goes to the whole room,
 the sender included, so the sender's own copy is its acknowledgement).
@@ -27,8 +33,10 @@ import socketio
 import socketio.exceptions
 from yarl import URL
 
+from ..accounting.recovery import Rejoin
 from ..scenario import Events, Transport
 from .base import JoinFailed, Link, LinkDown, Sink
+from .recovery import RecoveryState
 
 TRANSPORTS: dict[Transport, list[str] | None] = {
     Transport.POLLING: ["polling"], Transport.WEBSOCKET: ["websocket"], Transport.DEFAULT: None,
@@ -77,20 +85,34 @@ def request_kind(method: str, url: URL) -> str:
 
 class _AsyncClient(socketio.AsyncClient):
     """AsyncClient that also says when its Engine.IO transport closed, even before any namespace connected
-    (python-socketio reports a disconnect only for a connected namespace)."""
+    (python-socketio reports a disconnect only for a connected namespace), and shows the link every CONNECT
+    answer and EVENT packet's data before handling it (recovery's session id and offsets)."""
 
-    def __init__(self, *args: Any, on_transport_closed: Callable[[], None], **kwargs: Any) -> None:
+    def __init__(self, *args: Any, on_transport_closed: Callable[[], None], on_connect_packet: Callable[[Any], None],
+                 on_event_packet: Callable[[Any], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._on_transport_closed = on_transport_closed
+        self._on_connect_packet = on_connect_packet
+        self._on_event_packet = on_event_packet
 
     async def _handle_eio_disconnect(self, *args: Any) -> None:
         await super()._handle_eio_disconnect(*args)
         self._on_transport_closed()
 
+    async def _handle_connect(self, namespace: str | None, data: Any) -> None:
+        if (namespace or "/") not in self.namespaces:
+            self._on_connect_packet(data)
+        await super()._handle_connect(namespace, data)
+
+    async def _handle_event(self, namespace: str | None, id: int | None, data: Any) -> None:
+        if isinstance(data, list):
+            self._on_event_packet(data)
+        await super()._handle_event(namespace, id, data)
+
 
 class SocketIOLink(Link):
     def __init__(self, name: str, *, host: str = "127.0.0.1", port: int, room: str, transport: Transport, events: Events, source: str,
-                 sink: Sink, http_log: list[HttpEvent]) -> None:
+                 sink: Sink, http_log: list[HttpEvent], rejoins: list[Rejoin] | None = None) -> None:
         self.name, self.room, self.events, self.source, self.sink = name, room, events, source, sink
         self.url = f"http://{host}:{port}"
         self.transports = TRANSPORTS[transport]
@@ -101,6 +123,8 @@ class SocketIOLink(Link):
             headers={"X-Forwarded-For": source} if source else None)
         self.sio: _AsyncClient | None = None
         self.closed = asyncio.Event()
+        self.recovery = RecoveryState()
+        self.rejoins = rejoins if rejoins is not None else []
 
     def _trace(self) -> aiohttp.TraceConfig:
         trace = aiohttp.TraceConfig()
@@ -134,8 +158,27 @@ class SocketIOLink(Link):
         await self._dispose(grace=0.2)
         closed = self.closed = asyncio.Event()
         joined: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        started = time.monotonic()
+        self.recovery.opening()
+        auth = self.recovery.connect_auth()
+        sent = (bool(auth and "pid" in auth), bool(auth and "offset" in auth))
+        offset = auth.get("offset") if auth else None
+        replayed: list[str] = []
+        answered: list[Rejoin] = []
+
+        def on_connect_packet(data: Any) -> None:
+            recovered = self.recovery.on_connect(data)
+            answered.append(Rejoin(self.name, started, time.monotonic(), *sent, recovered, tuple(replayed), offset))
+            self.rejoins.append(answered[0])
+
+        def on_event_packet(data: list[Any]) -> None:
+            if not self.recovery.connected and len(data) > 1 and isinstance(data[1], dict) and "id" in data[1]:
+                replayed.append(str(data[1]["id"]))
+            self.recovery.on_event(data)
+
         sio = _AsyncClient(http_session=self.http, handle_sigint=False, reconnection=False,
-                           on_transport_closed=closed.set)
+                           on_transport_closed=closed.set, on_connect_packet=on_connect_packet,
+                           on_event_packet=on_event_packet)
 
         def on_join_ack(ack: Any = None) -> None:
             if joined.done():
@@ -156,8 +199,9 @@ class SocketIOLink(Link):
         sio.on("new-message", self._on_message)
         self.sio = sio
         try:
-            await sio.connect(self.url, transports=self.transports, wait=False)
+            await sio.connect(self.url, transports=self.transports, wait=False, auth=auth)
         except (socketio.exceptions.ConnectionError, ValueError) as exc:
+            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None, (), offset))
             raise JoinFailed(f"connect failed: {exc}") from None
         waiter: asyncio.Future[Any] = asyncio.ensure_future(closed.wait())
         try:
@@ -168,6 +212,8 @@ class SocketIOLink(Link):
             return joined.result()
         if not joined.done():
             joined.cancel()
+        if not answered:
+            self.rejoins.append(Rejoin(self.name, started, time.monotonic(), *sent, None, tuple(replayed), offset))
         failed = [e for e in self.http_log if e.client == self.name and not e.ok]
         why = f"{failed[-1].status} {failed[-1].detail}" if failed else f"not in the room after {timeout:g}s"
         await self._dispose(grace=0.0)
@@ -202,6 +248,13 @@ class SocketIOLink(Link):
 
     async def wait_closed(self) -> None:
         await self.closed.wait()
+
+    async def drop_transport(self) -> None:
+        """Engine.IO's close, as socket.io-client's `socket.io.engine.close()`: the server sees its transport
+        close ("transport close", a reason recovery keeps the session for), not a Socket.IO DISCONNECT."""
+        sio = self.sio
+        if sio is not None and not self.closed.is_set():
+            await sio.eio.disconnect(abort=True)
 
     async def _dispose(self, *, grace: float) -> None:
         """Shut the current AsyncClient down. Over polling, shutdown() waits for its pending long poll,

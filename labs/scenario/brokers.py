@@ -76,9 +76,9 @@ class BrokerFacts:
         return self.not_on_swarm is None
 
 
-#: faults on a replica, a Swarm node or the topology: they need nothing of the broker
+#: faults on a replica, a Swarm node, the clients or the topology: they need nothing of the broker
 EVERYWHERE = frozenset({FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.KILL_NODE,
-                        FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE}) | TOPOLOGY_CHANGES
+                        FaultKind.PARTITION_NODE, FaultKind.DRAIN_NODE, FaultKind.CLOSE_TRANSPORTS}) | TOPOLOGY_CHANGES
 #: and on the broker's one container, whatever runs in it
 ONE_CONTAINER = EVERYWHERE | {FaultKind.RESTART_BROKER, FaultKind.PAUSE_BROKER}
 #: and on Redis itself

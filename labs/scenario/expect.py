@@ -103,6 +103,18 @@ class Metric(enum.Enum):
     REMAPPED_RATIO = "remapped_ratio"
     #: delivery latency p99 (ms) of the messages sent while a topology change was under way
     P99_IN_CHANGE_MS = "p99_in_change_ms"
+    # Socket.IO connection state recovery, per drop that came back (labs/accounting/recovery.py)
+    #: drops whose reconnection the server answered as recovered, and those it did not
+    RECOVERED_DROPS = "recovered_drops"
+    UNRECOVERED_DROPS = "unrecovered_drops"
+    #: packets the server replayed (events before its CONNECT answer)
+    REPLAYED = "replayed"
+    #: of the pairs a dropped client missed, those the replay delivered (replayed ÷ missed)
+    GAP_FILLED_RATIO = "gap_filled_ratio"
+    #: replayed copies of pairs the client already had
+    REPLAY_DUPLICATES = "replay_duplicates"
+    #: pairs a dropped client missed and never got
+    MISSED_LOST = "missed_lost"
     # measured on a Redis Cluster (redis-cluster-* brokers)
     #: bytes the cluster nodes moved over their cluster bus (the bus network) per message sent
     BUS_BYTES_PER_MESSAGE = "bus_bytes_per_message"
@@ -118,7 +130,8 @@ class Metric(enum.Enum):
 _DOMAINS = {
     **{m: RATIO for m in (Metric.DELIVERED_RATIO, Metric.SAME_SERVER_RATIO, Metric.CROSS_SERVER_RATIO,
                           Metric.HANDSHAKE_OK_RATIO, Metric.POLLERS_WITH_400_RATIO,
-                          Metric.DROPPED_ON_KILLED_RATIO, Metric.RECONNECTED_RATIO, Metric.REMAPPED_RATIO)},
+                          Metric.DROPPED_ON_KILLED_RATIO, Metric.RECONNECTED_RATIO, Metric.REMAPPED_RATIO,
+                          Metric.GAP_FILLED_RATIO)},
     Metric.P99_IN_CHANGE_MS: Domain(0.0, text="milliseconds (>= 0, finite)"),
     Metric.MAX_GAP_S: SECONDS,
     Metric.RECONNECT_MAX_S: SECONDS_OR_NEVER,
@@ -132,7 +145,10 @@ _DOMAINS = {
 CLUSTER_ONLY = frozenset({Metric.BUS_BYTES_PER_MESSAGE, Metric.RESUBSCRIBE_MAX_S})
 
 #: measured from Engine.IO's HTTP exchanges: only a Socket.IO run has them
-SOCKETIO_ONLY = frozenset({Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO, Metric.HTTP_ERRORS})
+#: recovery's, from what each CONNECT carried and its answer said: only a Socket.IO link records it
+RECOVERY_METRICS = frozenset({Metric.RECOVERED_DROPS, Metric.UNRECOVERED_DROPS, Metric.REPLAYED,
+                              Metric.GAP_FILLED_RATIO, Metric.REPLAY_DUPLICATES, Metric.MISSED_LOST})
+SOCKETIO_ONLY = frozenset({Metric.SESSION_UNKNOWN, Metric.POLLERS_WITH_400_RATIO, Metric.HTTP_ERRORS}) | RECOVERY_METRICS
 #: measured from what only the lab's own WebSocket replica reports (stream sequence numbers, its broker's
 #: subscriptions and publishes)
 WEBSOCKET_ONLY = frozenset({Metric.TRIMMED, Metric.UNTRIMMED_LOST, Metric.DEAF_REPLICAS,

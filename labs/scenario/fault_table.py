@@ -125,6 +125,15 @@ def _target(kind: FaultKind, item: dict[str, Any], topology: Topology, swarm: Sw
             raise ScenarioError(f"{where}: {kind.value} on node-1, the Swarm's only manager: pick another node")
     elif kind.targets_cluster_node:
         _cluster_target(kind, target, topology, where)
+    elif kind.targets_clients:
+        target = item.get("target", ALL_REPLICAS)
+        names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
+        if not topology.app.socketio:
+            raise ScenarioError(f'{where}: {kind.value} closes Socket.IO clients\' transports; app = '
+                                f'"{topology.app.value}" has none (use a socketio or seed-node-socketio app)')
+        if target != ALL_REPLICAS and target not in names:
+            raise ScenarioError(f"{where}: {kind.value} needs target app-1..app-{topology.replicas} (the clients "
+                                f"on that replica) or \"{ALL_REPLICAS}\" (every client), got {show(target)}")
     elif kind.targets_replica:
         names = [f"app-{i}" for i in range(1, topology.replicas + 1)]
         if target not in names:

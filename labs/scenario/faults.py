@@ -35,10 +35,19 @@ class FaultKind(enum.Enum):
     ROLLING_RESTART = "rolling-restart"
     #: the balancer reloads its config (nginx: SIGHUP, HAProxy: SIGUSR2) while WebSockets are open
     RELOAD_LB = "reload-lb"
+    #: the clients on a replica (or every client: target "all") close their transports themselves, without
+    #: leaving (Engine.IO's close, no Socket.IO DISCONNECT), as a browser whose network changed; they
+    #: reconnect as the workload says (Socket.IO apps only)
+    CLOSE_TRANSPORTS = "close-transports"
 
     @property
     def targets_replica(self) -> bool:
         return self in {FaultKind.KILL_REPLICA, FaultKind.PARTITION_REPLICA, FaultKind.SLOW_CONSUMER}
+
+    @property
+    def targets_clients(self) -> bool:
+        """It acts on the scripted clients, not on a container."""
+        return self is FaultKind.CLOSE_TRANSPORTS
 
     @property
     def targets_cluster_node(self) -> bool:
@@ -95,6 +104,7 @@ NOT_ON_SWARM = {FaultKind.RESTART_REDIS: "Redis would come back as a new task, w
                 FaultKind.RESTART_BROKER: "the broker would come back as a new task, without its files",
                 FaultKind.PARTITION_REPLICA: "Swarm does not let a task's container leave its network",
                 FaultKind.KILL_CLUSTER_MASTER: "Redis Cluster brokers run on one engine only",
+                FaultKind.CLOSE_TRANSPORTS: "the Swarm engine's clients do not take it yet",
                 **{kind: "it renders nginx's upstream anew, and a Swarm's nginx reads its config from a Swarm "
                          "config: only rolling-restart (a service update) runs there"
                    for kind in sorted(TOPOLOGY_CHANGES - {FaultKind.ROLLING_RESTART}, key=lambda k: k.value)}}

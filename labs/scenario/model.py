@@ -143,6 +143,9 @@ class Topology:
     hard_stop_after: float | None = None
     #: HAProxy only: a soft stop closes its connections spread over this many seconds (None: all at once)
     close_spread_time: float | None = None
+    #: a server that keeps Socket.IO sessions for recovery keeps one this many seconds after its client
+    #: dropped (socket.io's `maxDisconnectionDuration`, 2 minutes by default)
+    max_disconnection_duration: float = 120.0
 
     @property
     def cluster_nodes(self) -> int:

@@ -77,8 +77,11 @@ APP_KEYS: dict[tuple[str, str], tuple[AppKind, ...]] = {
 NODE_BROKERS = {
     AppKind.SEED_NODE_WS: {Broker.SEED_GLOB: "the article's subscribe('chat:*')",
                            Broker.REDIS_PUBSUB: "the fix, pSubscribe('chat:*')"},
-    AppKind.SEED_NODE_SOCKETIO: {Broker.NONE: "adapter off", Broker.REDIS_PUBSUB: "@socket.io/redis-adapter"},
+    AppKind.SEED_NODE_SOCKETIO: {Broker.NONE: "adapter off", Broker.REDIS_PUBSUB: "@socket.io/redis-adapter",
+                                 Broker.REDIS_STREAMS: "@socket.io/redis-streams-adapter + connection state recovery"},
 }
+#: the servers that keep Socket.IO sessions for recovery (app, broker): they take max_disconnection_duration
+RECOVERING = frozenset({(AppKind.SEED_NODE_SOCKETIO, Broker.REDIS_STREAMS)})
 
 
 def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) -> None:
@@ -95,6 +98,12 @@ def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) 
     if "maxlen" in top and topology.broker is not Broker.REDIS_STREAMS:
         raise ScenarioError(f'{where}: topology.maxlen = {show(top["maxlen"])} is ignored with broker = '
                             f'"{topology.broker.value}" (only broker = "redis-streams" uses it)')
+    if "max_disconnection_duration" in top and (topology.app, topology.broker) not in RECOVERING:
+        takers = " or ".join(f'app = "{a.value}" with broker = "{b.value}"' for a, b in sorted(
+            RECOVERING, key=lambda ab: ab[0].value))
+        raise ScenarioError(f'{where}: topology.max_disconnection_duration = '
+                            f'{show(top["max_disconnection_duration"])} is ignored by app = "{topology.app.value}" '
+                            f'with broker = "{topology.broker.value}" (only {takers} keeps sessions for recovery)')
     for key in ("cluster_masters", "cluster_replicas"):
         if key in top and not topology.broker.cluster:
             raise ScenarioError(f'{where}: topology.{key} = {show(top[key])} is ignored with broker = '
@@ -194,6 +203,8 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         cluster_replicas=int_of(top, "cluster_replicas", Topology.cluster_replicas, 0, 2, where),
         balancer=balancer, hard_stop_after=hard_stop_after, close_spread_time=close_spread_time,
         max_fails=int_of(top, "max_fails", Topology.max_fails, 0, 1000, where),
+        max_disconnection_duration=float_of(top, "max_disconnection_duration", Topology.max_disconnection_duration,
+                                            0.001, 3600.0, where),
     )
     if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
         raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
