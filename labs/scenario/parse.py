@@ -73,6 +73,8 @@ APP_KEYS: dict[tuple[str, str], tuple[AppKind, ...]] = {
     ("workload", "payload"): (AppKind.WEBSOCKET, AppKind.SEED_NODE_WS),
     ("workload", "rooms"): (AppKind.WEBSOCKET,),
 }
+#: the apps that recover a connection's state (socket.io's pid and offsets) with broker redis-streams
+RECOVERY_APPS = (AppKind.SOCKETIO,)
 #: the brokers each of the seed article's servers can run with, and what each means for it
 NODE_BROKERS = {
     AppKind.SEED_NODE_WS: {Broker.SEED_GLOB: "the article's subscribe('chat:*')",
@@ -95,6 +97,12 @@ def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) 
     if "maxlen" in top and topology.broker is not Broker.REDIS_STREAMS:
         raise ScenarioError(f'{where}: topology.maxlen = {show(top["maxlen"])} is ignored with broker = '
                             f'"{topology.broker.value}" (only broker = "redis-streams" uses it)')
+    if "max_disconnection_duration" in top and not (topology.app in RECOVERY_APPS
+                                                    and topology.broker is Broker.REDIS_STREAMS):
+        raise ScenarioError(f'{where}: topology.max_disconnection_duration = '
+                            f'{show(top["max_disconnection_duration"])} is ignored with app = '
+                            f'"{topology.app.value}", broker = "{topology.broker.value}" (only app = "socketio" '
+                            'with broker = "redis-streams" recovers connections)')
     for key in ("cluster_masters", "cluster_replicas"):
         if key in top and not topology.broker.cluster:
             raise ScenarioError(f'{where}: topology.{key} = {show(top[key])} is ignored with broker = '
@@ -194,10 +202,13 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         cluster_replicas=int_of(top, "cluster_replicas", Topology.cluster_replicas, 0, 2, where),
         balancer=balancer, hard_stop_after=hard_stop_after, close_spread_time=close_spread_time,
         max_fails=int_of(top, "max_fails", Topology.max_fails, 0, 1000, where),
+        max_disconnection_duration=float_of(top, "max_disconnection_duration", Topology.max_disconnection_duration,
+                                            1.0, 86_400.0, where),
     )
-    if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
-        raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
-                            f"not {topology.broker.value}")
+    if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB,
+                                                                   Broker.REDIS_STREAMS}:
+        raise ScenarioError(f"{where}: a socketio app takes broker none, redis-pubsub (AsyncRedisManager) or "
+                            f"redis-streams (connection state recovery), not {topology.broker.value}")
     if topology.balance is Balance.ROOM and topology.app.socketio:
         raise ScenarioError(f'{where}: balance = "room" hashes the room named in the WebSocket URL; a Socket.IO '
                             f'client joins its room after connecting, so app = "{topology.app.value}" cannot use it')
