@@ -8,8 +8,11 @@ The wire behaviour is socket.io's (4.6+), which the official socket.io-client ex
   when it never got an event); the server answers with the same sid and pid, so the client's `recovered`
   is true (socket.io-client: `recovered = pid && this._pid === pid`), then sends the packets it missed.
 
-Here an offset is the id of a Redis stream entry ("<ms>-<seq>"), the stream being the log every replica
-fans out from, and a session is a JSON document in Redis under its pid.
+Here an offset is the id of a Redis stream entry, the stream being the log every replica fans out from,
+and a session is a JSON document in Redis under its pid. The ids are dense: entry n is "<n>-0" (the emits
+are numbered as they are added), so what trimming took is known exactly: entries after offset n are all
+still there as long as the oldest one left is at most n + 1. (Redis's own max-deleted-entry-id counts
+XDEL only, not trimming.)
 """
 
 from __future__ import annotations
@@ -50,11 +53,23 @@ def later(a: str, b: str) -> bool:
     return parse_offset(a) > parse_offset(b)
 
 
-def gap_free(position: str, max_deleted: str) -> bool:
-    """Whether every entry after `position` is still in the stream, given the highest id ever deleted from
-    it (XINFO STREAM's max-deleted-entry-id): trimming removes the oldest entries first, so none after
-    `position` is gone as long as none deleted is after it."""
-    return not later(max_deleted, position)
+def entry_id(n: int) -> str:
+    """The id of the n-th entry ever added."""
+    return f"{n}-0"
+
+
+def entry_number(offset: str) -> int:
+    """n of the dense entry id "<n>-0"; ValueError for an id that is not one."""
+    n, seq = parse_offset(offset)
+    if seq != 0:
+        raise ValueError(f"offset {offset} is not an entry this stream numbers (<n>-0)")
+    return n
+
+
+def gap_free(position: str, oldest: str | None) -> bool:
+    """Whether every entry after `position` is still in the stream, given the oldest entry left (None: the
+    stream is empty or absent). Trimming removes the oldest entries first, and entry n + 1 follows n."""
+    return oldest is None or entry_number(oldest) <= entry_number(position) + 1
 
 
 @dataclass(frozen=True)
@@ -72,8 +87,8 @@ def recovery_request(auth: Any) -> RecoveryRequest | None:
     pid, offset = auth["pid"], auth.get("offset")
     if not (isinstance(pid, str) and PID_RE.match(pid)):
         raise BadRecovery("pid must be a string of 16-64 characters [A-Za-z0-9_-]")
-    if offset is not None and not (isinstance(offset, str) and OFFSET_RE.match(offset)):
-        raise BadRecovery("offset must be a stream entry id <ms>-<seq>")
+    if offset is not None and not (isinstance(offset, str) and OFFSET_RE.match(offset) and offset.endswith("-0")):
+        raise BadRecovery("offset must be a stream entry id <n>-0")
     return RecoveryRequest(pid, offset)
 
 

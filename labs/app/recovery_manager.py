@@ -1,7 +1,8 @@
 """A python-socketio client manager whose every emit goes through one Redis stream, so that a client which
 comes back can be sent what it missed.
 
-An emit is one XADD to `STREAM` (capped by an approximate MAXLEN), whoever it is for. Every replica reads
+An emit is one XADD to `STREAM` (capped by an approximate MAXLEN), whoever it is for, numbered densely
+("<n>-0", from the counter `COUNTER`, in one script). Every replica reads
 the stream from its end with plain XREAD and sends each entry to its own sockets it is addressed to, with
 the entry's id appended as the event's last argument: that id is the client's offset. A replayed socket
 gets the entries after its offset straight from the stream (XRANGE, in batches, as many as there are)
@@ -29,29 +30,28 @@ import socketio
 from engineio import packet as eio_packet
 from socketio import packet
 
-from .recovery import ORIGIN, Logged, decode_logged, encode_logged, gap_free, later
+from .recovery import ORIGIN, Logged, decode_logged, encode_logged, entry_id, entry_number, gap_free, later
 
 log = logging.getLogger("wslab.sio.recovery")
 STREAM = "sio:stream"
+COUNTER = "sio:stream:n"
+# Add entry n+1 as "<n+1>-0" (ARGV[1]: the approximate MAXLEN, ARGV[2]: the packet); returns n+1.
+NUMBERED_XADD = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], n .. '-0', 'p', ARGV[2])
+return n
+"""
 #: entries per XRANGE of a replay, and per XREAD of the reader
 BATCH = 500
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
-def bounds(info: dict[str, Any] | None) -> tuple[str, str]:
-    """(max-deleted-entry-id, last-generated-id) from XINFO STREAM's answer (Redis 7+); ("0-0", "0-0") for
-    a stream that does not exist."""
-    if info is None:
-        return ORIGIN, ORIGIN
-
-    def text(v: Any) -> str:
-        return v.decode() if isinstance(v, bytes) else str(v)
-
-    return text(info["max-deleted-entry-id"]), text(info["last-generated-id"])
-
-
 class Trimmed(Exception):
     """Entries after the offset a client asked for are no longer in the stream (MAXLEN trimmed them)."""
+
+
+class Gone(Exception):
+    """The socket being replayed to disconnected."""
 
 
 class StreamManager(socketio.AsyncManager):
@@ -80,6 +80,7 @@ class StreamManager(socketio.AsyncManager):
                     raise
                 await asyncio.sleep(0.05)
         self.position = newest[0][0].decode() if newest else ORIGIN
+        self.xadd = self.redis.register_script(NUMBERED_XADD)
         self.tasks.append(asyncio.create_task(self._read()))
         self.listening.set()
 
@@ -96,7 +97,7 @@ class StreamManager(socketio.AsyncManager):
         rooms = None if room is None else (room,) if isinstance(room, str) else tuple(room)
         skip = () if skip_sid is None else tuple(skip_sid) if isinstance(skip_sid, list) else (skip_sid,)
         entry = encode_logged(Logged(namespace, (event, *args), rooms, skip))
-        await self.redis.xadd(STREAM, {"p": entry}, maxlen=self.maxlen, approximate=True)
+        await self.xadd(keys=[STREAM, COUNTER], args=[self.maxlen, entry])
         self.stats["published"] += 1
 
     def _recipients(self, logged: Logged, offset: str) -> list[str]:
@@ -144,6 +145,10 @@ class StreamManager(socketio.AsyncManager):
             for _key, entries in batches:
                 for raw_id, fields in entries:
                     offset = raw_id.decode()
+                    if entry_number(offset) > entry_number(self.position) + 1:
+                        self.stats["trimmed_unread"] += entry_number(offset) - entry_number(self.position) - 1
+                        log.warning("entries after %s up to %s were trimmed before this replica read them",
+                                    self.position, offset)
                     self.position = offset
                     logged = self._decode(fields)
                     recipients = [] if logged is None else self._recipients(logged, offset)
@@ -161,38 +166,37 @@ class StreamManager(socketio.AsyncManager):
     async def check(self, start: str) -> None:
         """Raise Trimmed unless every entry after `start` is still in the stream and `start` is not beyond
         its last entry (an offset this stream never issued)."""
-        try:
-            info = await self.redis.xinfo_stream(STREAM)
-        except redis.exceptions.ResponseError:  # no stream at all: nothing was ever added
-            info = None
-        max_deleted, last = bounds(info)
-        if not gap_free(start, max_deleted) or later(start, last):
-            raise Trimmed(f"offset {start}: entries up to {max_deleted} were trimmed, the last is {last}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xrange(STREAM, count=1)
+            pipe.get(COUNTER)
+            oldest, count = await pipe.execute()
+        first = oldest[0][0].decode() if oldest else None
+        if not gap_free(start, first) or entry_number(start) > int(count or 0):
+            raise Trimmed(f"offset {start}: the oldest entry left is {first}, the last {entry_id(int(count or 0))}")
 
     async def replay(self, sid: str, eio_sid: str, namespace: str, rooms: tuple[str, ...], start: str) -> int:
         """Send socket `sid` every entry after `start` addressed to it, then leave it to the reader; return
         how many it was sent. The socket is in `catching_up` (None) when this is called. Raise Trimmed when
         entries it needs were trimmed meanwhile, and let a Redis error through: the caller drops the
-        connection (the client comes back with the offset it has reached)."""
+        connection (the client comes back with the offset it has reached). Raise Gone when the socket left."""
         last, sent = start, 0
         while True:
+            if self.eio_sid_from_sid(sid, namespace) != eio_sid:
+                raise Gone(sid)
             target = self.position
             if not later(target, last):
                 if later(last, target):
                     self.catching_up[sid] = last  # the reader is behind the client: skip what it already has
                 else:
-                    del self.catching_up[sid]
+                    self.catching_up.pop(sid, None)
                 return sent
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.xrange(STREAM, min=f"({last}", max=target, count=BATCH)
-                pipe.xinfo_stream(STREAM)
-                try:
-                    entries, info = await pipe.execute()
-                except redis.exceptions.ResponseError:  # no stream at all: nothing was ever added
-                    entries, info = [], None
-            max_deleted, _ = bounds(info)
-            if not gap_free(last, max_deleted):
-                raise Trimmed(f"entries after {last} up to {max_deleted} were trimmed during the replay")
+                pipe.xrange(STREAM, count=1)
+                entries, oldest = await pipe.execute()
+            first = oldest[0][0].decode() if oldest else None
+            if not gap_free(last, first):
+                raise Trimmed(f"entries after {last} were trimmed during the replay: the oldest left is {first}")
             for raw_id, fields in entries:
                 offset, logged = raw_id.decode(), self._decode(fields)
                 if logged is not None and logged.namespace == namespace and logged.addressed(sid, rooms):

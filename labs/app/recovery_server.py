@@ -4,15 +4,17 @@ A CONNECT that carries a pid (and an offset) gets its old sid, rooms and session
 event it missed since that offset, replayed from the stream (recovery_manager.py), if its session is still
 in Redis (recovery_sessions.py) and no entry after the offset was trimmed. Otherwise it gets a new session,
 as any client does, and the replica counts why: `recovery_expired` (no such session: it expired, ended, or
-was never issued), `recovery_trimmed`, `recovery_refused` (a pid or offset of the wrong shape, or a sid
-still connected here), `recovery_errors` (Redis failed). A replay that fails half-way drops the
-connection: the client comes back with the offset it reached.
+was never issued), `recovery_trimmed`, `recovery_refused` (a pid or offset of the wrong shape),
+`recovery_errors` (Redis failed). A replay that fails half-way drops the connection: the client comes back
+with the offset it reached. A client back on the replica whose connection it left there has not noticed
+yet (a half-open TCP connection) gets its session, and that connection is closed (`stale_closed`).
 
 Pinned to python-socketio 5.18.1: `_handle_connect` and `_handle_disconnect` are its own, extended.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import Counter
 from typing import Any
@@ -22,7 +24,7 @@ from bidict import ValueDuplicationError
 from socketio import exceptions, packet
 
 from .recovery import RECOVERABLE, BadRecovery, Session, recovery_request
-from .recovery_manager import REDIS_ERRORS, StreamManager, Trimmed
+from .recovery_manager import REDIS_ERRORS, Gone, StreamManager, Trimmed
 from .recovery_sessions import SessionStore
 
 log = logging.getLogger("wslab.sio.recovery")
@@ -34,6 +36,8 @@ class RecoveringServer(socketio.AsyncServer):
         self.stream = manager
         self.max_disconnection = max_disconnection
         self.sessions: SessionStore | None = None
+        #: the engine.io connection holding each held session, by sid
+        self.owner: dict[str, str] = {}
         #: the replica is shutting down: the sockets it closes now come back elsewhere, their sessions kept
         self.draining = False
         self.counts: Counter[str] = Counter(recovered=0, recovery_expired=0, recovery_trimmed=0,
@@ -108,9 +112,21 @@ class RecoveringServer(socketio.AsyncServer):
         assert self.sessions is not None
         restore = await self._recoverable(data)
         sid = restore[0].sid if restore else self.eio.generate_id()
+        old = self.manager.eio_sid_from_sid(sid, namespace) if restore else None
+        if old is not None and old != eio_sid:
+            # Its client is back, so that connection is dead, but this replica has not noticed yet (a half-open
+            # TCP connection waits for the ping timeout): close it, without ending the session it held.
+            self.owner[sid] = eio_sid
+            self.counts["stale_closed"] += 1
+            log.info("%s is back: closing its stale connection %s", sid, old)
+            try:  # its disconnect runs first; then the close packet may never drain to a half-open peer
+                await asyncio.wait_for(self.eio.disconnect(old), 1.0)
+            except TimeoutError:
+                pass
         if not self._pre_connect(eio_sid, namespace, sid):
             if restore:
                 self.counts["recovery_refused"] += 1
+                log.info("recovery refused: %s is still connected here", sid)
                 self.sessions.forget(sid)
                 restore, sid = None, self.eio.generate_id()
             if not self._pre_connect(eio_sid, namespace, sid):
@@ -125,6 +141,7 @@ class RecoveringServer(socketio.AsyncServer):
         if not success:
             self.stream.catching_up.pop(sid, None)
             self.sessions.forget(sid)
+            self.owner.pop(sid, None)
             await self._send_packet(eio_sid, self.packet_class(packet.CONNECT_ERROR, data=fail_reason,
                                                                namespace=namespace))
             await self.manager.disconnect(sid, namespace, ignore_queue=True)
@@ -143,11 +160,15 @@ class RecoveringServer(socketio.AsyncServer):
                 session = None
                 self.counts["session_errors"] += 1
                 log.warning("no recoverable session for %s: Redis: %r", sid, exc)
+        if session:
+            self.owner[sid] = eio_sid
         ack = {"sid": sid, "pid": session.pid} if session else {"sid": sid}
         await self._send_packet(eio_sid, self.packet_class(packet.CONNECT, ack, namespace=namespace))
         await self.manager.connect(sid, namespace)
         if restore:
-            await self._replay(eio_sid, namespace, restore[0], restore[1])
+            # Not here: python-socketio handles a CONNECT on the connection's read loop, which would read
+            # nothing else (its events, its close) until the replay is done.
+            self.start_background_task(self._replay, eio_sid, namespace, restore[0], restore[1])
 
     async def _accept(self, eio_sid: str, namespace: str, sid: str, data: Any) -> tuple[bool, Any]:
         """The application's connect handler, as python-socketio calls it: (accepted, refusal)."""
@@ -173,6 +194,9 @@ class RecoveringServer(socketio.AsyncServer):
         assert self.sessions is not None
         try:
             sent = await self.stream.replay(session.sid, eio_sid, namespace, session.rooms, start)
+        except Gone:
+            log.info("%s left during its replay", session.sid)
+            return
         except (Trimmed, *REDIS_ERRORS) as exc:
             self.counts["replay_errors"] += 1
             log.warning("replay to %s failed, dropping it to come back: %r", session.sid, exc)
@@ -187,8 +211,9 @@ class RecoveringServer(socketio.AsyncServer):
         namespace = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         await super()._handle_disconnect(eio_sid, namespace, reason)
-        if sid is None or self.sessions is None:
-            return
+        if sid is None or self.sessions is None or self.owner.get(sid) != eio_sid:
+            return  # no session, or one a newer connection of its client holds now
+        del self.owner[sid]
         self.stream.catching_up.pop(sid, None)
         try:
             await self.sessions.end(sid, recoverable=self.draining or reason in RECOVERABLE)

@@ -9,7 +9,11 @@
 //           session) and waits for a line on stdin (the caller killed it); it reconnects by itself. Once it
 //           has a message sent after it came back, it closes its own transport and comes back a second time;
 //   away    joins, receives 5 messages, closes its transport and comes back only after --away-ms (its
-//           reconnection delay): past max_disconnection_duration its session must be gone.
+//           reconnection delay): past max_disconnection_duration its session must be gone;
+//   cut     joins; once the receiver is back the second time, it closes its transport, the script prints
+//           {"trim": "sio:stream", "minid": ID} and waits for a line on stdin (the caller trimmed the entries
+//           before ID: the first one it missed among them), and it comes back 2 s after it left: it must get
+//           a new session, not a replay with a hole.
 // Prints one JSON object: for each client its connects (sid, recovered), what it got, missing and duplicated
 // message ids, and whether every event carried a string offset as its last argument.
 import { createInterface } from "node:readline";
@@ -93,6 +97,8 @@ async function main() {
   }
   const away = client("away", { reconnectionDelay: awayMs, reconnectionDelayMax: awayMs, randomizationFactor: 0 });
   await join(away);
+  const cut = client("cut", { reconnectionDelay: 2000, reconnectionDelayMax: 2000, randomizationFactor: 0 });
+  await join(cut);
 
   const sent = [];
   let acked = 0;
@@ -108,6 +114,8 @@ async function main() {
     }
   })();
 
+  let cutAt = null;
+  const sentAtCut = () => (cutAt ??= sent.length);
   const awayTrip = (async () => {
     await until(() => away.got.length >= 5, "away: 5 messages");
     away.socket.io.engine.close(); // a transport close: it comes back after awayMs
@@ -118,18 +126,26 @@ async function main() {
   console.log(JSON.stringify({ kill: holder }));
   await nextLine();
   await until(() => receiver.connects.length >= 2, "receiver: back after the kill");
-  const backAt = sent.length;
-  await until(() => receiver.got.includes(`m${backAt + 1}`), "receiver: a message sent after it came back");
+  const backAt = Math.min(sent.length + 1, total); // live again: in its room without joining it anew
+  await until(() => receiver.got.includes(`m${backAt}`), "receiver: a message sent after it came back");
   receiver.socket.io.engine.close(); // a second drop, while messages keep coming
   await until(() => receiver.connects.length >= 3, "receiver: back after its own close");
+  await until(() => cut.got.length > 0, "cut: a message");
+  cut.socket.io.engine.close();
+  await until(() => sent.length >= Math.min(total, sentAtCut() + 5), "5 messages sent while cut is away");
+  // the entry after its offset goes (entries are numbered "<n>-0"), long read by every replica by now
+  const minid = `${BigInt(cut.offsets.at(-1).split("-")[0]) + 2n}-0`;
+  console.log(JSON.stringify({ trim: "sio:stream", minid }));
+  await nextLine();
+  await until(() => cut.connects.length >= 2, "cut: back");
 
   await sending;
   await until(() => acked >= total, "sender: every message acked");
   await until(() => new Set(receiver.got).size >= total, "receiver: every message", 10000).catch((e) => receiver.errors.push(e.message));
   await awayTrip;
-  const out = { holder, sent: sent.length, acked, receiver: summary(receiver, sent), away: summary(away, sent),
+  const out = { holder, sent: sent.length, acked, receiver: summary(receiver, sent), away: summary(away, sent), cut: summary(cut, sent),
                 sender: { replica: sender.replica, errors: sender.errors } };
-  for (const c of [receiver, sender, away]) c.socket.close();
+  for (const c of [receiver, sender, away, cut]) c.socket.close();
   lines.close();
   console.log(JSON.stringify(out));
 }

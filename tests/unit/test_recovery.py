@@ -17,6 +17,8 @@ from labs.app.recovery import (
     decode_session,
     encode_logged,
     encode_session,
+    entry_id,
+    entry_number,
     gap_free,
     later,
     parse_offset,
@@ -42,12 +44,15 @@ def test_an_offset_that_is_no_stream_id_is_refused(bad):
         parse_offset(bad)
 
 
-def test_a_replay_is_gap_free_only_when_nothing_after_its_start_was_deleted():
-    assert gap_free("0-0", "0-0")  # nothing ever deleted
-    assert gap_free("100-3", "100-3")  # the start itself was trimmed, nothing after it
-    assert gap_free("100-3", "99-7")
-    assert not gap_free("100-3", "100-4")
-    assert not gap_free("0-0", "1-0")  # a client that got nothing, from a stream trimmed since
+def test_a_replay_is_gap_free_only_when_nothing_after_its_start_was_trimmed():
+    assert gap_free("0-0", None)  # nothing in the stream
+    assert gap_free("0-0", "1-0")  # nothing ever trimmed
+    assert gap_free("100-0", "90-0")
+    assert gap_free("100-0", "101-0")  # the start itself was trimmed, nothing after it
+    assert not gap_free("100-0", "102-0")  # entry 101 is gone
+    assert not gap_free("0-0", "2-0")  # a client that got nothing, from a stream trimmed since
+    with pytest.raises(ValueError):
+        gap_free("100-3", "101-0")  # not an id this stream numbers
 
 
 def test_a_connect_asks_for_recovery_only_with_a_pid():
@@ -55,12 +60,14 @@ def test_a_connect_asks_for_recovery_only_with_a_pid():
     assert recovery_request({"token": "x"}) is None
     assert recovery_request("pid") is None
     assert recovery_request({"pid": PID, "offset": "17-0", "token": "x"}) == RecoveryRequest(PID, "17-0")
+    assert entry_id(17) == "17-0" and entry_number("17-0") == 17
     # a client that never got an event sends no offset (JSON drops socket.io-client's undefined)
     assert recovery_request({"pid": PID}) == RecoveryRequest(PID, None)
 
 
 @pytest.mark.parametrize("auth", [{"pid": 5}, {"pid": "short"}, {"pid": PID + "/.."}, {"pid": "x" * 65},
                                   {"pid": PID, "offset": 17}, {"pid": PID, "offset": "17"},
+                                  {"pid": PID, "offset": "17-1"},
                                   {"pid": PID, "offset": "1-0; DEL"}])
 def test_a_pid_or_offset_no_server_issues_is_refused(auth):
     with pytest.raises(BadRecovery):
