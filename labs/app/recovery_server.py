@@ -5,9 +5,11 @@ event it missed since that offset, replayed from the stream (recovery_manager.py
 in Redis (recovery_sessions.py) and no entry after the offset was trimmed. Otherwise it gets a new session,
 as any client does, and the replica counts why: `recovery_expired` (no such session: it expired, ended, or
 was never issued), `recovery_trimmed`, `recovery_refused` (a pid or offset of the wrong shape),
-`recovery_errors` (Redis failed). A replay that fails half-way drops the connection: the client comes back
-with the offset it reached. A client back on the replica whose connection it left there has not noticed
-yet (a half-open TCP connection) gets its session, and that connection is closed (`stale_closed`).
+`recovery_errors` (Redis failed). `recovered` counts the CONNECTs answered with the old sid and pid (what
+the client sees as `recovered`). A replay that fails half-way drops the connection (`replay_errors`): the
+client comes back with the offset it reached; one whose client left meanwhile stops (`replays_cut`). A
+client back on the replica whose connection it left there has not noticed yet (a half-open TCP
+connection) gets its session, and that connection is closed (`stale_closed`).
 
 Pinned to python-socketio 5.18.1: `_handle_connect` and `_handle_disconnect` are its own, extended.
 """
@@ -41,7 +43,7 @@ class RecoveringServer(socketio.AsyncServer):
         #: the replica is shutting down: the sockets it closes now come back elsewhere, their sessions kept
         self.draining = False
         self.counts: Counter[str] = Counter(recovered=0, recovery_expired=0, recovery_trimmed=0,
-                                            recovery_refused=0, recovery_errors=0, replay_errors=0)
+                                            recovery_refused=0, recovery_errors=0, replay_errors=0, replays_cut=0)
 
     async def start(self) -> None:
         """Connect to Redis, read the stream from its end, renew held sessions; the server must not start
@@ -166,6 +168,7 @@ class RecoveringServer(socketio.AsyncServer):
         await self._send_packet(eio_sid, self.packet_class(packet.CONNECT, ack, namespace=namespace))
         await self.manager.connect(sid, namespace)
         if restore:
+            self.counts["recovered"] += 1
             # Not here: python-socketio handles a CONNECT on the connection's read loop, which would read
             # nothing else (its events, its close) until the replay is done.
             self.start_background_task(self._replay, eio_sid, namespace, restore[0], restore[1])
@@ -195,6 +198,7 @@ class RecoveringServer(socketio.AsyncServer):
         try:
             sent = await self.stream.replay(session.sid, eio_sid, namespace, session.rooms, start)
         except Gone:
+            self.counts["replays_cut"] += 1
             log.info("%s left during its replay", session.sid)
             return
         except (Trimmed, *REDIS_ERRORS) as exc:
@@ -204,7 +208,6 @@ class RecoveringServer(socketio.AsyncServer):
             await self.sessions.end(session.sid, recoverable=True)
             await self.eio.disconnect(eio_sid)
             return
-        self.counts["recovered"] += 1
         log.info("recovered %s: %d missed events replayed after %s", session.sid, sent, start)
 
     async def _handle_disconnect(self, eio_sid: str, namespace: str, reason: Any = None) -> None:

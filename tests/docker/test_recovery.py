@@ -78,9 +78,15 @@ def test_the_official_client_recovers_after_its_replica_is_sigkilled(client, ima
         out, killed = run_client(stack)
         survivors = {n: health(stack, n) for n in ("app-1", "app-2", "app-3") if n != killed}
         logs = {n: c.logs().decode(errors="replace") for n, c in stack.containers.items() if n.startswith("app-")}
-        Path("/tmp/recpy-logs.json").write_text(json.dumps({"logs": logs, "out": out, "survivors": survivors}))
 
     receiver, away, cut = out["receiver"], out["away"], out["cut"]
+    print(json.dumps({"killed": killed, **{name: [(c["recovered"], c["away_ms"]) for c in out[name]["connects"]]
+                                         for name in ("receiver", "away", "cut")},
+                      "replayed": {n: r["recovery"].get("replayed", 0) for n, r in survivors.items()},
+                      "lost": len(receiver["missing"]), "duplicated": receiver["duplicates"],
+                      "errors": {name: out[name]["errors"] for name in ("receiver", "away", "cut")},
+                      "counts": {n: {k: v for k, v in r["recovery"].items() if k.startswith(("recover", "stale"))}
+                                 for n, r in survivors.items()}}))
     assert out["acked"] == out["sent"] == MESSAGES, out
     # back after the SIGKILL of the replica holding its session, then after its own transport close: the same
     # sid, recovered both times, every message once, each with its offset

@@ -47,7 +47,11 @@ async function until(check, what, ms = deadlineMs) {
 function client(name, options = {}) {
   const socket = io(`http://127.0.0.1:${port}`, { transports: ["websocket"], forceNew: true, ...options });
   const c = { name, socket, replica: null, connects: [], got: [], offsets: [], untagged: 0, errors: [] };
-  socket.on("connect", () => c.connects.push({ sid: socket.id, recovered: socket.recovered === true }));
+  let droppedAt = null;
+  socket.on("disconnect", () => { droppedAt = Date.now(); });
+  socket.on("connect", () => c.connects.push({
+    sid: socket.id, recovered: socket.recovered === true, away_ms: droppedAt === null ? null : Date.now() - droppedAt,
+  }));
   socket.on("new-message", (frame, offset) => {
     c.got.push(frame?.id);
     if (typeof offset === "string") c.offsets.push(offset);
@@ -130,14 +134,17 @@ async function main() {
   await until(() => receiver.got.includes(`m${backAt}`), "receiver: a message sent after it came back");
   receiver.socket.io.engine.close(); // a second drop, while messages keep coming
   await until(() => receiver.connects.length >= 3, "receiver: back after its own close");
-  await until(() => cut.got.length > 0, "cut: a message");
+  await until(() => cut.socket.connected, "cut: connected"); // it may be coming back from the kill
+  const cutFrom = cut.connects.length;
+  const gotBefore = cut.got.length;
+  await until(() => cut.got.length > gotBefore, "cut: a message on this connection");
   cut.socket.io.engine.close();
   await until(() => sent.length >= Math.min(total, sentAtCut() + 5), "5 messages sent while cut is away");
   // the entry after its offset goes (entries are numbered "<n>-0"), long read by every replica by now
   const minid = `${BigInt(cut.offsets.at(-1).split("-")[0]) + 2n}-0`;
   console.log(JSON.stringify({ trim: "sio:stream", minid }));
   await nextLine();
-  await until(() => cut.connects.length >= 2, "cut: back");
+  await until(() => cut.connects.length > cutFrom, "cut: back");
 
   await sending;
   await until(() => acked >= total, "sender: every message acked");
