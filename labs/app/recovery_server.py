@@ -25,7 +25,7 @@ import socketio
 from bidict import ValueDuplicationError
 from socketio import exceptions, packet
 
-from .recovery import RECOVERABLE, BadRecovery, Session, recovery_request
+from .recovery import RECOVERABLE, BadRecovery, Session, later, recovery_request
 from .recovery_manager import REDIS_ERRORS, Gone, StreamManager, Trimmed
 from .recovery_sessions import SessionStore
 
@@ -40,6 +40,7 @@ class RecoveringServer(socketio.AsyncServer):
         self.sessions: SessionStore | None = None
         #: the engine.io connection holding each held session, by sid
         self.owner: dict[str, str] = {}
+        self.replays: set[asyncio.Future[None]] = set()
         #: the replica is shutting down: the sockets it closes now come back elsewhere, their sessions kept
         self.draining = False
         self.counts: Counter[str] = Counter(recovered=0, recovery_expired=0, recovery_trimmed=0,
@@ -75,7 +76,9 @@ class RecoveringServer(socketio.AsyncServer):
                 self.counts["recovery_expired"] += 1
                 log.info("recovery failed: no session %s… (expired, ended or unknown)", request.pid[:6])
                 return None
-            start = request.offset or found.since
+            # socket.io-client keeps the last offset of an earlier session until an event replaces it: an
+            # offset from before this session began asks for nothing this session missed
+            start = request.offset if request.offset and later(request.offset, found.since) else found.since
             await self.stream.check(start)
             claimed = await self.sessions.claim(found)
         except Trimmed as exc:
@@ -121,10 +124,7 @@ class RecoveringServer(socketio.AsyncServer):
             self.owner[sid] = eio_sid
             self.counts["stale_closed"] += 1
             log.info("%s is back: closing its stale connection %s", sid, old)
-            try:  # its disconnect runs first; then the close packet may never drain to a half-open peer
-                await asyncio.wait_for(self.eio.disconnect(old), 1.0)
-            except TimeoutError:
-                pass
+            await self._close(old)
         if not self._pre_connect(eio_sid, namespace, sid):
             if restore:
                 self.counts["recovery_refused"] += 1
@@ -171,7 +171,9 @@ class RecoveringServer(socketio.AsyncServer):
             self.counts["recovered"] += 1
             # Not here: python-socketio handles a CONNECT on the connection's read loop, which would read
             # nothing else (its events, its close) until the replay is done.
-            self.start_background_task(self._replay, eio_sid, namespace, restore[0], restore[1])
+            task = asyncio.ensure_future(self._replay(eio_sid, namespace, restore[0], restore[1]))
+            self.replays.add(task)  # the loop keeps only a weak reference to a task
+            task.add_done_callback(self.replays.discard)
 
     async def _accept(self, eio_sid: str, namespace: str, sid: str, data: Any) -> tuple[bool, Any]:
         """The application's connect handler, as python-socketio calls it: (accepted, refusal)."""
@@ -206,9 +208,17 @@ class RecoveringServer(socketio.AsyncServer):
             log.warning("replay to %s failed, dropping it to come back: %r", session.sid, exc)
             self.stream.catching_up.pop(session.sid, None)
             await self.sessions.end(session.sid, recoverable=True)
-            await self.eio.disconnect(eio_sid)
+            await self._close(eio_sid)
             return
         log.info("recovered %s: %d missed events replayed after %s", session.sid, sent, start)
+
+    async def _close(self, eio_sid: str, timeout: float = 1.0) -> None:
+        """Close an engine.io connection: its disconnect runs first, then its close packet is flushed for at
+        most `timeout` s (a half-open peer never takes it)."""
+        try:
+            await asyncio.wait_for(self.eio.disconnect(eio_sid), timeout)
+        except TimeoutError:
+            log.info("the close packet of %s was not taken within %gs", eio_sid, timeout)
 
     async def _handle_disconnect(self, eio_sid: str, namespace: str, reason: Any = None) -> None:
         namespace = namespace or "/"
@@ -244,6 +254,8 @@ class RecoveringServer(socketio.AsyncServer):
             await self.sessions.update(sid, data=dict(session))
 
     async def close(self) -> None:
+        for task in self.replays:
+            task.cancel()
         if self.sessions is not None and self.sessions.task is not None:
             self.sessions.task.cancel()
         await self.stream.close()

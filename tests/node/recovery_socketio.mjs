@@ -14,6 +14,8 @@
 //           {"trim": "sio:stream", "minid": ID} and waits for a line on stdin (the caller trimmed the entries
 //           before ID: the first one it missed among them), and it comes back 2 s after it left: it must get
 //           a new session, not a replay with a hole.
+// At the end the receiver's replica is stopped gracefully ({"stop": REPLICA}, then a line on stdin) while 20
+// more messages are sent: it recovers a third time.
 // Prints one JSON object: for each client its connects (sid, recovered), what it got, missing and duplicated
 // message ids, and whether every event carried a string offset as its last argument.
 import { createInterface } from "node:readline";
@@ -44,9 +46,11 @@ async function until(check, what, ms = deadlineMs) {
   }
 }
 
+const clients = [];
 function client(name, options = {}) {
   const socket = io(`http://127.0.0.1:${port}`, { transports: ["websocket"], forceNew: true, ...options });
   const c = { name, socket, replica: null, connects: [], got: [], offsets: [], untagged: 0, errors: [] };
+  clients.push(c);
   let droppedAt = null;
   socket.on("disconnect", () => { droppedAt = Date.now(); });
   socket.on("connect", () => c.connects.push({
@@ -106,8 +110,8 @@ async function main() {
 
   const sent = [];
   let acked = 0;
-  const sending = (async () => {
-    for (let i = 1; i <= total; i++) {
+  async function send(from, to) {
+    for (let i = from; i <= to; i++) {
       const id = `m${i}`;
       sent.push(id);
       sender.socket.emit("chat-message", { id, ts: Date.now() }, (ack) => {
@@ -116,10 +120,8 @@ async function main() {
       });
       await sleep(intervalMs);
     }
-  })();
-
-  let cutAt = null;
-  const sentAtCut = () => (cutAt ??= sent.length);
+  }
+  const sending = send(1, total);
   const awayTrip = (async () => {
     await until(() => away.got.length >= 5, "away: 5 messages");
     away.socket.io.engine.close(); // a transport close: it comes back after awayMs
@@ -139,7 +141,8 @@ async function main() {
   const gotBefore = cut.got.length;
   await until(() => cut.got.length > gotBefore, "cut: a message on this connection");
   cut.socket.io.engine.close();
-  await until(() => sent.length >= Math.min(total, sentAtCut() + 5), "5 messages sent while cut is away");
+  const cutAt = sent.length;
+  await until(() => sent.length >= Math.min(total, cutAt + 5), "5 messages sent while cut is away");
   // the entry after its offset goes (entries are numbered "<n>-0"), long read by every replica by now
   const minid = `${BigInt(cut.offsets.at(-1).split("-")[0]) + 2n}-0`;
   console.log(JSON.stringify({ trim: "sio:stream", minid }));
@@ -147,11 +150,27 @@ async function main() {
   await until(() => cut.connects.length > cutFrom, "cut: back");
 
   await sending;
-  await until(() => acked >= total, "sender: every message acked");
-  await until(() => new Set(receiver.got).size >= total, "receiver: every message", 10000).catch((e) => receiver.errors.push(e.message));
   await awayTrip;
+
+  // a graceful stop (SIGTERM) of the receiver's replica, and 20 more messages meanwhile (the sender, if it
+  // was there too, comes back and sends what it buffered)
+  const last = await join(receiver); // where it is now (the same room: nothing changes)
+  const before = receiver.connects.length;
+  console.log(JSON.stringify({ stop: last }));
+  await nextLine();
+  if (last === sender.replica) {
+    // it was there too: it comes back, recovered unless its session's start was trimmed (it never got an
+    // event: its session replays from where the stream was when it began), and then joins anew
+    await until(() => sender.connects.length > 1 && sender.socket.connected, "sender: back after the stop");
+    if (!sender.connects.at(-1).recovered) await join(sender);
+  }
+  await send(total + 1, total + 20);
+  await until(() => receiver.connects.length > before, "receiver: back after the graceful stop");
+  await until(() => acked >= sent.length, "sender: every message acked");
+  await until(() => new Set(receiver.got).size >= sent.length, "receiver: every message", 10000)
+    .catch((e) => receiver.errors.push(e.message));
   const out = { holder, sent: sent.length, acked, receiver: summary(receiver, sent), away: summary(away, sent), cut: summary(cut, sent),
-                sender: { replica: sender.replica, errors: sender.errors } };
+                sender: { replica: sender.replica, connects: sender.connects, errors: sender.errors } };
   for (const c of [receiver, sender, away, cut]) c.socket.close();
   lines.close();
   console.log(JSON.stringify(out));
@@ -159,5 +178,6 @@ async function main() {
 
 main().catch((err) => {
   console.error(err.stack ?? String(err));
+  for (const c of clients) console.error(JSON.stringify({ name: c.name, replica: c.replica, connects: c.connects, got: c.got.length, errors: c.errors }));
   process.exit(1);
 });
