@@ -1,6 +1,7 @@
 """A Socket.IO chat replica (python-socketio on aiohttp): the seed article's events, one room per name.
 
-    python -m wslab_app.sio --name app-1 --port 8000 --broker none|redis-pubsub --redis URL
+    python -m wslab_app.sio --name app-1 --port 8000 --broker none|redis-pubsub|redis-streams --redis URL
+                            [--maxlen N] [--max-disconnection-duration S]
 
 Events, the lab's shapes:
   client -> "join-room" {"room": R, "client": C}   ack {"replica": NAME, "room": R, "client": C}
@@ -18,7 +19,10 @@ in `bad_events`; it never raises into python-socketio.
 Every HTTP response names the replica in X-Wslab-Replica (nginx's open-source cookie stickiness reads it),
 and the join ack names it too, so the harness measures placement from the server. Broker `none` keeps
 rooms in this process (a room message never reaches another replica); `redis-pubsub` uses
-python-socketio's AsyncRedisManager, which relays every emit through one Redis Pub/Sub channel.
+python-socketio's AsyncRedisManager, which relays every emit through one Redis Pub/Sub channel;
+`redis-streams` adds socket.io's connection state recovery (recovery_server.py): every emit goes through one
+Redis stream (capped at --maxlen entries), and a client that comes back within --max-disconnection-duration
+seconds gets its sid, rooms and the events it missed.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ import socketio
 from aiohttp import web
 
 from . import ID_RE, InvalidMessage, check_message, run
+from .recovery_manager import StreamManager
+from .recovery_server import RecoveringServer
 
 REPLICA_HEADER = "X-Wslab-Replica"
 #: python-engineio refuses a polling POST of more than `Payload.max_decode_packets` packets (16 by
@@ -50,7 +56,7 @@ REPLICA_HEADER = "X-Wslab-Replica"
 #: up to ~30 messages), so a replica takes this many. Process-wide: it is a class attribute.
 MAX_DECODE_PACKETS = 1024
 engineio.payload.Payload.max_decode_packets = max(engineio.payload.Payload.max_decode_packets, MAX_DECODE_PACKETS)
-BROKERS = ("none", "redis-pubsub")
+BROKERS = ("none", "redis-pubsub", "redis-streams")
 VERSIONS = {"python": sys.version.split()[0], "python-socketio": metadata.version("python-socketio"),
             "python-engineio": metadata.version("python-engineio"), "aiohttp": aiohttp.__version__}
 log = logging.getLogger("wslab.sio")
@@ -128,10 +134,16 @@ def _room(value: Any) -> str:
 class Replica:
     """The event handlers and counters of one replica."""
 
-    def __init__(self, name: str, broker: str, redis_url: str) -> None:
+    def __init__(self, name: str, broker: str, redis_url: str, *, maxlen: int = 100_000,
+                 max_disconnection: float = 120.0) -> None:
         self.name = name
         self.manager = ConfirmedRedisManager(redis_url, name=name) if broker == "redis-pubsub" else None
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=self.manager)
+        self.recovery: RecoveringServer | None = None
+        if broker == "redis-streams":
+            self.sio = self.recovery = RecoveringServer(StreamManager(redis_url, name=name, maxlen=maxlen),
+                                                        max_disconnection=max_disconnection, async_mode="aiohttp")
+        else:
+            self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=self.manager)
         self.counters: Counter[str] = Counter(bad_events=0)
         self.sio.on("connect", self.connect)
         self.sio.on("disconnect", self.disconnect)
@@ -191,10 +203,12 @@ class Replica:
         return {"replica": self.name, "id": frame["id"]}
 
     async def healthz(self, request: web.Request) -> web.Response:
-        ok = self.manager is None or self.manager.listening.is_set()
+        manager = self.recovery.stream if self.recovery else self.manager
+        ok = manager is None or manager.listening.is_set()
         body = {"replica": self.name, "ok": ok, "app": "socketio",
-                "manager": type(self.manager).__name__ if self.manager else "in-memory",
-                **self.counters, "versions": VERSIONS}
+                "manager": type(manager).__name__ if manager else "in-memory",
+                **self.counters, **({"recovery": self.recovery.stats()} if self.recovery else {}),
+                "versions": VERSIONS}
         return web.json_response(body, status=200 if ok else 503)
 
     async def name_response(self, request: web.Request, response: web.StreamResponse) -> None:
@@ -202,7 +216,10 @@ class Replica:
 
     async def close_all(self, timeout: float) -> None:
         """Tell every client goodbye, for at most `timeout` s: a polling client that is already gone never
-        collects its close packet, and Engine.IO would wait for it until the ping timeout (45 s)."""
+        collects its close packet, and Engine.IO would wait for it until the ping timeout (45 s). With
+        recovery, their sessions are kept: they come back to another replica."""
+        if self.recovery:
+            self.recovery.draining = True
         if not self.sio.eio.sockets:
             return
         try:
@@ -212,6 +229,10 @@ class Replica:
 
     async def start_manager(self) -> None:
         """Start the Redis manager now (not on the first client) and wait until it hears itself."""
+        if self.recovery:
+            await self.recovery.start()
+            log.info("stream manager reading %s from %s", "sio:stream", self.recovery.stream.position)
+            return
         if self.manager is None:
             return
         await self._await_redis()
@@ -261,11 +282,12 @@ async def client_script(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers={"Content-Type": "text/javascript; charset=utf-8"})
 
 
-async def serve(*, name: str, port: int, broker: str, redis_url: str) -> None:
+async def serve(*, name: str, port: int, broker: str, redis_url: str, maxlen: int = 100_000,
+                max_disconnection: float = 120.0) -> None:
     """Serve until SIGTERM or SIGINT, then disconnect every client and exit cleanly."""
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s {name} %(levelname)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    replica = Replica(name, broker, redis_url)
+    replica = Replica(name, broker, redis_url, maxlen=maxlen, max_disconnection=max_disconnection)
     app = web.Application()
     replica.sio.attach(app)
     app.router.add_get("/healthz", replica.healthz)
@@ -287,6 +309,8 @@ async def serve(*, name: str, port: int, broker: str, redis_url: str) -> None:
             log.info("stopping on signal")
         await replica.close_all(timeout=1.0)
         await replica.sio.shutdown()
+        if replica.recovery:
+            await replica.recovery.close()
     finally:
         await runner.cleanup()
 
@@ -296,10 +320,27 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="this replica's name, reported to clients")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--broker", choices=BROKERS, default="none",
-                        help="none: in-memory rooms; redis-pubsub: socketio.AsyncRedisManager")
+                        help="none: in-memory rooms; redis-pubsub: socketio.AsyncRedisManager; "
+                             "redis-streams: one stream, with connection state recovery")
     parser.add_argument("--redis", default="redis://redis:6379/0", help="Redis URL for the Redis manager")
+    parser.add_argument("--maxlen", type=bounded(int, 1, 10_000_000), default=100_000,
+                        help="approximate MAXLEN of the stream (redis-streams)")
+    parser.add_argument("--max-disconnection-duration", type=bounded(float, 1.0, 86_400.0), default=120.0,
+                        help="seconds a disconnected client's session is kept (redis-streams)")
     args = parser.parse_args()
-    run(serve(name=args.name, port=args.port, broker=args.broker, redis_url=args.redis))
+    run(serve(name=args.name, port=args.port, broker=args.broker, redis_url=args.redis, maxlen=args.maxlen,
+              max_disconnection=args.max_disconnection_duration))
+
+
+def bounded(kind: Callable[[str], Any], low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: `kind` of the text, within [low, high]."""
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not within {low:g}..{high:g}")
+        return value
+
+    return convert
 
 
 if __name__ == "__main__":

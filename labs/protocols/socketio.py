@@ -25,7 +25,8 @@ from .socketio_link import HttpEvent, SocketIOLink
 #: answers a long poll with everything queued for the client: in a busy room that is one packet per message
 #: from every other member, so the lab's clients take this many. Process-wide: it is a class attribute.
 MAX_DECODE_PACKETS = 10_000
-MANAGERS = {Broker.NONE: "none (in-memory)", Broker.REDIS_PUBSUB: "AsyncRedisManager"}
+MANAGERS = {Broker.NONE: "none (in-memory)", Broker.REDIS_PUBSUB: "AsyncRedisManager",
+            Broker.REDIS_STREAMS: "StreamManager (recovery)"}
 
 
 @dataclass
@@ -97,6 +98,12 @@ def recovery_json(drops: list[DropRecovery]) -> dict[str, Any]:
 class SocketIOProtocol(ProtocolAdapter):
     app = AppKind.SOCKETIO
     app_module = "wslab_app.sio"
+
+    def replica_args(self, scenario: Scenario) -> tuple[str, ...]:
+        top = scenario.topology
+        if top.broker is Broker.REDIS_STREAMS:
+            return ("--maxlen", str(top.maxlen), "--max-disconnection-duration", f"{top.max_disconnection_duration:g}")
+        return ()
 
     def new_history(self) -> History:
         return SocketIOHistory()

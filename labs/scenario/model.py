@@ -129,8 +129,11 @@ class Topology:
     broker: Broker = Broker.NONE
     balance: Balance = Balance.ROUND_ROBIN
     app: AppKind = AppKind.WEBSOCKET
-    #: approximate MAXLEN of each room's stream (redis-streams)
+    #: approximate MAXLEN of each room's stream (redis-streams); with app socketio, of its one stream
     maxlen: int = 100_000
+    #: app socketio with broker redis-streams (connection state recovery): seconds a disconnected client's
+    #: session is kept (socket.io's maxDisconnectionDuration; its default is 2 minutes)
+    max_disconnection_duration: float = 120.0
     cookie_name: str = "wslab_srv"
     #: Redis Cluster brokers: masters (redis-1..N) and replicas per master (redis-N+1..)
     cluster_masters: int = 3

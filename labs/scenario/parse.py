@@ -81,7 +81,7 @@ NODE_BROKERS = {
                                  Broker.REDIS_STREAMS: "@socket.io/redis-streams-adapter + connection state recovery"},
 }
 #: the servers that keep Socket.IO sessions for recovery (app, broker): they take max_disconnection_duration
-RECOVERING = frozenset({(AppKind.SEED_NODE_SOCKETIO, Broker.REDIS_STREAMS)})
+RECOVERING = frozenset({(AppKind.SEED_NODE_SOCKETIO, Broker.REDIS_STREAMS), (AppKind.SOCKETIO, Broker.REDIS_STREAMS)})
 
 
 def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) -> None:
@@ -104,6 +104,11 @@ def _ignored(tables: dict[str, dict[str, Any]], topology: Topology, where: str) 
         raise ScenarioError(f'{where}: topology.max_disconnection_duration = '
                             f'{show(top["max_disconnection_duration"])} is ignored by app = "{topology.app.value}" '
                             f'with broker = "{topology.broker.value}" (only {takers} keeps sessions for recovery)')
+    if ((topology.app, topology.broker) == (AppKind.SOCKETIO, Broker.REDIS_STREAMS)
+            and topology.max_disconnection_duration < 1.0):
+        raise ScenarioError(f'{where}: topology.max_disconnection_duration = '
+                            f'{show(top["max_disconnection_duration"])}: the python-socketio replica renews a '
+                            'session every second, so it keeps one at least 1 s; give 1 or more')
     for key in ("cluster_masters", "cluster_replicas"):
         if key in top and not topology.broker.cluster:
             raise ScenarioError(f'{where}: topology.{key} = {show(top[key])} is ignored with broker = '
@@ -204,11 +209,12 @@ def parse(text: str, *, name: str, path: Path | None = None) -> Scenario:
         balancer=balancer, hard_stop_after=hard_stop_after, close_spread_time=close_spread_time,
         max_fails=int_of(top, "max_fails", Topology.max_fails, 0, 1000, where),
         max_disconnection_duration=float_of(top, "max_disconnection_duration", Topology.max_disconnection_duration,
-                                            0.001, 3600.0, where),
+                                            0.001, 86_400.0, where),
     )
-    if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB}:
-        raise ScenarioError(f"{where}: a socketio app takes broker none or redis-pubsub (AsyncRedisManager), "
-                            f"not {topology.broker.value}")
+    if topology.app is AppKind.SOCKETIO and topology.broker not in {Broker.NONE, Broker.REDIS_PUBSUB,
+                                                                   Broker.REDIS_STREAMS}:
+        raise ScenarioError(f"{where}: a socketio app takes broker none, redis-pubsub (AsyncRedisManager) or "
+                            f"redis-streams (connection state recovery), not {topology.broker.value}")
     if topology.balance is Balance.ROOM and topology.app.socketio:
         raise ScenarioError(f'{where}: balance = "room" hashes the room named in the WebSocket URL; a Socket.IO '
                             f'client joins its room after connecting, so app = "{topology.app.value}" cannot use it')

@@ -84,7 +84,7 @@ def test_bad_node_scenarios_are_refused_with_the_key_and_value(text, message):
 
 
 def test_a_node_only_broker_on_the_python_socketio_app_is_refused():
-    with pytest.raises(ScenarioError, match="a socketio app takes broker none or redis-pubsub"):
+    with pytest.raises(ScenarioError, match="a socketio app takes broker none, redis-pubsub"):
         parse(SIO.replace('"seed-node-socketio"', '"socketio"').replace('"redis-pubsub"', '"seed-subscribe-glob"'))
 
 

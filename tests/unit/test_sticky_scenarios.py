@@ -88,7 +88,11 @@ def test_a_socketio_scenario_can_declare_unsent():
      'measured for app = "socketio" only'),
     (BASE + '[[faults]]\nkind = "kill-replica"\ntarget = "app-9"\nat = 0.5\n', "got 'app-9' (no such replica)"),
     ("failure = 1\n" + BASE, "failure must be true or false"),
-    (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "redis-streams"'), "not redis-streams"),
+    (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "nats"'), "not nats"),
+    (BASE.replace('app = "socketio"', 'app = "socketio"\nmax_disconnection_duration = 5'),
+     'topology.max_disconnection_duration = 5 is ignored with app = "socketio", broker = "none"'),
+    (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "redis-streams"\nmax_disconnection_duration = 0.5'),
+     "max_disconnection_duration"),
 ])
 def test_bad_socketio_scenarios_are_refused_with_the_key_and_value(text, message):
     with pytest.raises(ScenarioError) as info:
