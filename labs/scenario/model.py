@@ -131,9 +131,6 @@ class Topology:
     app: AppKind = AppKind.WEBSOCKET
     #: approximate MAXLEN of each room's stream (redis-streams); with app socketio, of its one stream
     maxlen: int = 100_000
-    #: app socketio with broker redis-streams (connection state recovery): seconds a disconnected client's
-    #: session is kept (socket.io's maxDisconnectionDuration; its default is 2 minutes)
-    max_disconnection_duration: float = 120.0
     cookie_name: str = "wslab_srv"
     #: Redis Cluster brokers: masters (redis-1..N) and replicas per master (redis-N+1..)
     cluster_masters: int = 3
@@ -146,8 +143,9 @@ class Topology:
     hard_stop_after: float | None = None
     #: HAProxy only: a soft stop closes its connections spread over this many seconds (None: all at once)
     close_spread_time: float | None = None
-    #: a server that keeps Socket.IO sessions for recovery keeps one this many seconds after its client
-    #: dropped (socket.io's `maxDisconnectionDuration`, 2 minutes by default)
+    #: a server that keeps Socket.IO sessions for recovery (broker redis-streams, app socketio or
+    #: seed-node-socketio) keeps one this many seconds after its client dropped (socket.io's
+    #: `maxDisconnectionDuration`, 2 minutes by default)
     max_disconnection_duration: float = 120.0
 
     @property

@@ -59,7 +59,8 @@ def test_close_transports_targets_every_client_by_default() -> None:
 @pytest.mark.parametrize("change, message", [
     (("broker = \"redis-streams\"\nmaxlen = 500\n", "broker = \"redis-pubsub\"\n"),
      'topology.max_disconnection_duration = 2.5 is ignored by app = "seed-node-socketio" with broker = '
-     '"redis-pubsub" (only app = "seed-node-socketio" with broker = "redis-streams" keeps sessions for recovery)'),
+     '"redis-pubsub" (only app = "seed-node-socketio" with broker = "redis-streams" or app = "socketio" with broker = '
+     '"redis-streams" keeps sessions for recovery)'),
     (("max_disconnection_duration = 2.5", "max_disconnection_duration = 0"),
      "max_disconnection_duration"),
     (('target = "app-1"', 'target = "app-9"'),

@@ -90,7 +90,7 @@ def test_a_socketio_scenario_can_declare_unsent():
     ("failure = 1\n" + BASE, "failure must be true or false"),
     (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "nats"'), "not nats"),
     (BASE.replace('app = "socketio"', 'app = "socketio"\nmax_disconnection_duration = 5'),
-     'topology.max_disconnection_duration = 5 is ignored with app = "socketio", broker = "none"'),
+     'topology.max_disconnection_duration = 5 is ignored by app = "socketio" with broker = "none"'),
     (BASE.replace('app = "socketio"', 'app = "socketio"\nbroker = "redis-streams"\nmax_disconnection_duration = 0.5'),
      "max_disconnection_duration"),
 ])
