@@ -5,7 +5,7 @@
 import argparse
 from collections.abc import Callable
 
-from . import run
+from . import codec, run
 from .brokers import NoBroker, RedisPubSub, SeedSubscribeGlob
 from .cluster import RedisClusterPubSub
 from .jetstream import NatsJetStream
@@ -33,8 +33,16 @@ def main() -> None:
     parser.add_argument("--broker", choices=sorted(BROKERS), default="none")
     parser.add_argument("--redis", default="redis://redis:6379/0", help="the broker's URL (Redis, or nats://...)")
     parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
+    parser.add_argument("--reader", choices=("redis-py", "raw"), default="redis-py",
+                        help="redis-pubsub's subscriber: redis-py's PubSub, or a bare asyncio Protocol on hiredis")
+    parser.add_argument("--json", choices=("stdlib", "orjson"), default="stdlib", help="the JSON library")
     args = parser.parse_args()
     broker = BROKERS[args.broker](args.redis, maxlen=args.maxlen, name=args.name)
+    if args.reader == "raw":
+        if not isinstance(broker, RedisPubSub):
+            parser.error(f"--reader raw needs a Redis Pub/Sub broker, not {args.broker}")
+        broker.reader = "raw"
+    codec.use(args.json)
     run(serve(name=args.name, port=args.port, broker=broker))
 
 
