@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import codec
-from .rawpubsub import RawSubscriber
 
 Deliver = Callable[[str, str], None]
 #: deliver_from(room, sender, frame): a frame's JSON bytes and its sender, as a broker that names the sender
@@ -298,6 +297,8 @@ class RedisPubSub(RedisBroker):
         while True:
             try:
                 if self.reader == "raw":
+                    from .rawpubsub import RawSubscriber  # needs hiredis, which only the image has
+
                     self.pubsub = await RawSubscriber.connect(self.url, self.name, self.timeout, self._raw_message,
                                                               self._raw_subscribed)
                 else:
@@ -308,7 +309,7 @@ class RedisPubSub(RedisBroker):
                     log.warning("subscriber rebuilt; subscribed again to %d channel(s)", len(self.confirmed))
                 self.subscribed_once = True
                 self.heard = asyncio.get_running_loop().time()
-                if isinstance(self.pubsub, RawSubscriber):
+                if self.reader == "raw":
                     await self.pubsub.closed  # the protocol delivers; this returns only when it is closed
                     raise ConnectionError("the subscriber connection was closed")
                 async for message in self.pubsub.listen():
