@@ -33,15 +33,14 @@ def main() -> None:
     parser.add_argument("--broker", choices=sorted(BROKERS), default="none")
     parser.add_argument("--redis", default="redis://redis:6379/0", help="the broker's URL (Redis, or nats://...)")
     parser.add_argument("--maxlen", type=int, default=100_000, help="approximate MAXLEN of each room's stream")
-    parser.add_argument("--reader", choices=("redis-py", "raw"), default="redis-py",
-                        help="redis-pubsub's subscriber: redis-py's PubSub, or a bare asyncio Protocol on hiredis")
-    parser.add_argument("--json", choices=("stdlib", "orjson"), default="stdlib", help="the JSON library")
+    parser.add_argument("--reader", choices=("redis-py", "raw"), default="raw",
+                        help="the Redis Pub/Sub brokers' subscriber: a bare asyncio Protocol on hiredis (raw), or "
+                             "redis-py's PubSub; other brokers ignore it")
+    parser.add_argument("--json", choices=("stdlib", "orjson"), default="orjson", help="the JSON library")
     args = parser.parse_args()
     broker = BROKERS[args.broker](args.redis, maxlen=args.maxlen, name=args.name)
-    if args.reader == "raw":
-        if not isinstance(broker, RedisPubSub):
-            parser.error(f"--reader raw needs a Redis Pub/Sub broker, not {args.broker}")
-        broker.reader = "raw"
+    if isinstance(broker, RedisPubSub):
+        broker.reader = args.reader
     codec.use(args.json)
     run(serve(name=args.name, port=args.port, broker=broker))
 
