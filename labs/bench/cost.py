@@ -27,6 +27,7 @@ from .. import scenario
 from ..errors import LabError
 from ..infra import inspect
 from ..infra.launch import open_stack
+from ..infra.usage import container_cpu_system
 from ..load.step import LoadSpec, Session
 from ..spec import describe, plan, stack_spec
 from .climb import nginx_address
@@ -37,6 +38,8 @@ OPTIONS = {"reader": ("redis-py", "raw"), "json": ("stdlib", "orjson")}
 #: implementation -> the scenario whose topology it runs
 IMPLEMENTATIONS = {"python": "pubsub", "node": "seed-node-pubsub"}
 BASELINE = "node"
+#: the prefix of a replica's kernel CPU in a step's `cpu` (the part of its cgroup's CPU spent in the kernel)
+KERNEL = "kernel:"
 
 
 class VariantError(LabError):
@@ -85,10 +88,12 @@ def cost(step: dict[str, Any], replicas_in_room: int) -> dict[str, Any]:
     """One step's cost: replicas' cores, µs per delivery and per broker message (None when nothing was done)."""
     cpu = step.get("cpu") or {}
     cores = sum(v for k, v in cpu.items() if k.startswith("app-"))
+    kernel = sum(v for k, v in cpu.items() if k.startswith(KERNEL + "app-"))
     delivered = step["delivered_per_s"]
     broker = step["sent_per_s"] * replicas_in_room
-    lab = sum(cpu.values())
+    lab = sum(v for k, v in cpu.items() if not k.startswith(KERNEL))
     return {"replica_cores": cores, "us_per_delivery": cores / delivered * 1e6 if delivered else None,
+            "kernel_share": kernel / cores if cores and any(k.startswith(KERNEL) for k in cpu) else None,
             "broker_messages_per_s": broker, "us_per_broker_message": cores / broker * 1e6 if broker else None,
             "other_cores": None if step.get("host_cpu") is None else step["host_cpu"] - lab}
 
@@ -108,6 +113,7 @@ def summarize(steps: list[dict[str, Any]], variants: list[str], rates: list[floa
                 "us_per_broker_message": _median([s["us_per_broker_message"] for s in got]),
                 "delivered_per_s": _median([s["delivered_per_s"] for s in got]),
                 "replica_cores": _median([s["replica_cores"] for s in got]),
+                "kernel_share": _median([s.get("kernel_share") for s in got]),
                 "lost": sum(s["lost"] for s in got), "runs": len(got)}
         pairs = [by[(v, rate, r)]["us_per_delivery"] / by[(BASELINE, rate, r)]["us_per_delivery"]
                  for rate in rates for r in runs
@@ -171,17 +177,29 @@ def measure(bench: Started, variants: list[Variant], *, rates: list[float], runs
                     d.update(cost(d, in_room))
                     progress(f"cost run {run + 1}/{runs} {v.label}: offered {rate:g}/s, delivered "
                              f"{d['delivered_per_s']:.0f}/s, lost {d['lost']}, replicas {d['replica_cores']:.2f} "
-                             f"cores = {_us(d['us_per_delivery'])} µs/delivery; machine {d['host_cpu']:.2f} "
+                             f"cores = {_us(d['us_per_delivery'])} µs/delivery ({_pct(d['kernel_share'])} kernel); "
+                             f"machine {d['host_cpu']:.2f} "
                              f"busy, load {d['load_average'][0]:.2f}")
                     yield d
 
 
 def _probe(stack: Any) -> Any:
-    return lambda: inspect.cpu_seconds(stack)
+    """Every container's CPU seconds, and each replica's kernel part as `kernel:app-N`."""
+    def read() -> dict[str, float]:
+        out = inspect.cpu_seconds(stack)
+        for name, c in stack.containers.items():
+            if name.startswith("app-") and (kernel := container_cpu_system(c.id)) is not None:
+                out[KERNEL + name] = kernel
+        return out
+    return read
 
 
 def _slug(label: str) -> str:
     return label.replace("/", "-").replace("=", "-")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
 
 
 def _us(value: float | None) -> str:
@@ -193,11 +211,13 @@ def table(summary: dict[str, Any], rates: list[float]) -> str:
     its ratio to the Node server measured side by side."""
     head = " / ".join(f"{r:g}" for r in rates)
     rows = [f"| variant | ratio to node (pairs) | µs/delivery at {head} msg/s (runs) | marginal µs/delivery | "
-            f"µs/broker message at {head} msg/s |", "|" + "---|" * 5]
+            f"µs/broker message at {head} msg/s | in the kernel at {rates[-1]:g} msg/s |", "|" + "---|" * 6]
     for v, s in summary.items():
         per = s["rates"]
         deliveries = " / ".join(f"{_us(per[f'{r:g}']['us_per_delivery'])} (n={per[f'{r:g}']['runs']})" for r in rates)
         broker = " / ".join(_us(per[f"{r:g}"]["us_per_broker_message"]) for r in rates)
         ratio = "-" if s["ratio_to_node"] is None else f"{s['ratio_to_node']:.2f}x ({s['pairs']})"
-        rows.append(f"| {v} | {ratio} | {deliveries} | {_us(s['marginal_us_per_delivery'])} | {broker} |")
+        share = per[f"{rates[-1]:g}"]["kernel_share"]
+        rows.append(f"| {v} | {ratio} | {deliveries} | {_us(s['marginal_us_per_delivery'])} | {broker} | "
+                    + ("-" if share is None else f"{share:.0%}") + " |")
     return "\n".join(rows)

@@ -35,8 +35,8 @@ from .climb import add_arguments, broke_cell, check_climb, climb, knee_cell, ms
 from .common import BenchParser, started
 
 IMPLEMENTATIONS = cost.IMPLEMENTATIONS
-#: offered messages/s of the cost steps: with 12 users, 1,650..6,600 deliveries/s, far below either knee
-COST_RATES = (150, 300, 600)
+#: offered messages/s of the cost steps: with 12 users, 2,200..8,800 deliveries/s, below either knee
+COST_RATES = (200, 400, 800)
 RATES = (200, 400, 700, 1000, 1200, 1400, 1700, 2000, 2400, 2800, 3400, 4000, 5600, 8000, 11000, 16000)
 
 
@@ -141,7 +141,7 @@ def cost_text(summary: dict[str, Any], rates: list[float], runs: int) -> str:
 
 
 CSV_FIELDS = ("variant", "run", "offered", "sent_per_s", "delivered_per_s", "lost", "p50_ms", "p99_ms",
-              "replica_cores", "us_per_delivery", "broker_messages_per_s", "us_per_broker_message", "generator",
+              "replica_cores", "kernel_share", "us_per_delivery", "broker_messages_per_s", "us_per_broker_message", "generator",
               "other_cores", "host_cpu", "load_average")
 
 
