@@ -41,7 +41,10 @@ def main() -> None:
     broker = BROKERS[args.broker](args.redis, maxlen=args.maxlen, name=args.name)
     if isinstance(broker, RedisPubSub):
         broker.reader = args.reader
-    codec.use(args.json)
+    try:
+        codec.use(args.json)
+    except ImportError:
+        parser.error("--json orjson needs the orjson package (pinned in images/app/requirements.txt); or give --json stdlib")
     run(serve(name=args.name, port=args.port, broker=broker))
 
 
