@@ -59,6 +59,7 @@ RECOVERY := recovery-transport-close recovery-graceful-shutdown recovery-kill-re
            recovery-nothing-received recovery-long-lived recovery-control-transport-close
 
 .DEFAULT_GOAL := help
+comma := ,
 .PHONY: help setup images scenario-pubsub scenario-faults scenario-brokers scenario-sticky scenario-balancers scenario-seed-node scenario-cluster scenario-deploys scenario-recovery scenario-swarm swarm-up swarm-down lint test test-unit test-docker bench-lifecycle bench-faults bench-signals bench-connections bench-capacity bench-replicas bench-partitioning bench-defaults bench-storm clean
 
 help: ## list the targets
@@ -159,8 +160,8 @@ bench-signals: setup images ## SIGINT and SIGTERM at 12 moments of a run each: s
 bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: offered rate climbed with locust until it breaks; the knee: p99 <= 50 ms, 0 lost -> results/bench/capacity-*/
 	$(PYTHON) -m labs.bench capacity --runs $(or $(RUNS),3)
 
-bench-replicas: setup images node-deps ## the lab's Python replica vs the article's Node server, same topology and Node load driver: knees and their ratio -> results/bench/replicas-*/
-	$(PYTHON) -m labs.bench replicas --runs $(or $(RUNS),3)
+bench-replicas: setup images node-deps ## the lab's Python replica vs the article's Node server, side by side: CPU µs per delivery and their ratio (RUNS, default 5), then the knees (KNEE_RUNS, default 1; VARIANTS adds replica options) -> results/bench/replicas-*/
+	$(PYTHON) -m labs.bench replicas --runs $(or $(RUNS),5) --knee-runs $(or $(KNEE_RUNS),1) --variants $(or $(VARIANTS),python$(comma)node)
 
 bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
 	$(PYTHON) -m labs.bench connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)

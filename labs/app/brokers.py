@@ -12,7 +12,6 @@ read them. The server uses these capabilities and never names a broker class.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
@@ -20,7 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import codec
+
 Deliver = Callable[[str, str], None]
+#: deliver_from(room, sender, frame): a frame's JSON bytes and its sender, as a broker that names the sender
+#: beside the frame carries them (no decode)
+DeliverFrom = Callable[[str, str, bytes], None]
 #: on_gap(room, lo, hi): entries numbered lo..hi (inclusive) of `room` were trimmed before this replica read them
 Gap = Callable[[str, int, int], None]
 log = logging.getLogger("wslab.broker")
@@ -54,6 +58,7 @@ class NoBroker:
         self.name = name
         self.deliver: Deliver = lambda room, frame: None
         self.on_gap: Gap = lambda room, lo, hi: None
+        self.deliver_from: DeliverFrom = lambda room, sender, frame: self.deliver(room, frame.decode())
         self.stats: Counter[str] = Counter()
         #: (CLOCK_MONOTONIC time, part, working) at each change: when a part broke and when it recovered.
         #: Containers share the host's monotonic clock, so the harness can place these in its own history.
@@ -79,7 +84,7 @@ class NoBroker:
 
     async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
         """Hand `frame` to the room; return the fields to add to the sender's ack."""
-        self.deliver(room, json.dumps(frame))
+        self.deliver(room, codec.dumps(frame).decode())
         return {}
 
     async def end_id(self, room: str) -> tuple[str, int]:
@@ -163,10 +168,10 @@ class PublishBatch:
 
     def __init__(self, redis: Any) -> None:
         self.redis = redis
-        self.waiting: list[tuple[str, str, asyncio.Future[int]]] = []
+        self.waiting: list[tuple[str, str | bytes, asyncio.Future[int]]] = []
         self.sending = False
 
-    async def publish(self, channel: str, payload: str) -> int:
+    async def publish(self, channel: str, payload: str | bytes) -> int:
         """PUBLISH `payload` to `channel` in the next batch; return how many subscribers received it."""
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.waiting.append((channel, payload, future))
@@ -210,6 +215,9 @@ class RedisPubSub(RedisBroker):
 
     HEARTBEAT = 0.25
     DEAF_AFTER = 1.5
+    #: the subscriber: "redis-py" (its PubSub object), or "raw" (rawpubsub.RawSubscriber, the sender carried
+    #: before each frame: `<sender> <frame JSON>`); every replica of a stack must use the same one
+    reader = "redis-py"
     #: PUBLISH's reply counts every subscriber (one Redis); in a Redis Cluster it counts only the node's own
     counts_every_subscriber = True
 
@@ -219,6 +227,8 @@ class RedisPubSub(RedisBroker):
         self.confirmed: dict[str, asyncio.Event] = {}
         self.heard = 0.0
         self.subscribed_once = False
+        #: redis-py's PubSub, or a RawSubscriber: rebuilt by the listener
+        self.pubsub: Any = None
 
     async def start(self, deliver: Deliver) -> None:
         await super().start(deliver)
@@ -263,7 +273,9 @@ class RedisPubSub(RedisBroker):
             pass  # the listener rebuilds the connection and subscribes to every channel in `confirmed`
 
     async def publish(self, room: str, frame: dict[str, Any]) -> dict[str, Any]:
-        payload = json.dumps(frame)
+        payload = codec.dumps(frame)
+        if self.reader == "raw":  # the sender rides before the frame, so no replica has to decode it
+            payload = frame["sender"].encode() + b" " + payload
         for attempt in (1, 2):
             try:
                 receivers = await self.batch.publish(self.channel(room), payload)
@@ -283,14 +295,23 @@ class RedisPubSub(RedisBroker):
     async def _listen(self) -> None:
         """Read the subscriber connection; on any failure, rebuild it and subscribe to everything again."""
         while True:
-            self.pubsub = self.redis.pubsub()
             try:
+                if self.reader == "raw":
+                    from .rawpubsub import RawSubscriber  # needs hiredis, which only the image has
+
+                    self.pubsub = await RawSubscriber.connect(self.url, self.name, self.timeout, self._raw_message,
+                                                              self._raw_subscribed)
+                else:
+                    self.pubsub = self.redis.pubsub()
                 await self.pubsub.subscribe(*self.confirmed)
                 if self.subscribed_once:
                     self.stats["subscriber_rebuilds"] += 1
                     log.warning("subscriber rebuilt; subscribed again to %d channel(s)", len(self.confirmed))
                 self.subscribed_once = True
                 self.heard = asyncio.get_running_loop().time()
+                if self.reader == "raw":
+                    await self.pubsub.closed  # the protocol delivers; this returns only when it is closed
+                    raise ConnectionError("the subscriber connection was closed")
                 async for message in self.pubsub.listen():
                     self._handle(message)
             except asyncio.CancelledError:
@@ -311,19 +332,36 @@ class RedisPubSub(RedisBroker):
     def _handle(self, message: dict[str, Any]) -> None:
         kind, channel = message["type"], message["channel"].decode()
         if kind == "subscribe":
-            if channel in self.confirmed:
-                self.confirmed[channel].set()
-            if channel == self.control:
-                self.mark("subscriber", True)
+            self._subscribed(channel)
         elif kind == "message":
-            # Any message counts as heard: a subscriber working through a backlog (a replica starved of
-            # CPU reads its beat late, behind the rooms' messages) is behind, not deaf; rebuilding it would
-            # drop what is in flight. A deaf subscriber hears nothing at all.
-            self.heard = asyncio.get_running_loop().time()
-            self.mark("subscriber", True)
+            self._heard()
             if channel.startswith("chat:"):
                 self.stats["received"] += 1
                 self.deliver(channel.split(":", 1)[1], message["data"].decode())
+
+    def _subscribed(self, channel: str) -> None:
+        if channel in self.confirmed:
+            self.confirmed[channel].set()
+        if channel == self.control:
+            self.mark("subscriber", True)
+
+    def _heard(self) -> None:
+        # Any message counts as heard: a subscriber working through a backlog (a replica starved of CPU reads
+        # its beat late, behind the rooms' messages) is behind, not deaf; rebuilding it would drop what is in
+        # flight. A deaf subscriber hears nothing at all.
+        self.heard = asyncio.get_running_loop().time()
+        self.mark("subscriber", True)
+
+    def _raw_subscribed(self, channel: bytes) -> None:
+        self._subscribed(channel.decode())
+
+    def _raw_message(self, channel: bytes, data: bytes) -> None:
+        """A message as the raw reader hands it: `<sender> <frame JSON>` on `chat:<room>`, forwarded undecoded."""
+        self._heard()
+        if channel.startswith(b"chat:"):
+            self.stats["received"] += 1
+            sender, _, frame = data.partition(b" ")
+            self.deliver_from(channel[5:].decode(), sender.decode(), frame)
 
     async def _heartbeat(self) -> None:
         """Publish to our own control channel; rebuild the subscriber when it is deaf.

@@ -34,7 +34,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import websockets
@@ -43,7 +42,7 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from . import ID_RE, InvalidMessage, Message, check_message
+from . import ID_RE, InvalidMessage, Message, check_message, codec
 from .brokers import NoBroker, PublishFailed, Replay
 from .outbox import Outbox, text_frame
 from .streams import sid_key
@@ -61,22 +60,14 @@ class BadFrame(Exception):
         self.code, self.reason = code, reason
 
 
-class _NotJSON(ValueError):
-    pass
-
-
-def _no_constant(name: str) -> Any:
-    raise _NotJSON(f"{name} is not JSON")  # Python's json accepts NaN and Infinity; JSON does not
-
-
 def parse_frame(data: str | bytes) -> Message:
     """A client's frame as a Message, or BadFrame: binary 1003, text that is not JSON 1007, JSON that is
     not a message 1008. Close reasons stay short (a close frame carries at most 123 bytes of them)."""
     if isinstance(data, (bytes, bytearray, memoryview)):
         raise BadFrame(1003, "binary frames are not accepted; send JSON text")
     try:
-        obj = json.loads(data, parse_constant=_no_constant)
-    except (json.JSONDecodeError, _NotJSON):
+        obj = codec.loads(data)
+    except (json.JSONDecodeError, codec.NotJSON):
         raise BadFrame(1007, "text frame is not valid JSON") from None
     except RecursionError:
         raise BadFrame(1008, "JSON nested too deeply") from None
@@ -113,7 +104,7 @@ class Replica:
         members = self.rooms.get(room)
         if not members:
             return
-        decoded = json.loads(frame)
+        decoded = codec.loads(frame)
         sender, sid = decoded["sender"], decoded.get("sid")
         targets = []
         for client, member in members.items():
@@ -130,6 +121,15 @@ class Replica:
                 member.upto = key
             targets.append(member.ws)
         self.counters["delivered_frames"] += self.outbox.add(targets, text_frame(frame.encode()))
+
+    def deliver_from(self, room: str, sender: str, frame: bytes) -> None:
+        """Fan a frame (its JSON bytes, as the broker carried them) out to this replica's members of `room`,
+        except `sender`: no decode (a broker without stream ids, which names the sender beside the frame)."""
+        members = self.rooms.get(room)
+        if not members:
+            return
+        targets = [member.ws for client, member in members.items() if client != sender]
+        self.counters["delivered_frames"] += self.outbox.add(targets, text_frame(frame))
 
     async def resume(self, room: str, client: str, member: Member, after: str, after_seq: int, *,
                      replay: bool) -> None:
@@ -203,7 +203,7 @@ class Replica:
                 except PublishFailed:
                     reply = {"type": "nack", "id": msg.id}
                 # through the outbox: with the deliveries bound for this client in one write
-                self.outbox.add([ws], text_frame(json.dumps(reply).encode()))
+                self.outbox.add([ws], text_frame(codec.dumps(reply)))
         except ConnectionClosed:
             pass
         finally:
@@ -272,6 +272,7 @@ async def serve(*, name: str, port: int, broker: NoBroker) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, stop.cancel)
     broker.on_gap = replica.gap
+    broker.deliver_from = replica.deliver_from
     await broker.start(replica.deliver)
     # backlog: asyncio's default of 100 pending connections refuses bursts of connects (nginx then answers
     # 502 and takes the replica out of rotation for 10 s)

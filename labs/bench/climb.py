@@ -6,6 +6,7 @@ figures move, the generator was part of the bottleneck)."""
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def climb(bench: Started, sc: scenario.Scenario, tags: dict[str, Any], how: Clim
             return Session(port, load, out / "steps" / f"{p.scenario.name}-{tag}", broker=broker, cpu_probe=probe)
 
         def step(load: Session, rate: float, tag: str) -> dict[str, Any]:
-            d = {**tags, **load.step(rate, how.seconds).to_dict()}
+            d = {**tags, **load.step(rate, how.seconds).to_dict(), "load_average": os.getloadavg()}
             d["bottleneck"] = ladder.bottleneck(d)
             progress(f"{p.scenario.name} {tag}: offered {rate:g}/s, delivered {d['delivered_per_s']:.0f}/s, "
                      f"lost {d['lost']}, p50 {ms(d['p50_ms'])}, p99 {ms(d['p99_ms'])}; busiest {d['bottleneck']}"

@@ -46,6 +46,21 @@ def container_cpu(container_id: str) -> float | None:
     return None
 
 
+def container_cpu_system(container_id: str) -> float | None:
+    """CPU seconds a container has spent in the kernel (system calls, its sockets' TCP work done on its
+    behalf), from its cgroup (v1 cpuacct.usage_sys, or v2 cpu.stat system_usec); None if unreadable."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage_sys", 1e-9),
+                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
+        try:
+            text = Path(path).read_text()
+        except OSError:
+            continue
+        if path.endswith("cpu.stat"):
+            text = dict(line.split() for line in text.splitlines()).get("system_usec", "0")
+        return int(text) * scale
+    return None
+
+
 def docker_proxies(host_ports: list[int]) -> dict[str, int]:
     """The docker-proxy process (its pid) behind each published host port; a port without one is absent."""
     wanted = {str(p) for p in host_ports}

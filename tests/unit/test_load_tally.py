@@ -239,7 +239,9 @@ def test_the_replica_ratio_is_python_over_node_and_needs_both_knees():
 
 
 @pytest.mark.parametrize("argv, words", [
-    (["--implementations", "go"], "bad implementations 'go'"),
+    (["--variants", "go"], "bad variant 'go'"),
+    (["--knee-runs", "30"], "bad knee runs 30"),
+    (["--cost-rates", "800,200"], "bad cost rates"),
     (["--rates", "400,200"], "bad rates"),
     (["--users", "1"], "users 2..1000"),
 ])
