@@ -75,13 +75,37 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
         *[f"| {name} | {fmt(n.get('members'), '{:,.0f}')} | {fmt(n.get('rooms'), '{:,.0f}')} "
           f"| {fmt(n.get('publishes'), '{:,.0f}')} | {fmt(n.get('usec_per_publish'), '{:.1f}')} "
           f"| {fmt(n.get('cpu_share'), '{:.1%}')} |" for name, n in nodes.items()], "",
+        *ramp_lines(result["results"][0]),
         *[f"CPU while {phase} (share of all {result['machine']['cpus']} cores, first run): "
           + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"][key].items()) + "\n"
-          for phase, key in (("connecting", "connect"), ("broadcasting", "broadcasts"))],
+          for phase, key in (("connecting", "connect"), ("holding them idle", "hold"), ("broadcasting", "broadcasts"))
+          if key in result["results"][0]["cpu_share"]],
         "Nearest limits (used / limit, busiest run):", "",
         *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
         f"Bound: {result['bound']}", ""]
     (out / f"{name}.md").write_text("\n".join(lines))
+
+
+def ramp_lines(run: dict[str, Any]) -> list[str]:
+    """How the first run opened its connections, what they cost in memory, and the load average."""
+    if "ramp" not in run:
+        return []
+    ramp, mem, avg = run["ramp"], run["memory"], run["loadavg"]
+    mode = ramp["mode"]
+    how = ("unpaced" if mode["rate"] is None else f"paced at {mode['rate']:,.0f}/s" if not mode["step"]
+           else f"stepped from {mode['rate']:,.0f}/s by {mode['step']:,.0f}/s every {mode['window_s']:g} s")
+    kib = "{:.1f} KiB"
+    return [f"Ramp (first run): {how}; {fmt(ramp['achieved_rate'], '{:,.0f}/s')} on average, the fastest "
+            f"window that lost nothing ran at {fmt(ramp['clean_rate'], '{:,.0f}/s')}; "
+            f"{run['open_after_hold']:,} of {run['connected']:,} still open after {run['hold_s']:g} s held idle.", "",
+            f"Memory per connection (first run): nginx {fmt(_kib(mem['nginx_bytes_per_connection']), kib)} (all "
+            f"workers), load processes {fmt(_kib(mem['load_bytes_per_connection']), kib)} (whole RSS).", "",
+            f"Load average (1, 5, 15 min): connected {' '.join(avg['connected'])}, after the hold "
+            f"{' '.join(avg['held'])}, after the broadcasts {' '.join(avg['broadcasts'])}.", ""]
+
+
+def _kib(value: float | None) -> float | None:
+    return None if value is None else value / 1024
 
 
 def fmt(value: float | None, pattern: str) -> str:
@@ -99,7 +123,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
             "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs),
             "acked": sum(r["acked"] for r in runs), "nacked": sum(r["nacked"] for r in runs),
-            "unanswered": sum(r["unanswered"] for r in runs)}
+            "unanswered": sum(r["unanswered"] for r in runs),
+            "closed_while_held": sum(sum(r.get("closed_while_held", {}).values()) for r in runs)}
 
 
 def per_node(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
