@@ -13,6 +13,9 @@ all load processes:
                 the rate when one failed or closed. The report gives the rate every window ran at: the
                 highest rate that lost nothing is the one just under the first step down.
   --rate off    no pacing: only the gate (connections in flight per load process), as before
+
+A paced ramp gives up (its load process opens no more) after GIVE_UP_WINDOWS windows in a row lost
+connections: the run goes on with the connections held, and says how many that was.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ MIN_PROCESS_RATE = 1.0
 #: seconds between two looks at the ramp, and the median handshake time above which it is too fast
 WINDOW_S = 10.0
 SLOW_S = 1.0
+#: a paced ramp stops opening after this many windows in a row lost connections (failed or closed): the
+#: host cannot hold more, and trying on only loses the ones held
+GIVE_UP_WINDOWS = 3
 
 
 class RampError(LabError):
@@ -80,6 +86,12 @@ class Ramp:
         if median_s is not None and median_s > self.slow_s:
             return max(MIN_PROCESS_RATE, rate - self.step)
         return min(MAX_RATE, rate + self.step) if tried else rate
+
+
+def gives_up(rows: Sequence[dict[str, Any]], windows: int = GIVE_UP_WINDOWS) -> bool:
+    """Whether the last `windows` windows each lost connections (a failure or a close)."""
+    last = rows[-windows:]
+    return len(last) == windows and all(r["failed"] or r["closed"] for r in last)
 
 
 def parse_ramp(text: str) -> Ramp:

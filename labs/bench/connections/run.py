@@ -53,7 +53,7 @@ from .plan import (
     nearest_limits,
     per_connection_bytes,
 )
-from .ramp import Ramp, achieved, clean_rate, combine, parse_ramp
+from .ramp import GIVE_UP_WINDOWS, Ramp, achieved, clean_rate, combine, parse_ramp
 from .report import bound, broadcast_totals, fmt, summary, usage, write
 from .setup import BROKERS, MAX_ROOMS, Setup, layout_for, parse_rounds, parse_setup
 from .tracking import conntrack_room
@@ -206,7 +206,10 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
             loadavg = {"connected": host_figures()["loadavg"]}
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
-            progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)")
+            untried = sum(c.get("untried", 0) for c in connected)
+            progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)"
+                     + (f"; the ramp gave up with {untried:,} untried ({GIVE_UP_WINDOWS} windows in a row lost connections)"
+                        if untried else ""))
             after = replica_figures(stack)
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
@@ -243,7 +246,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                       "masters": setup.masters if setup.broker.cluster else None, "replicas": layout.replicas},
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
             "ramp": {"mode": dataclasses.asdict(ramp), "windows": rows, "clean_rate": clean_rate(rows),
-                     "achieved_rate": achieved(rows)},
+                     "achieved_rate": achieved(rows), "untried": untried},
             "hold_s": hold_s, "open_after_hold": open_after_hold, "loadavg": loadavg,
             "memory": memory_figures(nginx_before, held, ok),
             "connect_errors": merge([c["errors"] for c in connected]),
