@@ -15,6 +15,7 @@ from labs.bench.connections.ramp import (
     next_start,
     parse_ramp,
 )
+from labs.bench.connections.report import costs
 from labs.bench.connections.tracking import conntrack_room, raised_max
 
 
@@ -108,3 +109,13 @@ def test_the_ramp_gives_up_after_three_windows_in_a_row_that_lost_connections():
     assert not gives_up([failed, closed, ok])  # the last window held: go on
     assert not gives_up([failed, closed])  # too few windows to say
     assert not gives_up([])
+
+
+def test_the_bench_own_cpu_per_connection_and_per_held_connection_leaves_the_host_out():
+    run = {"connections": 60_000, "ramp": {"untried": 40_000}, "connect_s": 100.0, "open_after_hold": 20_000,
+           "hold_s": 30.0,
+           "cpu_share": {"connect": {"host busy": 1.0, "everything else": 0.7, "load processes": 0.2, "nginx": 0.1},
+                         "hold": {"host busy": 0.9, "everything else": 0.8, "app-1": 0.05, "nginx": 0.05}}}
+    # 0.3 of 2 cores for 100 s over the 20,000 tried: 3,000 µs each; 0.1 of 2 cores over 20,000 held
+    assert costs(run, 2) == {"us_per_connect": 3000.0, "cores_per_10k_held": 0.1}
+    assert costs({**run, "hold_s": 0.0}, 2)["cores_per_10k_held"] is None

@@ -90,7 +90,7 @@ def ramp_lines(run: dict[str, Any]) -> list[str]:
     """How the first run opened its connections, what they cost in memory, and the load average."""
     if "ramp" not in run:
         return []
-    ramp, mem, avg = run["ramp"], run["memory"], run["loadavg"]
+    ramp, mem, avg, cost = run["ramp"], run["memory"], run["loadavg"], run["costs"]
     mode = ramp["mode"]
     how = ("unpaced" if mode["rate"] is None else f"paced at {mode['rate']:,.0f}/s" if not mode["step"]
            else f"stepped from {mode['rate']:,.0f}/s by {mode['step']:,.0f}/s every {mode['window_s']:g} s")
@@ -102,8 +102,31 @@ def ramp_lines(run: dict[str, Any]) -> list[str]:
             f"{run['open_after_hold']:,} of {run['connected']:,} still open after {run['hold_s']:g} s held idle.", "",
             f"Memory per connection (first run): nginx {fmt(_kib(mem['nginx_bytes_per_connection']), kib)} (all "
             f"workers), load processes {fmt(_kib(mem['load_bytes_per_connection']), kib)} (whole RSS).", "",
+            f"CPU of the bench's own processes (first run): {fmt(cost['us_per_connect'], '{:,.0f} µs')} per "
+            f"connection tried while connecting, {fmt(cost['cores_per_10k_held'], '{:.3f}')} cores per 10,000 held "
+            f"idle (keepalive); the kernel's network work and the host's other processes are not in these.", "",
             f"Load average (1, 5, 15 min): connected {' '.join(avg['connected'])}, after the hold "
             f"{' '.join(avg['held'])}, after the broadcasts {' '.join(avg['broadcasts'])}.", ""]
+
+
+#: cpu_share's keys that are not the bench's own processes
+NOT_OURS = ("host busy", "everything else")
+
+
+def costs(run: dict[str, Any], cores: int) -> dict[str, float | None]:
+    """What the bench's own processes (load processes, nginx, replicas, broker; the kernel's network work
+    and every other process on the host left out) spent: CPU µs per connection tried while connecting (the
+    keepalive of those already held included), and cores per 10,000 connections held idle (keepalive)."""
+    def ours(phase: str) -> float | None:
+        shares = run["cpu_share"].get(phase)
+        return sum(v for k, v in shares.items() if k not in NOT_OURS) if shares else None
+
+    tried = run["connections"] - run.get("ramp", {}).get("untried", 0)
+    connect, hold = ours("connect"), ours("hold")
+    return {"us_per_connect": None if connect is None or tried < 1 else round(connect * cores * run["connect_s"]
+                                                                                / tried * 1e6, 1),
+            "cores_per_10k_held": None if hold is None or not run.get("open_after_hold") or not run.get("hold_s")
+            else round(hold * cores / run["open_after_hold"] * 10_000, 4)}
 
 
 def _kib(value: float | None) -> float | None:
