@@ -14,6 +14,7 @@ from labs.bench.connections.ramp import (
     gives_up,
     next_start,
     parse_ramp,
+    stop_reason,
 )
 from labs.bench.connections.report import costs
 from labs.bench.connections.tracking import conntrack_room, raised_max
@@ -119,3 +120,11 @@ def test_the_bench_own_cpu_per_connection_and_per_held_connection_leaves_the_hos
     # 0.3 of 2 cores for 100 s over the 20,000 tried: 3,000 µs each; 0.1 of 2 cores over 20,000 held
     assert costs(run, 2) == {"us_per_connect": 3000.0, "cores_per_10k_held": 0.1}
     assert costs({**run, "hold_s": 0.0}, 2)["cores_per_10k_held"] is None
+
+
+def test_a_paced_ramp_stops_when_it_keeps_losing_or_its_time_is_up_and_an_unpaced_one_never():
+    lost = [{"failed": 1, "closed": 0}] * 3
+    assert stop_reason(Ramp(rate=10.0), lost, 5.0) == "3 windows in a row lost connections"
+    assert stop_reason(Ramp(rate=10.0, limit_s=420.0), [], 420.0) == "the ramp's 420 s were up"
+    assert stop_reason(Ramp(rate=10.0, limit_s=420.0), [], 419.9) is None
+    assert stop_reason(Ramp(rate=None), lost, 5.0) is None

@@ -38,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ...app.server import rss_bytes
 from .plan import room_name
-from .ramp import Ramp, gives_up, next_start
+from .ramp import Ramp, next_start, stop_reason
 
 #: how often `collect` looks whether a broadcast has reached every connection
 POLL_S = 0.02
@@ -86,6 +86,7 @@ class Load:
     windows: list[dict[str, Any]] = field(default_factory=list)
     #: connections never tried: the ramp gave up (`ramp.gives_up`)
     untried: int = 0
+    stopped: str | None = None
 
     async def open_one(self, i: int, gate: asyncio.Semaphore) -> None:
         """Open connection i and await its welcome; the caller took a place at `gate`, released here."""
@@ -140,7 +141,8 @@ class Load:
             if due > now:
                 await asyncio.sleep(due - now)
             await gate.acquire()
-            if self.rate is not None and gives_up(self.windows):
+            self.stopped = stop_reason(self.ramp, self.windows, time.monotonic() - started)
+            if self.stopped:
                 gate.release()
                 self.untried = self.first + self.count - i
                 break
@@ -150,7 +152,7 @@ class Load:
         looking.cancel()
         self.close_window(started)
         return {"event": "connected", "ok": len(self.conns), "failed": self.count - len(self.conns),
-                "untried": self.untried,
+                "untried": self.untried, "stopped": self.stopped,
                 "errors": dict(self.errors.most_common(5)), "closed": dict(self.closed), "started": started,
                 "finished": time.monotonic(), "rss_bytes": rss_bytes(), "ramp": self.windows}
 

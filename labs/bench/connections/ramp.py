@@ -15,7 +15,8 @@ all load processes:
   --rate off    no pacing: only the gate (connections in flight per load process), as before
 
 A paced ramp gives up (its load process opens no more) after GIVE_UP_WINDOWS windows in a row lost
-connections: the run goes on with the connections held, and says how many that was.
+connections, or once `--ramp-limit` seconds have passed: the run goes on with the connections held, and
+says how many that was.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ class Ramp:
     step: float = 0.0
     window_s: float = WINDOW_S
     slow_s: float = SLOW_S
+    #: seconds after which a load process opens no more (None: until its share is tried)
+    limit_s: float | None = None
 
     @property
     def stepped(self) -> bool:
@@ -64,10 +67,11 @@ class Ramp:
     def describe(self) -> str:
         if self.rate is None:
             return "unpaced (only the gate)"
+        limit = "" if self.limit_s is None else f", for at most {self.limit_s:g} s"
         if not self.stepped:
-            return f"paced at {self.rate:,.0f} connections/s"
+            return f"paced at {self.rate:,.0f} connections/s{limit}"
         return (f"from {self.rate:,.0f}/s, +{self.step:,.0f}/s every {self.window_s:g} s while nothing fails and "
-                f"the median handshake stays under {self.slow_s:g} s")
+                f"the median handshake stays under {self.slow_s:g} s{limit}")
 
     def per_process(self, processes: int) -> Ramp:
         """One load process's share of the ramp (the rate and the step divided by `processes`)."""
@@ -92,6 +96,17 @@ def gives_up(rows: Sequence[dict[str, Any]], windows: int = GIVE_UP_WINDOWS) -> 
     """Whether the last `windows` windows each lost connections (a failure or a close)."""
     last = rows[-windows:]
     return len(last) == windows and all(r["failed"] or r["closed"] for r in last)
+
+
+def stop_reason(ramp: Ramp, rows: Sequence[dict[str, Any]], elapsed_s: float) -> str | None:
+    """Why a paced ramp opens no more now: it kept losing connections, or its time is up; None: go on."""
+    if ramp.rate is None:
+        return None
+    if gives_up(rows):
+        return f"{GIVE_UP_WINDOWS} windows in a row lost connections"
+    if ramp.limit_s is not None and elapsed_s >= ramp.limit_s:
+        return f"the ramp's {ramp.limit_s:g} s were up"
+    return None
 
 
 def parse_ramp(text: str) -> Ramp:

@@ -97,7 +97,7 @@ def ramp_lines(run: dict[str, Any]) -> list[str]:
     kib = "{:.1f} KiB"
     return [f"Ramp (first run): {how}; {fmt(ramp['achieved_rate'], '{:,.0f}/s')} on average, the fastest "
             f"window that lost nothing ran at {fmt(ramp['clean_rate'], '{:,.0f}/s')}; "
-            + (f"it gave up with {ramp['untried']:,} connections untried (it was losing the ones held); "
+            + (f"it stopped with {ramp['untried']:,} connections untried ({'; '.join(ramp.get('stopped', []))}); "
                if ramp.get("untried") else "") +
             f"{run['open_after_hold']:,} of {run['connected']:,} still open after {run['hold_s']:g} s held idle.", "",
             f"Memory per connection (first run): nginx {fmt(_kib(mem['nginx_bytes_per_connection']), kib)} (all "

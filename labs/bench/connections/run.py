@@ -53,7 +53,7 @@ from .plan import (
     nearest_limits,
     per_connection_bytes,
 )
-from .ramp import GIVE_UP_WINDOWS, Ramp, achieved, clean_rate, combine, parse_ramp
+from .ramp import Ramp, achieved, clean_rate, combine, parse_ramp
 from .report import bound, broadcast_totals, costs, fmt, summary, usage, write
 from .setup import BROKERS, MAX_ROOMS, Setup, layout_for, parse_rounds, parse_setup
 from .tracking import conntrack_room
@@ -201,15 +201,17 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
             attempts = -(-layout.per("load") // layout.concurrency)
             pace = ramp.per_process(layout.load_processes).rate
             paced = 2 * layout.per("load") / pace if pace else 0.0
+            if ramp.limit_s is not None:
+                paced = min(paced, ramp.limit_s + 2 * open_timeout)
             connected = load.wait_connected(deadline_s=max(2 * open_timeout * attempts, paced) + 60)
             cpu.append(cpu_snapshot(groups, containers))
             loadavg = {"connected": host_figures()["loadavg"]}
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
             untried = sum(c.get("untried", 0) for c in connected)
+            stopped = sorted({c["stopped"] for c in connected if c.get("stopped")})
             progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)"
-                     + (f"; the ramp gave up with {untried:,} untried ({GIVE_UP_WINDOWS} windows in a row lost connections)"
-                        if untried else ""))
+                     + (f"; the ramp stopped with {untried:,} untried: {'; '.join(stopped)}" if untried else ""))
             after = replica_figures(stack)
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
@@ -246,7 +248,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                       "masters": setup.masters if setup.broker.cluster else None, "replicas": layout.replicas},
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
             "ramp": {"mode": dataclasses.asdict(ramp), "windows": rows, "clean_rate": clean_rate(rows),
-                     "achieved_rate": achieved(rows), "untried": untried},
+                     "achieved_rate": achieved(rows), "untried": untried, "stopped": stopped},
             "hold_s": hold_s, "open_after_hold": open_after_hold, "loadavg": loadavg,
             "memory": memory_figures(nginx_before, held, ok),
             "connect_errors": merge([c["errors"] for c in connected]),
@@ -339,6 +341,8 @@ def parser(prog: str) -> BenchParser:
     p.add_argument("--hold", type=float, default=HOLD_S, help=f"seconds the connections are held idle before the "
                    f"broadcasts, to measure what holding them costs (default {HOLD_S:g})")
     add_arguments(p)
+    p.add_argument("--ramp-limit", type=float, default=None, help="seconds after which no more connections are "
+                   "opened; the run goes on with those held (default: none)")
     p.set_defaults(rate="auto")
     return p
 
@@ -357,6 +361,10 @@ def run(args: argparse.Namespace) -> int:
     ramp = parse_ramp(args.rate)
     if not 0 <= args.hold <= 600:
         raise PlanError(f"--hold {args.hold:g}: give 0..600 seconds")
+    if args.ramp_limit is not None:
+        if not 10 <= args.ramp_limit <= 3600 or ramp.rate is None:
+            raise PlanError(f"--ramp-limit {args.ramp_limit:g}: give 10..3600 seconds, with a paced --rate")
+        ramp = dataclasses.replace(ramp, limit_s=args.ramp_limit)
     with started("connections") as bench:
         runs = run_setup(bench, layout, setup, runs=runs_n, broadcasts=broadcasts,
                          collect_timeout=args.collect_timeout, open_timeout=args.open_timeout, ramp=ramp,
