@@ -16,7 +16,7 @@ from labs.bench.connections.ramp import (
     parse_ramp,
     stop_reason,
 )
-from labs.bench.connections.report import costs
+from labs.bench.connections.report import costs, ramp_csv
 from labs.bench.connections.tracking import conntrack_room, raised_max
 
 
@@ -128,3 +128,12 @@ def test_a_paced_ramp_stops_when_it_keeps_losing_or_its_time_is_up_and_an_unpace
     assert stop_reason(Ramp(rate=10.0, limit_s=420.0), [], 420.0) == "the ramp's 420 s were up"
     assert stop_reason(Ramp(rate=10.0, limit_s=420.0), [], 419.9) is None
     assert stop_reason(Ramp(rate=None), lost, 5.0) is None
+
+
+def test_the_ramp_csv_has_a_row_per_window_and_an_empty_cell_for_no_handshake():
+    runs = [{"ramp": {"windows": [{"t_s": 10.0, "rate": 100.0, "opened": 990, "failed": 0, "closed": 0,
+                                   "median_s": 0.05},
+                                  {"t_s": 20.0, "rate": 50.0, "opened": 0, "failed": 80, "closed": 3,
+                                   "median_s": None}]}}]
+    assert ramp_csv(runs) == ("run,t_s,rate,opened,failed,closed,median_s\n1,10.0,100.0,990,0,0,0.05\n"
+                              "1,20.0,50.0,0,80,3,\n")

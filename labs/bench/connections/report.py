@@ -46,6 +46,8 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
     """<name>.json and a short <name>.md beside it (`intro`: lines under its title)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if any(r.get("ramp") for r in result["results"]):
+        (out / "ramp.csv").write_text(ramp_csv(result["results"]))
     s, lay = result["summary"], result["layout"]
     kib = s["bytes_per_connection"]
     nodes = per_node(result["results"])
@@ -127,6 +129,17 @@ def costs(run: dict[str, Any], cores: int) -> dict[str, float | None]:
                                                                                 / tried * 1e6, 1),
             "cores_per_10k_held": None if hold is None or not run.get("open_after_hold") or not run.get("hold_s")
             else round(hold * cores / run["open_after_hold"] * 10_000, 4)}
+
+
+def ramp_csv(runs: list[dict[str, Any]]) -> str:
+    """Every run's ramp, a row per window: the group's rate, what it opened, failed and closed, the slowest
+    median handshake (empty: none)."""
+    keys = ("t_s", "rate", "opened", "failed", "closed", "median_s")
+    rows = [",".join(("run", *keys))]
+    for k, run in enumerate(runs, 1):
+        for w in run.get("ramp", {}).get("windows", []):
+            rows.append(",".join([str(k), *("" if w[key] is None else str(w[key]) for key in keys)]))
+    return "\n".join(rows) + "\n"
 
 
 def _kib(value: float | None) -> float | None:
