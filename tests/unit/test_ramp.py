@@ -16,7 +16,7 @@ from labs.bench.connections.ramp import (
     parse_ramp,
     stop_reason,
 )
-from labs.bench.connections.report import costs, ramp_csv
+from labs.bench.connections.report import bound, costs, ramp_csv
 from labs.bench.connections.tracking import conntrack_room, raised_max
 
 
@@ -137,3 +137,11 @@ def test_the_ramp_csv_has_a_row_per_window_and_an_empty_cell_for_no_handshake():
                                    "median_s": None}]}}]
     assert ramp_csv(runs) == ("run,t_s,rate,opened,failed,closed,median_s\n1,10.0,100.0,990,0,0,0.05\n"
                               "1,20.0,50.0,0,80,3,\n")
+
+
+def test_the_bound_tells_connections_never_tried_from_connections_that_failed():
+    run = {"connections": 100, "connected": 40, "failed": 60, "lost": 0, "connect_errors": {"TimeoutError": 5},
+           "ramp": {"untried": 55, "stopped": ["the ramp's 360 s were up"]}, "broadcasts": [],
+           "cpu_share": {"connect": {"host busy": 0.98}}}
+    assert bound([run], [("host memory", 0.2)]).startswith(
+        "5 connection(s) failed and 55 were never tried (the ramp stopped: the ramp's 360 s were up), 0 receipt(s) lost")

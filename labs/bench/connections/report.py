@@ -188,8 +188,11 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
         # a load process counts closed connections from its start: the last broadcast has them all
         closed = merge([r["broadcasts"][-1]["closed_connections"] for r in failed if r["broadcasts"]])
         busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in failed])
-        return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
-                f"receipt(s) lost; errors: {top or 'none reported'}"
+        untried = sum(r.get("ramp", {}).get("untried", 0) for r in failed)
+        return (f"{sum(r['failed'] for r in failed) - untried} connection(s) failed"
+                + (f" and {untried} were never tried (the ramp stopped: "
+                   f"{'; '.join(sorted({s for r in failed for s in r['ramp'].get('stopped', [])}))})" if untried else "")
+                + f", {sum(r['lost'] for r in failed)} receipt(s) lost; errors: {top or 'none reported'}"
                 + (f"; nginx says: {', '.join(f'{k} x{v}' for k, v in nginx.items())}" if nginx else "")
                 + (f"; connections closed by close code: {closed}" if closed else "")
                 + (f"; the host's CPU was {busy:.0%} busy while connecting" if busy is not None else ""))
