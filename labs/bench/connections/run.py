@@ -15,7 +15,10 @@ process used of its open-file limit, so the result says what bounds it.
 
 `labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy
 each), nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx
-on its front-network address instead (no docker-proxy, nothing more published). The load processes
+on its front-network address instead (no docker-proxy, nothing more published). `--rate` paces the ramp
+(`ramp.py`: a fixed rate, or `auto`, which steps up while nothing is lost; `--ramp-limit` ends it), the
+connections are then held idle `--hold` seconds to measure what holding them costs, and the host's conntrack
+table gets room for the run (`tracking.py`). The load processes
 (`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
 are the lab's stack (`launch.open_stack`), removed on every exit path.
 """
@@ -67,6 +70,8 @@ HEALTH_TIMEOUT_S = 10.0
 #: seconds the connections are held idle before the broadcasts: past the replicas' 20 s keepalive interval,
 #: so every connection is pinged at least once while the CPU is measured
 HOLD_S = 30.0
+
+
 def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN, *,
                  connect_timeout_ms: int = CONNECT_TIMEOUT_MS, max_fails: int = 0) -> str:
     """The lab's nginx for `layout`: its workers, their open files and connections, one listen port per
