@@ -145,3 +145,14 @@ def test_the_bound_tells_connections_never_tried_from_connections_that_failed():
            "cpu_share": {"connect": {"host busy": 0.98}}}
     assert bound([run], [("host memory", 0.2)]).startswith(
         "5 connection(s) failed and 55 were never tried (the ramp stopped: the ramp's 360 s were up), 0 receipt(s) lost")
+
+
+def test_a_loss_names_the_subscriber_rebuilds_the_replicas_report():
+    run = {"connections": 10, "connected": 10, "failed": 0, "lost": 4, "connect_errors": {}, "broadcasts": [],
+           "replica_counters": {"app-1": {"deaf_detected": 2, "subscriber_rebuilds": 1},
+                                "app-2": {"deaf_detected": 1, "subscriber_rebuilds": 1}},
+           "cpu_share": {"connect": {"host busy": 0.8}}}
+    text = bound([run], [("host memory", 0.2)])
+    assert "0 connection(s) failed, 4 receipt(s) lost" in text
+    assert "replicas report deaf_detected 3, subscriber_rebuilds 2" in text
+    assert "replicas report" not in bound([{**run, "replica_counters": {}}], [("host memory", 0.2)])

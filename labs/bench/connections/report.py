@@ -179,6 +179,13 @@ def per_node(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def rebuilt(runs: list[dict[str, Any]]) -> str:
+    """The replicas' broker subscribers found deaf and rebuilt (what a rebuild drops in flight is lost)."""
+    counts = {k: sum(c.get(k, 0) for r in runs for c in r.get("replica_counters", {}).values())
+              for k in ("deaf_detected", "subscriber_rebuilds")}
+    return f"; replicas report {', '.join(f'{k} {v}' for k, v in counts.items())}" if any(counts.values()) else ""
+
+
 def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
     failed = [r for r in runs if r["failed"] or r["lost"]]
     if failed:
@@ -195,6 +202,7 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
                 + f", {sum(r['lost'] for r in failed)} receipt(s) lost; errors: {top or 'none reported'}"
                 + (f"; nginx says: {', '.join(f'{k} x{v}' for k, v in nginx.items())}" if nginx else "")
                 + (f"; connections closed by close code: {closed}" if closed else "")
+                + rebuilt(failed)
                 + (f"; the host's CPU was {busy:.0%} busy while connecting" if busy is not None else ""))
     refused = ""
     if any(r["nacked"] or r["unanswered"] for r in runs):
