@@ -163,8 +163,8 @@ bench-capacity: setup images ## no broker / PubSub / Streams x 1-4 replicas: off
 bench-replicas: setup images node-deps ## the lab's Python replica vs the article's Node server, side by side: CPU µs per delivery and their ratio (RUNS, default 5), then the knees (KNEE_RUNS, default 1; VARIANTS adds replica options) -> results/bench/replicas-*/
 	$(PYTHON) -m labs.bench replicas --runs $(or $(RUNS),5) --knee-runs $(or $(KNEE_RUNS),1) --variants $(or $(VARIANTS),python$(comma)node)
 
-bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
-	$(PYTHON) -m labs.bench connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published)
+bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-proxy; RATE=auto|<per s>|off paces the ramp, RAMP_LIMIT=<s> ends it) idle WebSockets through nginx, one room, broadcasts: connect rate, memory, 95%/100% times, loss -> results/bench/
+	$(PYTHON) -m labs.bench connections --connections $(or $(N),20000) --runs $(or $(RUNS),1) --via $(or $(VIA),published) --rate $(or $(RATE),auto) $(if $(RAMP_LIMIT),--ramp-limit $(RAMP_LIMIT))
 
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
 	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")

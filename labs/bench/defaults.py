@@ -27,6 +27,7 @@ from ..infra.stack import StackSpec
 from ..spec import Plan, plan, stack_spec
 from .common import BenchParser, started
 from .connections.plan import Layout, PlanError, Via, layout_on, merge, nearest_limits, proxy_capacity
+from .connections.ramp import parse_ramp
 from .connections.report import bound, summary, usage, write
 from .connections.run import add_arguments, run_setup
 from .connections.setup import Setup, conntrack, ephemeral_ports, parse_count, parse_rounds, parse_via
@@ -75,6 +76,7 @@ def refused(run: dict[str, Any]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
+    ramp = parse_ramp(args.rate)
     p = sized_plan(args.workers, args.worker_connections)
     layout = plan_run(p, args.connections, args.via)
     way_in = proxy_capacity(layout.via, p.sizing.fd_limit, layout.ephemeral_ports)
@@ -86,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
             return stack_spec(bench.client, p, bench.images)[0]
 
         runs = run_setup(bench, layout, Setup(), runs=runs_n, broadcasts=broadcasts,
-                         collect_timeout=args.collect_timeout, open_timeout=args.open_timeout, spec=spec)
+                         collect_timeout=args.collect_timeout, open_timeout=args.open_timeout, spec=spec,
+                         ramp=ramp)
         machine = bench.machine()
         out = bench.folder()
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])

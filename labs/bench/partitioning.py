@@ -29,6 +29,7 @@ from typing import Any
 from ..console import EXIT_FAIL, EXIT_PASS
 from .common import BenchParser, started
 from .connections.plan import PlanError, median_of
+from .connections.ramp import parse_ramp
 from .connections.report import broadcast_totals, fmt, per_node
 from .connections.run import add_arguments, held, run_setup
 from .connections.setup import Setup, layout_for, parse_rounds, parse_setup
@@ -119,11 +120,12 @@ def run(args: argparse.Namespace) -> int:
     runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
     setups = parse_setups(args.setups, args.rooms, args.masters)
     layout = layout_for(args.connections, args.via, args.replicas, setups[0].rooms)
+    ramp = parse_ramp(args.rate)
     rows, results = [], {}
     with started("partitioning") as bench:
         for setup in setups:
             runs = run_setup(bench, layout, setup, runs=runs_n, broadcasts=broadcasts,
-                             collect_timeout=args.collect_timeout, open_timeout=args.open_timeout)
+                             collect_timeout=args.collect_timeout, open_timeout=args.open_timeout, ramp=ramp)
             rows.append(row(setup, runs))
             results[f"{setup.broker.value}:{setup.balance.value}"] = runs
         machine = bench.machine()

@@ -63,7 +63,7 @@ def left_of(client: docker.DockerClient, run_id: str) -> list[str]:
 
 
 def test_a_small_run_holds_every_connection_loses_nothing_and_leaves_nothing(client, images, tmp_path):
-    proc = start(tmp_path, "--connections", "600", "--broadcasts", "2")
+    proc = start(tmp_path, "--connections", "600", "--broadcasts", "2", "--hold", "1")
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err[-2000:]
     run_id = re.search(r"run ([0-9a-f]{8}): 600 connections", err).group(1)
@@ -78,6 +78,9 @@ def test_a_small_run_holds_every_connection_loses_nothing_and_leaves_nothing(cli
     assert len(run["held"]["proxies"]) == result["layout"]["ports"]  # one docker-proxy per published port
     assert len(run["held"]["nginx"]) == result["layout"]["nginx_workers"]
     assert not [p for p in (load["pid"] for load in run["held"]["load"]) if alive(p)]
+    # paced from 100/s (--rate auto): every window the load processes reported, none lost anything
+    assert run["ramp"]["windows"] and sum(w["opened"] for w in run["ramp"]["windows"]) == 600
+    assert run["open_after_hold"] == 600 and run["ramp"]["untried"] == 0
     assert left_of(client, run_id) == []
 
 

@@ -14,6 +14,9 @@ given is open (or failed), then obeys commands read from stdin:
                                                    nacks (or S seconds passed), print {"event": "arrivals",
                                                    "messages": {id: {"times": [...], "expecting": n}}, ...}
   {"cmd": "stats"}                                 print {"event": "stats", "open": ..., "rss_bytes": ...}
+While connecting it is paced by the config's "ramp" (`labs.bench.connections.ramp.Ramp`'s fields; none:
+unpaced) and prints {"event": "window", "t_s", "rate", "opened", "failed", "closed", "median_s"} as each
+window of the ramp closes; "connected" carries them all ("ramp").
 End of stdin (the bench is gone) ends the process; so does SIGTERM or SIGKILL of its process group.
 Times are `time.monotonic()`: one clock for every process on the host.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import resource
+import statistics
 import sys
 import time
 from collections import Counter
@@ -34,6 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 from ...app.server import rss_bytes
 from .plan import room_name
+from .ramp import Ramp, next_start, stop_reason
 
 #: how often `collect` looks whether a broadcast has reached every connection
 POLL_S = 0.02
@@ -42,6 +47,15 @@ POLL_S = 0.02
 def message_id(round_: str, k: int) -> str:
     """Round R's message into room k: `R-k` (a message id is [A-Za-z0-9_-], the replica closes on others)."""
     return f"{round_}-{k}"
+
+
+@dataclass
+class Window:
+    """One window of the ramp so far: each handshake's seconds, failures, and closes counted before it."""
+
+    handshakes: list[float] = field(default_factory=list)
+    failed: int = 0
+    closed_before: int = 0
 
 
 @dataclass
@@ -65,20 +79,33 @@ class Load:
     senders: dict[str, dict[str, int]] = field(default_factory=dict)
     #: message id -> "ack" or "nack", as the sender's replica answered
     acks: dict[str, str] = field(default_factory=dict)
+    #: how the connections are paced; the rate the current window runs at; the window's outcome so far
+    ramp: Ramp = field(default_factory=lambda: Ramp(rate=None))
+    rate: float | None = None
+    window: Window = field(default_factory=lambda: Window())
+    windows: list[dict[str, Any]] = field(default_factory=list)
+    #: connections never tried: the ramp gave up (`ramp.gives_up`)
+    untried: int = 0
+    stopped: str | None = None
 
     async def open_one(self, i: int, gate: asyncio.Semaphore) -> None:
+        """Open connection i and await its welcome; the caller took a place at `gate`, released here."""
         room = room_name(self.room, self.rooms, i)
         uri = f"ws://{self.host}:{self.ports[i % len(self.ports)]}/ws?room={room}&client=c{i}"
-        async with gate:
-            try:
-                ws = await connect(uri, compression=None, ping_interval=None, open_timeout=self.open_timeout,
-                                   close_timeout=1, max_queue=4)
-                welcome = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout))
-                if welcome.get("type") != "welcome":
-                    raise ValueError(f"first frame is {welcome.get('type')!r}, not a welcome")
-            except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind, and reported
-                self.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
-                return
+        began = time.monotonic()
+        try:
+            ws = await connect(uri, compression=None, ping_interval=None, open_timeout=self.open_timeout,
+                               close_timeout=1, max_queue=4)
+            welcome = json.loads(await asyncio.wait_for(ws.recv(), self.open_timeout))
+            if welcome.get("type") != "welcome":
+                raise ValueError(f"first frame is {welcome.get('type')!r}, not a welcome")
+        except Exception as exc:  # noqa: BLE001 - every failure is counted, by kind, and reported
+            self.errors[type(exc).__name__ + ": " + str(exc)[:80]] += 1
+            self.window.failed += 1
+            return
+        finally:
+            gate.release()
+        self.window.handshakes.append(time.monotonic() - began)
         self.conns[i] = ws
         asyncio.get_running_loop().create_task(self.read(i, ws))
 
@@ -103,12 +130,50 @@ class Load:
         self.conns.pop(i, None)
 
     async def open_all(self) -> dict[str, Any]:
+        """Open every connection of this share, paced by `ramp` and at most `concurrency` at a time."""
         gate = asyncio.Semaphore(self.concurrency)
-        started = time.monotonic()
-        await asyncio.gather(*(self.open_one(i, gate) for i in range(self.first, self.first + self.count)))
+        started = due = time.monotonic()
+        self.rate = self.ramp.rate
+        looking = asyncio.get_running_loop().create_task(self.look(started))
+        tasks = []
+        for i in range(self.first, self.first + self.count):
+            now = time.monotonic()
+            if due > now:
+                await asyncio.sleep(due - now)
+            await gate.acquire()
+            self.stopped = stop_reason(self.ramp, self.windows, time.monotonic() - started)
+            if self.stopped:
+                gate.release()
+                self.untried = self.first + self.count - i
+                break
+            tasks.append(asyncio.get_running_loop().create_task(self.open_one(i, gate)))
+            due = next_start(due, time.monotonic(), self.rate)
+        await asyncio.gather(*tasks)
+        looking.cancel()
+        self.close_window(started)
         return {"event": "connected", "ok": len(self.conns), "failed": self.count - len(self.conns),
+                "untried": self.untried, "stopped": self.stopped,
                 "errors": dict(self.errors.most_common(5)), "closed": dict(self.closed), "started": started,
-                "finished": time.monotonic(), "rss_bytes": rss_bytes()}
+                "finished": time.monotonic(), "rss_bytes": rss_bytes(), "ramp": self.windows}
+
+    async def look(self, started: float) -> None:
+        """Every window: record it, and set the next window's rate from it."""
+        while True:
+            await asyncio.sleep(self.ramp.window_s)
+            self.close_window(started)
+
+    def close_window(self, started: float) -> None:
+        w, closed = self.window, sum(self.closed.values())
+        median = statistics.median(w.handshakes) if w.handshakes else None
+        opened, lost = len(w.handshakes), closed - w.closed_before
+        row = {"t_s": round(time.monotonic() - started, 2), "rate": round(self.rate or 0.0, 2), "opened": opened,
+               "failed": w.failed, "closed": lost, "median_s": None if median is None else round(median, 3)}
+        self.windows.append(row)
+        emit({"event": "window", **row})
+        if self.rate is not None:
+            self.rate = self.ramp.next_rate(self.rate, tried=opened + w.failed, failed=w.failed, closed=lost,
+                                            median_s=median)
+        self.window = Window(closed_before=closed)
 
     def wanted(self, round_: str) -> dict[int, str]:
         """Each open connection's message of `round_` (its room's), senders left out."""
@@ -163,7 +228,8 @@ def emit(event: dict[str, Any]) -> None:
 async def main(config: dict[str, Any]) -> None:
     load = Load(host=config["host"], ports=list(config["ports"]), first=int(config["first"]),
                 count=int(config["count"]), room=config["room"], concurrency=int(config["concurrency"]),
-                open_timeout=float(config["open_timeout"]), rooms=int(config.get("rooms", 1)))
+                open_timeout=float(config["open_timeout"]), rooms=int(config.get("rooms", 1)),
+                ramp=Ramp(**config["ramp"]) if config.get("ramp") else Ramp(rate=None))
     emit(await load.open_all())
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()

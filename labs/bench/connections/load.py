@@ -8,6 +8,7 @@ its stdin closes, so even a bench killed with SIGKILL leaves none behind for lon
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,6 +27,7 @@ from ...errors import LabError
 from ...infra.usage import container_cpu, docker_proxies, host_cpu, process_cpu
 from ...settings import ROOT
 from .plan import merge, round_figures
+from .ramp import Ramp
 
 
 class LoadError(LabError):
@@ -37,11 +40,15 @@ CLIENT = "labs.bench.connections.client"
 class LoadGroup:
     def __init__(self, shares: list[tuple[int, int]], *, host: str, ports: list[int], room: str,
                  open_timeout: float, concurrency: int, rooms: int = 1, module: str = CLIENT,
-                 extra: dict[str, Any] | None = None) -> None:
+                 extra: dict[str, Any] | None = None, ramp: Ramp | None = None,
+                 on_window: Callable[[int, dict[str, Any]], None] | None = None) -> None:
         self.shares, self.host, self.ports, self.room, self.rooms = shares, host, ports, room, rooms
         self.open_timeout, self.concurrency = open_timeout, concurrency
         #: the load process's module, and what its config holds besides the connection bench's keys
         self.module, self.extra = module, dict(extra or {})
+        #: the pace of connecting (the whole group's; each process gets its share), and who hears each
+        #: process's windows of the ramp as they close
+        self.ramp, self.on_window = ramp, on_window
         self.procs: list[subprocess.Popen[str]] = []
         self.logs: list[IO[str]] = []
         self.events: queue.Queue[tuple[int, dict[str, Any] | None]] = queue.Queue()
@@ -52,6 +59,8 @@ class LoadGroup:
                 config = {"host": self.host, "ports": self.ports, "first": first, "count": count, "room": self.room,
                           "rooms": self.rooms, "concurrency": self.concurrency, "open_timeout": self.open_timeout,
                           **self.extra}
+                if self.ramp is not None:
+                    config["ramp"] = dataclasses.asdict(self.ramp.per_process(len(self.shares)))
                 log = tempfile.TemporaryFile("w+")
                 self.logs.append(log)
                 with signals.deferred():  # a started process is ours before a signal is acted on
@@ -113,6 +122,8 @@ class LoadGroup:
                 raise LoadError(f"load process {k} exited ({self.procs[k].wait()}): {self._tail(k)}")
             if message.get("event") == event:
                 got[k] = message
+            elif message.get("event") == "window" and self.on_window is not None:
+                self.on_window(k, message)
         return got
 
     def _tail(self, k: int) -> str:

@@ -46,6 +46,8 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
     """<name>.json and a short <name>.md beside it (`intro`: lines under its title)."""
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    if any(r.get("ramp") for r in result["results"]):
+        (out / "ramp.csv").write_text(ramp_csv(result["results"]))
     s, lay = result["summary"], result["layout"]
     kib = s["bytes_per_connection"]
     nodes = per_node(result["results"])
@@ -75,13 +77,73 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
         *[f"| {name} | {fmt(n.get('members'), '{:,.0f}')} | {fmt(n.get('rooms'), '{:,.0f}')} "
           f"| {fmt(n.get('publishes'), '{:,.0f}')} | {fmt(n.get('usec_per_publish'), '{:.1f}')} "
           f"| {fmt(n.get('cpu_share'), '{:.1%}')} |" for name, n in nodes.items()], "",
+        *ramp_lines(result["results"][0]),
         *[f"CPU while {phase} (share of all {result['machine']['cpus']} cores, first run): "
           + ", ".join(f"{k} {v:.0%}" for k, v in result["results"][0]["cpu_share"][key].items()) + "\n"
-          for phase, key in (("connecting", "connect"), ("broadcasting", "broadcasts"))],
+          for phase, key in (("connecting", "connect"), ("holding them idle", "hold"), ("broadcasting", "broadcasts"))
+          if key in result["results"][0]["cpu_share"]],
         "Nearest limits (used / limit, busiest run):", "",
         *[f"- {part}: {fraction:.0%}" for part, fraction in result["limits"]], "",
         f"Bound: {result['bound']}", ""]
     (out / f"{name}.md").write_text("\n".join(lines))
+
+
+def ramp_lines(run: dict[str, Any]) -> list[str]:
+    """How the first run opened its connections, what they cost in memory, and the load average."""
+    if "ramp" not in run:
+        return []
+    ramp, mem, avg, cost = run["ramp"], run["memory"], run["loadavg"], run["costs"]
+    mode = ramp["mode"]
+    how = ("unpaced" if mode["rate"] is None else f"paced at {mode['rate']:,.0f}/s" if not mode["step"]
+           else f"stepped from {mode['rate']:,.0f}/s by {mode['step']:,.0f}/s every {mode['window_s']:g} s")
+    kib = "{:.1f} KiB"
+    return [f"Ramp (first run): {how}; {fmt(ramp['achieved_rate'], '{:,.0f}/s')} on average, the fastest "
+            f"window that lost nothing ran at {fmt(ramp['clean_rate'], '{:,.0f}/s')}; "
+            + (f"it stopped with {ramp['untried']:,} connections untried ({'; '.join(ramp.get('stopped', []))}); "
+               if ramp.get("untried") else "") +
+            f"{run['open_after_hold']:,} of {run['connected']:,} still open after {run['hold_s']:g} s held idle.", "",
+            f"Memory per connection (first run): nginx {fmt(_kib(mem['nginx_bytes_per_connection']), kib)} (all "
+            f"workers), load processes {fmt(_kib(mem['load_bytes_per_connection']), kib)} (whole RSS).", "",
+            f"CPU of the bench's own processes (first run): {fmt(cost['us_per_connect'], '{:,.0f} µs')} per "
+            f"connection tried while connecting, {fmt(cost['cores_per_10k_held'], '{:.3f}')} cores per 10,000 held "
+            f"idle (keepalive); the kernel's network work and the host's other processes are not in these.", "",
+            f"Load average (1, 5, 15 min): connected {' '.join(avg['connected'])}, after the hold "
+            f"{' '.join(avg['held'])}, after the broadcasts {' '.join(avg['broadcasts'])}.", ""]
+
+
+#: cpu_share's keys that are not the bench's own processes
+NOT_OURS = ("host busy", "everything else")
+
+
+def costs(run: dict[str, Any], cores: int) -> dict[str, float | None]:
+    """What the bench's own processes (load processes, nginx, replicas, broker; the kernel's network work
+    and every other process on the host left out) spent: CPU µs per connection tried while connecting (the
+    keepalive of those already held included), and cores per 10,000 connections held idle (keepalive)."""
+    def ours(phase: str) -> float | None:
+        shares = run["cpu_share"].get(phase)
+        return sum(v for k, v in shares.items() if k not in NOT_OURS) if shares else None
+
+    tried = run["connections"] - run.get("ramp", {}).get("untried", 0)
+    connect, hold = ours("connect"), ours("hold")
+    return {"us_per_connect": None if connect is None or tried < 1 else round(connect * cores * run["connect_s"]
+                                                                                / tried * 1e6, 1),
+            "cores_per_10k_held": None if hold is None or not run.get("open_after_hold") or not run.get("hold_s")
+            else round(hold * cores / run["open_after_hold"] * 10_000, 4)}
+
+
+def ramp_csv(runs: list[dict[str, Any]]) -> str:
+    """Every run's ramp, a row per window: the group's rate, what it opened, failed and closed, the slowest
+    median handshake (empty: none)."""
+    keys = ("t_s", "rate", "opened", "failed", "closed", "median_s")
+    rows = [",".join(("run", *keys))]
+    for k, run in enumerate(runs, 1):
+        for w in run.get("ramp", {}).get("windows", []):
+            rows.append(",".join([str(k), *("" if w[key] is None else str(w[key]) for key in keys)]))
+    return "\n".join(rows) + "\n"
+
+
+def _kib(value: float | None) -> float | None:
+    return None if value is None else value / 1024
 
 
 def fmt(value: float | None, pattern: str) -> str:
@@ -99,7 +161,8 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "t95_s": median_of([r["t95_s"] for r in runs]), "t100_s": median_of([r["t100_s"] for r in runs]),
             "lost": sum(r["lost"] for r in runs), "duplicated": sum(r["duplicated"] for r in runs),
             "acked": sum(r["acked"] for r in runs), "nacked": sum(r["nacked"] for r in runs),
-            "unanswered": sum(r["unanswered"] for r in runs)}
+            "unanswered": sum(r["unanswered"] for r in runs),
+            "closed_while_held": sum(sum(r.get("closed_while_held", {}).values()) for r in runs)}
 
 
 def per_node(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
@@ -116,6 +179,13 @@ def per_node(runs: list[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def rebuilt(runs: list[dict[str, Any]]) -> str:
+    """The replicas' broker subscribers found deaf and rebuilt (what a rebuild drops in flight is lost)."""
+    counts = {k: sum(c.get(k, 0) for r in runs for c in r.get("replica_counters", {}).values())
+              for k in ("deaf_detected", "subscriber_rebuilds")}
+    return f"; replicas report {', '.join(f'{k} {v}' for k, v in counts.items())}" if any(counts.values()) else ""
+
+
 def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
     failed = [r for r in runs if r["failed"] or r["lost"]]
     if failed:
@@ -125,10 +195,14 @@ def bound(runs: list[dict[str, Any]], limits: list[tuple[str, float]]) -> str:
         # a load process counts closed connections from its start: the last broadcast has them all
         closed = merge([r["broadcasts"][-1]["closed_connections"] for r in failed if r["broadcasts"]])
         busy = median_of([r["cpu_share"]["connect"].get("host busy") for r in failed])
-        return (f"{sum(r['failed'] for r in failed)} connection(s) failed, {sum(r['lost'] for r in failed)} "
-                f"receipt(s) lost; errors: {top or 'none reported'}"
+        untried = sum(r.get("ramp", {}).get("untried", 0) for r in failed)
+        return (f"{sum(r['failed'] for r in failed) - untried} connection(s) failed"
+                + (f" and {untried} were never tried (the ramp stopped: "
+                   f"{'; '.join(sorted({s for r in failed for s in r['ramp'].get('stopped', [])}))})" if untried else "")
+                + f", {sum(r['lost'] for r in failed)} receipt(s) lost; errors: {top or 'none reported'}"
                 + (f"; nginx says: {', '.join(f'{k} x{v}' for k, v in nginx.items())}" if nginx else "")
                 + (f"; connections closed by close code: {closed}" if closed else "")
+                + rebuilt(failed)
                 + (f"; the host's CPU was {busy:.0%} busy while connecting" if busy is not None else ""))
     refused = ""
     if any(r["nacked"] or r["unanswered"] for r in runs):

@@ -15,7 +15,10 @@ process used of its open-file limit, so the result says what bounds it.
 
 `labs.bench.connections.plan.plan_layout` decides how many load processes, published ports (one docker-proxy
 each), nginx workers and replicas carry N under the host's hard `nofile` limit. `--via bridge` reaches nginx
-on its front-network address instead (no docker-proxy, nothing more published). The load processes
+on its front-network address instead (no docker-proxy, nothing more published). `--rate` paces the ramp
+(`ramp.py`: a fixed rate, or `auto`, which steps up while nothing is lost; `--ramp-limit` ends it), the
+connections are then held idle `--hold` seconds to measure what holding them costs, and the host's conntrack
+table gets room for the run (`tracking.py`). The load processes
 (`labs.bench.connections.client`) run in their own process group, killed on every exit path; the containers
 are the lab's stack (`launch.open_stack`), removed on every exit path.
 """
@@ -31,7 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ... import scenario
-from ...console import EXIT_FAIL, EXIT_PASS, Progress
+from ...console import EXIT_FAIL, EXIT_PASS
 from ...infra import inspect, redis_cluster
 from ...infra.images import ImageSet
 from ...infra.launch import open_stack
@@ -51,17 +54,12 @@ from .plan import (
     assign,
     merge,
     nearest_limits,
+    per_connection_bytes,
 )
-from .report import bound, broadcast_totals, fmt, summary, usage, write
-from .setup import (
-    BROKERS,
-    MAX_ROOMS,
-    Setup,
-    conntrack,
-    layout_for,
-    parse_rounds,
-    parse_setup,
-)
+from .ramp import Ramp, achieved, clean_rate, combine, parse_ramp
+from .report import bound, broadcast_totals, costs, fmt, summary, usage, write
+from .setup import BROKERS, MAX_ROOMS, Setup, layout_for, parse_rounds, parse_setup
+from .tracking import conntrack_room
 
 ROOM = "lobby"
 DEFAULT_N = 20_000
@@ -69,29 +67,9 @@ DEFAULT_N = 20_000
 #: busy replica's backlog is retried instead of failing the client with a 502
 CONNECT_TIMEOUT_MS = 5000
 HEALTH_TIMEOUT_S = 10.0
-#: how long a run waits for the conntrack entries of the run before it to expire
-CONNTRACK_WAIT_S = 180.0
-
-
-def conntrack_free() -> int | None:
-    """Free entries in the host's connection-tracking table; None when the host tracks nothing."""
-    size, used = conntrack("nf_conntrack_max"), conntrack("nf_conntrack_count")
-    return None if size is None or used is None else size - used
-
-
-def wait_for_conntrack(needed: int, *, progress: Progress, timeout: float = CONNTRACK_WAIT_S) -> None:
-    """Wait until the host's conntrack table has `needed` free entries: a closed connection's entries
-    linger (TIME_WAIT, 120 s), so a run right after a big one may not fit yet."""
-    deadline = time.monotonic() + timeout
-    free = conntrack_free()
-    if free is not None and free < needed:
-        progress(f"waiting for {needed} free conntrack entries ({free} now; closed connections linger 120 s)")
-    while free is not None and free < needed:
-        if time.monotonic() > deadline:
-            raise PlanError(f"the host's conntrack table still has only {free} free entries after {timeout:.0f}s, "
-                            f"{needed} needed; give a smaller N or raise net.netfilter.nf_conntrack_max")
-        time.sleep(1.0)
-        free = conntrack_free()
+#: seconds the connections are held idle before the broadcasts: past the replicas' 20 s keepalive interval,
+#: so every connection is pinged at least once while the CPU is measured
+HOLD_S = 30.0
 
 
 def nginx_config(layout: Layout, balance: Balance = Balance.ROUND_ROBIN, *,
@@ -199,14 +177,19 @@ def bench_spec(images: ImageSet, layout: Layout, setup: Setup) -> StackSpec:
 
 
 def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout: float, open_timeout: float,
-            setup: Setup, spec: StackSpec | None = None) -> dict[str, Any]:
-    """One run on a fresh stack: `spec`'s (None: the bench's own, `bench_spec`), reached as `layout` says."""
+            setup: Setup, spec: StackSpec | None = None, ramp: Ramp | None = None,
+            hold_s: float = 0.0) -> dict[str, Any]:
+    """One run on a fresh stack: `spec`'s (None: the bench's own, `bench_spec`), reached as `layout` says,
+    its connections opened as `ramp` paces them (None: unpaced) and held idle `hold_s` seconds before the
+    broadcasts (what holding them costs)."""
     client, progress = bench.client, bench.progress
+    ramp = ramp or Ramp(rate=None)
+    windows = WindowLog(layout.load_processes, progress)
     spec = spec or bench_spec(bench.images, layout, setup)
     host_before = host_figures()
     progress(f"run {spec.run_id}: {layout.connections} connections; {setup.describe()}")
     with open_stack(client, spec, progress=progress) as stack:
-        before = replica_figures(stack)
+        before, nginx_before = replica_figures(stack), nginx_figures(stack)
         host, ports = entrance(stack, layout)
         replicas = stack.replica_names()
         containers = {**{n: [stack.containers[n].id] for n in replicas},
@@ -214,23 +197,37 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                       **{n: [stack.containers[n].id] for n in setup.nodes}}
         proxies = [int(p["pid"] or 0) for p in proxy_figures(ports).values()]
         with LoadGroup(assign(layout), host=host, ports=ports, room=ROOM, open_timeout=open_timeout,
-                       concurrency=layout.concurrency, rooms=setup.rooms) as load:
+                       concurrency=layout.concurrency, rooms=setup.rooms, ramp=ramp, on_window=windows.add) as load:
             progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections to "
-                     f"{host} on {layout.ports} port(s) ({layout.via.value})")
+                     f"{host} on {layout.ports} port(s) ({layout.via.value}), {ramp.describe()}")
             groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
             cpu = [cpu_snapshot(groups, containers)]
             # every attempt ends within open_timeout (twice: the TCP and WebSocket handshake, then the welcome)
             attempts = -(-layout.per("load") // layout.concurrency)
-            connected = load.wait_connected(deadline_s=2 * open_timeout * attempts + 60)
+            pace = ramp.per_process(layout.load_processes).rate
+            paced = 2 * layout.per("load") / pace if pace else 0.0
+            if ramp.limit_s is not None:
+                paced = min(paced, ramp.limit_s + 2 * open_timeout)
+            connected = load.wait_connected(deadline_s=max(2 * open_timeout * attempts, paced) + 60)
             cpu.append(cpu_snapshot(groups, containers))
+            loadavg = {"connected": host_figures()["loadavg"]}
             ok = sum(c["ok"] for c in connected)
             span = max(c["finished"] for c in connected) - min(c["started"] for c in connected)
-            progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)")
+            untried = sum(c.get("untried", 0) for c in connected)
+            stopped = sorted({c["stopped"] for c in connected if c.get("stopped")})
+            progress(f"connected {ok}/{layout.connections} in {span:.1f}s ({ok / span:.0f}/s)"
+                     + (f"; the ramp stopped with {untried:,} untried: {'; '.join(stopped)}" if untried else ""))
             after = replica_figures(stack)
             held = {"nginx": nginx_figures(stack), "proxies": proxy_figures(ports), "host": host_figures(),
                     "load": load.stats()}
-            calls = [node_calls(stack, setup.nodes)]
             cpu.append(cpu_snapshot(groups, containers))
+            if hold_s > 0:
+                progress(f"holding {ok} idle connections {hold_s:g} s (keepalive pings only)")
+                time.sleep(hold_s)  # a measuring window: the CPU that idle connections cost, not a readiness wait
+            cpu.append(cpu_snapshot(groups, containers))
+            loadavg["held"] = host_figures()["loadavg"]
+            open_after_hold = sum(p["open"] for p in load.stats())
+            calls = [node_calls(stack, setup.nodes)]
             rounds, began = [], time.monotonic()
             for k in range(1, broadcasts + 1):
                 r = load.broadcast(f"b{k}", timeout=collect_timeout)
@@ -240,6 +237,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                          f"100% in {fmt(r['t100_s'], '{:.2f} s')}, lost {r['lost']}")
             ended = time.monotonic()
             cpu.append(cpu_snapshot(groups, containers))
+            loadavg["broadcasts"] = host_figures()["loadavg"]
             calls.append(node_calls(stack, setup.nodes))
             counters = replica_figures(stack)
     memory = {}
@@ -247,11 +245,17 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
         b, n = before[name]["rss_bytes"], a["members"]
         memory[name] = {"members": n, "rooms": a["rooms"], "rss_before": b, "rss_after": a["rss_bytes"],
                         "bytes_per_connection": (a["rss_bytes"] - b) / n if n and b and a["rss_bytes"] else None}
-    share = {"connect": cpu_share(cpu[0], cpu[1]), "broadcasts": cpu_share(cpu[2], cpu[3])}
+    share = {"connect": cpu_share(cpu[0], cpu[1]), "hold": cpu_share(cpu[2], cpu[3]),
+             "broadcasts": cpu_share(cpu[3], cpu[4])}
+    rows = combine([c.get("ramp", []) for c in connected])
     return {"connections": layout.connections, "connected": ok, "failed": layout.connections - ok,
             "setup": {"broker": setup.broker.value, "balance": setup.balance.value, "rooms": setup.rooms,
                       "masters": setup.masters if setup.broker.cluster else None, "replicas": layout.replicas},
             "connect_s": span, "connect_rate": ok / span if span > 0 else None,
+            "ramp": {"mode": dataclasses.asdict(ramp), "windows": rows, "clean_rate": clean_rate(rows),
+                     "achieved_rate": achieved(rows), "untried": untried, "stopped": stopped},
+            "hold_s": hold_s, "open_after_hold": open_after_hold, "loadavg": loadavg,
+            "memory": memory_figures(nginx_before, held, ok),
             "connect_errors": merge([c["errors"] for c in connected]),
             "replicas": memory, "broadcasts": rounds, "held": held, "host_before": host_before,
             "cpu_share": share, "broadcast_s": round(ended - began, 3),
@@ -264,21 +268,55 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
             "up_s": stack.timings.up_s, "down_s": stack.timings.down_s}
 
 
+class WindowLog:
+    """The ramp's windows as the load processes report them; a progress line once each window is in from
+    every process (the whole group's rate, what it opened and lost, the slowest median handshake)."""
+
+    def __init__(self, processes: int, progress: Callable[[str], None]) -> None:
+        self.processes, self.progress = processes, progress
+        self.rows: dict[int, list[dict[str, Any]]] = {}
+        self.opened = 0
+
+    def add(self, k: int, row: dict[str, Any]) -> None:
+        mine = self.rows.setdefault(k, [])
+        mine.append(row)
+        n = len(mine)
+        if all(len(r) >= n for r in self.rows.values()) and len(self.rows) == self.processes:
+            [w] = combine([[r[n - 1]] for r in self.rows.values()])
+            self.opened += w["opened"]
+            self.progress(f"ramp {w['t_s']:.0f} s: {w['rate']:,.0f}/s, opened {w['opened']:,} (held {self.opened:,} "
+                          f"so far), failed {w['failed']}, closed {w['closed']}, median handshake "
+                          f"{fmt(w['median_s'], '{:.2f} s')}")
+
+
+def memory_figures(nginx_before: list[dict[str, int]], held: dict[str, Any], connections: int) -> dict[str, Any]:
+    """Resident memory per held connection of nginx (all workers, the delta over the connections) and of the
+    load processes (their whole RSS: a Python client's connections are nearly all of it)."""
+    nginx = sum(w["rss_bytes"] for w in held["nginx"]) - sum(w["rss_bytes"] for w in nginx_before)
+    load = sum(p.get("rss_bytes") or 0 for p in held["load"])
+    return {"nginx_rss_before": sum(w["rss_bytes"] for w in nginx_before), "nginx_rss_after": nginx + sum(
+                w["rss_bytes"] for w in nginx_before),
+            "nginx_bytes_per_connection": per_connection_bytes(0, nginx, connections) if nginx_before else None,
+            "load_rss": load, "load_bytes_per_connection": per_connection_bytes(0, load, connections) if load else None}
+
+
 def closed_since(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
     """Connections closed between two counts by close code (a load process counts them from its start)."""
     return {code: n - before.get(code, 0) for code, n in after.items() if n > before.get(code, 0)}
 
 
 def run_setup(bench: Started, layout: Layout, setup: Setup, *, runs: int, broadcasts: int, collect_timeout: float,
-              open_timeout: float, spec: Callable[[], StackSpec] | None = None) -> list[dict[str, Any]]:
-    """`runs` runs of `setup`, each on a fresh stack (`spec()`'s, or the bench's own) once the host's
-    conntrack table has room for it."""
+              open_timeout: float, spec: Callable[[], StackSpec] | None = None, ramp: Ramp | None = None,
+              hold_s: float = 0.0) -> list[dict[str, Any]]:
+    """`runs` runs of `setup`, each on a fresh stack (`spec()`'s, or the bench's own) with room in the
+    host's conntrack table (`tracking.conntrack_room`)."""
     out = []
     for i in range(runs):
         # the entries of closed connections (an earlier run's, anyone's) linger for a while
-        wait_for_conntrack(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=bench.progress)
-        out.append(one_run(bench, layout, broadcasts=broadcasts, collect_timeout=collect_timeout,
-                           open_timeout=open_timeout, setup=setup, spec=spec() if spec else None))
+        with conntrack_room(CONNTRACK_PER_CONNECTION[layout.via] * layout.connections, progress=bench.progress):
+            out.append(one_run(bench, layout, broadcasts=broadcasts, collect_timeout=collect_timeout,
+                               open_timeout=open_timeout, setup=setup, spec=spec() if spec else None,
+                               ramp=ramp, hold_s=hold_s))
         bench.progress(f"{setup.describe()}: run {i + 1}/{runs} done")
     return out
 
@@ -288,6 +326,8 @@ def add_arguments(parser: BenchParser) -> None:
     parser.add_argument("--broadcasts", default="5", help="rounds per run (default 5)")
     parser.add_argument("--collect-timeout", type=float, default=60.0, help="seconds a round may take")
     parser.add_argument("--open-timeout", type=float, default=30.0, help="seconds one connection may take")
+    parser.add_argument("--rate", default="off", help="connections opened per second over all load processes: a "
+                        "number, auto (start at 100/s, step up while nothing fails) or off (unpaced; the default)")
 
 
 def parser(prog: str) -> BenchParser:
@@ -303,25 +343,41 @@ def parser(prog: str) -> BenchParser:
     p.add_argument("--balance", default=Balance.ROUND_ROBIN.value,
                    help="round-robin (default) or room (nginx hashes the room: partitioning by room)")
     p.add_argument("--replicas", default="0", help="at least this many replicas (default: as N needs)")
+    p.add_argument("--hold", type=float, default=HOLD_S, help=f"seconds the connections are held idle before the "
+                   f"broadcasts, to measure what holding them costs (default {HOLD_S:g})")
     add_arguments(p)
+    p.add_argument("--ramp-limit", type=float, default=None, help="seconds after which no more connections are "
+                   "opened; the run goes on with those held (default: none)")
+    p.set_defaults(rate="auto")
     return p
 
 
 def held(summary: dict[str, Any]) -> bool:
-    """Every connection held, every round acknowledged and delivered once to every other member."""
+    """Every connection opened and stayed open, every round acknowledged and delivered once to every other
+    member."""
     return bool(summary["connected"] == summary["connections"] and summary["lost"] == 0
-                and summary["duplicated"] == 0 and summary["acked"] > 0)
+                and summary["duplicated"] == 0 and summary["acked"] > 0 and not summary.get("closed_while_held"))
 
 
 def run(args: argparse.Namespace) -> int:
     runs_n, broadcasts = parse_rounds(args.runs, args.broadcasts)
     setup = parse_setup(args.broker, args.balance, args.rooms, args.masters)
     layout = layout_for(args.connections, args.via, args.replicas, setup.rooms)
+    ramp = parse_ramp(args.rate)
+    if not 0 <= args.hold <= 600:
+        raise PlanError(f"--hold {args.hold:g}: give 0..600 seconds")
+    if args.ramp_limit is not None:
+        if not 10 <= args.ramp_limit <= 3600 or ramp.rate is None:
+            raise PlanError(f"--ramp-limit {args.ramp_limit:g}: give 10..3600 seconds, with a paced --rate")
+        ramp = dataclasses.replace(ramp, limit_s=args.ramp_limit)
     with started("connections") as bench:
         runs = run_setup(bench, layout, setup, runs=runs_n, broadcasts=broadcasts,
-                         collect_timeout=args.collect_timeout, open_timeout=args.open_timeout)
+                         collect_timeout=args.collect_timeout, open_timeout=args.open_timeout, ramp=ramp,
+                         hold_s=args.hold)
         machine = bench.machine()
         out = bench.folder()
+    for r in runs:
+        r["costs"] = costs(r, machine["cpus"])
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
     result: dict[str, Any] = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
         "setup": {**runs[0]["setup"], "text": setup.describe()},

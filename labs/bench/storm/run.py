@@ -44,9 +44,9 @@ from ..connections.run import (
     CONNECT_TIMEOUT_MS,
     nginx_reasons,
     replica_figures,
-    wait_for_conntrack,
 )
 from ..connections.setup import layout_for, parse_count
+from ..connections.tracking import wait_for_conntrack
 from . import wave
 from .front import Front, front_for
 from .plan import (
