@@ -9,10 +9,11 @@ timeout) or were closed while held, and receipts lost. Exit 0 only when nothing 
 results/bench/defaults-<stamp>/defaults.json and defaults.md.
 
 The way in (`--via`): `bridge` (the default) is nginx's address on the stack's front network, the
-`load tools:` line `up` prints; `published` is the 127.0.0.1 port `up` prints, which passes through one
-docker-proxy process, and that holds 6 files per connection (~3,300 connections under a 20,000-file
-limit). `--workers 1 --worker-connections 4096` renders nginx as the lab had it before it was sized, to
-show that the bench fails when the stack cannot hold the load.
+`load tools:` line `up` prints; `published` is the 127.0.0.1 port `up` prints. An engine the lab started
+carries it by netfilter; one started with its userland proxy (dockerd's default) passes it through one
+docker-proxy process, and that holds 6 files per connection (~3,300 connections under a 20,000-file limit).
+`--workers 1 --worker-connections 4096` renders nginx as the lab had it before it was sized, to show that the
+bench fails when the stack cannot hold the load.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 
 from .. import scenario
 from ..console import EXIT_FAIL, EXIT_PASS
+from ..infra.engine import userland_proxy
 from ..infra.stack import StackSpec
 from ..spec import Plan, plan, stack_spec
 from .common import BenchParser, started
@@ -79,10 +81,13 @@ def run(args: argparse.Namespace) -> int:
     ramp = parse_ramp(args.rate)
     p = sized_plan(args.workers, args.worker_connections)
     layout = plan_run(p, args.connections, args.via)
-    way_in = proxy_capacity(layout.via, p.sizing.fd_limit, layout.ephemeral_ports)
+    # a published port without docker-proxy (dockerd --userland-proxy=false, as the lab starts it) is bounded
+    # like nginx's own address: by the ephemeral source ports, not by one process's files
+    proxied = layout.via is Via.PUBLISHED and userland_proxy() is not False
+    way_in = proxy_capacity(Via.PUBLISHED if proxied else Via.BRIDGE, p.sizing.fd_limit, layout.ephemeral_ports)
     with started("defaults") as bench:
-        bench.progress(f"the stack of `python -m labs up {SCENARIO}`: {p.sizing.describe()}; way in: {layout.via.value} "
-                       f"(planned to carry {way_in:,})")
+        bench.progress(f"the stack of `python -m labs up {SCENARIO}`: {p.sizing.describe()}; way in: {layout.via.value}"
+                       f"{' through docker-proxy' if proxied else ''} (planned to carry {way_in:,})")
 
         def spec() -> StackSpec:
             return stack_spec(bench.client, p, bench.images)[0]
@@ -96,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     counts = [refused(r) for r in runs]
     result: dict[str, Any] = {
         "benchmark": "defaults", "scenario": SCENARIO, "runs": runs_n, "broadcasts": broadcasts,
-        "sizing": dataclasses.asdict(p.sizing), "way_in": {"via": layout.via.value, "planned": way_in},
+        "sizing": dataclasses.asdict(p.sizing), "way_in": {"via": layout.via.value, "docker_proxy": proxied, "planned": way_in},
         "setup": {"text": f"the stack of `python -m labs up {SCENARIO}` ({p.sizing.describe()})"},
         "layout": {**dataclasses.asdict(layout), "via": layout.via.value, "listen_ports": list(layout.listen_ports)},
         "refused": {"per_run": counts, "connect_errors": merge([r["connect_errors"] for r in runs]),

@@ -1,5 +1,6 @@
 """Find a Docker engine, or install and start one on a Debian-family host where we are root."""
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,11 @@ from ..settings import BUILD_DIR
 
 DEFAULT_SOCKET = "unix:///var/run/docker.sock"
 DOCKERD_LOG = BUILD_DIR / "dockerd.log"
+#: dockerd as the lab starts it. Without the userland proxy, the host's connections to a port published on
+#: 127.0.0.1 are carried by netfilter (DNAT) instead of one docker-proxy process per port, which holds 6 files
+#: per connection and stops proxying near 3,300 connections under a 20,000-file limit
+#: (docs/findings/defaults.md). An engine that already runs is used as it is.
+DOCKERD = ("dockerd", "--userland-proxy=false")
 
 _TRANSIENT = (docker.errors.DockerException, requests.exceptions.RequestException, OSError)
 #: what a Docker call raises when the engine has not answered it within the client's timeout (60 s by default)
@@ -93,6 +99,34 @@ def connect_existing() -> docker.DockerClient | None:
         return None
 
 
+def userland_proxy_flag(cmdline: Sequence[str], daemon_json: dict[str, object]) -> bool:
+    """Whether a dockerd started with `cmdline` and configured by `daemon_json` carries published ports
+    through docker-proxy (its default) rather than netfilter. Pure."""
+    for arg in reversed(cmdline):
+        if arg.startswith("--userland-proxy="):
+            return arg.split("=", 1)[1].lower() not in ("false", "0")
+    return daemon_json.get("userland-proxy") is not False
+
+
+def userland_proxy() -> bool | None:
+    """Whether the local dockerd uses its userland proxy; None when no local dockerd is found (a remote
+    engine, another user's process)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = [a.decode(errors="replace") for a in (entry / "cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if args and Path(args[0]).name == "dockerd":
+            try:
+                config = json.loads(Path("/etc/docker/daemon.json").read_text())
+            except (OSError, ValueError):
+                config = {}
+            return userland_proxy_flag(args, config if isinstance(config, dict) else {})
+    return None
+
+
 def _log_tail(path: Path, lines: int = 5) -> str:
     try:
         return " / ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
@@ -121,7 +155,7 @@ def ensure_engine(*, progress: Callable[[str], None], start_timeout: float = 60.
     started = time.monotonic()
     with open(DOCKERD_LOG, "ab") as log:
         proc = subprocess.Popen(
-            ["dockerd"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            list(DOCKERD), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     deadline = started + start_timeout
     while time.monotonic() < deadline:

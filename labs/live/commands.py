@@ -29,6 +29,7 @@ from ..infra.balancers import LISTEN_PORT
 from ..infra.launch import open_stack
 from ..infra.running import RunningStack
 from ..infra.sizing import FILES_PER_CONNECTION, Sizing
+from ..infra.usage import docker_proxies
 from ..scenario import Balancer
 from ..settings import LABEL, OWNER
 from . import remote, state, view
@@ -75,7 +76,7 @@ def up(args: argparse.Namespace, *, setup: Callable[[Progress], Any], progress: 
                 live = _update(name, port=stack.port, host=stack.host)
                 print(urls(live), flush=True)
                 if stack.host == LOCAL and stack.balancer.kind is Balancer.NGINX:
-                    print(load_line(stack, p.sizing), flush=True)
+                    print(load_line(stack, p.sizing, proxied=bool(docker_proxies([stack.port]))), flush=True)
                 watch(stack, name)
         finally:
             client.close()
@@ -100,13 +101,17 @@ def urls(live: LiveState) -> str:
     return "\n".join(lines)
 
 
-def load_line(stack: RunningStack, sizing: Sizing) -> str:
-    """Where a load tool on this host reaches nginx itself, and what each way in holds: the published port
-    goes through docker-proxy, which holds 6 files per connection (labs/infra/sizing.py)."""
+def load_line(stack: RunningStack, sizing: Sizing, *, proxied: bool) -> str:
+    """Where a load tool on this host reaches nginx itself, and what each way in holds. The published port
+    holds as much unless a docker-proxy process carries it (`proxied`: an engine started with its userland
+    proxy), which holds 6 files per connection (labs/infra/sizing.py)."""
     held = f"{sizing.connections:,}" + (f" of {sizing.wanted:,}" if sizing.reduced else "")
-    proxy = sizing.fd_limit // FILES_PER_CONNECTION["proxy"]
+    if proxied:
+        way = f"the 127.0.0.1 port passes docker-proxy, ~{sizing.fd_limit // FILES_PER_CONNECTION['proxy']:,}"
+    else:
+        way = "the 127.0.0.1 port too: no docker-proxy on it"
     return (f"load tools: ws://{inspect.address(stack, 'nginx', 'front')}:{LISTEN_PORT}/ws   (nginx itself: holds "
-            f"{held} connections; the 127.0.0.1 port passes docker-proxy, ~{proxy:,})")
+            f"{held} connections; {way})")
 
 
 def watch(stack: RunningStack, name: str) -> None:

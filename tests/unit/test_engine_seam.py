@@ -13,7 +13,7 @@ import pytest
 
 from labs import scenario
 from labs.errors import LabError, StackError, SwarmError
-from labs.infra import launch
+from labs.infra import engine, launch
 from labs.infra.operations import Operations
 from labs.infra.readiness import wait_ready
 from labs.infra.running import RunningStack
@@ -158,3 +158,20 @@ def test_fault_and_heal_on_a_stack_up_on_a_swarm_say_why_not() -> None:
     with pytest.raises(LabError, match="runs on a Swarm"):
         commands._one_engine(live)
     assert live.url("/x") == "http://10.251.7.1:8080/x"
+
+
+@pytest.mark.parametrize(("cmdline", "daemon_json", "proxied"), [
+    (["dockerd"], {}, True),
+    (["dockerd", "--userland-proxy=false"], {}, False),
+    (["/usr/sbin/dockerd", "-H", "fd://", "--userland-proxy=true"], {"userland-proxy": False}, True),
+    (["dockerd"], {"userland-proxy": False}, False),
+    (["dockerd"], {"userland-proxy": "false"}, True),
+    (["dockerd", "--userland-proxy=false", "--userland-proxy=true"], {}, True),
+])
+def test_the_userland_proxy_follows_the_flag_then_daemon_json(
+        cmdline: list[str], daemon_json: dict[str, object], proxied: bool) -> None:
+    assert engine.userland_proxy_flag(cmdline, daemon_json) is proxied
+
+
+def test_the_lab_starts_dockerd_without_its_userland_proxy() -> None:
+    assert engine.userland_proxy_flag(list(engine.DOCKERD), {}) is False

@@ -243,7 +243,10 @@ def test_up_names_nginx_itself_for_load_tools_and_what_the_published_port_holds(
     nginx = SimpleNamespace(reload=lambda: None,
                             attrs={"NetworkSettings": {"Networks": {"wslab-3f289860-front": {"IPAddress": "172.30.0.5"}}}})
     stack = SimpleNamespace(containers={"nginx": nginx}, networks={"front": SimpleNamespace(name="wslab-3f289860-front")})
-    line = load_line(stack, size_stack(3, fd_limit=20_000))  # type: ignore[arg-type]
+    line = load_line(stack, size_stack(3, fd_limit=20_000), proxied=True)  # type: ignore[arg-type]
     assert line == ("load tools: ws://172.30.0.5:8080/ws   (nginx itself: holds 20,000 connections; the 127.0.0.1 "
                     "port passes docker-proxy, ~3,333)")
-    assert "holds 9,216 of 20,000 connections" in load_line(stack, size_stack(3, fd_limit=4096))  # type: ignore[arg-type]
+    line = load_line(stack, size_stack(3, fd_limit=20_000), proxied=False)  # type: ignore[arg-type]
+    assert line.endswith("holds 20,000 connections; the 127.0.0.1 port too: no docker-proxy on it)")
+    assert "holds 9,216 of 20,000 connections" in load_line(
+        stack, size_stack(3, fd_limit=4096), proxied=True)  # type: ignore[arg-type]
