@@ -329,3 +329,16 @@ def test_connections_closed_while_held_leave_out_those_closed_while_connecting()
 
     assert closed_since({"no close frame": 3}, {"no close frame": 3, "1011": 2}) == {"1011": 2}
     assert closed_since({}, {}) == {} and closed_since({"1011": 1}, {"1011": 4}) == {"1011": 3}
+
+
+def test_a_sizing_with_its_balancer_is_written_as_json() -> None:
+    import dataclasses
+    import json
+
+    from labs.bench.connections.report import plain
+    from labs.infra.sizing import size_stack
+
+    written = json.loads(json.dumps({"sizing": dataclasses.asdict(size_stack(3, fd_limit=20_000))}, default=plain))
+    assert written["sizing"]["balancer"] == "nginx"
+    with pytest.raises(TypeError, match="object is not JSON serializable"):
+        json.dumps({"x": object()}, default=plain)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +43,17 @@ def usage(run: dict[str, Any], layout: Layout) -> dict[str, tuple[float, float]]
     return out
 
 
+def plain(value: object) -> object:
+    """JSON for what json does not know: an enum by its value (a sizing's balancer, a layout's way in)."""
+    if isinstance(value, Enum):
+        return value.value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
 def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro: tuple[str, ...] = ()) -> None:
     """<name>.json and a short <name>.md beside it (`intro`: lines under its title)."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=plain) + "\n")
     if any(r.get("ramp") for r in result["results"]):
         (out / "ramp.csv").write_text(ramp_csv(result["results"]))
     s, lay = result["summary"], result["layout"]
