@@ -70,8 +70,10 @@ def check_climb(args: argparse.Namespace, *, driver: str = "locust", via: str = 
 
 
 def proxy_cpu(port: int) -> dict[str, float]:
-    """CPU seconds of the docker-proxy that carries the published port (a host process, not a container)."""
-    return {"docker-proxy": sum(process_cpu(pid) for pid in docker_proxies([port]).values())}
+    """CPU seconds of the docker-proxy that carries the published port (a host process, not a container);
+    nothing when netfilter carries it (dockerd --userland-proxy=false): no process to read."""
+    pids = docker_proxies([port]).values()
+    return {"docker-proxy": sum(process_cpu(pid) for pid in pids)} if pids else {}
 
 
 def nginx_address(stack: RunningStack, via: str) -> tuple[str, int]:
