@@ -3,9 +3,9 @@ cleans the other's containers, networks or local Swarm.
 
 The Docker tests spend most of their time waiting on the clock (a scenario sends at its declared rate, a
 fault heals after its delay), not on the two cores: two lanes side by side take little more than the
-longer one. Lane `serial` holds the unit tests (CPU-bound) and the tests that own an engine-wide resource of
-their owner for a long time (the local Swarm); lane `stacks` holds every other Docker test, so a new test
-file lands there without being named.
+longer one. Lane `serial` holds the unit tests (CPU-bound), the tests that own an engine-wide resource of
+their owner for a long time (the local Swarm) and the fault scenarios (to even out the two lanes' times);
+lane `stacks` holds every other Docker test, so a new test file lands there without being named.
 
 `python tests/lanes.py [pytest args...]`: the `stacks` lane prints as it runs; the `serial` lane's output is
 kept in build/test-serial.log and printed when it ends. The exit status is the first non-zero of the two.
@@ -21,9 +21,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: the lane beside the Docker stacks: the pure tests and the long holders of an owner-wide resource
+#: the lane beside the Docker stacks: the pure tests, the long holders of an owner-wide resource, and the
+#: fault scenarios, which balance the two lanes' times (docs/testing.md, "How long")
 SERIAL = ["tests/unit", "tests/docker/test_swarm.py", "tests/docker/test_lifecycle.py",
-          "tests/docker/test_seed_node.py"]
+          "tests/docker/test_seed_node.py", "tests/docker/test_faults.py"]
 LOG = ROOT / "build" / "test-serial.log"
 
 
