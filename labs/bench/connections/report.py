@@ -53,6 +53,9 @@ def plain(value: object) -> object:
 def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro: tuple[str, ...] = ()) -> None:
     """<name>.json and a short <name>.md beside it (`intro`: lines under its title)."""
     out.mkdir(parents=True, exist_ok=True)
+    for run in result["results"]:
+        if "ramp" in run:
+            run["costs"] = costs(run, result["machine"]["cpus"])
     (out / f"{name}.json").write_text(json.dumps(result, indent=2, default=plain) + "\n")
     if any(r.get("ramp") for r in result["results"]):
         (out / "ramp.csv").write_text(ramp_csv(result["results"]))

@@ -57,7 +57,7 @@ from .plan import (
     per_connection_bytes,
 )
 from .ramp import Ramp, achieved, clean_rate, combine, parse_ramp
-from .report import bound, broadcast_totals, costs, fmt, summary, usage, write
+from .report import bound, broadcast_totals, fmt, summary, usage, write
 from .setup import BROKERS, MAX_ROOMS, Setup, layout_for, parse_rounds, parse_setup
 from .tracking import conntrack_room
 
@@ -376,8 +376,6 @@ def run(args: argparse.Namespace) -> int:
                          hold_s=args.hold)
         machine = bench.machine()
         out = bench.folder()
-    for r in runs:
-        r["costs"] = costs(r, machine["cpus"])
     limits = max((nearest_limits(usage(r, layout)) for r in runs), key=lambda ls: ls[0][1])
     result: dict[str, Any] = {"benchmark": "connections", "runs": runs_n, "broadcasts": broadcasts,
         "setup": {**runs[0]["setup"], "text": setup.describe()},
