@@ -67,7 +67,9 @@ def write(result: dict[str, Any], out: Path, *, name: str = "connections", intro
         f"# {s['connections']} WebSocket connections through nginx ({result['machine']['cpus']} cores)", "",
         *intro,
         f"Setup: {result['setup']['text']}. Layout: {lay['load_processes']} load processes, " + (
-            f"{ports} published on 127.0.0.1 (one docker-proxy each), "
+            f"{ports} published on 127.0.0.1 ("
+            + ("one docker-proxy each" if any(r["held"]["proxies"] for r in result["results"]) else "no docker-proxy: "
+               "netfilter") + "), "
             if lay["via"] == Via.PUBLISHED.value else
             f"{ports} reached on its front-network address (no docker-proxy), ") +
         f"{lay['nginx_workers']} nginx workers (reuseport), {lay['replicas']} replicas; "

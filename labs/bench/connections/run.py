@@ -200,7 +200,7 @@ def one_run(bench: Started, layout: Layout, *, broadcasts: int, collect_timeout:
                        concurrency=layout.concurrency, rooms=setup.rooms, ramp=ramp, on_window=windows.add) as load:
             progress(f"{layout.load_processes} load process(es) opening {layout.connections} connections to "
                      f"{host} on {layout.ports} port(s) ({layout.via.value}), {ramp.describe()}")
-            groups = {"load processes": [p.pid for p in load.procs], "docker-proxy": proxies}
+            groups = {"load processes": [p.pid for p in load.procs], **({"docker-proxy": proxies} if proxies else {})}
             cpu = [cpu_snapshot(groups, containers)]
             # every attempt ends within open_timeout (twice: the TCP and WebSocket handshake, then the welcome)
             attempts = -(-layout.per("load") // layout.concurrency)
