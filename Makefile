@@ -169,7 +169,7 @@ bench-connections: setup images ## N (default 20000; VIA=bridge skips docker-pro
 bench-partitioning: setup images ## N (default 20000) connections in 200 rooms over 4 replicas: one Redis vs a Redis Cluster (sharded / classic), round-robin vs partitioned by room, no broker: round times, loss, load per node -> results/bench/partitioning-*/
 	$(PYTHON) -m labs.bench partitioning --connections $(or $(N),20000) --runs $(or $(RUNS),3) $(if $(SETUPS),--setups "$(SETUPS)")
 
-bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes through docker-proxy): refused connections, loss -> results/bench/defaults-*/
+bench-defaults: setup images ## the stack of `labs up pubsub` at its sized capacity (20,000 here; VIA=published goes in through the 127.0.0.1 port): refused connections, loss -> results/bench/defaults-*/
 	$(PYTHON) -m labs.bench defaults --runs $(or $(RUNS),1) --via $(or $(VIA),bridge)
 
 bench-storm: setup images ## N (default 10000) clients reconnect at once after a replica is SIGKILLed (TRIGGER=restart-balancer: the balancer; BALANCER=haproxy), per backoff setting (SETTINGS=no-jitter,socketio,wide): time until everyone is back, handshake peaks, refusals, loss, SUBSCRIBE/s -> results/bench/storm-*/

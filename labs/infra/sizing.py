@@ -12,8 +12,9 @@ more (nor for more than `MAX_FILES`, even where the host allows it):
 
 docker-proxy (the userland proxy through which the host reaches a port published on 127.0.0.1) holds its
 two sockets and, measured here, two pipes (four files) per connection: Go's splice keeps a pipe per
-direction while it waits for data. So one published port carries ~3,300 connections at most; nginx's own
-address on the stack's front network has no docker-proxy in the way.
+direction while it waits for data. So one published port carries ~3,300 connections at most on an engine
+that runs it; the engine the lab starts runs none (`dockerd --userland-proxy=false`: netfilter carries the
+port), and nginx's own address on the stack's front network never has one in the way.
 
 nginx gets enough workers (`listen ... reuseport`: the kernel spreads connections over them), each allowed
 the whole limit (`worker_rlimit_nofile`) and nearly all of it as `worker_connections`; every container gets
