@@ -75,7 +75,8 @@ def check_timeout(timeout: float | None) -> None:
 def check_stack(live: LiveState, command: str, *, renders: bool, owner: str = OWNER,
                 alive: Callable[[LiveState], bool] | None = None) -> None:
     """What every change needs of the stack: ready, on this engine, its `up` still running, this process
-    labelling as `up` did, no fault applied; `renders` (a new upstream) needs nginx."""
+    labelling as `up` did, no fault applied; `renders` (nginx's worker_shutdown_timeout written into its
+    config) needs nginx: behind HAProxy that bound is the topology's hard_stop_after."""
     flag = "" if live.name == state.DEFAULT_NAME else f" --name {live.name}"
     if not live.ready:
         raise LabError(f"stack {live.name!r} is still starting; run `{command}` again once `up` prints its URLs")
@@ -91,8 +92,9 @@ def check_stack(live: LiveState, command: str, *, renders: bool, owner: str = OW
         raise LabError(f"stack {live.name!r} was started with WSLAB_OWNER={live.owner} and this command runs as "
                        f"{owner}: run it with WSLAB_OWNER={live.owner}, so that new containers carry the run's labels")
     if renders and live.balancer != "nginx":
-        raise LabError(f"`{command}` renders the upstream of nginx; stack {live.name!r} runs {live.balancer} "
-                       f"(`deploy`, and `reload` without --shutdown-timeout, run on it)")
+        raise LabError(f"`{command}` writes nginx's worker_shutdown_timeout; stack {live.name!r} runs {live.balancer}, "
+                       f"whose bound is [topology] hard_stop_after (`scale`, `deploy`, and `reload` without "
+                       f"--shutdown-timeout, run on it)")
     if live.faults:
         applied = ", ".join(f"{f.kind} on {f.target}" for f in live.faults)
         raise LabError(f"stack {live.name!r} has {applied} applied; run `python -m labs heal{flag}` first")

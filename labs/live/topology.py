@@ -86,7 +86,7 @@ def scale(args: argparse.Namespace) -> int:
         return (f"scale to {count}: {what} in {change.elapsed():.1f}s; connections before {counted(before)}, "
                 f"now {counted(after)}")
 
-    return run(args, "scale", body, renders=True)
+    return run(args, "scale", body, renders=False)  # either balancer renders its servers anew
 
 
 def undo(ops: Operations, stack: Stack, added: list[str]) -> None:

@@ -91,8 +91,9 @@ def test_deploy_takes_its_knobs() -> None:
      "stack 'default''s `up` (pid 999999999) is gone; run `python -m labs down`"),
     (live(owner="ci"), False, "stack 'default' was started with WSLAB_OWNER=ci and this command runs as lab: run "
                               "it with WSLAB_OWNER=ci, so that new containers carry the run's labels"),
-    (live(balancer="haproxy"), True, "`deploy` renders the upstream of nginx; stack 'default' runs haproxy "
-                                     "(`deploy`, and `reload` without --shutdown-timeout, run on it)"),
+    (live(balancer="haproxy"), True, "`deploy` writes nginx's worker_shutdown_timeout; stack 'default' runs haproxy, "
+                                     "whose bound is [topology] hard_stop_after (`scale`, `deploy`, and `reload` "
+                                     "without --shutdown-timeout, run on it)"),
     (live(faults=(AppliedFault("kill-replica", "app-2", 1.0),)), False,
      "stack 'default' has kill-replica on app-2 applied; run `python -m labs heal` first"),
 ])
