@@ -23,8 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 #: the lane beside the Docker stacks: the pure tests, the long holders of an owner-wide resource, and the
 #: fault scenarios, which balance the two lanes' times (docs/testing.md, "How long")
-SERIAL = ["tests/unit", "tests/docker/test_swarm.py", "tests/docker/test_lifecycle.py",
-          "tests/docker/test_seed_node.py", "tests/docker/test_faults.py"]
+SERIAL = ["tests/unit", "tests/docker/test_swarm.py", "tests/docker/test_seed_node.py",
+          "tests/docker/test_faults.py"]
 LOG = ROOT / "build" / "test-serial.log"
 
 
