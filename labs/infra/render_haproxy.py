@@ -19,7 +19,7 @@ from .render import COOKIE_RE, MIN_READ_TIMEOUT, RenderError, Upstream, cidr, re
 #: `maxconn` when none is given: half nginx's default `worker_connections` (4096), which counts both sides of
 #: a proxied connection where HAProxy's counts the client side only (a stack's comes from its sizing)
 DEFAULT_MAXCONN = 2048
-#: `nbthread`: nginx runs one worker, so HAProxy gets one thread and the same share of the two cores
+#: `nbthread` at most; a stack runs HAProxy with one thread (one process under the 20,000-file limit)
 MAX_THREADS = 32
 #: a server's name, whose number is its `id` (HAProxy's ids are positive)
 SERVER_RE = re.compile(r"^app-([1-9][0-9]{0,3})$")

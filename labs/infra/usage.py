@@ -32,33 +32,29 @@ def process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def container_cpu(container_id: str) -> float | None:
-    """CPU seconds a container has used, from its cgroup (v1 cpuacct, or v2 cpu.stat); None if unreadable."""
-    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage", 1e-9),
+def _cgroup_cpu(container_id: str, v1_file: str, v2_key: str) -> float | None:
+    """CPU seconds from a container's cgroup: v1 cpuacct's `v1_file` (ns), or v2 cpu.stat's `v2_key` (µs)."""
+    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/{v1_file}", 1e-9),
                         (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
         try:
             text = Path(path).read_text()
         except OSError:
             continue
         if path.endswith("cpu.stat"):
-            text = dict(line.split() for line in text.splitlines()).get("usage_usec", "0")
+            text = dict(line.split() for line in text.splitlines()).get(v2_key, "0")
         return int(text) * scale
     return None
+
+
+def container_cpu(container_id: str) -> float | None:
+    """CPU seconds a container has used, from its cgroup (v1 cpuacct, or v2 cpu.stat); None if unreadable."""
+    return _cgroup_cpu(container_id, "cpuacct.usage", "usage_usec")
 
 
 def container_cpu_system(container_id: str) -> float | None:
     """CPU seconds a container has spent in the kernel (system calls, its sockets' TCP work done on its
     behalf), from its cgroup (v1 cpuacct.usage_sys, or v2 cpu.stat system_usec); None if unreadable."""
-    for path, scale in ((f"/sys/fs/cgroup/cpuacct/docker/{container_id}/cpuacct.usage_sys", 1e-9),
-                        (f"/sys/fs/cgroup/system.slice/docker-{container_id}.scope/cpu.stat", 1e-6)):
-        try:
-            text = Path(path).read_text()
-        except OSError:
-            continue
-        if path.endswith("cpu.stat"):
-            text = dict(line.split() for line in text.splitlines()).get("system_usec", "0")
-        return int(text) * scale
-    return None
+    return _cgroup_cpu(container_id, "cpuacct.usage_sys", "system_usec")
 
 
 def docker_proxies(host_ports: list[int]) -> dict[str, int]:
