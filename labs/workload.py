@@ -63,6 +63,8 @@ class Client:
         self.current: tuple[str, float] | None = None
         #: generated and not yet acknowledged (sent, or waiting for a connection): (wall-clock ts, body)
         self.unacked: dict[str, tuple[float, str]] = {}
+        #: written on a connection at least once
+        self.written: set[str] = set()
         self.stopping = False
         self.watcher: asyncio.Task[None] | None = None
         self.error = ""
@@ -116,6 +118,9 @@ class Client:
         if msg_id not in self.unacked:
             return  # acknowledged meanwhile
         ts, body = self.unacked[msg_id]
+        if msg_id in self.written:
+            self.recorder.history.resent.append(Sent(msg_id, self.name, time.monotonic()))
+        self.written.add(msg_id)
         try:
             await self.link.send(msg_id, ts, body)
         except LinkDown:

@@ -119,6 +119,9 @@ class History:
     clients: list[ClientRecord] = field(default_factory=list)
     sessions: list[Session] = field(default_factory=list)
     sent: list[Sent] = field(default_factory=list)
+    #: messages their sender wrote again on a new connection, no acknowledgement having come on the old
+    #: one (`at`: when written again): a copy that had got through is delivered twice, by the sender
+    resent: list[Sent] = field(default_factory=list)
     acks: list[Ack] = field(default_factory=list)
     #: messages the replica gave up on (its broker failed to take them): an unknown outcome
     nacked: list[str] = field(default_factory=list)

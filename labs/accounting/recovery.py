@@ -46,7 +46,8 @@ class DropRecovery:
     dropped nor came live on the next connection (a message still on its way): what only a replay could
     give; `filled`: of those, the ones the
     replay delivered; `duplicates`: replayed copies of pairs it already had (or had twice in one replay),
-    and live copies, once it was back, of pairs the replay had just given it;
+    and live copies, once it was back, of pairs the replay had just given it (not those of a message its
+    sender wrote again, its acknowledgement lost with its own drop: the run's `duplicated` counts those);
     `lost`: missed pairs never delivered by the end of the run."""
 
     client: str
@@ -103,6 +104,7 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
     for rejoin in sorted(rejoins, key=lambda r: r.started):
         by_client.setdefault(rejoin.client, []).append(rejoin)
     sender_of = {m.id: m.sender for m in h.sent}
+    resent = {m.id for m in h.resent}
     # when the server had a message: its first acknowledgement (a message generated while its sender was
     # away goes out only once the sender is back), else when it was generated
     had: dict[str, float] = {}
@@ -131,7 +133,7 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
             times = got.get((mid, s.client), ()) if j is not None else ()
             earlier = any(t < j.started for t in times) if j is not None else False
             duplicates += 1 if earlier or seen[mid] else 0
-            if not seen[mid] and j is not None:  # the same pair again, live, after the replay gave it
+            if not seen[mid] and j is not None and mid not in resent:  # again, live, after the replay gave it
                 duplicates += sum(1 for t in times if t >= j.at)
             seen[mid] += 1
         out.append(DropRecovery(

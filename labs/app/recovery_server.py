@@ -165,15 +165,20 @@ class RecoveringServer(socketio.AsyncServer):
         if session:
             self.owner[sid] = eio_sid
         ack = {"sid": sid, "pid": session.pid} if session else {"sid": sid}
+        if not restore:
+            await self._answer(eio_sid, namespace, ack)
+            return
+        # socket.io writes what a recovered socket missed before its CONNECT answer, and socket.io-client
+        # buffers those events until the answer. Not on this coroutine: python-socketio handles a CONNECT
+        # on the connection's read loop, which would read nothing else (a pong, the close) until the replay
+        # ended.
+        task = asyncio.ensure_future(self._recover(eio_sid, namespace, restore[0], restore[1], ack))
+        self.replays.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self.replays.discard)
+
+    async def _answer(self, eio_sid: str, namespace: str, ack: dict[str, str]) -> None:
         await self._send_packet(eio_sid, self.packet_class(packet.CONNECT, ack, namespace=namespace))
-        await self.manager.connect(sid, namespace)
-        if restore:
-            self.counts["recovered"] += 1
-            # Not here: python-socketio handles a CONNECT on the connection's read loop, which would read
-            # nothing else (its events, its close) until the replay is done.
-            task = asyncio.ensure_future(self._replay(eio_sid, namespace, restore[0], restore[1]))
-            self.replays.add(task)  # the loop keeps only a weak reference to a task
-            task.add_done_callback(self.replays.discard)
+        await self.manager.connect(ack["sid"], namespace)
 
     async def _accept(self, eio_sid: str, namespace: str, sid: str, data: Any) -> tuple[bool, Any]:
         """The application's connect handler, as python-socketio calls it: (accepted, refusal)."""
@@ -195,7 +200,9 @@ class RecoveringServer(socketio.AsyncServer):
             return False, {"message": "Connection refused by server"}
         return success is not False, fail_reason
 
-    async def _replay(self, eio_sid: str, namespace: str, session: Session, start: str) -> None:
+    async def _recover(self, eio_sid: str, namespace: str, session: Session, start: str,
+                       ack: dict[str, str]) -> None:
+        """Replay what the socket missed, then answer its CONNECT with its old sid and pid."""
         assert self.sessions is not None
         try:
             sent = await self.stream.replay(session.sid, eio_sid, namespace, session.rooms, start)
@@ -210,6 +217,12 @@ class RecoveringServer(socketio.AsyncServer):
             await self.sessions.end(session.sid, recoverable=True)
             await self._close(eio_sid)
             return
+        if self.manager.eio_sid_from_sid(session.sid, namespace) != eio_sid:
+            self.counts["replays_cut"] += 1
+            log.info("%s left at the end of its replay", session.sid)
+            return
+        await self._answer(eio_sid, namespace, ack)
+        self.counts["recovered"] += 1
         log.info("recovered %s: %d missed events replayed after %s", session.sid, sent, start)
 
     async def _close(self, eio_sid: str, timeout: float = 1.0) -> None:
@@ -219,6 +232,13 @@ class RecoveringServer(socketio.AsyncServer):
             await asyncio.wait_for(self.eio.disconnect(eio_sid), timeout)
         except TimeoutError:
             log.info("the close packet of %s was not taken within %gs", eio_sid, timeout)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        """An Engine.IO close from the client that no Socket.IO DISCONNECT came before is not a goodbye (that
+        DISCONNECT ends the session first): socket.io calls it a transport close, and recovers from it."""
+        if reason == self.reason.CLIENT_DISCONNECT:
+            reason = self.reason.TRANSPORT_CLOSE
+        await super()._handle_eio_disconnect(eio_sid, reason)
 
     async def _handle_disconnect(self, eio_sid: str, namespace: str, reason: Any = None) -> None:
         namespace = namespace or "/"

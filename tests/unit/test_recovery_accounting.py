@@ -54,6 +54,16 @@ def test_a_live_copy_of_what_the_replay_just_gave_is_a_duplicate() -> None:
     assert drop.duplicates == 1
 
 
+def test_a_live_copy_of_a_message_its_sender_wrote_again_is_the_senders_duplicate_not_the_replays() -> None:
+    """a's acknowledgement of m2 was lost with its own drop, so a wrote m2 again: b's second copy is a's."""
+    h = history([Received("m1", "b", 1.1), Received("m2", "b", 2.9), Received("m2", "b", 3.2),
+                 Received("m3", "b", 4.1)])
+    [before] = per_drop(h, REJOINS)
+    h.resent.append(Sent("m2", "a", 3.15))
+    [drop] = per_drop(h, REJOINS)
+    assert (before.duplicates, drop.duplicates, drop.replayed, drop.lost) == (1, 0, 1, 0)
+
+
 def test_a_message_still_on_its_way_that_came_live_after_the_return_was_not_missed() -> None:
     h = history([Received("m1", "b", 1.1), Received("m2", "b", 3.2), Received("m3", "b", 4.1)])
     rejoins = [REJOINS[0], Rejoin("b", 2.6, 3.0, True, True, True, ())]
