@@ -53,10 +53,12 @@ DEPLOYED := deploy-streams-rolling-graceful deploy-pubsub-rolling-kill deploy-st
 DEPLOYS := $(foreach s,$(DEPLOYED),$(s) $(s)-haproxy) deploy-streams-rolling-max-fails
 
 # Socket.IO connection state recovery, one fault per row: the seed Node server with
-# @socket.io/redis-streams-adapter (recovery on), then the classic adapter as the control that recovers none
-RECOVERY := recovery-transport-close recovery-graceful-shutdown recovery-kill-replica recovery-restart-redis \
+# @socket.io/redis-streams-adapter (recovery on) beside the lab's python-socketio replica with its own
+# recovery (-python), then each one's no-recovery control (the classic adapter, python-socketio's Redis manager)
+RECOVERED := recovery-transport-close recovery-graceful-shutdown recovery-kill-replica recovery-restart-redis \
            recovery-rolling-restart recovery-past-max-disconnection recovery-trimmed recovery-twice \
            recovery-nothing-received recovery-long-lived recovery-control-transport-close
+RECOVERY := $(foreach s,$(RECOVERED),$(s) $(s)-python)
 
 .DEFAULT_GOAL := help
 comma := ,
@@ -99,7 +101,7 @@ scenario-cluster: setup ## Redis Cluster: classic PUBLISH vs sharded Pub/Sub, 1 
 scenario-deploys: setup ## topology changes as faults, nginx and HAProxy side by side: rolling restarts, scale-in, balancer reloads, scale-out under consistent vs plain hash — drops, clients back, remapped, loss — a summary with a balancer column, then one table
 	$(LAB) run $(DEPLOYS)
 
-scenario-recovery: setup ## Socket.IO connection state recovery under each fault (transport closed, graceful and SIGKILLed server, Redis restarted, rolling restart, past maxDisconnectionDuration, trimmed, twice, nothing received yet) and the classic adapter's control — one table
+scenario-recovery: setup ## Socket.IO connection state recovery under each fault (transport closed, graceful and SIGKILLed server, Redis restarted, rolling restart, past maxDisconnectionDuration, trimmed, twice, nothing received yet), the Node server with the streams adapter beside the python-socketio replica, and each one's no-recovery control — one table
 	$(LAB) run $(RECOVERY)
 
 scenario-swarm: setup ## on a Docker Swarm (root): builds a local 3-node one when none is up (removed afterwards); same vs cross-node, node loss PubSub vs Streams, rolling updates — a summary, then one table per kind

@@ -104,7 +104,7 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
     for rejoin in sorted(rejoins, key=lambda r: r.started):
         by_client.setdefault(rejoin.client, []).append(rejoin)
     sender_of = {m.id: m.sender for m in h.sent}
-    resent = {m.id for m in h.resent}
+    writes = Counter(m.id for m in h.resent)
     # when the server had a message: its first acknowledgement (a message generated while its sender was
     # away goes out only once the sender is back), else when it was generated
     had: dict[str, float] = {}
@@ -127,15 +127,15 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
         missed = {mid for mid in owed
                   if not any(t < closed or until <= t < live_until for t in got.get((mid, s.client), ()))}
         replayed = [mid for mid in (j.replayed if j is not None else ()) if sender_of.get(mid) != s.client]
-        seen = Counter[str]()
         duplicates = 0
-        for mid in replayed:
-            times = got.get((mid, s.client), ()) if j is not None else ()
-            earlier = any(t < j.started for t in times) if j is not None else False
-            duplicates += 1 if earlier or seen[mid] else 0
-            if not seen[mid] and j is not None and mid not in resent:  # again, live, after the replay gave it
-                duplicates += sum(1 for t in times if t >= j.at)
-            seen[mid] += 1
+        if j is not None:
+            for mid, in_replay in Counter(replayed).items():
+                # the copies it should have: one, and one more for each time its sender wrote it again
+                allowed = 1 + writes[mid]
+                times = got.get((mid, s.client), ())
+                before = sum(1 for t in times if t < j.started)
+                after = sum(1 for t in times if t >= j.at)
+                duplicates += max(0, before + in_replay + after - allowed) - max(0, before - allowed)
         out.append(DropRecovery(
             client=s.client, closed=closed, back=back,
             pid_sent=j.pid_sent if j is not None else False, offset_sent=j.offset_sent if j is not None else False,

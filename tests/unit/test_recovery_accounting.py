@@ -64,6 +64,18 @@ def test_a_live_copy_of_a_message_its_sender_wrote_again_is_the_senders_duplicat
     assert (before.duplicates, drop.duplicates, drop.replayed, drop.lost) == (1, 0, 1, 0)
 
 
+def test_a_replay_holding_both_copies_of_a_message_written_again_has_no_duplicate_of_its_own() -> None:
+    """The stream keeps both of a's writes of m2, so the replay gives b both: one too many only when a wrote
+    m2 once."""
+    h = history([Received("m1", "b", 1.1), Received("m2", "b", 2.8), Received("m2", "b", 2.9),
+                 Received("m3", "b", 4.1)])
+    rejoins = [REJOINS[0], Rejoin("b", 2.6, 3.0, True, True, True, ("m2", "m2"))]
+    [once] = per_drop(h, rejoins)
+    h.resent.append(Sent("m2", "a", 2.55))
+    [twice] = per_drop(h, rejoins)
+    assert (once.duplicates, twice.duplicates, twice.filled, twice.lost) == (1, 0, 1, 0)
+
+
 def test_a_message_still_on_its_way_that_came_live_after_the_return_was_not_missed() -> None:
     h = history([Received("m1", "b", 1.1), Received("m2", "b", 3.2), Received("m3", "b", 4.1)])
     rejoins = [REJOINS[0], Rejoin("b", 2.6, 3.0, True, True, True, ())]
