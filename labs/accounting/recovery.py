@@ -134,8 +134,8 @@ def per_drop(h: History, rejoins: list[Rejoin]) -> list[DropRecovery]:
                 allowed = 1 + writes[mid]
                 times = got.get((mid, s.client), ())
                 before = sum(1 for t in times if t < j.started)
-                after = sum(1 for t in times if t >= j.at)
-                duplicates += max(0, before + in_replay + after - allowed) - max(0, before - allowed)
+                live = sum(1 for t in times if t >= j.at)
+                duplicates += max(0, before + in_replay + live - allowed) - max(0, before - allowed)
         out.append(DropRecovery(
             client=s.client, closed=closed, back=back,
             pid_sent=j.pid_sent if j is not None else False, offset_sent=j.offset_sent if j is not None else False,

@@ -28,6 +28,8 @@ import redis.asyncio as redis_asyncio
 import redis.exceptions
 import socketio
 from engineio import packet as eio_packet
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
 from socketio import packet
 
 from .recovery import ORIGIN, Logged, decode_logged, encode_logged, entry_id, entry_number, gap_free, later
@@ -43,6 +45,10 @@ return n
 """
 #: entries per XRANGE of a replay, and per XREAD of the reader
 BATCH = 500
+#: a command that fails on a broken connection is tried again for about 5 s (redis-py's default gives up
+#: within a second), so an emit outlives a Redis restart instead of being refused to its sender; one whose
+#: reply was lost may then be added twice
+RETRY = Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), retries=12)
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 
 
@@ -69,7 +75,14 @@ class StreamManager(socketio.AsyncManager):
 
     async def start(self, timeout: float = 30.0) -> None:
         """Connect (Redis may start after this replica: retry for `timeout` s), read from the stream's end."""
-        self.redis = redis_asyncio.Redis.from_url(self.redis_url, client_name=self.name or None)
+        # A command waits for a free connection (up to 10 s) rather than failing when all 100 are busy, as
+        # they are when every emit of a Redis restart is being tried again. A connect is bounded: to a Redis
+        # container that is down, it would wait for the kernel's SYN retries (1 s, then 2 s, 4 s...), and
+        # every delivery with it.
+        pool = redis_asyncio.BlockingConnectionPool.from_url(self.redis_url, client_name=self.name or None,
+                                                             retry=RETRY, max_connections=100, timeout=10,
+                                                             socket_connect_timeout=0.5)
+        self.redis = redis_asyncio.Redis(connection_pool=pool)
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             try:

@@ -300,13 +300,17 @@ async def serve(*, name: str, port: int, broker: str, redis_url: str, maxlen: in
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
     await runner.setup()
     try:
-        await web.TCPSite(runner, "0.0.0.0", port).start()
+        site = web.TCPSite(runner, "0.0.0.0", port)
+        await site.start()
         await replica.start_manager()
         log.info("ready: listening on :%d, manager %s", port, broker)
         try:
             await stop
         except asyncio.CancelledError:
             log.info("stopping on signal")
+        # listen no more first: a client that comes back now is refused at once, and nginx tries the next
+        # replica, instead of landing here again in the middle of the shutdown
+        await site.stop()
         await replica.close_all(timeout=1.0)
         await replica.sio.shutdown()
         if replica.recovery:
