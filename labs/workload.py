@@ -63,7 +63,7 @@ class Client:
         self.current: tuple[str, float] | None = None
         #: generated and not yet acknowledged (sent, or waiting for a connection): (wall-clock ts, body)
         self.unacked: dict[str, tuple[float, str]] = {}
-        #: written on a connection at least once
+        #: unacknowledged messages written on a connection at least once
         self.written: set[str] = set()
         self.stopping = False
         self.watcher: asyncio.Task[None] | None = None
@@ -81,12 +81,14 @@ class Client:
 
     def on_ack(self, msg_id: str, replica: str, seq: int | None) -> None:
         self.unacked.pop(msg_id, None)
+        self.written.discard(msg_id)
         self.recorder.history.acks.append(Ack(msg_id, time.monotonic(), replica, seq))
         self.recorder.resolved.add(msg_id)
         self.recorder.activity.set()
 
     def on_nack(self, msg_id: str) -> None:
         self.unacked.pop(msg_id, None)
+        self.written.discard(msg_id)
         self.recorder.history.nacked.append(msg_id)
         self.recorder.resolved.add(msg_id)
         self.recorder.activity.set()
